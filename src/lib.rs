@@ -1,0 +1,13 @@
+//! bankpipe: a batch pipeline for bank transaction files.
+//!
+//! Every file found in the inbox is landed raw in the lake (content-addressed by its
+//! SHA-256), every row is validated against the contract, and good rows are loaded
+//! exactly once into the warehouse with lineage to file and line. See
+//! `docs/ARCHITECTURE.md` for the map of modules; `pipeline::run` is the table of
+//! contents of one batch run.
+
+pub mod model;
+pub mod profile;
+pub mod scan;
+pub mod source;
+pub mod validate;

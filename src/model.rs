@@ -1,0 +1,486 @@
+//! The domain values a validated row is made of: exact money, calendar dates and
+//! timestamps, gender and currency codes.
+//!
+//! Money is an integer count of minor units with a scale (2 for INR paise), never a
+//! float: control totals must add up to the last paisa. Dates are small hand-checked
+//! structs rather than a general date library because the hot path parses a million of
+//! them per second and only needs the proleptic Gregorian calendar.
+
+use std::fmt;
+
+/// Largest scale (digits after the decimal point) an amount may have.
+pub const MAX_SCALE: u8 = 6;
+
+/// An exact decimal amount: `minor / 10^scale`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Amount {
+    /// Value in minor units (paise for INR at scale 2).
+    pub minor: i64,
+    /// Digits after the decimal point.
+    pub scale: u8,
+}
+
+/// Why a text is not an amount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmountError {
+    /// Not of the form `[-]digits[.digits]`: grouping commas, exponents, letters, signs.
+    NotPlainDecimal,
+    /// More digits after the point than the currency's scale allows.
+    TooPrecise,
+    /// More digits than fit in 64-bit minor units.
+    TooLarge,
+}
+
+impl Amount {
+    /// Parses a plain decimal (`123`, `123.4`, `-0.50`) into minor units at `scale`.
+    ///
+    /// Only ASCII digits, one optional leading `-` and one optional `.` followed by at
+    /// least one digit are accepted: `1,000.50`, `1e3`, `+5`, `.5` and `5.` are not plain
+    /// decimals. Trailing zeros beyond the scale are accepted (`25.000` at scale 2).
+    ///
+    /// # Errors
+    /// See [`AmountError`].
+    pub fn parse(text: &str, scale: u8) -> Result<Amount, AmountError> {
+        let bytes = text.as_bytes();
+        let (negative, digits) = match bytes.first() {
+            Some(b'-') => (true, &bytes[1..]),
+            _ => (false, bytes),
+        };
+        let (int_part, frac_part) = match memchr::memchr(b'.', digits) {
+            Some(dot) => (&digits[..dot], Some(&digits[dot + 1..])),
+            None => (digits, None),
+        };
+        if int_part.is_empty() || !int_part.iter().all(u8::is_ascii_digit) {
+            return Err(AmountError::NotPlainDecimal);
+        }
+        let mut minor: i64 = 0;
+        for &b in int_part {
+            minor = minor
+                .checked_mul(10)
+                .and_then(|m| m.checked_add(i64::from(b - b'0')))
+                .ok_or(AmountError::TooLarge)?;
+        }
+        let mut used = 0u8;
+        if let Some(frac) = frac_part {
+            if frac.is_empty() || !frac.iter().all(u8::is_ascii_digit) {
+                return Err(AmountError::NotPlainDecimal);
+            }
+            for (i, &b) in frac.iter().enumerate() {
+                if i >= usize::from(scale) {
+                    if b != b'0' {
+                        return Err(AmountError::TooPrecise);
+                    }
+                    continue;
+                }
+                minor = minor
+                    .checked_mul(10)
+                    .and_then(|m| m.checked_add(i64::from(b - b'0')))
+                    .ok_or(AmountError::TooLarge)?;
+                used += 1;
+            }
+        }
+        for _ in used..scale {
+            minor = minor.checked_mul(10).ok_or(AmountError::TooLarge)?;
+        }
+        Ok(Amount {
+            minor: if negative { -minor } else { minor },
+            scale,
+        })
+    }
+
+    /// Writes the canonical text (`25.00`, `-0.50`, `7` at scale 0) into `buf`.
+    pub fn write_to(self, buf: &mut String) {
+        write_minor(i128::from(self.minor), self.scale, buf);
+    }
+
+    /// The canonical text, e.g. `25.00`.
+    pub fn to_text(self) -> String {
+        let mut s = String::with_capacity(24);
+        self.write_to(&mut s);
+        s
+    }
+}
+
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_text())
+    }
+}
+
+/// Formats `minor / 10^scale` exactly, for amounts and for 128-bit control totals.
+pub fn write_minor(minor: i128, scale: u8, buf: &mut String) {
+    use std::fmt::Write;
+    let negative = minor < 0;
+    let abs = minor.unsigned_abs();
+    let pow = 10u128.pow(u32::from(scale));
+    if negative {
+        buf.push('-');
+    }
+    let _ = write!(buf, "{}", abs / pow);
+    if scale > 0 {
+        let _ = write!(buf, ".{:0width$}", abs % pow, width = usize::from(scale));
+    }
+}
+
+/// A control total: the exact sum of many amounts of one scale.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Total {
+    /// Sum in minor units.
+    pub minor: i128,
+}
+
+impl Total {
+    /// Adds one amount (the caller keeps scales uniform per file).
+    pub fn add(&mut self, amount: Amount) {
+        self.minor += i128::from(amount.minor);
+    }
+
+    /// Adds another total.
+    pub fn merge(&mut self, other: Total) {
+        self.minor += other.minor;
+    }
+
+    /// Canonical decimal text at `scale`.
+    pub fn to_text(self, scale: u8) -> String {
+        let mut s = String::new();
+        write_minor(self.minor, scale, &mut s);
+        s
+    }
+
+    /// Parses the canonical text back (for totals read from the warehouse).
+    pub fn parse(text: &str, scale: u8) -> Option<Total> {
+        let (negative, rest) = match text.strip_prefix('-') {
+            Some(r) => (true, r),
+            None => (false, text),
+        };
+        let (int_part, frac) = rest.split_once('.').unwrap_or((rest, ""));
+        if frac.len() != usize::from(scale) && !(scale == 0 && frac.is_empty()) {
+            return None;
+        }
+        let int: i128 = int_part.parse().ok()?;
+        let frac_v: i128 = if frac.is_empty() {
+            0
+        } else {
+            frac.parse().ok()?
+        };
+        let v = int * 10i128.pow(u32::from(scale)) + frac_v;
+        Some(Total {
+            minor: if negative { -v } else { v },
+        })
+    }
+}
+
+/// A calendar date (proleptic Gregorian).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Date {
+    /// Year, e.g. 2016.
+    pub year: i32,
+    /// Month 1-12.
+    pub month: u8,
+    /// Day 1-31.
+    pub day: u8,
+}
+
+/// True for leap years of the Gregorian calendar.
+pub const fn is_leap(year: i32) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+/// Number of days in `month` of `year`, 0 for a month outside 1-12.
+pub const fn days_in_month(year: i32, month: u8) -> u8 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if is_leap(year) => 29,
+        2 => 28,
+        _ => 0,
+    }
+}
+
+impl Date {
+    /// A checked date: `None` for 31/2, day 0, month 13 and the like.
+    pub fn new(year: i32, month: u8, day: u8) -> Option<Date> {
+        if !(1..=9999).contains(&year) || day == 0 || day > days_in_month(year, month) {
+            return None;
+        }
+        Some(Date { year, month, day })
+    }
+
+    /// Days since 1970-01-01 (negative before), for offset arithmetic.
+    pub fn days_since_epoch(self) -> i64 {
+        // Howard Hinnant's days_from_civil.
+        let y = i64::from(self.year) - i64::from(self.month <= 2);
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let m = i64::from(self.month);
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(self.day) - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+
+    /// Inverse of [`Date::days_since_epoch`].
+    pub fn from_days_since_epoch(days: i64) -> Date {
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+        let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
+        Date { year, month, day }
+    }
+
+    /// Writes `YYYY-MM-DD`.
+    pub fn write_to(self, buf: &mut String) {
+        push_num(buf, self.year as u32, 4);
+        buf.push('-');
+        push_num(buf, u32::from(self.month), 2);
+        buf.push('-');
+        push_num(buf, u32::from(self.day), 2);
+    }
+}
+
+impl fmt::Display for Date {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::with_capacity(10);
+        self.write_to(&mut s);
+        f.write_str(&s)
+    }
+}
+
+/// A wall-clock timestamp without zone, to the second (the sources carry no zone; ISO
+/// inputs with an offset are converted to UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DateTime {
+    /// The calendar date.
+    pub date: Date,
+    /// Seconds since midnight, 0..86400.
+    pub seconds: u32,
+}
+
+impl DateTime {
+    /// A checked timestamp.
+    pub fn new(date: Date, hour: u32, minute: u32, second: u32) -> Option<DateTime> {
+        if hour > 23 || minute > 59 || second > 59 {
+            return None;
+        }
+        Some(DateTime {
+            date,
+            seconds: hour * 3600 + minute * 60 + second,
+        })
+    }
+
+    /// Shifts by a number of seconds (used to normalise offsets to UTC).
+    pub fn shift_seconds(self, delta: i64) -> DateTime {
+        let total = self.date.days_since_epoch() * 86_400 + i64::from(self.seconds) + delta;
+        DateTime {
+            date: Date::from_days_since_epoch(total.div_euclid(86_400)),
+            seconds: total.rem_euclid(86_400) as u32,
+        }
+    }
+
+    /// Writes `YYYY-MM-DD HH:MM:SS`.
+    pub fn write_to(self, buf: &mut String) {
+        self.date.write_to(buf);
+        buf.push(' ');
+        push_num(buf, self.seconds / 3600, 2);
+        buf.push(':');
+        push_num(buf, self.seconds / 60 % 60, 2);
+        buf.push(':');
+        push_num(buf, self.seconds % 60, 2);
+    }
+}
+
+impl fmt::Display for DateTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::with_capacity(19);
+        self.write_to(&mut s);
+        f.write_str(&s)
+    }
+}
+
+/// Appends `value` zero-padded to `width` digits.
+fn push_num(buf: &mut String, value: u32, width: usize) {
+    let mut digits = [b'0'; 10];
+    let mut v = value;
+    let mut n = 0;
+    while v > 0 || n == 0 {
+        digits[n] = b'0' + (v % 10) as u8;
+        v /= 10;
+        n += 1;
+    }
+    for _ in n..width {
+        buf.push('0');
+    }
+    for i in (0..n).rev() {
+        buf.push(digits[i] as char);
+    }
+}
+
+/// Customer gender as the source codes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Gender {
+    /// `M`.
+    Male,
+    /// `F`.
+    Female,
+    /// `T` (transgender, as coded in the Kaggle source).
+    Transgender,
+}
+
+impl Gender {
+    /// Parses `M`, `F` or `T`, case-insensitively.
+    pub fn parse(text: &str) -> Option<Gender> {
+        match text {
+            "M" | "m" => Some(Gender::Male),
+            "F" | "f" => Some(Gender::Female),
+            "T" | "t" => Some(Gender::Transgender),
+            _ => None,
+        }
+    }
+
+    /// The one-letter code stored in the warehouse.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Gender::Male => "M",
+            Gender::Female => "F",
+            Gender::Transgender => "T",
+        }
+    }
+}
+
+/// An ISO 4217 alphabetic currency code, stored inline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Currency([u8; 3]);
+
+impl Currency {
+    /// Three ASCII letters, upper-cased.
+    pub fn parse(text: &str) -> Option<Currency> {
+        let b = text.as_bytes();
+        if b.len() != 3 || !b.iter().all(u8::is_ascii_alphabetic) {
+            return None;
+        }
+        Some(Currency([
+            b[0].to_ascii_uppercase(),
+            b[1].to_ascii_uppercase(),
+            b[2].to_ascii_uppercase(),
+        ]))
+    }
+
+    /// The code, e.g. `INR`.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("XXX")
+    }
+}
+
+/// One validated transaction, ready to load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    /// Business key, globally unique in the warehouse.
+    pub transaction_id: String,
+    /// Customer key.
+    pub customer_id: String,
+    /// Date of birth, `None` when missing or implausible (a warning was counted).
+    pub customer_dob: Option<Date>,
+    /// Gender, `None` when missing or not M/F/T.
+    pub gender: Option<Gender>,
+    /// Customer location, `None` when empty.
+    pub location: Option<String>,
+    /// Account balance, `None` when missing or not a decimal.
+    pub account_balance: Option<Amount>,
+    /// When the transaction happened.
+    pub transaction_at: DateTime,
+    /// Transaction amount, non-negative.
+    pub amount: Amount,
+    /// Currency of `amount` and `account_balance`.
+    pub currency: Currency,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amount_parses_plain_decimals_exactly() {
+        assert_eq!(Amount::parse("25.0", 2).unwrap().minor, 2500);
+        assert_eq!(Amount::parse("17819.05", 2).unwrap().minor, 1_781_905);
+        assert_eq!(Amount::parse("7", 2).unwrap().minor, 700);
+        assert_eq!(Amount::parse("-0.5", 2).unwrap().minor, -50);
+        assert_eq!(Amount::parse("25.000", 2).unwrap().minor, 2500);
+        assert_eq!(Amount::parse("0.1", 2).unwrap().to_text(), "0.10");
+    }
+
+    #[test]
+    fn amount_rejects_everything_else() {
+        for bad in [
+            "1,000.50", "1e3", "abc", "", "-", "+5", ".5", "5.", "1.2.3", " 5", "٣",
+        ] {
+            assert_eq!(
+                Amount::parse(bad, 2),
+                Err(AmountError::NotPlainDecimal),
+                "{bad}"
+            );
+        }
+        assert_eq!(Amount::parse("1.234", 2), Err(AmountError::TooPrecise));
+        assert_eq!(
+            Amount::parse("99999999999999999999", 2),
+            Err(AmountError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn totals_format_and_parse_round_trip() {
+        for (minor, scale, text) in [
+            (0i128, 2u8, "0.00"),
+            (5, 2, "0.05"),
+            (-5, 2, "-0.05"),
+            (123_456_789_012_345_678_901, 2, "1234567890123456789.01"),
+            (7, 0, "7"),
+        ] {
+            let t = Total { minor };
+            assert_eq!(t.to_text(scale), text);
+            assert_eq!(Total::parse(text, scale), Some(t));
+        }
+    }
+
+    #[test]
+    fn dates_are_checked() {
+        assert!(Date::new(2016, 2, 29).is_some());
+        assert!(Date::new(2015, 2, 29).is_none());
+        assert!(Date::new(2016, 2, 31).is_none());
+        assert!(Date::new(2016, 8, 0).is_none());
+        assert!(Date::new(2016, 13, 1).is_none());
+        assert!(Date::new(1900, 2, 29).is_none());
+        assert!(Date::new(2000, 2, 29).is_some());
+    }
+
+    #[test]
+    fn epoch_days_round_trip() {
+        for days in [-800_000i64, -1, 0, 1, 16_000, 17_000, 2_000_000] {
+            let d = Date::from_days_since_epoch(days);
+            assert_eq!(d.days_since_epoch(), days, "{d}");
+        }
+        assert_eq!(Date::new(1970, 1, 1).unwrap().days_since_epoch(), 0);
+        assert_eq!(Date::new(2016, 8, 2).unwrap().days_since_epoch(), 17_015);
+    }
+
+    #[test]
+    fn timestamps_format_and_shift() {
+        let d = Date::new(2016, 8, 2).unwrap();
+        let t = DateTime::new(d, 0, 36, 7).unwrap();
+        assert_eq!(t.to_string(), "2016-08-02 00:36:07");
+        assert_eq!(t.shift_seconds(-3600).to_string(), "2016-08-01 23:36:07");
+        assert!(DateTime::new(d, 24, 0, 0).is_none());
+        assert!(DateTime::new(d, 0, 12, 61).is_none());
+    }
+
+    #[test]
+    fn gender_and_currency_codes() {
+        assert_eq!(Gender::parse("f"), Some(Gender::Female));
+        assert_eq!(Gender::parse("X"), None);
+        assert_eq!(Currency::parse("inr").unwrap().as_str(), "INR");
+        assert!(Currency::parse("RUPEE").is_none());
+    }
+}

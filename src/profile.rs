@@ -1,0 +1,941 @@
+//! Source profiles: how the columns of one kind of export map onto the warehouse's
+//! fields, how their dates and times are written, which currency and limits apply.
+//!
+//! A profile is data, not code: the two built-in ones (`kaggle-bank`, `canonical`) are
+//! declared with the same [`ProfileSpec`] a user writes under `[[profile]]` in
+//! `bankpipe.toml`. This module resolves specs into [`Profile`]s and picks the profile of
+//! a file from its header (CSV) or its first object's keys (JSON). It does not validate
+//! values; `validate` does.
+
+use serde::Deserialize;
+
+use crate::model::{Amount, Currency, Date, DateTime, MAX_SCALE};
+
+/// A warehouse field a source column can feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Field {
+    /// `transaction_id`.
+    TransactionId,
+    /// `customer_id`.
+    CustomerId,
+    /// `customer_dob`.
+    CustomerDob,
+    /// `gender`.
+    Gender,
+    /// `location`.
+    Location,
+    /// `account_balance`.
+    AccountBalance,
+    /// Date part of the transaction time, when the source splits date and time.
+    TransactionDate,
+    /// Time-of-day part, when the source splits date and time.
+    TransactionTime,
+    /// Full timestamp, when the source has one column for it.
+    TransactionAt,
+    /// `amount`.
+    Amount,
+    /// `currency`.
+    Currency,
+}
+
+/// Number of [`Field`] variants.
+pub const FIELD_COUNT: usize = 11;
+
+impl Field {
+    /// Every field, in slot order.
+    pub const ALL: [Field; FIELD_COUNT] = [
+        Field::TransactionId,
+        Field::CustomerId,
+        Field::CustomerDob,
+        Field::Gender,
+        Field::Location,
+        Field::AccountBalance,
+        Field::TransactionDate,
+        Field::TransactionTime,
+        Field::TransactionAt,
+        Field::Amount,
+        Field::Currency,
+    ];
+
+    /// The field's name as recorded in `rejected_rows.field` and used in config files.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Field::TransactionId => "transaction_id",
+            Field::CustomerId => "customer_id",
+            Field::CustomerDob => "customer_dob",
+            Field::Gender => "gender",
+            Field::Location => "location",
+            Field::AccountBalance => "account_balance",
+            Field::TransactionDate => "transaction_date",
+            Field::TransactionTime => "transaction_time",
+            Field::TransactionAt => "transaction_at",
+            Field::Amount => "amount",
+            Field::Currency => "currency",
+        }
+    }
+
+    /// Position in a fields array.
+    pub const fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+/// How a date column is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DateFormat {
+    /// `d/m/yy` or `d/m/yyyy`, no leading zeros needed (the Kaggle export). Two-digit
+    /// years are resolved by the caller ([`YearRule`]).
+    DayMonthYear,
+    /// `m/d/yy` or `m/d/yyyy`.
+    MonthDayYear,
+    /// ISO 8601 `YYYY-MM-DD`.
+    Iso,
+    /// A chrono `strftime` pattern such as `%d.%m.%Y`.
+    Pattern(String),
+}
+
+/// How a time-of-day column is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimeFormat {
+    /// `HHMMSS` as an integer without leading zeros: `3607` is 00:36:07.
+    IntegerHhmmss,
+    /// `HH:MM:SS`.
+    Iso,
+    /// A chrono `strftime` pattern.
+    Pattern(String),
+}
+
+/// How a full timestamp column is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DateTimeFormat {
+    /// ISO 8601 / RFC 3339: `2016-08-02T14:32:07`, optional fraction, optional `Z` or
+    /// `±HH:MM` (converted to UTC).
+    Iso,
+    /// A chrono `strftime` pattern.
+    Pattern(String),
+}
+
+/// How two-digit years are placed in a century.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum YearRule {
+    /// `yy` is `20yy` (transaction dates).
+    TwentyFirstCentury,
+    /// The latest of `19yy`/`20yy` not after the given year (birth dates).
+    NotAfter(i32),
+}
+
+impl DateFormat {
+    fn from_spec(text: &str) -> Result<DateFormat, ProfileError> {
+        Ok(match text {
+            "d/m/yy" | "d/m/y" | "d/m/yyyy" => DateFormat::DayMonthYear,
+            "m/d/yy" | "m/d/y" | "m/d/yyyy" => DateFormat::MonthDayYear,
+            "iso" | "yyyy-mm-dd" => DateFormat::Iso,
+            p if p.contains('%') => DateFormat::Pattern(p.to_owned()),
+            other => return Err(ProfileError::Format(other.to_owned())),
+        })
+    }
+
+    /// Parses a date; `None` when malformed or impossible.
+    pub fn parse(&self, text: &str, years: YearRule) -> Option<Date> {
+        match self {
+            DateFormat::DayMonthYear => parse_slashed(text, false, years),
+            DateFormat::MonthDayYear => parse_slashed(text, true, years),
+            DateFormat::Iso => parse_iso_date(text.as_bytes()),
+            DateFormat::Pattern(p) => {
+                let d = chrono::NaiveDate::parse_from_str(text, p).ok()?;
+                use chrono::Datelike;
+                Date::new(d.year(), d.month() as u8, d.day() as u8)
+            }
+        }
+    }
+}
+
+/// Parses `a/b/y` with 1-2 digit day and month and a 1, 2 or 4 digit year.
+fn parse_slashed(text: &str, month_first: bool, years: YearRule) -> Option<Date> {
+    let mut parts = text.split('/');
+    let a = small_number(parts.next()?, 2)?;
+    let b = small_number(parts.next()?, 2)?;
+    let y_text = parts.next()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let (day, month) = if month_first { (b, a) } else { (a, b) };
+    let year = match y_text.len() {
+        1 | 2 => {
+            let yy = small_number(y_text, 2)? as i32;
+            match years {
+                YearRule::TwentyFirstCentury => 2000 + yy,
+                YearRule::NotAfter(limit) => {
+                    if 2000 + yy <= limit {
+                        2000 + yy
+                    } else {
+                        1900 + yy
+                    }
+                }
+            }
+        }
+        4 => small_number(y_text, 4)? as i32,
+        _ => return None,
+    };
+    Date::new(year, u8::try_from(month).ok()?, u8::try_from(day).ok()?)
+}
+
+/// An unsigned number of at most `max_digits` ASCII digits.
+fn small_number(text: &str, max_digits: usize) -> Option<u32> {
+    if text.is_empty() || text.len() > max_digits {
+        return None;
+    }
+    let mut v = 0u32;
+    for b in text.bytes() {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u32::from(b - b'0');
+    }
+    Some(v)
+}
+
+fn digits(b: &[u8]) -> Option<u32> {
+    let mut v = 0u32;
+    for &c in b {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u32::from(c - b'0');
+    }
+    Some(v)
+}
+
+/// `YYYY-MM-DD` exactly.
+fn parse_iso_date(b: &[u8]) -> Option<Date> {
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    Date::new(
+        digits(&b[0..4])? as i32,
+        digits(&b[5..7])? as u8,
+        digits(&b[8..10])? as u8,
+    )
+}
+
+impl TimeFormat {
+    fn from_spec(text: &str) -> Result<TimeFormat, ProfileError> {
+        Ok(match text {
+            "hhmmss" => TimeFormat::IntegerHhmmss,
+            "iso" | "hh:mm:ss" => TimeFormat::Iso,
+            p if p.contains('%') => TimeFormat::Pattern(p.to_owned()),
+            other => return Err(ProfileError::Format(other.to_owned())),
+        })
+    }
+
+    /// Parses a time of day into `(hour, minute, second)`; `None` when malformed or
+    /// impossible (`246000`, `1261`).
+    pub fn parse(&self, text: &str) -> Option<(u32, u32, u32)> {
+        let (h, m, s) = match self {
+            TimeFormat::IntegerHhmmss => {
+                let v = small_number(text, 6)?;
+                (v / 10_000, v / 100 % 100, v % 100)
+            }
+            TimeFormat::Iso => {
+                let b = text.as_bytes();
+                if b.len() != 8 || b[2] != b':' || b[5] != b':' {
+                    return None;
+                }
+                (digits(&b[0..2])?, digits(&b[3..5])?, digits(&b[6..8])?)
+            }
+            TimeFormat::Pattern(p) => {
+                let t = chrono::NaiveTime::parse_from_str(text, p).ok()?;
+                use chrono::Timelike;
+                (t.hour(), t.minute(), t.second())
+            }
+        };
+        (h <= 23 && m <= 59 && s <= 59).then_some((h, m, s))
+    }
+}
+
+impl DateTimeFormat {
+    fn from_spec(text: &str) -> Result<DateTimeFormat, ProfileError> {
+        Ok(match text {
+            "iso" | "iso8601" | "rfc3339" => DateTimeFormat::Iso,
+            p if p.contains('%') => DateTimeFormat::Pattern(p.to_owned()),
+            other => return Err(ProfileError::Format(other.to_owned())),
+        })
+    }
+
+    /// Parses a timestamp; offsets are applied so the result is UTC.
+    pub fn parse(&self, text: &str) -> Option<DateTime> {
+        match self {
+            DateTimeFormat::Iso => parse_iso_datetime(text.as_bytes()),
+            DateTimeFormat::Pattern(p) => {
+                let t = chrono::NaiveDateTime::parse_from_str(text, p).ok()?;
+                use chrono::{Datelike, Timelike};
+                let d = Date::new(t.year(), t.month() as u8, t.day() as u8)?;
+                DateTime::new(d, t.hour(), t.minute(), t.second())
+            }
+        }
+    }
+}
+
+/// `YYYY-MM-DD[T| ]HH:MM[:SS[.fff]][Z|±HH:MM|±HHMM]`; fractions are truncated.
+fn parse_iso_datetime(b: &[u8]) -> Option<DateTime> {
+    if b.len() < 16 {
+        return None;
+    }
+    let date = parse_iso_date(&b[..10])?;
+    if b[10] != b'T' && b[10] != b' ' && b[10] != b't' {
+        return None;
+    }
+    let rest = &b[11..];
+    if rest.len() < 5 || rest[2] != b':' {
+        return None;
+    }
+    let hour = digits(&rest[0..2])?;
+    let minute = digits(&rest[3..5])?;
+    let mut i = 5;
+    let mut second = 0;
+    if rest.len() >= 8 && rest[5] == b':' {
+        second = digits(&rest[6..8])?;
+        i = 8;
+        if rest.len() > i && (rest[i] == b'.' || rest[i] == b',') {
+            i += 1;
+            let start = i;
+            while i < rest.len() && rest[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i == start {
+                return None;
+            }
+        }
+    }
+    let at = DateTime::new(date, hour, minute, second)?;
+    let zone = &rest[i..];
+    let offset_seconds: i64 = match zone {
+        [] | [b'Z'] | [b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] | [sign @ (b'+' | b'-'), h1, h2, m1, m2] => {
+            let h = i64::from(digits(&[*h1, *h2])?);
+            let m = i64::from(digits(&[*m1, *m2])?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let s = (h * 3600 + m * 60) * if *sign == b'+' { 1 } else { -1 };
+            -s
+        }
+        _ => return None,
+    };
+    Some(if offset_seconds == 0 {
+        at
+    } else {
+        at.shift_seconds(offset_seconds)
+    })
+}
+
+/// A profile as written in configuration (`[[profile]]` in `bankpipe.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileSpec {
+    /// Name recorded in the catalog and used in lake keys.
+    pub name: String,
+    /// Source column for each warehouse field (names match case-insensitively).
+    pub columns: ColumnSpec,
+    /// Formats of date and time columns.
+    #[serde(default)]
+    pub formats: FormatSpec,
+    /// Fixed currency of every row, when the source has no currency column.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// Digits after the decimal point of the currency (2 for INR).
+    #[serde(default = "default_scale")]
+    pub amount_scale: u8,
+    /// Largest accepted amount, a plain decimal (default 100000000).
+    #[serde(default = "default_max_amount")]
+    pub max_amount: String,
+    /// Cell values meaning "no value" (compared after trimming, case-sensitively).
+    #[serde(default = "default_null_values")]
+    pub null_values: Vec<String>,
+    /// Date of birth that sources use as a placeholder for "unknown" (ISO date).
+    #[serde(default = "default_dob_placeholder")]
+    pub dob_placeholder: Option<String>,
+    /// Oldest plausible age in years; older birth dates are set to NULL.
+    #[serde(default = "default_max_age")]
+    pub max_age_years: u32,
+}
+
+const fn default_scale() -> u8 {
+    2
+}
+fn default_max_amount() -> String {
+    "100000000".to_owned()
+}
+fn default_null_values() -> Vec<String> {
+    ["", "nan", "NaN", "NULL", "null", "None", "N/A", "NA"]
+        .map(str::to_owned)
+        .to_vec()
+}
+#[allow(clippy::unnecessary_wraps)]
+fn default_dob_placeholder() -> Option<String> {
+    Some("1800-01-01".to_owned())
+}
+const fn default_max_age() -> u32 {
+    120
+}
+
+/// Source column names per field.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnSpec {
+    /// Required.
+    pub transaction_id: String,
+    /// Required.
+    pub customer_id: String,
+    /// Optional.
+    pub customer_dob: Option<String>,
+    /// Optional.
+    pub gender: Option<String>,
+    /// Optional.
+    pub location: Option<String>,
+    /// Optional.
+    pub account_balance: Option<String>,
+    /// Required unless `transaction_at` is given.
+    pub transaction_date: Option<String>,
+    /// Required with `transaction_date`.
+    pub transaction_time: Option<String>,
+    /// A single timestamp column, instead of date + time.
+    pub transaction_at: Option<String>,
+    /// Required.
+    pub amount: String,
+    /// Required unless the profile has a fixed `currency`.
+    pub currency: Option<String>,
+}
+
+/// Formats of the date and time columns.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormatSpec {
+    /// `d/m/yy`, `m/d/yy`, `iso` or a strftime pattern (default `iso`).
+    pub customer_dob: Option<String>,
+    /// Same choices (default `iso`).
+    pub transaction_date: Option<String>,
+    /// `hhmmss`, `iso` or a strftime pattern (default `iso`).
+    pub transaction_time: Option<String>,
+    /// `iso8601` or a strftime pattern (default `iso8601`).
+    pub transaction_at: Option<String>,
+}
+
+/// Where a transaction's timestamp comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum When {
+    /// One column.
+    At(DateTimeFormat),
+    /// A date column and a time column.
+    DateAndTime(DateFormat, TimeFormat),
+}
+
+/// Where the currency comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CurrencySource {
+    /// The same for every row.
+    Fixed(Currency),
+    /// A column.
+    Column,
+}
+
+/// A resolved profile, ready for detection and validation.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// Profile name.
+    pub name: String,
+    /// Lower-cased source column name per field slot.
+    pub columns: [Option<String>; FIELD_COUNT],
+    /// Whether a field's column must be present in the file.
+    pub required: [bool; FIELD_COUNT],
+    /// Birth-date format.
+    pub dob_format: DateFormat,
+    /// Transaction timestamp source.
+    pub when: When,
+    /// Currency source.
+    pub currency: CurrencySource,
+    /// Scale of amounts.
+    pub scale: u8,
+    /// Largest accepted amount.
+    pub max_amount: Amount,
+    /// Values meaning "no value".
+    pub null_values: Vec<String>,
+    /// Placeholder birth date.
+    pub dob_placeholder: Option<Date>,
+    /// Oldest plausible age.
+    pub max_age_years: u32,
+}
+
+/// A profile spec that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// Unknown date/time format name.
+    #[error(
+        "unknown date/time format {0:?} (use d/m/yy, m/d/yy, iso, hhmmss or a strftime pattern)"
+    )]
+    Format(String),
+    /// A required column mapping is missing.
+    #[error("profile {profile}: {what}")]
+    Incomplete {
+        /// Profile name.
+        profile: String,
+        /// What is missing.
+        what: String,
+    },
+    /// A bad value.
+    #[error("profile {profile}: invalid {field}: {value:?}")]
+    Invalid {
+        /// Profile name.
+        profile: String,
+        /// Which setting.
+        field: &'static str,
+        /// The value.
+        value: String,
+    },
+}
+
+impl Profile {
+    /// Resolves and checks a spec.
+    ///
+    /// # Errors
+    /// When a format is unknown, the timestamp or currency has no source, or a limit does
+    /// not parse.
+    pub fn from_spec(spec: &ProfileSpec) -> Result<Profile, ProfileError> {
+        let invalid = |field: &'static str, value: &str| ProfileError::Invalid {
+            profile: spec.name.clone(),
+            field,
+            value: value.to_owned(),
+        };
+        if spec.name.is_empty()
+            || !spec
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(invalid("name (letters, digits, - and _)", &spec.name));
+        }
+        if spec.amount_scale > MAX_SCALE {
+            return Err(invalid("amount_scale", &spec.amount_scale.to_string()));
+        }
+        let c = &spec.columns;
+        let mut columns: [Option<String>; FIELD_COUNT] = Default::default();
+        let mut set = |f: Field, name: Option<&String>| {
+            columns[f.slot()] = name.map(|n| n.trim().to_lowercase());
+        };
+        set(Field::TransactionId, Some(&c.transaction_id));
+        set(Field::CustomerId, Some(&c.customer_id));
+        set(Field::CustomerDob, c.customer_dob.as_ref());
+        set(Field::Gender, c.gender.as_ref());
+        set(Field::Location, c.location.as_ref());
+        set(Field::AccountBalance, c.account_balance.as_ref());
+        set(Field::TransactionDate, c.transaction_date.as_ref());
+        set(Field::TransactionTime, c.transaction_time.as_ref());
+        set(Field::TransactionAt, c.transaction_at.as_ref());
+        set(Field::Amount, Some(&c.amount));
+        set(Field::Currency, c.currency.as_ref());
+
+        let f = &spec.formats;
+        let date_fmt = |s: &Option<String>| DateFormat::from_spec(s.as_deref().unwrap_or("iso"));
+        let when = match (&c.transaction_at, &c.transaction_date, &c.transaction_time) {
+            (Some(_), None, None) => When::At(DateTimeFormat::from_spec(
+                f.transaction_at.as_deref().unwrap_or("iso8601"),
+            )?),
+            (None, Some(_), Some(_)) => When::DateAndTime(
+                date_fmt(&f.transaction_date)?,
+                TimeFormat::from_spec(f.transaction_time.as_deref().unwrap_or("iso"))?,
+            ),
+            _ => {
+                return Err(ProfileError::Incomplete {
+                    profile: spec.name.clone(),
+                    what: "map either transaction_at, or transaction_date and transaction_time"
+                        .to_owned(),
+                });
+            }
+        };
+        let currency = match (&spec.currency, &c.currency) {
+            (Some(code), None) => CurrencySource::Fixed(
+                Currency::parse(code).ok_or_else(|| invalid("currency", code))?,
+            ),
+            (None, Some(_)) => CurrencySource::Column,
+            _ => {
+                return Err(ProfileError::Incomplete {
+                    profile: spec.name.clone(),
+                    what: "give either a fixed currency or a currency column".to_owned(),
+                });
+            }
+        };
+        let max_amount = Amount::parse(&spec.max_amount, spec.amount_scale)
+            .ok()
+            .filter(|a| a.minor >= 0)
+            .ok_or_else(|| invalid("max_amount", &spec.max_amount))?;
+        let dob_placeholder = match &spec.dob_placeholder {
+            Some(text) => Some(
+                parse_iso_date(text.as_bytes()).ok_or_else(|| invalid("dob_placeholder", text))?,
+            ),
+            None => None,
+        };
+        let mut required = [false; FIELD_COUNT];
+        for field in [Field::TransactionId, Field::CustomerId, Field::Amount] {
+            required[field.slot()] = true;
+        }
+        match when {
+            When::At(_) => required[Field::TransactionAt.slot()] = true,
+            When::DateAndTime(..) => {
+                required[Field::TransactionDate.slot()] = true;
+                required[Field::TransactionTime.slot()] = true;
+            }
+        }
+        if currency == CurrencySource::Column {
+            required[Field::Currency.slot()] = true;
+        }
+        Ok(Profile {
+            name: spec.name.clone(),
+            columns,
+            required,
+            dob_format: date_fmt(&f.customer_dob)?,
+            when,
+            currency,
+            scale: spec.amount_scale,
+            max_amount,
+            null_values: spec.null_values.clone(),
+            dob_placeholder,
+            max_age_years: spec.max_age_years,
+        })
+    }
+
+    /// True when `text` (already trimmed) means "no value".
+    pub fn is_null(&self, text: &str) -> bool {
+        self.null_values.iter().any(|n| n == text)
+    }
+}
+
+/// The built-in profile specs, in detection order after user profiles.
+pub fn builtin_specs() -> Vec<ProfileSpec> {
+    let kaggle = ProfileSpec {
+        name: "kaggle-bank".to_owned(),
+        columns: ColumnSpec {
+            transaction_id: "TransactionID".to_owned(),
+            customer_id: "CustomerID".to_owned(),
+            customer_dob: Some("CustomerDOB".to_owned()),
+            gender: Some("CustGender".to_owned()),
+            location: Some("CustLocation".to_owned()),
+            account_balance: Some("CustAccountBalance".to_owned()),
+            transaction_date: Some("TransactionDate".to_owned()),
+            transaction_time: Some("TransactionTime".to_owned()),
+            transaction_at: None,
+            amount: "TransactionAmount (INR)".to_owned(),
+            currency: None,
+        },
+        formats: FormatSpec {
+            customer_dob: Some("d/m/yy".to_owned()),
+            transaction_date: Some("d/m/yy".to_owned()),
+            transaction_time: Some("hhmmss".to_owned()),
+            transaction_at: None,
+        },
+        currency: Some("INR".to_owned()),
+        amount_scale: 2,
+        max_amount: default_max_amount(),
+        null_values: default_null_values(),
+        dob_placeholder: default_dob_placeholder(),
+        max_age_years: default_max_age(),
+    };
+    let canonical = ProfileSpec {
+        name: "canonical".to_owned(),
+        columns: ColumnSpec {
+            transaction_id: "transaction_id".to_owned(),
+            customer_id: "customer_id".to_owned(),
+            customer_dob: Some("customer_dob".to_owned()),
+            gender: Some("gender".to_owned()),
+            location: Some("location".to_owned()),
+            account_balance: Some("account_balance".to_owned()),
+            transaction_date: None,
+            transaction_time: None,
+            transaction_at: Some("transaction_at".to_owned()),
+            amount: "amount".to_owned(),
+            currency: Some("currency".to_owned()),
+        },
+        formats: FormatSpec::default(),
+        currency: None,
+        amount_scale: 2,
+        max_amount: default_max_amount(),
+        null_values: default_null_values(),
+        dob_placeholder: default_dob_placeholder(),
+        max_age_years: default_max_age(),
+    };
+    vec![kaggle, canonical]
+}
+
+/// How a header was matched to a profile.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    /// Index into the profile list.
+    pub profile: usize,
+    /// For each field slot, the index of the source column feeding it.
+    pub column_of: [Option<usize>; FIELD_COUNT],
+}
+
+/// Why no profile fits a header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DetectError {
+    /// The header looks like a known profile but lacks required columns.
+    #[error("required column missing for profile {profile}: {}", missing.join(", "))]
+    MissingColumns {
+        /// The closest profile.
+        profile: String,
+        /// Source names of the missing columns.
+        missing: Vec<String>,
+    },
+    /// Nothing resembles the header.
+    #[error("no profile matches the columns: {}", columns.join(", "))]
+    NoProfile {
+        /// The file's column names.
+        columns: Vec<String>,
+    },
+}
+
+/// Picks the profile for a header: the one with all required columns present and the
+/// most columns matched; earlier profiles win ties (user profiles come first).
+///
+/// # Errors
+/// [`DetectError::MissingColumns`] when the best partial match has at least half of a
+/// profile's required columns, else [`DetectError::NoProfile`].
+pub fn detect(profiles: &[Profile], header: &[String]) -> Result<Binding, DetectError> {
+    let lowered: Vec<String> = header.iter().map(|h| h.trim().to_lowercase()).collect();
+    let mut best: Option<(usize, usize, Binding)> = None;
+    let mut closest: Option<(f64, usize, Vec<String>)> = None;
+    for (index, profile) in profiles.iter().enumerate() {
+        let mut column_of = [None; FIELD_COUNT];
+        let mut matched = 0;
+        let mut required = 0;
+        let mut required_matched = 0;
+        let mut missing = Vec::new();
+        for field in Field::ALL {
+            let Some(name) = &profile.columns[field.slot()] else {
+                continue;
+            };
+            if profile.required[field.slot()] {
+                required += 1;
+            }
+            match lowered.iter().position(|h| h == name) {
+                Some(pos) => {
+                    column_of[field.slot()] = Some(pos);
+                    matched += 1;
+                    if profile.required[field.slot()] {
+                        required_matched += 1;
+                    }
+                }
+                None if profile.required[field.slot()] => missing.push(name.clone()),
+                None => {}
+            }
+        }
+        if missing.is_empty() {
+            if best.as_ref().is_none_or(|(m, _, _)| matched > *m) {
+                best = Some((
+                    matched,
+                    index,
+                    Binding {
+                        profile: index,
+                        column_of,
+                    },
+                ));
+            }
+        } else {
+            let share = f64::from(required_matched) / f64::from(required);
+            if share >= 0.5 && closest.as_ref().is_none_or(|(s, _, _)| share > *s) {
+                closest = Some((share, index, missing));
+            }
+        }
+    }
+    if let Some((_, _, binding)) = best {
+        return Ok(binding);
+    }
+    match closest {
+        Some((_, index, missing)) => Err(DetectError::MissingColumns {
+            profile: profiles[index].name.clone(),
+            missing,
+        }),
+        None => Err(DetectError::NoProfile {
+            columns: header.to_vec(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builtins() -> Vec<Profile> {
+        builtin_specs()
+            .iter()
+            .map(|s| Profile::from_spec(s).unwrap())
+            .collect()
+    }
+
+    fn header(s: &str) -> Vec<String> {
+        s.split(',').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn detects_kaggle_in_any_order_and_case() {
+        let p = builtins();
+        let b = detect(&p, &header("transactionamount (inr),TransactionID,CUSTOMERID,CustomerDOB,CustGender,CustLocation,CustAccountBalance,TransactionDate,TransactionTime")).unwrap();
+        assert_eq!(p[b.profile].name, "kaggle-bank");
+        assert_eq!(b.column_of[Field::Amount.slot()], Some(0));
+        assert_eq!(b.column_of[Field::TransactionId.slot()], Some(1));
+    }
+
+    #[test]
+    fn detects_canonical() {
+        let p = builtins();
+        let b = detect(
+            &p,
+            &header("transaction_id,customer_id,transaction_at,amount,currency"),
+        )
+        .unwrap();
+        assert_eq!(p[b.profile].name, "canonical");
+        assert_eq!(b.column_of[Field::Gender.slot()], None);
+    }
+
+    #[test]
+    fn missing_required_column_is_named() {
+        let p = builtins();
+        let err = detect(&p, &header("TransactionID,CustomerID,CustomerDOB,CustGender,CustLocation,CustAccountBalance,TransactionDate,TransactionAmount (INR)")).unwrap_err();
+        assert_eq!(
+            err,
+            DetectError::MissingColumns {
+                profile: "kaggle-bank".into(),
+                missing: vec!["transactiontime".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn unrelated_header_matches_nothing() {
+        let p = builtins();
+        assert!(matches!(
+            detect(&p, &header("a,b,c")),
+            Err(DetectError::NoProfile { .. })
+        ));
+    }
+
+    #[test]
+    fn kaggle_dates_and_two_digit_years() {
+        let f = DateFormat::DayMonthYear;
+        let txn = f.parse("2/8/16", YearRule::TwentyFirstCentury).unwrap();
+        assert_eq!(txn, Date::new(2016, 8, 2).unwrap());
+        assert_eq!(
+            f.parse("10/1/94", YearRule::NotAfter(2016)).unwrap().year,
+            1994
+        );
+        assert_eq!(
+            f.parse("10/1/05", YearRule::NotAfter(2016)).unwrap().year,
+            2005
+        );
+        assert_eq!(
+            f.parse("10/1/16", YearRule::NotAfter(2016)).unwrap().year,
+            2016
+        );
+        assert_eq!(
+            f.parse("10/1/17", YearRule::NotAfter(2016)).unwrap().year,
+            1917
+        );
+        assert_eq!(
+            f.parse("1/1/1800", YearRule::NotAfter(2016)).unwrap().year,
+            1800
+        );
+        for bad in [
+            "31/2/16",
+            "0/8/16",
+            "12/13/16",
+            "1/1",
+            "a/b/c",
+            "1/1/123",
+            "",
+            "01/001/16",
+        ] {
+            assert_eq!(f.parse(bad, YearRule::TwentyFirstCentury), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn integer_times() {
+        let t = TimeFormat::IntegerHhmmss;
+        assert_eq!(t.parse("143207"), Some((14, 32, 7)));
+        assert_eq!(t.parse("3607"), Some((0, 36, 7)));
+        assert_eq!(t.parse("0"), Some((0, 0, 0)));
+        for bad in ["246000", "1261", "", "12:00", "-5", "1234567"] {
+            assert_eq!(t.parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn iso_timestamps_with_offsets() {
+        let f = DateTimeFormat::Iso;
+        assert_eq!(
+            f.parse("2016-08-02T14:32:07").unwrap().to_string(),
+            "2016-08-02 14:32:07"
+        );
+        assert_eq!(
+            f.parse("2016-08-02 14:32").unwrap().to_string(),
+            "2016-08-02 14:32:00"
+        );
+        assert_eq!(
+            f.parse("2016-08-02T01:00:00.123+05:30")
+                .unwrap()
+                .to_string(),
+            "2016-08-01 19:30:00"
+        );
+        assert_eq!(
+            f.parse("2016-08-02T01:00:00Z").unwrap().to_string(),
+            "2016-08-02 01:00:00"
+        );
+        for bad in [
+            "2016-02-30T00:00:00",
+            "2016-08-02",
+            "2016-08-02T25:00:00",
+            "x",
+        ] {
+            assert_eq!(f.parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn user_profile_from_toml() {
+        let spec: ProfileSpec = toml::from_str(
+            r#"
+            name = "acme"
+            currency = "EUR"
+            max_amount = "5000"
+            [columns]
+            transaction_id = "Ref"
+            customer_id = "Client"
+            transaction_date = "Day"
+            transaction_time = "Time"
+            amount = "Amount"
+            [formats]
+            transaction_date = "%d.%m.%Y"
+            transaction_time = "iso"
+            "#,
+        )
+        .unwrap();
+        let p = Profile::from_spec(&spec).unwrap();
+        assert_eq!(p.max_amount.minor, 500_000);
+        let When::DateAndTime(date, _) = &p.when else {
+            panic!("date and time expected")
+        };
+        assert_eq!(
+            date.parse("02.08.2016", YearRule::TwentyFirstCentury),
+            Date::new(2016, 8, 2)
+        );
+    }
+
+    #[test]
+    fn bad_specs_are_refused() {
+        let mut spec = builtin_specs().remove(0);
+        spec.formats.transaction_date = Some("dd-mm".into());
+        assert!(Profile::from_spec(&spec).is_err());
+        let mut spec = builtin_specs().remove(0);
+        spec.currency = None;
+        assert!(Profile::from_spec(&spec).is_err());
+    }
+}

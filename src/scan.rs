@@ -1,0 +1,542 @@
+//! Reads one file into ordered batches of validated rows, using every core.
+//!
+//! One reader thread decompresses and splits the stream into chunks of whole records
+//! (`source::split`); worker threads parse and validate chunks independently; the
+//! consumer (a warehouse load, or `check`) receives the resulting [`Batch`]es strictly in
+//! file order, which matters because the first occurrence of a transaction id wins.
+//! Channels are bounded, so memory does not grow with the file.
+//!
+//! Not here: duplicates against the warehouse (the warehouse decides) and landing.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::model::{Total, Transaction};
+use crate::profile::{self, Binding, DetectError, FIELD_COUNT, Field, Profile};
+use crate::source::split::{Chunk, Flaw, Splitter};
+use crate::source::{Format, csv, json};
+use crate::validate::{Rejection, Rule, Verdict, Warnings, validate};
+
+/// Target size of a chunk handed to a worker.
+const CHUNK_BYTES: usize = 512 * 1024;
+
+/// Why a whole file cannot be read (nothing of it is loaded).
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// No records at all.
+    #[error("file is empty")]
+    Empty,
+    /// A header but no data rows.
+    #[error("file has a header but no data rows")]
+    NoRows,
+    /// The header record cannot be read.
+    #[error("header unreadable: {0}")]
+    BadHeader(String),
+    /// No profile fits the header.
+    #[error(transparent)]
+    Detect(#[from] DetectError),
+    /// Reading or decompressing failed part-way.
+    #[error("reading failed: {0}")]
+    Read(#[source] io::Error),
+    /// A worker thread died (a bug).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// How the rows of a file map onto the contract.
+#[derive(Debug)]
+pub struct Layout {
+    /// Record syntax.
+    pub format: Format,
+    /// The detected profile.
+    pub profile: Profile,
+    /// Where each field comes from.
+    pub binding: Binding,
+    /// Number of CSV columns (0 for JSON).
+    pub columns: usize,
+}
+
+/// A row that passed validation.
+#[derive(Debug)]
+pub struct ValidRow {
+    /// 1-based line in the file.
+    pub line: u64,
+    /// Span of the raw text in the batch's data.
+    pub span: (u32, u32),
+    /// The values to load.
+    pub txn: Transaction,
+    /// Attributes set to NULL.
+    pub warnings: Warnings,
+}
+
+/// A row that failed validation.
+#[derive(Debug)]
+pub struct RejectedRow {
+    /// 1-based line in the file.
+    pub line: u64,
+    /// Span of the raw text in the batch's data.
+    pub span: (u32, u32),
+    /// What was wrong.
+    pub rejection: Rejection,
+}
+
+/// The validated rows of one chunk, with its raw bytes.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Chunk sequence number.
+    pub seq: u64,
+    /// Raw bytes of the chunk.
+    pub data: Vec<u8>,
+    /// Valid rows in file order.
+    pub rows: Vec<ValidRow>,
+    /// Rejected rows in file order.
+    pub rejects: Vec<RejectedRow>,
+    /// Records read (valid + rejected).
+    pub rows_read: u64,
+    /// Sum of every amount that parsed, valid or not.
+    pub amount_read: Total,
+}
+
+impl Batch {
+    /// Raw text of a row.
+    pub fn raw(&self, span: (u32, u32)) -> &[u8] {
+        &self.data[span.0 as usize..span.1 as usize]
+    }
+}
+
+/// Ordered batches of one file, produced in the background.
+#[derive(Debug)]
+pub struct Scanner {
+    /// What the file was detected as.
+    pub layout: Arc<Layout>,
+    results: Receiver<Batch>,
+    pending: BTreeMap<u64, Batch>,
+    next_seq: u64,
+    reader: Option<JoinHandle<io::Result<()>>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// Opens a decompressed stream: reads the header (or first JSON object), picks the
+/// profile, and starts the reader and `workers` worker threads.
+///
+/// # Errors
+/// [`FileError`] when the file is empty, its header is unreadable or matches no profile,
+/// or reading fails before the first chunk.
+pub fn start(
+    input: Box<dyn Read + Send>,
+    format: Format,
+    profiles: &[Profile],
+    workers: usize,
+) -> Result<Scanner, FileError> {
+    let mut splitter = Splitter::new(input, format, CHUNK_BYTES);
+    let mut first = splitter
+        .next_chunk()
+        .map_err(FileError::Read)?
+        .ok_or(FileError::Empty)?;
+    let head = first.records[0];
+    if head.flaw.is_some() {
+        return Err(FileError::BadHeader(format!(
+            "line {} is malformed",
+            head.line
+        )));
+    }
+    let head_text = std::str::from_utf8(first.bytes(&head))
+        .map_err(|_| FileError::BadHeader("not valid UTF-8".into()))?;
+    let (names, columns) = match format {
+        Format::Csv => {
+            let mut cells = Vec::new();
+            csv::split(head_text, &mut cells)
+                .map_err(|e| FileError::BadHeader(e.message().into()))?;
+            let names: Vec<String> = cells.iter().map(|c| c.trim().to_owned()).collect();
+            let n = names.len();
+            (names, n)
+        }
+        Format::Ndjson | Format::JsonArray => (
+            json::keys(head_text)
+                .map_err(|e| FileError::BadHeader(format!("first element: {}", e.message())))?,
+            0,
+        ),
+    };
+    let binding = profile::detect(profiles, &names)?;
+    if format == Format::Csv {
+        first.records.remove(0);
+        if first.records.is_empty() {
+            // The header may be alone in the first chunk of a larger file.
+            match splitter.next_chunk().map_err(FileError::Read)? {
+                None => return Err(FileError::NoRows),
+                Some(mut second) => {
+                    second.seq = 0;
+                    first = second;
+                }
+            }
+        }
+    }
+    let layout = Arc::new(Layout {
+        format,
+        profile: profiles[binding.profile].clone(),
+        binding,
+        columns,
+    });
+
+    let workers = workers.max(1);
+    let (work_tx, work_rx) = sync_channel::<Chunk>(workers * 2);
+    let (result_tx, results) = sync_channel::<Batch>(workers * 2);
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    let reader = std::thread::Builder::new()
+        .name("bankpipe-read".into())
+        .spawn(move || read_chunks(splitter, first, &work_tx))
+        .map_err(|e| FileError::Internal(e.to_string()))?;
+    let mut handles = Vec::with_capacity(workers);
+    for n in 0..workers {
+        let work_rx = Arc::clone(&work_rx);
+        let result_tx = result_tx.clone();
+        let layout = Arc::clone(&layout);
+        let handle = std::thread::Builder::new()
+            .name(format!("bankpipe-validate-{n}"))
+            .spawn(move || validate_chunks(&work_rx, &result_tx, &layout))
+            .map_err(|e| FileError::Internal(e.to_string()))?;
+        handles.push(handle);
+    }
+    Ok(Scanner {
+        layout,
+        results,
+        pending: BTreeMap::new(),
+        next_seq: 0,
+        reader: Some(reader),
+        workers: handles,
+    })
+}
+
+fn read_chunks<R: Read>(
+    mut splitter: Splitter<R>,
+    first: Chunk,
+    work: &SyncSender<Chunk>,
+) -> io::Result<()> {
+    let mut next = Some(first);
+    let mut seq = 0;
+    while let Some(mut chunk) = next {
+        chunk.seq = seq;
+        seq += 1;
+        if work.send(chunk).is_err() {
+            return Ok(()); // the consumer stopped early; it knows why
+        }
+        next = splitter.next_chunk()?;
+    }
+    Ok(())
+}
+
+fn validate_chunks(work: &Mutex<Receiver<Chunk>>, results: &SyncSender<Batch>, layout: &Layout) {
+    loop {
+        let chunk = {
+            let Ok(rx) = work.lock() else { return };
+            match rx.recv() {
+                Ok(c) => c,
+                Err(_) => return,
+            }
+        };
+        if results.send(validate_chunk(chunk, layout)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Parses and validates every record of a chunk.
+pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
+    let mut batch = Batch {
+        seq: chunk.seq,
+        rows: Vec::with_capacity(chunk.records.len()),
+        ..Batch::default()
+    };
+    let mut csv_cells: Vec<Cow<'_, str>> = Vec::with_capacity(layout.columns);
+    for record in &chunk.records {
+        batch.rows_read += 1;
+        let span = (record.start, record.end);
+        let malformed = |rule: Rule, detail: String| RejectedRow {
+            line: record.line,
+            span,
+            rejection: Rejection {
+                rule,
+                field: None,
+                detail,
+                amount: None,
+            },
+        };
+        match record.flaw {
+            Some(Flaw::TooLong) => {
+                batch.rejects.push(malformed(
+                    Rule::RowTooLong,
+                    "row longer than 64 KiB (raw text truncated)".into(),
+                ));
+                continue;
+            }
+            Some(Flaw::Malformed(why)) => {
+                batch
+                    .rejects
+                    .push(malformed(Rule::MalformedRow, why.into()));
+                continue;
+            }
+            None => {}
+        }
+        let Ok(text) = std::str::from_utf8(chunk.bytes(record)) else {
+            batch
+                .rejects
+                .push(malformed(Rule::InvalidEncoding, "not valid UTF-8".into()));
+            continue;
+        };
+        let verdict = match layout.format {
+            Format::Csv => {
+                if let Err(e) = csv::split(text, &mut csv_cells) {
+                    batch
+                        .rejects
+                        .push(malformed(Rule::MalformedRow, e.message().into()));
+                    continue;
+                }
+                if csv_cells.len() != layout.columns {
+                    batch.rejects.push(malformed(
+                        Rule::MalformedRow,
+                        format!(
+                            "expected {} fields, found {}",
+                            layout.columns,
+                            csv_cells.len()
+                        ),
+                    ));
+                    continue;
+                }
+                let mut cells: [Option<&str>; FIELD_COUNT] = [None; FIELD_COUNT];
+                for (slot, column) in layout.binding.column_of.iter().enumerate() {
+                    if let Some(c) = column {
+                        let v: &str = &csv_cells[*c];
+                        if !layout.profile.is_null(v) {
+                            cells[slot] = Some(v);
+                        }
+                    }
+                }
+                validate(&layout.profile, &cells)
+            }
+            Format::Ndjson | Format::JsonArray => match json::parse(text) {
+                Err(e) => {
+                    batch
+                        .rejects
+                        .push(malformed(Rule::MalformedRow, e.message()));
+                    continue;
+                }
+                Ok(pairs) => {
+                    let mut cells: [Option<&str>; FIELD_COUNT] = [None; FIELD_COUNT];
+                    for (key, value) in &pairs {
+                        let json::JsonCell::Text(v) = value else {
+                            continue;
+                        };
+                        for field in Field::ALL {
+                            if let Some(name) = &layout.profile.columns[field.slot()] {
+                                if key.trim().eq_ignore_ascii_case(name)
+                                    && !layout.profile.is_null(v)
+                                {
+                                    cells[field.slot()] = Some(v.as_str());
+                                }
+                            }
+                        }
+                    }
+                    validate(&layout.profile, &cells)
+                }
+            },
+        };
+        match verdict {
+            Verdict::Valid(txn, warnings) => {
+                batch.amount_read.add(txn.amount);
+                batch.rows.push(ValidRow {
+                    line: record.line,
+                    span,
+                    txn: *txn,
+                    warnings,
+                });
+            }
+            Verdict::Rejected(rejection) => {
+                if let Some(a) = rejection.amount {
+                    batch.amount_read.add(a);
+                }
+                batch.rejects.push(RejectedRow {
+                    line: record.line,
+                    span,
+                    rejection,
+                });
+            }
+        }
+    }
+    batch.data = chunk.data;
+    batch
+}
+
+impl Scanner {
+    /// The next batch in file order, or `None` when the file is done (then call
+    /// [`Scanner::finish`] to learn whether it ended cleanly).
+    pub fn next_batch(&mut self) -> Option<Batch> {
+        loop {
+            if let Some(batch) = self.pending.remove(&self.next_seq) {
+                self.next_seq += 1;
+                return Some(batch);
+            }
+            match self.results.recv() {
+                Ok(batch) => {
+                    self.pending.insert(batch.seq, batch);
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Waits for the threads and reports a read error that cut the file short.
+    ///
+    /// # Errors
+    /// [`FileError::Read`] when reading or decompressing failed part-way, or
+    /// [`FileError::Internal`] when a thread panicked.
+    pub fn finish(mut self) -> Result<(), FileError> {
+        while self.next_batch().is_some() {}
+        let read = match self.reader.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r.map_err(FileError::Read),
+            Some(Err(_)) => Err(FileError::Internal("reader thread panicked".into())),
+            None => Ok(()),
+        };
+        for w in self.workers.drain(..) {
+            if w.join().is_err() {
+                return Err(FileError::Internal("validator thread panicked".into()));
+            }
+        }
+        if !self.pending.is_empty() {
+            return Err(FileError::Internal("batches lost in reordering".into()));
+        }
+        read
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::builtin_specs;
+
+    fn profiles() -> Vec<Profile> {
+        builtin_specs()
+            .iter()
+            .map(|s| Profile::from_spec(s).unwrap())
+            .collect()
+    }
+
+    const HEADER: &str = "TransactionID,CustomerID,CustomerDOB,CustGender,CustLocation,CustAccountBalance,TransactionDate,TransactionTime,TransactionAmount (INR)\n";
+
+    fn scan_all(text: &[u8], format: Format) -> Result<Vec<Batch>, FileError> {
+        let mut s = start(
+            Box::new(io::Cursor::new(text.to_vec())),
+            format,
+            &profiles(),
+            2,
+        )?;
+        let mut out = Vec::new();
+        while let Some(b) = s.next_batch() {
+            out.push(b);
+        }
+        s.finish()?;
+        Ok(out)
+    }
+
+    #[test]
+    fn batches_arrive_in_order_and_every_row_is_accounted_for() {
+        let mut text = HEADER.as_bytes().to_vec();
+        for i in 0..30_000u32 {
+            if i % 1000 == 7 {
+                text.extend_from_slice(
+                    format!("T{i},C1,1/1/80,M,X,1.00,31/2/16,10,5.0\n").as_bytes(),
+                );
+            } else {
+                text.extend_from_slice(
+                    format!("T{i},C1,1/1/80,M,X,1.00,2/8/16,10,5.0\n").as_bytes(),
+                );
+            }
+        }
+        let batches = scan_all(&text, Format::Csv).unwrap();
+        assert!(batches.len() > 1, "several chunks");
+        let mut last_line = 1;
+        let (mut read, mut valid, mut rejected) = (0, 0, 0);
+        let mut amount = Total::default();
+        for b in &batches {
+            read += b.rows_read;
+            valid += b.rows.len() as u64;
+            rejected += b.rejects.len() as u64;
+            amount.merge(b.amount_read);
+            for r in &b.rows {
+                assert!(r.line > last_line);
+                last_line = r.line;
+            }
+        }
+        assert_eq!((read, valid, rejected), (30_000, 29_970, 30));
+        assert_eq!(amount.minor, 30_000 * 500);
+        assert_eq!(last_line, 30_001);
+    }
+
+    #[test]
+    fn row_level_failures() {
+        let text = format!(
+            "{HEADER}T1,C1,1/1/80,M,X,1,2/8/16,10,5.0\nT2,C1\nT3,C\u{ff},1/1/80,M,X,1,2/8/16,10,5.0\nT4,\"C1\"x,1/1/80,M,X,1,2/8/16,10,5.0\n"
+        );
+        let mut bytes = text.into_bytes();
+        // Make line 4 invalid UTF-8.
+        let pos = bytes.windows(2).position(|w| w == b"\xc3\xbf").unwrap();
+        bytes[pos] = 0xff;
+        bytes.remove(pos + 1);
+        let batches = scan_all(&bytes, Format::Csv).unwrap();
+        let rules: Vec<(u64, Rule)> = batches[0]
+            .rejects
+            .iter()
+            .map(|r| (r.line, r.rejection.rule))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                (3, Rule::MalformedRow),
+                (4, Rule::InvalidEncoding),
+                (5, Rule::MalformedRow)
+            ]
+        );
+        assert_eq!(batches[0].raw(batches[0].rejects[0].span), b"T2,C1");
+    }
+
+    #[test]
+    fn file_level_failures() {
+        assert!(matches!(scan_all(b"", Format::Csv), Err(FileError::Empty)));
+        assert!(matches!(
+            scan_all(b"\n\n", Format::Csv),
+            Err(FileError::Empty)
+        ));
+        assert!(matches!(
+            scan_all(HEADER.as_bytes(), Format::Csv),
+            Err(FileError::NoRows)
+        ));
+        assert!(matches!(
+            scan_all(b"a,b\n1,2\n", Format::Csv),
+            Err(FileError::Detect(DetectError::NoProfile { .. }))
+        ));
+        assert!(matches!(
+            scan_all(
+                b"TransactionID,CustomerID,TransactionDate,TransactionAmount (INR)\n1,2,3,4\n",
+                Format::Csv
+            ),
+            Err(FileError::Detect(DetectError::MissingColumns { .. }))
+        ));
+        assert!(matches!(
+            scan_all(b"{\"a\":1}", Format::JsonArray),
+            Err(FileError::Read(_))
+        ));
+    }
+
+    #[test]
+    fn json_rows_use_exact_numbers() {
+        let text = br#"[{"transaction_id":"X1","customer_id":"C1","transaction_at":"2016-08-02T10:00:00","amount":25.10,"currency":"INR"},
+{"transaction_id":"X2","customer_id":"C1","transaction_at":"2016-08-02T10:00:00","amount":1e3,"currency":"INR"}]"#;
+        let batches = scan_all(text, Format::JsonArray).unwrap();
+        assert_eq!(batches[0].rows[0].txn.amount.minor, 2510);
+        assert_eq!(batches[0].rejects[0].rejection.rule, Rule::InvalidAmount);
+        assert_eq!(batches[0].rejects[0].line, 2);
+    }
+}

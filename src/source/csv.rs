@@ -1,0 +1,132 @@
+//! Splits one CSV record (RFC 4180) into cells.
+//!
+//! Written by hand rather than with the `csv` crate because the contract needs two
+//! things that crate does not expose: whether a cell was quoted (surrounding whitespace
+//! is trimmed only from unquoted cells) and strictness about stray quotes (`a"b` or
+//! `"a"b` are malformed rows, not silently repaired values). Record boundaries were
+//! already found by `split`.
+
+use std::borrow::Cow;
+
+/// Why a record's cells cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellError {
+    /// A `"` inside an unquoted cell.
+    StrayQuote,
+    /// Text between a closing quote and the next comma.
+    TextAfterQuote,
+    /// A quoted cell with no closing quote.
+    Unterminated,
+}
+
+impl CellError {
+    /// Human explanation for the quarantine.
+    pub const fn message(self) -> &'static str {
+        match self {
+            CellError::StrayQuote => "stray quote inside an unquoted field",
+            CellError::TextAfterQuote => "text after the closing quote of a field",
+            CellError::Unterminated => "unterminated quoted field",
+        }
+    }
+}
+
+/// Splits `record` into `cells` (cleared first). Unquoted cells are trimmed of
+/// surrounding spaces and tabs; quoted cells keep their content with `""` unescaped.
+///
+/// # Errors
+/// See [`CellError`].
+pub fn split<'a>(record: &'a str, cells: &mut Vec<Cow<'a, str>>) -> Result<(), CellError> {
+    cells.clear();
+    let bytes = record.as_bytes();
+    let mut pos = 0;
+    loop {
+        let mut i = pos;
+        while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'\t') {
+            i += 1;
+        }
+        if i < bytes.len() && bytes[i] == b'"' {
+            let open = i + 1;
+            let mut j = open;
+            let mut escaped = false;
+            let close = loop {
+                match memchr::memchr(b'"', &bytes[j..]) {
+                    None => return Err(CellError::Unterminated),
+                    Some(off) => {
+                        let q = j + off;
+                        if bytes.get(q + 1) == Some(&b'"') {
+                            escaped = true;
+                            j = q + 2;
+                        } else {
+                            break q;
+                        }
+                    }
+                }
+            };
+            let inner = &record[open..close];
+            cells.push(if escaped {
+                Cow::Owned(inner.replace("\"\"", "\""))
+            } else {
+                Cow::Borrowed(inner)
+            });
+            let mut k = close + 1;
+            while k < bytes.len() && (bytes[k] == b' ' || bytes[k] == b'\t') {
+                k += 1;
+            }
+            match bytes.get(k) {
+                None => return Ok(()),
+                Some(b',') => pos = k + 1,
+                Some(_) => return Err(CellError::TextAfterQuote),
+            }
+        } else {
+            let end = memchr::memchr(b',', &bytes[pos..]).map_or(bytes.len(), |o| pos + o);
+            let cell = &record[pos..end];
+            if memchr::memchr(b'"', cell.as_bytes()).is_some() {
+                return Err(CellError::StrayQuote);
+            }
+            cells.push(Cow::Borrowed(cell.trim_matches([' ', '\t'])));
+            if end == bytes.len() {
+                return Ok(());
+            }
+            pos = end + 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cells(record: &str) -> Result<Vec<String>, CellError> {
+        let mut out = Vec::new();
+        split(record, &mut out)?;
+        Ok(out.into_iter().map(Cow::into_owned).collect())
+    }
+
+    #[test]
+    fn plain_and_trimmed() {
+        assert_eq!(cells("a, b ,\tc").unwrap(), ["a", "b", "c"]);
+        assert_eq!(cells("").unwrap(), [""]);
+        assert_eq!(cells("a,,").unwrap(), ["a", "", ""]);
+    }
+
+    #[test]
+    fn quoted_cells_keep_whitespace_and_commas() {
+        assert_eq!(
+            cells(r#"1," NAVI MUMBAI, MH ",x"#).unwrap(),
+            ["1", " NAVI MUMBAI, MH ", "x"]
+        );
+        assert_eq!(cells(r#" "a" ,"b""c""""#).unwrap(), ["a", "b\"c\""]);
+        assert_eq!(
+            cells("\"line\r\nbreak\",2").unwrap(),
+            ["line\r\nbreak", "2"]
+        );
+        assert_eq!(cells(r#""""#).unwrap(), [""]);
+    }
+
+    #[test]
+    fn stray_quotes_are_errors() {
+        assert_eq!(cells(r#"a"b,c"#), Err(CellError::StrayQuote));
+        assert_eq!(cells(r#""a"b,c"#), Err(CellError::TextAfterQuote));
+        assert_eq!(cells(r#""abc"#), Err(CellError::Unterminated));
+    }
+}

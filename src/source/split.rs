@@ -1,0 +1,579 @@
+//! Cuts a decompressed byte stream into records and groups them into chunks that
+//! worker threads can parse independently.
+//!
+//! The splitter is the only sequential step of parsing, so it only finds boundaries:
+//! newlines outside quotes (CSV), newlines (NDJSON), or top-level elements (JSON array),
+//! using `memchr` to skip over plain bytes. It also owns the recovery rules that keep one
+//! broken record from swallowing the rest of a file:
+//! - a record longer than [`MAX_ROW_BYTES`] is cut at its line end and flagged
+//!   [`Flaw::TooLong`], keeping only its first 64 KiB so memory stays bounded;
+//! - a CSV quote left open (at end of file, or past 64 KiB) makes only its first physical
+//!   line a [`Flaw::Malformed`] record, and scanning resumes on the next line.
+
+use std::io::{self, Read};
+
+use memchr::{memchr, memchr2};
+
+use super::Format;
+
+/// Longest record accepted; longer ones are rejected as `row_too_long`.
+pub const MAX_ROW_BYTES: usize = 64 * 1024;
+
+/// Bytes asked of the reader at a time.
+const READ_SIZE: usize = 256 * 1024;
+
+/// Why a record cannot be parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flaw {
+    /// Longer than [`MAX_ROW_BYTES`]; the record holds only its first 64 KiB.
+    TooLong,
+    /// Broken structure (unterminated quote, truncated JSON, text after the array).
+    Malformed(&'static str),
+}
+
+/// One record: a span of its chunk's bytes, without the line terminator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    /// Offset of the first byte in the chunk.
+    pub start: u32,
+    /// Offset past the last byte.
+    pub end: u32,
+    /// 1-based line of the file where the record starts.
+    pub line: u64,
+    /// Set when the record cannot be parsed.
+    pub flaw: Option<Flaw>,
+}
+
+/// Whole records and the bytes they live in.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    /// Position of the chunk in the file, from 0.
+    pub seq: u64,
+    /// Bytes; records are spans of it.
+    pub data: Vec<u8>,
+    /// Records in file order.
+    pub records: Vec<Record>,
+}
+
+impl Chunk {
+    /// The bytes of a record.
+    pub fn bytes(&self, record: &Record) -> &[u8] {
+        &self.data[record.start as usize..record.end as usize]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JsonPhase {
+    Before,
+    Inside,
+    After,
+}
+
+/// Streaming record splitter over a decompressed reader.
+#[derive(Debug)]
+pub struct Splitter<R> {
+    reader: R,
+    format: Format,
+    buf: Vec<u8>,
+    pos: usize,
+    line: u64,
+    eof: bool,
+    started: bool,
+    json: JsonPhase,
+    seq: u64,
+    target: usize,
+}
+
+impl<R: Read> Splitter<R> {
+    /// A splitter emitting chunks of about `target` bytes.
+    pub fn new(reader: R, format: Format, target: usize) -> Splitter<R> {
+        Splitter {
+            reader,
+            format,
+            buf: Vec::with_capacity(target + READ_SIZE),
+            pos: 0,
+            line: 1,
+            eof: false,
+            started: false,
+            json: JsonPhase::Before,
+            seq: 0,
+            target: target.max(1),
+        }
+    }
+
+    /// The next chunk, or `None` at the end of the input.
+    ///
+    /// # Errors
+    /// Read and decompression errors, and a JSON file that is not an array.
+    pub fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
+        let mut records = Vec::new();
+        while self.pos < self.target {
+            match self.next_record()? {
+                Some(r) => records.push(r),
+                None => break,
+            }
+        }
+        if records.is_empty() {
+            return Ok(None);
+        }
+        let rest = self.buf[self.pos..].to_vec();
+        let mut data =
+            std::mem::replace(&mut self.buf, Vec::with_capacity(self.target + READ_SIZE));
+        data.truncate(self.pos);
+        self.buf.extend_from_slice(&rest);
+        self.pos = 0;
+        let chunk = Chunk {
+            seq: self.seq,
+            data,
+            records,
+        };
+        self.seq += 1;
+        Ok(Some(chunk))
+    }
+
+    fn fill(&mut self) -> io::Result<()> {
+        // `read_to_end` reads into spare capacity without zeroing it first.
+        let n = (&mut self.reader)
+            .take(READ_SIZE as u64)
+            .read_to_end(&mut self.buf)?;
+        if n == 0 {
+            self.eof = true;
+        }
+        Ok(())
+    }
+
+    fn next_record(&mut self) -> io::Result<Option<Record>> {
+        if !self.started {
+            self.started = true;
+            while self.buf.len() < 3 && !self.eof {
+                self.fill()?;
+            }
+            if self.buf.starts_with(b"\xEF\xBB\xBF") {
+                self.pos = 3;
+            }
+        }
+        match self.format {
+            Format::Csv => self.line_record(true),
+            Format::Ndjson => self.line_record(false),
+            Format::JsonArray => self.json_record(),
+        }
+    }
+
+    /// Drops the scanned tail of an over-long record (keeping its first 64 KiB) before
+    /// reading more, so a gigabyte-long line costs 64 KiB of memory.
+    fn compact(&mut self, start: usize, scanned: usize) -> usize {
+        let keep = start + MAX_ROW_BYTES;
+        if scanned > keep {
+            self.buf.truncate(keep);
+            return keep;
+        }
+        scanned
+    }
+
+    /// A record ended by a newline; with `quotes`, newlines inside double quotes do not
+    /// end it. Blank lines are skipped.
+    fn line_record(&mut self, quotes: bool) -> io::Result<Option<Record>> {
+        loop {
+            let start = self.pos;
+            let line = self.line;
+            let mut i = start;
+            let mut in_quotes = false;
+            let mut inner_newlines = 0u64;
+            let mut too_long = false;
+            // (end of record, next position, newlines consumed, flaw)
+            let (end, next, consumed, flaw) = loop {
+                if i >= self.buf.len() {
+                    if self.eof {
+                        if start >= self.buf.len() {
+                            return Ok(None);
+                        }
+                        if in_quotes && !too_long {
+                            let (e, n, c) = self.first_line(start);
+                            break (e, n, c, Some(Flaw::Malformed("unterminated quote")));
+                        }
+                        let len = self.buf.len();
+                        break (len, len, inner_newlines, too_long.then_some(Flaw::TooLong));
+                    }
+                    if too_long {
+                        i = self.compact(start, i);
+                    }
+                    self.fill()?;
+                    continue;
+                }
+                let hay = &self.buf[i..];
+                let found = if quotes && !too_long {
+                    memchr2(b'"', b'\n', hay)
+                } else {
+                    memchr(b'\n', hay)
+                };
+                match found {
+                    None => i = self.buf.len(),
+                    Some(off) => {
+                        let at = i + off;
+                        i = at + 1;
+                        if self.buf[at] == b'"' {
+                            in_quotes = !in_quotes;
+                        } else if in_quotes {
+                            inner_newlines += 1;
+                        } else {
+                            break (
+                                at,
+                                at + 1,
+                                inner_newlines + 1,
+                                too_long.then_some(Flaw::TooLong),
+                            );
+                        }
+                    }
+                }
+                if !too_long && i - start > MAX_ROW_BYTES {
+                    if in_quotes && memchr(b'\n', &self.buf[start..start + MAX_ROW_BYTES]).is_some()
+                    {
+                        let (e, n, c) = self.first_line(start);
+                        break (e, n, c, Some(Flaw::Malformed("unterminated quote")));
+                    }
+                    too_long = true;
+                    in_quotes = false;
+                }
+            };
+            self.pos = next;
+            self.line += consumed;
+            let mut end = end;
+            if flaw.is_none() && end > start && self.buf[end - 1] == b'\r' {
+                end -= 1;
+            }
+            let (end, flaw) = if end - start > MAX_ROW_BYTES {
+                (start + MAX_ROW_BYTES, Some(Flaw::TooLong))
+            } else {
+                (end, flaw)
+            };
+            if end == start && flaw.is_none() {
+                continue; // a blank line holds no row
+            }
+            return Ok(Some(Record {
+                start: start as u32,
+                end: end as u32,
+                line,
+                flaw,
+            }));
+        }
+    }
+
+    /// The first physical line from `start`: (end, next, newlines consumed).
+    fn first_line(&self, start: usize) -> (usize, usize, u64) {
+        match memchr(b'\n', &self.buf[start..]) {
+            Some(nl) => (start + nl, start + nl + 1, 1),
+            None => (self.buf.len(), self.buf.len(), 0),
+        }
+    }
+
+    /// Skips whitespace (and commas, between array elements), counting newlines.
+    /// Returns false at end of input.
+    fn skip_json_gap(&mut self, commas: bool) -> io::Result<bool> {
+        loop {
+            while self.pos < self.buf.len() {
+                match self.buf[self.pos] {
+                    b'\n' => self.line += 1,
+                    b' ' | b'\t' | b'\r' => {}
+                    b',' if commas => {}
+                    _ => return Ok(true),
+                }
+                self.pos += 1;
+            }
+            if self.eof {
+                return Ok(false);
+            }
+            self.fill()?;
+        }
+    }
+
+    /// The next element of a top-level JSON array.
+    fn json_record(&mut self) -> io::Result<Option<Record>> {
+        loop {
+            match self.json {
+                JsonPhase::Before => {
+                    if !self.skip_json_gap(false)? {
+                        return Ok(None);
+                    }
+                    if self.buf[self.pos] != b'[' {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "a .json file must hold one JSON array of objects (use .ndjson for one object per line)",
+                        ));
+                    }
+                    self.pos += 1;
+                    self.json = JsonPhase::Inside;
+                }
+                JsonPhase::Inside => {
+                    if !self.skip_json_gap(true)? {
+                        return Ok(None);
+                    }
+                    if self.buf[self.pos] == b']' {
+                        self.pos += 1;
+                        self.json = JsonPhase::After;
+                        continue;
+                    }
+                    return self.json_element().map(Some);
+                }
+                JsonPhase::After => {
+                    if !self.skip_json_gap(false)? {
+                        return Ok(None);
+                    }
+                    // Text after the closing bracket: one malformed record per line.
+                    let start = self.pos;
+                    let line = self.line;
+                    let rec = self.line_record(false)?;
+                    return Ok(rec.map(|r| Record {
+                        start: start as u32,
+                        line,
+                        flaw: Some(
+                            r.flaw
+                                .unwrap_or(Flaw::Malformed("text after the closing ]")),
+                        ),
+                        ..r
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Scans one array element starting at `self.pos` (not whitespace, not `,` or `]`).
+    fn json_element(&mut self) -> io::Result<Record> {
+        let start = self.pos;
+        let line = self.line;
+        let mut i = start;
+        let mut depth = 0u32;
+        let mut in_string = false;
+        let mut escaped = false;
+        let mut newlines = 0u64;
+        let mut too_long = false;
+        let (end, next, flaw) = loop {
+            if i >= self.buf.len() {
+                if self.eof {
+                    let len = self.buf.len();
+                    let flaw = if too_long {
+                        Flaw::TooLong
+                    } else {
+                        Flaw::Malformed("JSON element cut short by the end of the file")
+                    };
+                    break (len, len, Some(flaw));
+                }
+                if too_long {
+                    i = self.compact(start, i);
+                }
+                self.fill()?;
+                continue;
+            }
+            let b = self.buf[i];
+            if b == b'\n' {
+                newlines += 1;
+            }
+            if in_string {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == b'"' {
+                    in_string = false;
+                }
+            } else {
+                match b {
+                    b'"' => in_string = true,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' if depth == 0 => break (i, i, None),
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break (i + 1, i + 1, None);
+                        }
+                    }
+                    b',' | b' ' | b'\t' | b'\r' | b'\n' if depth == 0 => {
+                        if b == b'\n' {
+                            newlines -= 1; // counted again by the gap skipper
+                        }
+                        break (i, i, None);
+                    }
+                    _ => {}
+                }
+            }
+            i += 1;
+            if !too_long && i - start > MAX_ROW_BYTES {
+                too_long = true;
+            }
+        };
+        self.pos = next;
+        self.line += newlines;
+        let (end, flaw) = if end - start > MAX_ROW_BYTES {
+            (start + MAX_ROW_BYTES, Some(Flaw::TooLong))
+        } else {
+            (end, flaw)
+        };
+        Ok(Record {
+            start: start as u32,
+            end: end as u32,
+            line,
+            flaw,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out at most `step` bytes per call, to cross every boundary.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    /// (line, text, flaw) of every record, for every read size and a tiny chunk target.
+    fn records(format: Format, input: &[u8]) -> Vec<(u64, String, Option<Flaw>)> {
+        let mut reference = None;
+        for (step, target) in [(usize::MAX, 1 << 20), (1, 1), (7, 10), (4096, 100)] {
+            let mut s = Splitter::new(Trickle { data: input, step }, format, target);
+            let mut out = Vec::new();
+            while let Some(chunk) = s.next_chunk().unwrap() {
+                for r in &chunk.records {
+                    let text = String::from_utf8_lossy(chunk.bytes(r)).into_owned();
+                    out.push((r.line, text, r.flaw));
+                }
+            }
+            match &reference {
+                None => reference = Some(out),
+                Some(expected) => assert_eq!(&out, expected, "step {step} target {target}"),
+            }
+        }
+        reference.unwrap()
+    }
+
+    fn ok(line: u64, text: &str) -> (u64, String, Option<Flaw>) {
+        (line, text.to_owned(), None)
+    }
+
+    #[test]
+    fn csv_lines_quotes_bom_crlf_blank_lines() {
+        let input = b"\xEF\xBB\xBFa,b\r\n1,\"x\r\ny\"\r\n\r\n2,\"q\"\"\"\n\n\n3,z";
+        assert_eq!(
+            records(Format::Csv, input),
+            [
+                ok(1, "a,b"),
+                ok(2, "1,\"x\r\ny\""),
+                ok(5, "2,\"q\"\"\""),
+                ok(8, "3,z")
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_and_blank_inputs_have_no_records() {
+        assert!(records(Format::Csv, b"").is_empty());
+        assert!(records(Format::Csv, b"\n\r\n\n").is_empty());
+        assert!(records(Format::Ndjson, b"\xEF\xBB\xBF").is_empty());
+    }
+
+    #[test]
+    fn unterminated_quote_only_spoils_its_line() {
+        let input = b"h\n1,\"open\n2,b\n3,c\n";
+        assert_eq!(
+            records(Format::Csv, input),
+            [
+                ok(1, "h"),
+                (
+                    2,
+                    "1,\"open".into(),
+                    Some(Flaw::Malformed("unterminated quote"))
+                ),
+                ok(3, "2,b"),
+                ok(4, "3,c")
+            ]
+        );
+    }
+
+    #[test]
+    fn unterminated_quote_past_the_limit_resyncs() {
+        let mut input = b"h\n1,\"open\n".to_vec();
+        for i in 0..10_000 {
+            input.extend_from_slice(format!("{i},row\n").as_bytes());
+        }
+        let recs = records(Format::Csv, &input);
+        assert_eq!(recs.len(), 10_002);
+        assert_eq!(recs[1].2, Some(Flaw::Malformed("unterminated quote")));
+        assert_eq!(recs[2], ok(3, "0,row"));
+        assert_eq!(recs[10_001], ok(10_002, "9999,row"));
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_truncated() {
+        let mut input = b"h\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 200_000));
+        input.extend_from_slice(b"\"\nnext,1\n");
+        let recs = records(Format::Csv, &input);
+        assert_eq!(recs.len(), 3);
+        assert_eq!(recs[1].0, 2);
+        assert_eq!(recs[1].1.len(), MAX_ROW_BYTES);
+        assert_eq!(recs[1].2, Some(Flaw::TooLong));
+        assert_eq!(recs[2], ok(3, "next,1"));
+    }
+
+    #[test]
+    fn a_record_of_exactly_the_limit_is_fine() {
+        let mut input = vec![b'y'; MAX_ROW_BYTES];
+        input.extend_from_slice(b"\r\n");
+        let recs = records(Format::Csv, &input);
+        assert_eq!(recs[0].2, None);
+        assert_eq!(recs[0].1.len(), MAX_ROW_BYTES);
+    }
+
+    #[test]
+    fn ndjson_ignores_quotes_for_boundaries() {
+        let input = b"{\"a\":\"x\\\"\"}\n\n{\"a\":2}";
+        assert_eq!(
+            records(Format::Ndjson, input),
+            [ok(1, "{\"a\":\"x\\\"\"}"), ok(3, "{\"a\":2}")]
+        );
+    }
+
+    #[test]
+    fn json_array_elements() {
+        let input =
+            b" [\n {\"a\": \"]}[{\", \"b\": [1,{\"c\":2}]},\n{\"a\":\"\\\"\"} ,5,\n\"s\"]\n";
+        assert_eq!(
+            records(Format::JsonArray, input),
+            [
+                ok(2, "{\"a\": \"]}[{\", \"b\": [1,{\"c\":2}]}"),
+                ok(3, "{\"a\":\"\\\"\"}"),
+                ok(3, "5"),
+                ok(4, "\"s\"")
+            ]
+        );
+    }
+
+    #[test]
+    fn json_array_truncated_and_trailing_text() {
+        let recs = records(Format::JsonArray, b"[{\"a\":1},{\"a\":");
+        assert_eq!(recs[0], ok(1, "{\"a\":1}"));
+        assert!(matches!(recs[1].2, Some(Flaw::Malformed(_))));
+        let recs = records(Format::JsonArray, b"[{\"a\":1}]\nextra\n");
+        assert_eq!(recs[1].0, 2);
+        assert!(matches!(recs[1].2, Some(Flaw::Malformed(_))));
+        assert!(records(Format::JsonArray, b"[]").is_empty());
+    }
+
+    #[test]
+    fn json_that_is_not_an_array_is_an_error() {
+        let mut s = Splitter::new(&b"{\"a\":1}"[..], Format::JsonArray, 100);
+        assert_eq!(
+            s.next_chunk().unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+    }
+}
