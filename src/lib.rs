@@ -3,11 +3,22 @@
 //! Every file found in the inbox is landed raw in the lake (content-addressed by its
 //! SHA-256), every row is validated against the contract, and good rows are loaded
 //! exactly once into the warehouse with lineage to file and line. See
-//! `docs/ARCHITECTURE.md` for the map of modules; `pipeline::run` is the table of
+//! `docs/ARCHITECTURE.md` for the map of modules; [`pipeline::run`] is the table of
 //! contents of one batch run.
 
+pub mod check;
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod generate;
+pub mod lake;
 pub mod model;
+pub mod pipeline;
 pub mod profile;
+pub mod progress;
+pub mod report;
 pub mod scan;
 pub mod source;
 pub mod validate;
+pub mod warehouse;

@@ -1,1 +1,41 @@
-fn main() {}
+//! The `bankpipe` binary: parse the command line, set up logging, run the command, map
+//! the outcome to an exit status. Everything else lives in the library.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = match bankpipe::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // clap: 0 for --help/--version, 2 for usage errors.
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    // On a terminal the progress bars tell the story; logs would tear them.
+    let default = if cli.verbose {
+        "debug"
+    } else if cli.quiet || std::io::stderr().is_terminal() {
+        "warn"
+    } else {
+        "info"
+    };
+    let filter =
+        EnvFilter::try_from_env("BANKPIPE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match bankpipe::commands::execute(cli) {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("bankpipe: error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Command-line arguments (clap). Only parsing lives here; `commands` carries them out.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Land, validate and load bank transaction files exactly once.
+#[derive(Debug, Parser)]
+#[command(name = "bankpipe", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file (default: ./bankpipe.toml when present) [env: BANKPIPE_CONFIG]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data folder holding warehouse.db, lake/ and inbox/ [env: BANKPIPE_DATA_DIR]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// More log output (debug).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Less log output (warnings and errors only).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Process every new file of the inbox once, then exit (the main job).
+    Run(RunArgs),
+    /// Generate three monthly Kaggle-layout files (1,048,567 rows) and run the pipeline on them.
+    Demo(DemoArgs),
+    /// Write realistic synthetic transactions in the Kaggle layout.
+    Generate(GenerateArgs),
+    /// Validate files against the contract without loading them.
+    Check(CheckArgs),
+    /// Warehouse summary: files, rows, rejects, warnings, recent runs.
+    Status(JsonArg),
+    /// The catalog of files.
+    Files(JsonArg),
+    /// Quarantined rows.
+    Rejects(RejectsArgs),
+    /// Apply pending warehouse migrations.
+    Migrate,
+}
+
+/// `run` options.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Inbox folder [env: BANKPIPE_INBOX] (default DATA_DIR/inbox)
+    #[arg(long, value_name = "DIR")]
+    pub inbox: Option<PathBuf>,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Fail a file whose rejected-row share exceeds this (default 0.05).
+    #[arg(long, value_name = "X")]
+    pub max_reject_share: Option<f64>,
+    /// Validation threads (default: number of cores).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// No progress bars even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// `demo` options.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Folder to create (a folder from an earlier demo is replaced).
+    #[arg(long, value_name = "DIR", default_value = "bankpipe-demo")]
+    pub dir: PathBuf,
+    /// Rows in total over the three files.
+    #[arg(long, default_value_t = 1_048_567)]
+    pub rows: u64,
+}
+
+/// Output format of `generate`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GenFormat {
+    /// CSV with the Kaggle header.
+    Csv,
+    /// One JSON object per line.
+    Ndjson,
+    /// One JSON array.
+    Json,
+}
+
+/// `generate` options.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Number of rows.
+    #[arg(long)]
+    pub rows: u64,
+    /// Output file (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: GenFormat,
+    /// Random seed; the same seed gives the same bytes.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Share of rows with one injected defect (0 to 1).
+    #[arg(long, default_value_t = 0.005)]
+    pub defects: f64,
+    /// Only this month, as YYYY-MM (default: Aug-Oct 2016 like the Kaggle file).
+    #[arg(long, value_name = "YYYY-MM")]
+    pub month: Option<String>,
+    /// Number of the first transaction id (T<n>).
+    #[arg(long, default_value_t = 1)]
+    pub first_id: u64,
+}
+
+/// `check` options.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Files to check.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Fail a file whose rejected-row share exceeds this (default 0.05).
+    #[arg(long, value_name = "X")]
+    pub max_reject_share: Option<f64>,
+    /// Validation threads (default: number of cores).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+}
+
+/// A `--json` switch.
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `rejects` options.
+#[derive(Debug, Args)]
+pub struct RejectsArgs {
+    /// Only rows of this file id.
+    #[arg(long, value_name = "ID")]
+    pub file: Option<i64>,
+    /// Only rows that broke this rule (e.g. invalid_amount).
+    #[arg(long, value_name = "RULE")]
+    pub rule: Option<String>,
+    /// At most this many rows.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u64,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,453 @@
+//! Carries out each command: resolves configuration, opens what the command needs, and
+//! writes its output (stdout for results, stderr for logs and progress).
+//!
+//! Exit statuses (the contract of issue #2): 0 every file loaded or skipped as a
+//! duplicate; 1 a file failed (or a check found a failing file); 2 usage or
+//! configuration error; 3 warehouse or lake unreachable.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::cli::{
+    CheckArgs, Cli, Command, DemoArgs, GenFormat, GenerateArgs, RejectsArgs, RunArgs,
+};
+use crate::config::{Config, ConfigError, Overrides, redact_url};
+use crate::generate::{GenerateOptions, OutputFormat};
+use crate::lake::{Lake, LakeError};
+use crate::pipeline::{self, Context, RunError};
+use crate::progress::{Bars, Progress, Silent};
+use crate::report::RunReport;
+use crate::warehouse::{RejectFilter, Warehouse, WarehouseError};
+
+/// A command that could not do its job, with its exit status.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit status.
+    pub code: u8,
+    /// One-line message (no secrets).
+    pub message: String,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+
+    fn unreachable(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 3,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Failure {
+        Failure::usage(e.to_string())
+    }
+}
+
+impl From<WarehouseError> for Failure {
+    fn from(e: WarehouseError) -> Failure {
+        match e {
+            WarehouseError::UnsupportedUrl(_) => Failure::usage(e.to_string()),
+            _ => Failure::unreachable(e.to_string()),
+        }
+    }
+}
+
+impl From<LakeError> for Failure {
+    fn from(e: LakeError) -> Failure {
+        match e {
+            LakeError::UnsupportedUrl(_) => Failure::usage(e.to_string()),
+            _ => Failure::unreachable(e.to_string()),
+        }
+    }
+}
+
+impl From<RunError> for Failure {
+    fn from(e: RunError) -> Failure {
+        match e {
+            RunError::Inbox { .. } => Failure::usage(e.to_string()),
+            RunError::Warehouse(w) => w.into(),
+            RunError::Lake(l) => l.into(),
+            RunError::Lock { .. } => Failure::unreachable(e.to_string()),
+        }
+    }
+}
+
+/// Runs the parsed command line.
+///
+/// # Errors
+/// A [`Failure`] carrying the exit status.
+pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
+    let mut overrides = Overrides {
+        config: cli.config.clone(),
+        data_dir: cli.data_dir.clone(),
+        ..Overrides::default()
+    };
+    match cli.command {
+        Command::Run(args) => {
+            overrides.inbox = args.inbox.clone();
+            overrides.max_reject_share = args.max_reject_share;
+            overrides.workers = args.workers;
+            run(&Config::resolve(&overrides)?, &args)
+        }
+        Command::Demo(args) => demo(&overrides, &args),
+        Command::Generate(args) => generate(&args),
+        Command::Check(args) => {
+            overrides.max_reject_share = args.max_reject_share;
+            overrides.workers = args.workers;
+            check(&Config::resolve(&overrides)?, &args)
+        }
+        Command::Status(a) => status(&Config::resolve(&overrides)?, a.json),
+        Command::Files(a) => files(&Config::resolve(&overrides)?, a.json),
+        Command::Rejects(a) => rejects(&Config::resolve(&overrides)?, &a),
+        Command::Migrate => {
+            let config = Config::resolve(&overrides)?;
+            let _ = Warehouse::open(&config.warehouse_url)?;
+            println!(
+                "warehouse {} is at the latest schema",
+                redact_url(&config.warehouse_url)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn progress_for(json: bool, no_progress: bool) -> Box<dyn Progress> {
+    if !json && !no_progress && std::io::stderr().is_terminal() {
+        Box::new(Bars::default())
+    } else {
+        Box::new(Silent)
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bankpipe-io")
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::unreachable(format!("cannot start the I/O runtime: {e}")))
+}
+
+fn open_context(config: &Config, rt: &tokio::runtime::Runtime) -> Result<Context, Failure> {
+    let warehouse = Warehouse::open(&config.warehouse_url)?;
+    let lake = Lake::open(&config.lake_url, rt.handle().clone())?;
+    lake.check()?;
+    Ok(Context {
+        config: config.clone(),
+        warehouse,
+        lake,
+    })
+}
+
+fn run(config: &Config, args: &RunArgs) -> Result<ExitCode, Failure> {
+    if !config.inbox.is_dir() {
+        return Err(Failure::usage(format!(
+            "inbox {} is not a folder: create it and put files in it, or pass --inbox DIR",
+            config.inbox.display()
+        )));
+    }
+    let rt = runtime()?;
+    let mut ctx = open_context(config, &rt)?;
+    let mut progress = progress_for(args.json, args.no_progress);
+    let report = pipeline::run(&mut ctx, progress.as_mut())?;
+    print_run(&report, args.json);
+    Ok(exit_for(&report))
+}
+
+fn exit_for(report: &RunReport) -> ExitCode {
+    if report.status == "ok" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn print_run(report: &RunReport, json: bool) {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(out, "{}", serde_json::to_string(report).unwrap_or_default());
+    } else {
+        let _ = write!(out, "{}", report.table());
+    }
+}
+
+fn check(config: &Config, args: &CheckArgs) -> Result<ExitCode, Failure> {
+    let mut progress = progress_for(args.json, false);
+    let started = std::time::Instant::now();
+    let files: Vec<_> = args
+        .files
+        .iter()
+        .map(|p| crate::check::check_file(config, p, progress.as_mut()))
+        .collect();
+    let failed = files
+        .iter()
+        .any(|f| f.status == crate::report::Outcome::Failed);
+    let report = RunReport {
+        run_id: "check".into(),
+        status: if failed { "failed" } else { "ok" }.into(),
+        started_at: String::new(),
+        finished_at: crate::clock::now_rfc3339(),
+        elapsed_s: started.elapsed().as_secs_f64(),
+        files,
+    };
+    print_run(&report, args.json);
+    Ok(exit_for(&report))
+}
+
+fn parse_month(text: &str) -> Result<(i32, u32), Failure> {
+    let bad = || Failure::usage(format!("--month {text:?}: expected YYYY-MM"));
+    let (y, m) = text.split_once('-').ok_or_else(bad)?;
+    let y: i32 = y.parse().map_err(|_| bad())?;
+    let m: u32 = m.parse().map_err(|_| bad())?;
+    if !(1..=12).contains(&m) || !(1900..=9999).contains(&y) {
+        return Err(bad());
+    }
+    Ok((y, m))
+}
+
+fn generate(args: &GenerateArgs) -> Result<ExitCode, Failure> {
+    if !(0.0..=1.0).contains(&args.defects) {
+        return Err(Failure::usage("--defects must be between 0 and 1"));
+    }
+    let opts = GenerateOptions {
+        rows: args.rows,
+        seed: args.seed,
+        defects: args.defects,
+        format: match args.format {
+            GenFormat::Csv => OutputFormat::Csv,
+            GenFormat::Ndjson => OutputFormat::Ndjson,
+            GenFormat::Json => OutputFormat::JsonArray,
+        },
+        first_id: args.first_id,
+        month: args.month.as_deref().map(parse_month).transpose()?,
+    };
+    let stats = if args.out == Path::new("-") {
+        crate::generate::generate(&opts, &mut std::io::stdout().lock())
+    } else {
+        write_generated(&opts, &args.out)
+    }
+    .map_err(|e| Failure {
+        code: 1,
+        message: format!("writing {}: {e}", args.out.display()),
+    })?;
+    let defects: u64 = stats.defects.values().sum();
+    eprintln!(
+        "wrote {} rows ({defects} with an injected defect) to {}",
+        stats.rows,
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes to a temporary name and renames, so an inbox never sees a half-written file.
+fn write_generated(
+    opts: &GenerateOptions,
+    out: &Path,
+) -> std::io::Result<crate::generate::GenerateStats> {
+    let tmp = out.with_extension(format!(
+        "{}.tmp",
+        out.extension().and_then(|e| e.to_str()).unwrap_or("out")
+    ));
+    let mut file = std::fs::File::create(&tmp)?;
+    let stats = crate::generate::generate(opts, &mut file)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, out)?;
+    Ok(stats)
+}
+
+fn demo(overrides: &Overrides, args: &DemoArgs) -> Result<ExitCode, Failure> {
+    let dir = &args.dir;
+    let marker = dir.join(".bankpipe-demo");
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if marker.exists() {
+            std::fs::remove_dir_all(dir)
+                .map_err(|e| Failure::usage(format!("cannot clear {}: {e}", dir.display())))?;
+        } else if !empty {
+            return Err(Failure::usage(format!(
+                "{} exists and was not made by `bankpipe demo`; pass --dir with a new folder",
+                dir.display()
+            )));
+        }
+    }
+    let inbox = dir.join("inbox");
+    std::fs::create_dir_all(&inbox)
+        .and_then(|()| std::fs::write(&marker, b"made by bankpipe demo\n"))
+        .map_err(|e| Failure::usage(format!("cannot create {}: {e}", dir.display())))?;
+    let months = [(2016, 8), (2016, 9), (2016, 10)];
+    let mut first_id = 1;
+    eprintln!(
+        "Generating {} Kaggle-layout rows in three monthly files under {} ...",
+        args.rows,
+        inbox.display()
+    );
+    for (i, month) in months.iter().enumerate() {
+        let share = args.rows / 3 + u64::from((i as u64) < args.rows % 3);
+        let out = inbox.join(format!("bank_transactions_{}_{:02}.csv", month.0, month.1));
+        let opts = GenerateOptions {
+            rows: share,
+            seed: 2016 * 100 + u64::from(month.1),
+            defects: 0.004,
+            format: OutputFormat::Csv,
+            first_id,
+            month: Some(*month),
+        };
+        write_generated(&opts, &out)
+            .map_err(|e| Failure::usage(format!("writing {}: {e}", out.display())))?;
+        first_id += share;
+    }
+    let config = Config::resolve(&Overrides {
+        data_dir: Some(dir.clone()),
+        inbox: Some(inbox),
+        ..overrides.clone()
+    })?;
+    let config = Config {
+        // The demo always runs on the embedded defaults inside its own folder.
+        warehouse_url: format!("sqlite://{}", dir.join("warehouse.db").display()),
+        lake_url: dir.join("lake").display().to_string(),
+        ..config
+    };
+    let rt = runtime()?;
+    let mut ctx = open_context(&config, &rt)?;
+    let mut progress = progress_for(false, false);
+    let report = pipeline::run(&mut ctx, progress.as_mut())?;
+    print!("{}", report.table());
+    let summary = ctx.warehouse.summary()?;
+    println!();
+    println!("Rejected rows by rule (quarantined with file, line and raw text):");
+    for (rule, n) in &summary.rejects_by_rule {
+        println!("  {rule:<26} {n:>8}");
+    }
+    println!("Attributes set to NULL by rule (rows loaded with a warning):");
+    for (rule, n) in &summary.warnings_by_rule {
+        println!("  {rule:<26} {n:>8}");
+    }
+    let d = dir.display();
+    println!(
+        "\nTry next:\n  \
+         bankpipe --data-dir {d} status\n  \
+         bankpipe --data-dir {d} rejects --rule invalid_transaction_date --limit 5\n  \
+         bankpipe --data-dir {d} run            # again: every file is a duplicate_file, nothing loads twice\n  \
+         bankpipe check {d}/inbox/bank_transactions_2016_08.csv\n  \
+         sqlite3 {d}/warehouse.db \"SELECT location, COUNT(*) FROM transactions GROUP BY 1 ORDER BY 2 DESC LIMIT 5\""
+    );
+    Ok(exit_for(&report))
+}
+
+fn status(config: &Config, json: bool) -> Result<ExitCode, Failure> {
+    let mut w = Warehouse::open(&config.warehouse_url)?;
+    let s = w.summary()?;
+    if json {
+        println!("{}", serde_json::to_string(&s).unwrap_or_default());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("warehouse     {}", redact_url(&config.warehouse_url));
+    println!("schema        v{}", s.schema_version);
+    let files: Vec<String> = s.files.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    println!(
+        "files         {}",
+        if files.is_empty() {
+            "none".into()
+        } else {
+            files.join(", ")
+        }
+    );
+    println!("transactions  {}", s.transactions);
+    if let Some((a, b)) = &s.transaction_span {
+        println!("time span     {a} .. {b}");
+    }
+    println!("rejected rows {}", s.rejected_rows);
+    for (rule, n) in &s.rejects_by_rule {
+        println!("  {rule:<26} {n:>8}");
+    }
+    println!("warnings (loaded with NULL)");
+    for (rule, n) in &s.warnings_by_rule {
+        println!("  {rule:<26} {n:>8}");
+    }
+    println!("recent runs");
+    for r in &s.recent_runs {
+        println!("  {}  {}  {}", r.run_id, r.started_at, r.status);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn files(config: &Config, json: bool) -> Result<ExitCode, Failure> {
+    let mut w = Warehouse::open(&config.warehouse_url)?;
+    let files = w.files()?;
+    if json {
+        println!("{}", serde_json::to_string(&files).unwrap_or_default());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>4}  {:<32}  {:<8}  {:<12}  {:>9}  {:>9}  {:>8}  {:>8}  sha256",
+        "id", "name", "status", "profile", "read", "loaded", "rejected", "dup"
+    );
+    for f in files {
+        let name: String = f.original_name.chars().take(32).collect();
+        println!(
+            "{:>4}  {name:<32}  {:<8}  {:<12}  {:>9}  {:>9}  {:>8}  {:>8}  {}",
+            f.file_id,
+            f.status,
+            f.profile.as_deref().unwrap_or("-"),
+            f.rows_read.unwrap_or(0),
+            f.rows_loaded.unwrap_or(0),
+            f.rows_rejected.unwrap_or(0),
+            f.rows_duplicate.unwrap_or(0),
+            &f.sha256[..12.min(f.sha256.len())]
+        );
+        if let Some(e) = f.error {
+            println!("      error: {e}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rejects(config: &Config, args: &RejectsArgs) -> Result<ExitCode, Failure> {
+    if let Some(rule) = &args.rule {
+        if crate::validate::Rule::from_name(rule).is_none() {
+            let names: Vec<&str> = crate::validate::Rule::ALL
+                .iter()
+                .filter(|r| r.severity() == crate::validate::Severity::Reject)
+                .map(|r| r.name())
+                .collect();
+            return Err(Failure::usage(format!(
+                "unknown rule {rule:?}; rules: {}",
+                names.join(", ")
+            )));
+        }
+    }
+    let mut w = Warehouse::open(&config.warehouse_url)?;
+    let rows = w.rejects(&RejectFilter {
+        file_id: args.file,
+        rule: args.rule.clone(),
+        limit: args.limit,
+    })?;
+    let mut out = std::io::stdout().lock();
+    for r in rows {
+        if args.json {
+            let _ = writeln!(out, "{}", serde_json::to_string(&r).unwrap_or_default());
+        } else {
+            let _ = writeln!(
+                out,
+                "{}:{}  {}  {}  {}\n    {}",
+                r.file,
+                r.line_no,
+                r.rule,
+                r.field.as_deref().unwrap_or("-"),
+                r.detail.as_deref().unwrap_or(""),
+                r.raw
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,257 @@
+//! Configuration, resolved once: flags > environment > `bankpipe.toml` > defaults.
+//!
+//! Raw inputs (`FileConfig`, flag values) become a [`Config`] of resolved values here;
+//! nothing downstream reads the environment or a config file. Variables read:
+//! `BANKPIPE_CONFIG`, `BANKPIPE_DATA_DIR`, `BANKPIPE_INBOX`, `BANKPIPE_WAREHOUSE_URL`,
+//! `BANKPIPE_LAKE_URL`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::profile::{Profile, ProfileError, ProfileSpec, builtin_specs};
+
+/// Default share of rejected rows above which a file fails.
+pub const DEFAULT_MAX_REJECT_SHARE: f64 = 0.05;
+
+/// The `bankpipe.toml` file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Folder holding `warehouse.db`, `lake/` and `inbox/` by default.
+    pub data_dir: Option<PathBuf>,
+    /// Folder scanned by `bankpipe run`.
+    pub inbox: Option<PathBuf>,
+    /// `sqlite://PATH` (default `sqlite://DATA_DIR/warehouse.db`).
+    pub warehouse_url: Option<String>,
+    /// `file:///PATH`, a plain path, or `memory://` (default `DATA_DIR/lake`).
+    pub lake_url: Option<String>,
+    /// Fail a file whose rejected-row share exceeds this (default 0.05).
+    pub max_reject_share: Option<f64>,
+    /// Validation threads (default: the number of cores).
+    pub workers: Option<usize>,
+    /// Extra source profiles, tried before the built-in ones.
+    #[serde(default, rename = "profile")]
+    pub profiles: Vec<ProfileSpec>,
+}
+
+/// Values given on the command line (highest precedence).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--config`.
+    pub config: Option<PathBuf>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--inbox`.
+    pub inbox: Option<PathBuf>,
+    /// `--max-reject-share`.
+    pub max_reject_share: Option<f64>,
+    /// `--workers`.
+    pub workers: Option<usize>,
+}
+
+/// Resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Data folder.
+    pub data_dir: PathBuf,
+    /// Inbox folder.
+    pub inbox: PathBuf,
+    /// Warehouse URL (may hold a password: print only through [`redact_url`]).
+    pub warehouse_url: String,
+    /// Lake URL.
+    pub lake_url: String,
+    /// Reject-share threshold.
+    pub max_reject_share: f64,
+    /// Validation threads.
+    pub workers: usize,
+    /// Profiles in detection order (user ones first).
+    pub profiles: Vec<Profile>,
+}
+
+/// A configuration that cannot be used (exit status 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The config file is not valid.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// Path.
+        path: PathBuf,
+        /// Parser message.
+        message: String,
+    },
+    /// A profile is not usable.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    /// A value is out of range.
+    #[error("invalid {name}: {value} ({why})")]
+    Value {
+        /// Setting.
+        name: &'static str,
+        /// Value.
+        value: String,
+        /// Constraint.
+        why: &'static str,
+    },
+}
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+fn env_string(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Config {
+    /// Resolves flags, environment, config file and defaults.
+    ///
+    /// # Errors
+    /// See [`ConfigError`].
+    pub fn resolve(flags: &Overrides) -> Result<Config, ConfigError> {
+        let explicit = flags.config.clone().or_else(|| env_path("BANKPIPE_CONFIG"));
+        let file = match &explicit {
+            Some(path) => load_file(path)?,
+            None if Path::new("bankpipe.toml").exists() => load_file(Path::new("bankpipe.toml"))?,
+            None => FileConfig::default(),
+        };
+        let data_dir = flags
+            .data_dir
+            .clone()
+            .or_else(|| env_path("BANKPIPE_DATA_DIR"))
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("bankpipe-data"));
+        let inbox = flags
+            .inbox
+            .clone()
+            .or_else(|| env_path("BANKPIPE_INBOX"))
+            .or(file.inbox)
+            .unwrap_or_else(|| data_dir.join("inbox"));
+        let warehouse_url = env_string("BANKPIPE_WAREHOUSE_URL")
+            .or(file.warehouse_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("warehouse.db").display()));
+        let lake_url = env_string("BANKPIPE_LAKE_URL")
+            .or(file.lake_url)
+            .unwrap_or_else(|| data_dir.join("lake").display().to_string());
+        let max_reject_share = flags
+            .max_reject_share
+            .or(file.max_reject_share)
+            .unwrap_or(DEFAULT_MAX_REJECT_SHARE);
+        if !(0.0..=1.0).contains(&max_reject_share) {
+            return Err(ConfigError::Value {
+                name: "max_reject_share",
+                value: max_reject_share.to_string(),
+                why: "must be between 0 and 1",
+            });
+        }
+        let workers = flags
+            .workers
+            .or(file.workers)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        if workers == 0 || workers > 256 {
+            return Err(ConfigError::Value {
+                name: "workers",
+                value: workers.to_string(),
+                why: "must be between 1 and 256",
+            });
+        }
+        let mut profiles = Vec::new();
+        for spec in file.profiles.iter().chain(builtin_specs().iter()) {
+            if profiles.iter().any(|p: &Profile| p.name == spec.name) {
+                return Err(ConfigError::Value {
+                    name: "profile name",
+                    value: spec.name.clone(),
+                    why: "declared twice (built-in names: kaggle-bank, canonical)",
+                });
+            }
+            profiles.push(Profile::from_spec(spec)?);
+        }
+        Ok(Config {
+            data_dir,
+            inbox,
+            warehouse_url,
+            lake_url,
+            max_reject_share,
+            workers,
+            profiles,
+        })
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.message().to_owned(),
+    })
+}
+
+/// A URL with its password (and any `password=` query value) replaced by `***`, for
+/// logs, errors and reports.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let secret = k.eq_ignore_ascii_case("password")
+                        || k.to_ascii_lowercase().contains("secret");
+                    (
+                        k.into_owned(),
+                        if secret {
+                            "***".to_owned()
+                        } else {
+                            v.into_owned()
+                        },
+                    )
+                })
+                .collect();
+            if !pairs.is_empty() {
+                u.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            u.to_string()
+        }
+        // Not a URL (a plain path): nothing secret to hide, but never echo something
+        // that looks like credentials.
+        Err(_) if url.contains('@') => "***".to_owned(),
+        Err(_) => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://loader:s3cret@db:5432/bank?sslmode=require"),
+            "postgres://loader:***@db:5432/bank?sslmode=require"
+        );
+        assert!(!redact_url("postgres://u@h/db?password=hunter2").contains("hunter2"));
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(redact_url("u:p@host"), "***");
+    }
+
+    #[test]
+    fn config_file_rejects_unknown_keys() {
+        let err = toml::from_str::<FileConfig>("data_dirr = 'x'").unwrap_err();
+        assert!(err.message().contains("unknown field"));
+    }
+}

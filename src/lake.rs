@@ -1,0 +1,304 @@
+//! The raw zone: every input file is copied, byte for byte, into object storage under a
+//! content-addressed key, before any of its rows can be committed.
+//!
+//! Goes through the `object_store` crate so a local folder (the default) and
+//! S3-compatible stores share one code path; uploads are multipart and streamed, so
+//! memory does not grow with file size, and an object is only visible once complete
+//! (no reader ever sees a partial object). The lake is async; the pipeline is not, so
+//! calls block on the runtime handle given at open.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use sha2::{Digest, Sha256};
+use tokio::runtime::Handle;
+
+/// Size of multipart upload parts.
+const PART_BYTES: usize = 8 * 1024 * 1024;
+
+/// A lake failure.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    /// The lake cannot be opened or written.
+    #[error("lake unreachable at {url}: {reason}")]
+    Unreachable {
+        /// URL (no secrets).
+        url: String,
+        /// Cause.
+        reason: String,
+    },
+    /// The URL scheme is not supported.
+    #[error("unsupported lake URL {0} (use a folder path, file:///PATH or memory://)")]
+    UnsupportedUrl(String),
+    /// Reading the source file failed.
+    #[error("reading {path}: {source}")]
+    Source {
+        /// Source path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Writing the object failed.
+    #[error("writing lake object {key}: {source}")]
+    Write {
+        /// Object key.
+        key: String,
+        /// Cause.
+        source: object_store::Error,
+    },
+    /// The source changed between fingerprint and landing.
+    #[error("{path} changed while being landed (expected sha256 {expected}, read {actual})")]
+    Changed {
+        /// Source path.
+        path: String,
+        /// Digest at fingerprint time.
+        expected: String,
+        /// Digest while landing.
+        actual: String,
+    },
+}
+
+/// An object store holding raw files.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    store: Arc<dyn ObjectStore>,
+    url: String,
+    runtime: Handle,
+}
+
+/// The result of landing a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Landed {
+    /// Object key.
+    pub key: String,
+    /// Bytes written.
+    pub bytes: u64,
+    /// SHA-256 of what was written, hex.
+    pub sha256: String,
+}
+
+impl Lake {
+    /// Opens the lake named by `url`: a folder path, `file:///PATH`, or `memory://`.
+    ///
+    /// # Errors
+    /// [`LakeError::Unreachable`] when the folder cannot be created,
+    /// [`LakeError::UnsupportedUrl`] otherwise.
+    pub fn open(url: &str, runtime: Handle) -> Result<Lake, LakeError> {
+        let store: Arc<dyn ObjectStore> = if url == "memory://" {
+            Arc::new(InMemory::new())
+        } else {
+            let path = match url.strip_prefix("file://") {
+                Some(p) => std::path::PathBuf::from(p),
+                None if url.contains("://") => {
+                    return Err(LakeError::UnsupportedUrl(crate::config::redact_url(url)));
+                }
+                None => std::path::PathBuf::from(url),
+            };
+            let unreachable = |e: &dyn std::fmt::Display| LakeError::Unreachable {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            };
+            std::fs::create_dir_all(&path).map_err(|e| unreachable(&e))?;
+            Arc::new(LocalFileSystem::new_with_prefix(&path).map_err(|e| unreachable(&e))?)
+        };
+        Ok(Lake {
+            store,
+            url: crate::config::redact_url(url),
+            runtime,
+        })
+    }
+
+    /// The lake's URL, without secrets.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Proves the lake is writable by writing and deleting a probe object.
+    ///
+    /// # Errors
+    /// [`LakeError::Unreachable`].
+    pub fn check(&self) -> Result<(), LakeError> {
+        let probe = ObjectPath::from(format!("_bankpipe/probe-{}", std::process::id()));
+        let store = Arc::clone(&self.store);
+        self.runtime
+            .block_on(async move {
+                store.put(&probe, "ok".into()).await?;
+                store.delete(&probe).await
+            })
+            .map_err(|e| LakeError::Unreachable {
+                url: self.url.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// The key of a raw file: `raw/<profile>/<yyyy>/<mm>/<sha256>.<ext>`.
+    pub fn raw_key(profile: &str, year_month: (i32, u32), sha256: &str, ext: &str) -> String {
+        format!(
+            "raw/{profile}/{:04}/{:02}/{sha256}.{ext}",
+            year_month.0, year_month.1
+        )
+    }
+
+    /// Streams `source` into the object `key`, hashing on the way, and checks the digest
+    /// against `expected_sha256`. Idempotent: landing the same content again rewrites
+    /// the same object. On any error the upload is aborted and no object is left.
+    ///
+    /// # Errors
+    /// [`LakeError::Source`], [`LakeError::Write`], [`LakeError::Changed`].
+    pub fn land(
+        &self,
+        key: &str,
+        source_name: &str,
+        mut source: impl Read,
+        expected_sha256: &str,
+    ) -> Result<Landed, LakeError> {
+        let path = ObjectPath::from(key);
+        let write_err = |source| LakeError::Write {
+            key: key.to_owned(),
+            source,
+        };
+        self.runtime.block_on(async {
+            let upload = self.store.put_multipart(&path).await.map_err(write_err)?;
+            let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+            let mut hasher = Sha256::new();
+            let mut bytes = 0u64;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = match source.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(source) => {
+                        let _ = writer.abort().await;
+                        return Err(LakeError::Source {
+                            path: source_name.to_owned(),
+                            source,
+                        });
+                    }
+                };
+                hasher.update(&buf[..n]);
+                bytes += n as u64;
+                if let Err(e) = writer.wait_for_capacity(4).await {
+                    return Err(write_err(e));
+                }
+                writer.write(&buf[..n]);
+            }
+            let actual = hex(&hasher.finalize());
+            if actual != expected_sha256 {
+                let _ = writer.abort().await;
+                return Err(LakeError::Changed {
+                    path: source_name.to_owned(),
+                    expected: expected_sha256.to_owned(),
+                    actual,
+                });
+            }
+            writer.finish().await.map_err(write_err)?;
+            Ok(Landed {
+                key: key.to_owned(),
+                bytes,
+                sha256: actual,
+            })
+        })
+    }
+
+    /// Reads a whole object (small objects and tests).
+    ///
+    /// # Errors
+    /// When the object is missing or unreadable.
+    pub fn read_all(&self, key: &str) -> Result<Vec<u8>, object_store::Error> {
+        let path = ObjectPath::from(key);
+        self.runtime.block_on(async {
+            let got = self.store.get(&path).await?;
+            Ok(got.bytes().await?.to_vec())
+        })
+    }
+}
+
+/// Lower-case hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// SHA-256 and length of a whole stream.
+///
+/// # Errors
+/// Read errors.
+pub fn fingerprint(mut source: impl Read) -> std::io::Result<(String, u64)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = match source.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    Ok((hex(&hasher.finalize()), bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn lands_and_reads_back_in_a_folder() {
+        let rt = runtime();
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
+        lake.check().unwrap();
+        let data = b"a,b\n1,2\n".repeat(100_000);
+        let (sha, len) = fingerprint(&data[..]).unwrap();
+        let key = Lake::raw_key("kaggle-bank", (2016, 8), &sha, "csv");
+        let landed = lake.land(&key, "x.csv", &data[..], &sha).unwrap();
+        assert_eq!(landed.bytes, len);
+        assert_eq!(lake.read_all(&key).unwrap(), data);
+        assert!(dir.path().join(&key).exists());
+    }
+
+    #[test]
+    fn a_changed_source_leaves_no_object() {
+        let rt = runtime();
+        let lake = Lake::open("memory://", rt.handle().clone()).unwrap();
+        let err = lake.land("raw/x", "x.csv", &b"abc"[..], "00").unwrap_err();
+        assert!(matches!(err, LakeError::Changed { .. }));
+        assert!(lake.read_all("raw/x").is_err());
+    }
+
+    #[test]
+    fn known_digest() {
+        assert_eq!(
+            fingerprint(&b"abc"[..]).unwrap().0,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn unsupported_urls_are_refused() {
+        let rt = runtime();
+        assert!(matches!(
+            Lake::open("ftp://x", rt.handle().clone()),
+            Err(LakeError::UnsupportedUrl(_))
+        ));
+    }
+}

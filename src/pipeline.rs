@@ -1,0 +1,550 @@
+//! One batch run, start to end: the table of contents of `bankpipe run`.
+//!
+//! For each inbox file, in name order: fingerprint (SHA-256) → skip if the content was
+//! already processed → detect the profile → claim it in the catalog → land the raw bytes
+//! in the lake while the rows are validated and loaded in one warehouse transaction →
+//! commit only once the raw copy is complete → read the warehouse back and check the
+//! control totals. A bad row never stops a file, a bad file never stops the run; only an
+//! unreachable warehouse or lake does (exit status 3), and what was committed stays
+//! consistent: the next run resumes any file left half-way.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::lake::{self, Lake, LakeError};
+use crate::progress::Progress;
+use crate::report::{FileReport, Outcome, RunReport};
+use crate::scan::{self, Scanner};
+use crate::source::{self, Compression, Format};
+use crate::warehouse::{Claim, FileStatus, LoadPlan, NewFile, Warehouse, WarehouseError};
+
+/// Why a run stopped before the end.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The inbox cannot be listed.
+    #[error("inbox {path}: {reason}")]
+    Inbox {
+        /// Inbox path.
+        path: PathBuf,
+        /// Cause.
+        reason: String,
+    },
+    /// The warehouse failed.
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    /// The lake failed.
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    /// Another process holds the run lock and waiting for it failed.
+    #[error("cannot take the run lock {path}: {reason}")]
+    Lock {
+        /// Lock file.
+        path: PathBuf,
+        /// Cause.
+        reason: String,
+    },
+}
+
+/// Everything a run needs, opened once.
+#[derive(Debug)]
+pub struct Context {
+    /// Resolved configuration.
+    pub config: Config,
+    /// The warehouse.
+    pub warehouse: Warehouse,
+    /// The raw zone.
+    pub lake: Lake,
+}
+
+/// Files of the inbox worth processing, sorted by name: regular files, not hidden, not
+/// partial uploads (`*.tmp`, `*.part`, `*.partial`, `*.crdownload`).
+///
+/// # Errors
+/// When the folder cannot be read.
+pub fn inbox_files(inbox: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(inbox)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let lower = name.to_ascii_lowercase();
+        if name.starts_with('.')
+            || [".tmp", ".part", ".partial", ".crdownload"]
+                .iter()
+                .any(|s| lower.ends_with(s))
+        {
+            continue;
+        }
+        if entry.file_type()?.is_file() || entry.path().is_file() {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Runs the pipeline over every file of the inbox.
+///
+/// # Errors
+/// [`RunError`] when the run cannot go on; file-level problems are in the report.
+pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, RunError> {
+    let inbox = ctx.config.inbox.clone();
+    let _lock = take_run_lock(&ctx.config)?;
+    let files = inbox_files(&inbox).map_err(|e| RunError::Inbox {
+        path: inbox.clone(),
+        reason: e.to_string(),
+    })?;
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let started_at = crate::clock::now_rfc3339();
+    let clock = Instant::now();
+    ctx.warehouse.start_run(&run_id, &started_at)?;
+    info!(run_id, files = files.len(), inbox = %inbox.display(), "Run started.");
+    let mut reports = Vec::with_capacity(files.len());
+    let mut fatal = None;
+    for path in &files {
+        match process_file(ctx, &run_id, path, progress) {
+            Ok(report) => reports.push(report),
+            Err(e) => {
+                let mut r = FileReport::new(&display_name(path), Outcome::Failed);
+                r.error = Some(e.to_string());
+                reports.push(r);
+                fatal = Some(e);
+                break;
+            }
+        }
+    }
+    let mut report = RunReport {
+        run_id: run_id.clone(),
+        status: String::new(),
+        started_at,
+        finished_at: crate::clock::now_rfc3339(),
+        elapsed_s: clock.elapsed().as_secs_f64(),
+        files: reports,
+    };
+    report.status = if fatal.is_some() || report.has_failures() {
+        "failed".into()
+    } else {
+        "ok".into()
+    };
+    let counts = serde_json::json!({
+        "files": report.files.len(),
+        "loaded": report.files.iter().filter(|f| f.status == Outcome::Loaded).count(),
+        "duplicate_file": report.files.iter().filter(|f| f.status == Outcome::DuplicateFile).count(),
+        "failed": report.files.iter().filter(|f| f.status == Outcome::Failed).count(),
+        "rows_loaded": report.files.iter().map(|f| f.rows_loaded).sum::<u64>(),
+        "rows_rejected": report.files.iter().map(|f| f.rows_rejected).sum::<u64>(),
+    });
+    let finish = ctx.warehouse.finish_run(
+        &run_id,
+        &report.finished_at,
+        &report.status,
+        &counts.to_string(),
+    );
+    if let Some(e) = fatal {
+        return Err(e);
+    }
+    finish?;
+    info!(run_id, status = %report.status, elapsed_s = report.elapsed_s, "Run finished.");
+    Ok(report)
+}
+
+/// One writer per SQLite warehouse: a second `run` waits for the first. Also makes a
+/// `landing` claim found at start certainly a leftover of a dead process.
+fn take_run_lock(config: &Config) -> Result<Option<File>, RunError> {
+    let Some(db) = crate::warehouse::sqlite::path_from_url(&config.warehouse_url) else {
+        return Ok(None);
+    };
+    if db.as_os_str() == ":memory:" {
+        return Ok(None);
+    }
+    let path = PathBuf::from(format!("{}.lock", db.display()));
+    let fail = |e: std::io::Error| RunError::Lock {
+        path: path.clone(),
+        reason: e.to_string(),
+    };
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(fail)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            warn!(lock = %path.display(), "Another bankpipe run is using this warehouse; waiting for it to finish.");
+            file.lock().map_err(fail)?;
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(fail(e)),
+    }
+    Ok(Some(file))
+}
+
+fn display_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// Reads the first bytes to tell compression and format.
+///
+/// # Errors
+/// When the file cannot be read.
+pub fn detect_kind(path: &Path) -> std::io::Result<(Format, Compression)> {
+    let mut head = Vec::with_capacity(64 * 1024);
+    File::open(path)?.take(64 * 1024).read_to_end(&mut head)?;
+    let compression = Compression::sniff(&head);
+    let name = display_name(path);
+    let mut decoded = Vec::new();
+    if let Ok(d) = source::decoder(std::io::Cursor::new(head.clone()), compression) {
+        // A prefix of a compressed file may not decode to the end; what did is enough.
+        let _ = d.take(4096).read_to_end(&mut decoded);
+    }
+    Ok((source::sniff_format(&name, &decoded), compression))
+}
+
+/// Opens a file for scanning, counting raw bytes for progress.
+///
+/// # Errors
+/// When the file cannot be opened or the decoder set up.
+pub fn open_decoded(
+    path: &Path,
+    compression: Compression,
+    counter: Arc<AtomicU64>,
+) -> std::io::Result<Box<dyn Read + Send>> {
+    let file = File::open(path)?;
+    let counted = source::Counting::new(BufReader::with_capacity(1 << 20, file), counter);
+    source::decoder(counted, compression)
+}
+
+fn process_file(
+    ctx: &mut Context,
+    run_id: &str,
+    path: &Path,
+    progress: &mut dyn Progress,
+) -> Result<FileReport, RunError> {
+    let clock = Instant::now();
+    let name = display_name(path);
+    let mut report = FileReport::new(&name, Outcome::Failed);
+    let finish = |mut report: FileReport, progress: &mut dyn Progress| {
+        report.elapsed_s = clock.elapsed().as_secs_f64();
+        log_outcome(&report);
+        let summary = match &report.error {
+            Some(e) => format!("{}: {e}", report.status.name()),
+            None => format!(
+                "{}: {} loaded, {} rejected, {} duplicate",
+                report.status.name(),
+                report.rows_loaded,
+                report.rows_rejected,
+                report.rows_duplicate
+            ),
+        };
+        progress.file_finished(&summary);
+        report
+    };
+
+    let (sha256, bytes) = match File::open(path).and_then(lake::fingerprint) {
+        Ok(f) => f,
+        Err(e) => {
+            report.error = Some(format!("cannot read {}: {e}", path.display()));
+            return Ok(finish(report, progress));
+        }
+    };
+    report.sha256 = Some(sha256.clone());
+    report.bytes = bytes;
+    progress.file_started(&name, bytes);
+
+    if let Some((file_id, original, status)) = ctx.warehouse.find_file(&sha256)? {
+        if status != FileStatus::Landing {
+            report.status = Outcome::DuplicateFile;
+            report.file_id = Some(file_id);
+            info!(file = %name, duplicate_of = %original, file_id, "Same content already processed; skipped.");
+            return Ok(finish(report, progress));
+        }
+    }
+
+    let (format, compression) = match detect_kind(path) {
+        Ok(k) => k,
+        Err(e) => {
+            report.error = Some(format!("cannot read {}: {e}", path.display()));
+            return Ok(finish(report, progress));
+        }
+    };
+    let counter = Arc::new(AtomicU64::new(0));
+    let scanned = open_decoded(path, compression, Arc::clone(&counter))
+        .map_err(|e| scan::FileError::Read(e))
+        .and_then(|input| scan::start(input, format, &ctx.config.profiles, ctx.config.workers));
+    let profile_name = match &scanned {
+        Ok(s) => s.layout.profile.name.clone(),
+        Err(_) => "unknown".to_owned(),
+    };
+    report.profile = scanned.as_ref().ok().map(|_| profile_name.clone());
+    let key = Lake::raw_key(
+        &profile_name,
+        crate::clock::year_month(),
+        &sha256,
+        &source::lake_extension(&name),
+    );
+    let claim = ctx.warehouse.claim(&NewFile {
+        sha256: sha256.clone(),
+        original_name: name.clone(),
+        bytes,
+        profile: report.profile.clone(),
+        format: format.name().to_owned(),
+        compression: compression.name().to_owned(),
+        lake_key: key.clone(),
+        received_at: crate::clock::now_rfc3339(),
+        run_id: run_id.to_owned(),
+    })?;
+    let (file_id, key) = match claim {
+        Claim::New { file_id } => (file_id, key),
+        Claim::Resume { file_id, lake_key } => {
+            info!(file = %name, file_id, "Resuming a file left unfinished by an earlier run.");
+            (file_id, lake_key)
+        }
+        Claim::Duplicate { file_id, .. } => {
+            report.status = Outcome::DuplicateFile;
+            report.file_id = Some(file_id);
+            return Ok(finish(report, progress));
+        }
+    };
+    report.file_id = Some(file_id);
+    report.lake_key = Some(key.clone());
+
+    // Land the raw bytes while the rows are being validated and loaded.
+    let landing = {
+        let lake = ctx.lake.clone();
+        let source_path = path.to_owned();
+        let name = name.clone();
+        let sha = sha256.clone();
+        std::thread::Builder::new()
+            .name("bankpipe-land".into())
+            .spawn(move || {
+                let source = File::open(&source_path).map_err(|source| LakeError::Source {
+                    path: source_path.display().to_string(),
+                    source,
+                })?;
+                lake.land(&key, &name, BufReader::with_capacity(1 << 20, source), &sha)
+            })
+            .map_err(|e| RunError::Inbox {
+                path: path.to_owned(),
+                reason: format!("cannot start landing thread: {e}"),
+            })?
+    };
+    let join_landing = |h: std::thread::JoinHandle<Result<lake::Landed, LakeError>>| {
+        h.join().unwrap_or_else(|_| {
+            Err(LakeError::Source {
+                path: name.clone(),
+                source: std::io::Error::other("landing thread panicked"),
+            })
+        })
+    };
+
+    let scanner = match scanned {
+        Ok(s) => s,
+        Err(e) => {
+            // The file fails as a whole, but its raw copy is still kept.
+            let landed = join_landing(landing);
+            landed_or_fatal(landed, ctx, file_id, run_id, &mut report)?;
+            if report.error.is_none() {
+                report.error = Some(e.to_string());
+                ctx.warehouse.fail_file(
+                    file_id,
+                    run_id,
+                    &e.to_string(),
+                    &crate::clock::now_rfc3339(),
+                )?;
+            }
+            return Ok(finish(report, progress));
+        }
+    };
+    let scale = scanner.layout.profile.scale;
+    let plan = LoadPlan {
+        file_id,
+        run_id: run_id.to_owned(),
+        max_reject_share: ctx.config.max_reject_share,
+        loaded_at: crate::clock::now_rfc3339(),
+        scale,
+    };
+    let scanner: RefCell<Option<Scanner>> = RefCell::new(Some(scanner));
+    let mut landing = Some(landing);
+    let mut read_error = None;
+    let mut lake_error = None;
+    let loaded = ctx.warehouse.load(
+        &plan,
+        &mut || scanner.borrow_mut().as_mut().and_then(Scanner::next_batch),
+        &mut |t| progress.advanced(counter.load(Ordering::Relaxed), t.rows_read),
+        &mut |_| {
+            if let Some(s) = scanner.borrow_mut().take() {
+                if let Err(e) = s.finish() {
+                    let msg = e.to_string();
+                    read_error = Some(msg.clone());
+                    return Err(msg);
+                }
+            }
+            match landing.take().map(join_landing) {
+                Some(Err(e)) => {
+                    let msg = e.to_string();
+                    lake_error = Some(e);
+                    Err(msg)
+                }
+                _ => Ok(()),
+            }
+        },
+    );
+    // Stop the scan threads if the load ended early.
+    drop(scanner.borrow_mut().take());
+    match loaded {
+        Ok(tally) => {
+            report.set_tally(&tally, scale);
+            report.status = if tally.failure.is_some() {
+                Outcome::Failed
+            } else {
+                Outcome::Loaded
+            };
+            report.error = tally.failure.clone();
+            if let Err(broken) = check_control_totals(&mut ctx.warehouse, file_id, scale, &tally) {
+                error!(file = %name, file_id, %broken, "Control totals do not hold after commit.");
+                report.error = Some(format!("control totals do not hold: {broken}"));
+            }
+        }
+        Err(WarehouseError::Aborted(_)) => {
+            if let Some(h) = landing.take() {
+                lake_error = join_landing(h).err();
+            }
+            if let Some(e) = lake_error {
+                landed_or_fatal(Err(e), ctx, file_id, run_id, &mut report)?;
+            } else {
+                let msg = read_error.unwrap_or_else(|| "load abandoned".into());
+                ctx.warehouse
+                    .fail_file(file_id, run_id, &msg, &crate::clock::now_rfc3339())?;
+                report.error = Some(msg);
+            }
+        }
+        Err(e) => {
+            if let Some(h) = landing.take() {
+                let _ = join_landing(h);
+            }
+            return Err(e.into());
+        }
+    }
+    Ok(finish(report, progress))
+}
+
+/// A landing error is fatal for the run (lake unreachable), except a source that changed
+/// under us, which fails only this file.
+fn landed_or_fatal(
+    landed: Result<lake::Landed, LakeError>,
+    ctx: &mut Context,
+    file_id: i64,
+    run_id: &str,
+    report: &mut FileReport,
+) -> Result<(), RunError> {
+    match landed {
+        Ok(_) => Ok(()),
+        Err(e @ LakeError::Changed { .. }) => {
+            let msg = format!("{e}; it will be picked up again by the next run");
+            ctx.warehouse
+                .fail_file(file_id, run_id, &msg, &crate::clock::now_rfc3339())?;
+            report.error = Some(msg);
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Re-reads the warehouse after commit and compares with what the load counted.
+fn check_control_totals(
+    warehouse: &mut Warehouse,
+    file_id: i64,
+    scale: u8,
+    tally: &crate::warehouse::Tally,
+) -> Result<(), String> {
+    let stored = warehouse
+        .stored(file_id, scale)
+        .map_err(|e| e.to_string())?;
+    let mut broken = Vec::new();
+    if !tally.balances() {
+        broken.push(format!(
+            "rows read {} != loaded {} + rejected {} + duplicate {} (or amounts differ)",
+            tally.rows_read, tally.rows_loaded, tally.rows_rejected, tally.rows_duplicate
+        ));
+    }
+    let failed = tally.failure.is_some();
+    let expect_rows = if failed { 0 } else { tally.rows_loaded };
+    let expect_amount = if failed {
+        crate::model::Total::default()
+    } else {
+        tally.amount_loaded
+    };
+    if stored.transactions != expect_rows || stored.transactions_amount != expect_amount {
+        broken.push(format!(
+            "transactions holds {} rows / {} for the file, expected {} / {}",
+            stored.transactions,
+            stored.transactions_amount.to_text(scale),
+            expect_rows,
+            expect_amount.to_text(scale)
+        ));
+    }
+    if stored.rejected != tally.rows_rejected || stored.rejected_amount != tally.amount_rejected {
+        broken.push(format!(
+            "rejected_rows holds {} rows / {}, expected {} / {}",
+            stored.rejected,
+            stored.rejected_amount.to_text(scale),
+            tally.rows_rejected,
+            tally.amount_rejected.to_text(scale)
+        ));
+    }
+    let r = &stored.recorded;
+    if r.rows_read != tally.rows_read
+        || r.rows_loaded != expect_rows
+        || r.rows_rejected != tally.rows_rejected
+        || r.rows_duplicate != tally.rows_duplicate
+        || r.amount_read != tally.amount_read
+        || r.amount_loaded != expect_amount
+        || r.amount_rejected != tally.amount_rejected
+        || r.amount_duplicate != tally.amount_duplicate
+    {
+        broken.push("the files catalog row disagrees with the load".into());
+    }
+    let want_status = if failed {
+        FileStatus::Failed
+    } else {
+        FileStatus::Loaded
+    };
+    if stored.status != Some(want_status) {
+        broken.push(format!("catalog status is {:?}", stored.status));
+    }
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        Err(broken.join("; "))
+    }
+}
+
+fn log_outcome(r: &FileReport) {
+    match (&r.status, &r.error) {
+        (Outcome::Failed, Some(e)) => {
+            warn!(file = %r.name, rows_read = r.rows_read, rows_rejected = r.rows_rejected, error = %e, "File failed; nothing loaded from it.");
+        }
+        (_, Some(e)) => error!(file = %r.name, error = %e, "File processed with an error."),
+        _ => info!(
+            file = %r.name,
+            status = r.status.name(),
+            rows_read = r.rows_read,
+            rows_loaded = r.rows_loaded,
+            rows_rejected = r.rows_rejected,
+            rows_duplicate = r.rows_duplicate,
+            amount_loaded = %r.amount_loaded,
+            elapsed_s = r.elapsed_s,
+            "File done."
+        ),
+    }
+}

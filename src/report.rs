@@ -1,0 +1,219 @@
+//! What a run or a check tells its caller: per-file outcomes with counts and exact
+//! totals, as one JSON object (`--json`) or a human summary table.
+//!
+//! The JSON field names are a user-facing contract (issue #2): `run_id`, `status`,
+//! `elapsed_s`, and per file `name`, `sha256`, `status`, `rows_*`, `amount_*` (decimal
+//! strings), `warnings` by rule and `error`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::warehouse::Tally;
+
+/// Outcome of one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Rows committed.
+    Loaded,
+    /// Same content as an earlier file; skipped.
+    DuplicateFile,
+    /// Failed as a whole; nothing loaded.
+    Failed,
+    /// `check` only: would load.
+    Checked,
+}
+
+impl Outcome {
+    /// Name as printed.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Outcome::Loaded => "loaded",
+            Outcome::DuplicateFile => "duplicate_file",
+            Outcome::Failed => "failed",
+            Outcome::Checked => "checked",
+        }
+    }
+}
+
+/// One file's line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileReport {
+    /// File name as found in the inbox (or as given to `check`).
+    pub name: String,
+    /// Content digest, when the file could be read.
+    pub sha256: Option<String>,
+    /// What happened.
+    pub status: Outcome,
+    /// Catalog id (for a duplicate: the earlier file's id).
+    pub file_id: Option<i64>,
+    /// Detected profile.
+    pub profile: Option<String>,
+    /// Where the raw copy is.
+    pub lake_key: Option<String>,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Records read.
+    pub rows_read: u64,
+    /// Rows loaded.
+    pub rows_loaded: u64,
+    /// Rows rejected.
+    pub rows_rejected: u64,
+    /// Rows that were duplicates of loaded rows.
+    pub rows_duplicate: u64,
+    /// Sum of every amount that parsed.
+    pub amount_read: String,
+    /// Sum over loaded rows.
+    pub amount_loaded: String,
+    /// Sum over rejected rows.
+    pub amount_rejected: String,
+    /// Sum over duplicate rows.
+    pub amount_duplicate: String,
+    /// Warnings (attributes set to NULL) by rule.
+    pub warnings: BTreeMap<String, u64>,
+    /// Rejections by rule.
+    pub rejects: BTreeMap<String, u64>,
+    /// Why the file failed, or what else went wrong.
+    pub error: Option<String>,
+    /// Seconds spent on the file.
+    pub elapsed_s: f64,
+}
+
+impl FileReport {
+    /// A report with no rows yet.
+    pub fn new(name: &str, status: Outcome) -> FileReport {
+        FileReport {
+            name: name.to_owned(),
+            sha256: None,
+            status,
+            file_id: None,
+            profile: None,
+            lake_key: None,
+            bytes: 0,
+            rows_read: 0,
+            rows_loaded: 0,
+            rows_rejected: 0,
+            rows_duplicate: 0,
+            amount_read: "0".into(),
+            amount_loaded: "0".into(),
+            amount_rejected: "0".into(),
+            amount_duplicate: "0".into(),
+            warnings: BTreeMap::new(),
+            rejects: BTreeMap::new(),
+            error: None,
+            elapsed_s: 0.0,
+        }
+    }
+
+    /// Copies counts and totals from a tally, at the file's amount scale.
+    pub fn set_tally(&mut self, t: &Tally, scale: u8) {
+        self.rows_read = t.rows_read;
+        self.rows_loaded = if t.failure.is_some() {
+            0
+        } else {
+            t.rows_loaded
+        };
+        self.rows_rejected = t.rows_rejected;
+        self.rows_duplicate = t.rows_duplicate;
+        self.amount_read = t.amount_read.to_text(scale);
+        self.amount_loaded = if t.failure.is_some() {
+            crate::model::Total::default().to_text(scale)
+        } else {
+            t.amount_loaded.to_text(scale)
+        };
+        self.amount_rejected = t.amount_rejected.to_text(scale);
+        self.amount_duplicate = t.amount_duplicate.to_text(scale);
+        self.warnings = t
+            .warnings
+            .iter()
+            .map(|(r, n)| (r.name().to_owned(), n))
+            .collect();
+        self.rejects = t
+            .rejects
+            .iter()
+            .map(|(r, n)| (r.name().to_owned(), *n))
+            .collect();
+    }
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Run id (UUIDv7), also in the `runs` table.
+    pub run_id: String,
+    /// `ok` when every file loaded or was a duplicate; `failed` otherwise.
+    pub status: String,
+    /// Start (UTC).
+    pub started_at: String,
+    /// End (UTC).
+    pub finished_at: String,
+    /// Wall-clock seconds.
+    pub elapsed_s: f64,
+    /// One entry per file, in processing order.
+    pub files: Vec<FileReport>,
+}
+
+impl RunReport {
+    /// Whether any file failed or any error was recorded (exit status 1).
+    pub fn has_failures(&self) -> bool {
+        self.files.iter().any(|f| {
+            f.status == Outcome::Failed || f.error.is_some() && f.status != Outcome::DuplicateFile
+        })
+    }
+
+    /// A human summary: one line per file and a total.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let name_width = self
+            .files
+            .iter()
+            .map(|f| f.name.chars().count())
+            .max()
+            .unwrap_or(4)
+            .clamp(4, 48);
+        let _ = writeln!(
+            out,
+            "{:<name_width$}  {:<14}  {:>10}  {:>10}  {:>9}  {:>9}  {:>18}",
+            "file", "status", "read", "loaded", "rejected", "duplicate", "amount loaded"
+        );
+        let (mut read, mut loaded, mut rejected, mut dup) = (0, 0, 0, 0);
+        for f in &self.files {
+            let name: String = f.name.chars().take(name_width).collect();
+            let _ = writeln!(
+                out,
+                "{name:<name_width$}  {:<14}  {:>10}  {:>10}  {:>9}  {:>9}  {:>18}",
+                f.status.name(),
+                f.rows_read,
+                f.rows_loaded,
+                f.rows_rejected,
+                f.rows_duplicate,
+                f.amount_loaded
+            );
+            read += f.rows_read;
+            loaded += f.rows_loaded;
+            rejected += f.rows_rejected;
+            dup += f.rows_duplicate;
+        }
+        let _ = writeln!(
+            out,
+            "{:<name_width$}  {:<14}  {read:>10}  {loaded:>10}  {rejected:>9}  {dup:>9}",
+            "total", self.status
+        );
+        for f in self.files.iter().filter(|f| f.error.is_some()) {
+            let _ = writeln!(
+                out,
+                "{}: {}",
+                f.name,
+                f.error.as_deref().unwrap_or_default()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "run {} finished in {:.2}s",
+            self.run_id, self.elapsed_s
+        );
+        out
+    }
+}

@@ -1,0 +1,477 @@
+//! The warehouse seam: the catalog of files and runs, the load of one file's rows in
+//! one transaction, and the read-backs that reports and control totals need.
+//!
+//! [`Warehouse`] is a closed set of backends selected by URL (`sqlite://` today,
+//! `postgres://` next). Every backend honours the same guarantees, checked by the
+//! behaviour suite in `tests/warehouse_contract.rs`:
+//! - **Atomic per file:** a file's rows, rejects, warnings and catalog status commit in
+//!   one transaction; a crash leaves nothing of the load.
+//! - **Exactly once:** a transaction id already present with identical content is a
+//!   duplicate (not loaded again); with other content it is a `conflicting_duplicate`
+//!   rejection. The first occurrence in file order wins.
+//! - **Resumable claims:** a file claimed but not finished (status `landing`) is handed
+//!   back by the next claim of the same content.
+
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::model::Total;
+use crate::scan::Batch;
+use crate::validate::{Rule, WarningCounts};
+
+/// A warehouse failure. Row problems are never errors: they are rejections.
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    /// The warehouse cannot be opened or reached.
+    #[error("warehouse unreachable at {url}: {reason}")]
+    Unreachable {
+        /// URL with any password removed.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The URL names no supported backend.
+    #[error("unsupported warehouse URL {0} (use sqlite://PATH)")]
+    UnsupportedUrl(String),
+    /// A statement failed.
+    #[error("warehouse {context}: {source}")]
+    Sql {
+        /// What was being done.
+        context: &'static str,
+        /// The driver's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The load was abandoned before commit (rolled back).
+    #[error("load abandoned before commit: {0}")]
+    Aborted(String),
+}
+
+/// Result alias for warehouse calls.
+pub type Result<T, E = WarehouseError> = std::result::Result<T, E>;
+
+/// Catalog status of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileStatus {
+    /// Claimed; landing or loading not finished (a crash leaves this).
+    Landing,
+    /// Rows committed.
+    Loaded,
+    /// Failed as a whole; nothing loaded.
+    Failed,
+}
+
+impl FileStatus {
+    /// Stored name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            FileStatus::Landing => "landing",
+            FileStatus::Loaded => "loaded",
+            FileStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn from_name(s: &str) -> Option<FileStatus> {
+        match s {
+            "landing" => Some(FileStatus::Landing),
+            "loaded" => Some(FileStatus::Loaded),
+            "failed" => Some(FileStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A file about to be processed.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    /// Content digest, hex.
+    pub sha256: String,
+    /// Name in the inbox.
+    pub original_name: String,
+    /// Size in bytes as received.
+    pub bytes: u64,
+    /// Detected profile, if any.
+    pub profile: Option<String>,
+    /// Detected format.
+    pub format: String,
+    /// Detected compression.
+    pub compression: String,
+    /// Where the raw copy goes in the lake.
+    pub lake_key: String,
+    /// When it was received (UTC, RFC 3339).
+    pub received_at: String,
+    /// The run claiming it.
+    pub run_id: String,
+}
+
+/// The outcome of claiming a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// First time this content is seen.
+    New {
+        /// Catalog id.
+        file_id: i64,
+    },
+    /// A previous attempt died before finishing; carry on with its id and lake key.
+    Resume {
+        /// Catalog id.
+        file_id: i64,
+        /// Lake key recorded by the first attempt.
+        lake_key: String,
+    },
+    /// This content was already processed.
+    Duplicate {
+        /// Catalog id of the earlier file.
+        file_id: i64,
+        /// Its name.
+        original_name: String,
+        /// Its status.
+        status: FileStatus,
+    },
+}
+
+/// Parameters of one file's load.
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    /// Catalog id.
+    pub file_id: i64,
+    /// Run doing the load.
+    pub run_id: String,
+    /// Fail the file when rejected rows / rows read exceeds this.
+    pub max_reject_share: f64,
+    /// Timestamp written to `loaded_at` and `processed_at`.
+    pub loaded_at: String,
+    /// Scale of the file's amounts.
+    pub scale: u8,
+}
+
+/// Counts and totals of one file's load.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Records read.
+    pub rows_read: u64,
+    /// Rows inserted.
+    pub rows_loaded: u64,
+    /// Rows quarantined.
+    pub rows_rejected: u64,
+    /// Rows already present with identical content.
+    pub rows_duplicate: u64,
+    /// Sum of every amount that parsed.
+    pub amount_read: Total,
+    /// Sum over loaded rows.
+    pub amount_loaded: Total,
+    /// Sum over rejected rows whose amount parsed.
+    pub amount_rejected: Total,
+    /// Sum over duplicate rows.
+    pub amount_duplicate: Total,
+    /// Warnings of loaded rows, by rule.
+    pub warnings: WarningCounts,
+    /// Rejections by rule.
+    pub rejects: BTreeMap<Rule, u64>,
+    /// Set when the file failed as a whole (too many rejects); nothing was loaded.
+    pub failure: Option<String>,
+}
+
+impl Tally {
+    /// Whether rows and amounts add up: read = loaded + rejected + duplicate.
+    pub fn balances(&self) -> bool {
+        let mut sum = self.amount_loaded;
+        sum.merge(self.amount_rejected);
+        sum.merge(self.amount_duplicate);
+        self.rows_read == self.rows_loaded + self.rows_rejected + self.rows_duplicate
+            && self.amount_read == sum
+    }
+
+    /// Decides whether the file fails as a whole: no rows at all, or a rejected-row
+    /// share above `max_reject_share`. Sets [`Tally::failure`] with a reason naming the
+    /// most frequent rules.
+    pub fn judge(&mut self, max_reject_share: f64) {
+        if self.rows_read == 0 {
+            self.failure = Some("file has no data rows".into());
+        } else if self.reject_share() > max_reject_share {
+            let mut rules: Vec<_> = self.rejects.iter().collect();
+            rules.sort_by(|a, b| b.1.cmp(a.1));
+            let top: Vec<String> = rules
+                .iter()
+                .take(3)
+                .map(|(r, n)| format!("{} {n}", r.name()))
+                .collect();
+            self.failure = Some(format!(
+                "rejected-row share {:.2}% exceeds max_reject_share {:.2}% ({} of {} rows; {})",
+                self.reject_share() * 100.0,
+                max_reject_share * 100.0,
+                self.rows_rejected,
+                self.rows_read,
+                top.join(", ")
+            ));
+        }
+    }
+
+    /// Share of rejected rows.
+    pub fn reject_share(&self) -> f64 {
+        if self.rows_read == 0 {
+            0.0
+        } else {
+            self.rows_rejected as f64 / self.rows_read as f64
+        }
+    }
+}
+
+/// What the warehouse holds for one file, read back after commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// Catalog status.
+    pub status: Option<FileStatus>,
+    /// Counts as recorded in `files`.
+    pub recorded: Tally,
+    /// `COUNT(*)` of the file's rows in `transactions`.
+    pub transactions: u64,
+    /// Sum of their amounts.
+    pub transactions_amount: Total,
+    /// `COUNT(*)` of the file's rows in `rejected_rows`.
+    pub rejected: u64,
+    /// Sum of their parsed amounts.
+    pub rejected_amount: Total,
+}
+
+/// One catalog row, for `bankpipe files` and reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileEntry {
+    /// Catalog id.
+    pub file_id: i64,
+    /// Digest.
+    pub sha256: String,
+    /// Name as received.
+    pub original_name: String,
+    /// Size.
+    pub bytes: u64,
+    /// Profile.
+    pub profile: Option<String>,
+    /// Status.
+    pub status: String,
+    /// Received at.
+    pub received_at: String,
+    /// Processed at.
+    pub processed_at: Option<String>,
+    /// Rows read.
+    pub rows_read: Option<u64>,
+    /// Rows loaded.
+    pub rows_loaded: Option<u64>,
+    /// Rows rejected.
+    pub rows_rejected: Option<u64>,
+    /// Rows duplicate.
+    pub rows_duplicate: Option<u64>,
+    /// Amount loaded.
+    pub amount_loaded: Option<String>,
+    /// Lake key.
+    pub lake_key: String,
+    /// Failure reason.
+    pub error: Option<String>,
+}
+
+/// One quarantined row, for `bankpipe rejects`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectEntry {
+    /// File id.
+    pub file_id: i64,
+    /// File name.
+    pub file: String,
+    /// Line in the file.
+    pub line_no: u64,
+    /// Rule broken.
+    pub rule: String,
+    /// Field at fault.
+    pub field: Option<String>,
+    /// Explanation.
+    pub detail: Option<String>,
+    /// Raw text (lossy UTF-8 for `invalid_encoding` rows).
+    pub raw: String,
+}
+
+/// Filter of `bankpipe rejects`.
+#[derive(Debug, Clone, Default)]
+pub struct RejectFilter {
+    /// Only this file.
+    pub file_id: Option<i64>,
+    /// Only this rule.
+    pub rule: Option<String>,
+    /// At most this many rows.
+    pub limit: u64,
+}
+
+/// Warehouse-wide figures for `bankpipe status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    /// Files by status.
+    pub files: BTreeMap<String, u64>,
+    /// Rows in `transactions`.
+    pub transactions: u64,
+    /// Rows in `rejected_rows`.
+    pub rejected_rows: u64,
+    /// Rejected rows by rule.
+    pub rejects_by_rule: BTreeMap<String, u64>,
+    /// Warnings by rule over all files.
+    pub warnings_by_rule: BTreeMap<String, u64>,
+    /// Earliest and latest transaction time.
+    pub transaction_span: Option<(String, String)>,
+    /// The latest runs, newest first.
+    pub recent_runs: Vec<RunEntry>,
+    /// Schema version.
+    pub schema_version: i64,
+}
+
+/// One row of `runs`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunEntry {
+    /// Id.
+    pub run_id: String,
+    /// Start.
+    pub started_at: String,
+    /// End.
+    pub finished_at: Option<String>,
+    /// Status.
+    pub status: String,
+}
+
+/// The warehouse backends.
+#[derive(Debug)]
+pub enum Warehouse {
+    /// Embedded SQLite database (the default).
+    Sqlite(sqlite::SqliteWarehouse),
+}
+
+impl Warehouse {
+    /// Opens the warehouse named by `url` and applies pending migrations.
+    ///
+    /// # Errors
+    /// [`WarehouseError::Unreachable`] when it cannot be opened,
+    /// [`WarehouseError::UnsupportedUrl`] for an unknown scheme.
+    pub fn open(url: &str) -> Result<Warehouse> {
+        if let Some(path) = sqlite::path_from_url(url) {
+            return Ok(Warehouse::Sqlite(sqlite::SqliteWarehouse::open(&path)?));
+        }
+        Err(WarehouseError::UnsupportedUrl(crate::config::redact_url(
+            url,
+        )))
+    }
+
+    /// Records the start of a run; runs left `running` by a dead process become
+    /// `aborted`.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn start_run(&mut self, run_id: &str, started_at: &str) -> Result<()> {
+        match self {
+            Warehouse::Sqlite(w) => w.start_run(run_id, started_at),
+        }
+    }
+
+    /// Records the end of a run.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn finish_run(
+        &mut self,
+        run_id: &str,
+        finished_at: &str,
+        status: &str,
+        counts: &str,
+    ) -> Result<()> {
+        match self {
+            Warehouse::Sqlite(w) => w.finish_run(run_id, finished_at, status, counts),
+        }
+    }
+
+    /// Looks a digest up without claiming it.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn find_file(&mut self, sha256: &str) -> Result<Option<(i64, String, FileStatus)>> {
+        match self {
+            Warehouse::Sqlite(w) => w.find_file(sha256),
+        }
+    }
+
+    /// Claims a file for processing (see [`Claim`]).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn claim(&mut self, file: &NewFile) -> Result<Claim> {
+        match self {
+            Warehouse::Sqlite(w) => w.claim(file),
+        }
+    }
+
+    /// Marks a claimed file failed as a whole before any row was read.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn fail_file(&mut self, file_id: i64, run_id: &str, error: &str, at: &str) -> Result<()> {
+        match self {
+            Warehouse::Sqlite(w) => w.fail_file(file_id, run_id, error, at),
+        }
+    }
+
+    /// Loads a file's batches in one transaction. `before_commit` runs after the last
+    /// batch with the final tally; an error from it rolls everything back. `progress`
+    /// sees the running tally after each batch.
+    ///
+    /// # Errors
+    /// [`WarehouseError::Aborted`] when `before_commit` refused; SQL failures.
+    pub fn load(
+        &mut self,
+        plan: &LoadPlan,
+        batches: &mut dyn FnMut() -> Option<Batch>,
+        progress: &mut dyn FnMut(&Tally),
+        before_commit: &mut dyn FnMut(&Tally) -> Result<(), String>,
+    ) -> Result<Tally> {
+        match self {
+            Warehouse::Sqlite(w) => w.load(plan, batches, progress, before_commit),
+        }
+    }
+
+    /// Reads back what is stored for a file, for the control-total check.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn stored(&mut self, file_id: i64, scale: u8) -> Result<Stored> {
+        match self {
+            Warehouse::Sqlite(w) => w.stored(file_id, scale),
+        }
+    }
+
+    /// The catalog, newest first.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn files(&mut self) -> Result<Vec<FileEntry>> {
+        match self {
+            Warehouse::Sqlite(w) => w.files(),
+        }
+    }
+
+    /// Quarantined rows.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn rejects(&mut self, filter: &RejectFilter) -> Result<Vec<RejectEntry>> {
+        match self {
+            Warehouse::Sqlite(w) => w.rejects(filter),
+        }
+    }
+
+    /// Warehouse-wide figures.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn summary(&mut self) -> Result<Summary> {
+        match self {
+            Warehouse::Sqlite(w) => w.summary(),
+        }
+    }
+}

@@ -1,0 +1,729 @@
+//! The embedded SQLite warehouse: one database file, no server.
+//!
+//! Loads use one `BEGIN IMMEDIATE` transaction per file with a rollback journal, so a
+//! `kill -9` at any moment leaves either nothing or everything of a file (SQLite rolls a
+//! hot journal back on the next open). Inserts use `ON CONFLICT DO NOTHING` on the
+//! primary key and only look at the existing row when a key collides, so the common
+//! case (new ids) costs one insert per row.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::{
+    Claim, FileEntry, FileStatus, LoadPlan, NewFile, RejectEntry, RejectFilter, Result, RunEntry,
+    Stored, Summary, Tally, WarehouseError,
+};
+use crate::model::Total;
+use crate::scan::Batch;
+use crate::validate::Rule;
+
+/// Versioned migrations, applied in order.
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../../sql/sqlite/0001_init.sql"))];
+
+/// A `sqlite://` URL's path: `sqlite:///abs/path.db`, `sqlite://relative.db`, or
+/// `sqlite::memory:` for tests.
+pub fn path_from_url(url: &str) -> Option<PathBuf> {
+    if url == "sqlite::memory:" {
+        return Some(PathBuf::from(":memory:"));
+    }
+    let rest = url.strip_prefix("sqlite://")?;
+    (!rest.is_empty()).then(|| PathBuf::from(rest))
+}
+
+fn sql(context: &'static str) -> impl FnOnce(rusqlite::Error) -> WarehouseError {
+    move |source| WarehouseError::Sql { context, source }
+}
+
+/// The SQLite backend.
+#[derive(Debug)]
+pub struct SqliteWarehouse {
+    conn: Connection,
+}
+
+impl SqliteWarehouse {
+    /// Opens (creating if needed) the database and migrates it.
+    ///
+    /// # Errors
+    /// [`WarehouseError::Unreachable`] when the file cannot be opened or is not a
+    /// database.
+    pub fn open(path: &Path) -> Result<SqliteWarehouse> {
+        let unreachable = |reason: String| WarehouseError::Unreachable {
+            url: format!("sqlite://{}", path.display()),
+            reason,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if path.as_os_str() != ":memory:" {
+                std::fs::create_dir_all(parent).map_err(|e| unreachable(e.to_string()))?;
+            }
+        }
+        let conn = Connection::open(path).map_err(|e| unreachable(e.to_string()))?;
+        // Durable commits with a rollback journal: WAL is slower for one large
+        // transaction per file, and process crashes are covered either way.
+        conn.execute_batch(
+            "PRAGMA journal_mode = DELETE;
+             PRAGMA synchronous = FULL;
+             PRAGMA cache_size = -65536;
+             PRAGMA temp_store = MEMORY;
+             PRAGMA busy_timeout = 10000;",
+        )
+        .map_err(|e| unreachable(e.to_string()))?;
+        let mut w = SqliteWarehouse { conn };
+        w.migrate().map_err(|e| unreachable(e.to_string()))?;
+        Ok(w)
+    }
+
+    /// Applies pending migrations; returns how many ran.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn migrate(&mut self) -> Result<usize> {
+        self.conn
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+            )
+            .map_err(sql("creating schema_migrations"))?;
+        let current: i64 = self
+            .conn
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql("reading schema version"))?;
+        let mut applied = 0;
+        for (version, name, text) in MIGRATIONS {
+            if *version <= current {
+                continue;
+            }
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql("starting migration"))?;
+            tx.execute_batch(text).map_err(sql("applying migration"))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                params![version, name, crate::clock::now_rfc3339()],
+            )
+            .map_err(sql("recording migration"))?;
+            tx.commit().map_err(sql("committing migration"))?;
+            applied += 1;
+        }
+        Ok(applied)
+    }
+
+    pub(super) fn start_run(&mut self, run_id: &str, started_at: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET status = 'aborted' WHERE status = 'running'",
+                [],
+            )
+            .map_err(sql("closing dead runs"))?;
+        let host = std::env::var("HOSTNAME").ok();
+        self.conn
+            .execute(
+                "INSERT INTO runs (run_id, started_at, status, host, pid) VALUES (?1, ?2, 'running', ?3, ?4)",
+                params![run_id, started_at, host, std::process::id()],
+            )
+            .map_err(sql("recording run start"))?;
+        Ok(())
+    }
+
+    pub(super) fn finish_run(
+        &mut self,
+        run_id: &str,
+        finished_at: &str,
+        status: &str,
+        counts: &str,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET finished_at = ?2, status = ?3, counts = ?4 WHERE run_id = ?1",
+                params![run_id, finished_at, status, counts],
+            )
+            .map_err(sql("recording run end"))?;
+        Ok(())
+    }
+
+    pub(super) fn find_file(&mut self, sha256: &str) -> Result<Option<(i64, String, FileStatus)>> {
+        self.conn
+            .query_row(
+                "SELECT file_id, original_name, status FROM files WHERE sha256 = ?1",
+                [sha256],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?)),
+            )
+            .optional()
+            .map_err(sql("looking up a file"))
+            .map(|o| {
+                o.map(|(id, name, status)| {
+                    (
+                        id,
+                        name,
+                        FileStatus::from_name(&status).unwrap_or(FileStatus::Landing),
+                    )
+                })
+            })
+    }
+
+    pub(super) fn claim(&mut self, f: &NewFile) -> Result<Claim> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("starting claim"))?;
+        let existing: Option<(i64, String, String, String)> = tx
+            .query_row(
+                "SELECT file_id, original_name, status, lake_key FROM files WHERE sha256 = ?1",
+                [&f.sha256],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .map_err(sql("looking up a file"))?;
+        let claim = match existing {
+            Some((file_id, _, status, lake_key)) if status == "landing" => {
+                tx.execute(
+                    "UPDATE files SET original_name = ?2, run_id = ?3, profile = ?4 WHERE file_id = ?1",
+                    params![file_id, f.original_name, f.run_id, f.profile],
+                )
+                .map_err(sql("resuming a claim"))?;
+                Claim::Resume { file_id, lake_key }
+            }
+            Some((file_id, original_name, status, _)) => Claim::Duplicate {
+                file_id,
+                original_name,
+                status: FileStatus::from_name(&status).unwrap_or(FileStatus::Failed),
+            },
+            None => {
+                tx.execute(
+                    "INSERT INTO files (sha256, original_name, bytes, profile, format, compression,
+                                        lake_key, received_at, run_id, status)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'landing')",
+                    params![
+                        f.sha256,
+                        f.original_name,
+                        f.bytes,
+                        f.profile,
+                        f.format,
+                        f.compression,
+                        f.lake_key,
+                        f.received_at,
+                        f.run_id
+                    ],
+                )
+                .map_err(sql("claiming a file"))?;
+                Claim::New {
+                    file_id: tx.last_insert_rowid(),
+                }
+            }
+        };
+        tx.commit().map_err(sql("committing claim"))?;
+        Ok(claim)
+    }
+
+    pub(super) fn fail_file(
+        &mut self,
+        file_id: i64,
+        run_id: &str,
+        error: &str,
+        at: &str,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE files SET status = 'failed', error = ?2, processed_at = ?3, run_id = ?4,
+                        rows_read = 0, rows_loaded = 0, rows_rejected = 0, rows_duplicate = 0
+                 WHERE file_id = ?1",
+                params![file_id, error, at, run_id],
+            )
+            .map_err(sql("marking a file failed"))?;
+        Ok(())
+    }
+
+    pub(super) fn load(
+        &mut self,
+        plan: &LoadPlan,
+        batches: &mut dyn FnMut() -> Option<Batch>,
+        progress: &mut dyn FnMut(&Tally),
+        before_commit: &mut dyn FnMut(&Tally) -> std::result::Result<(), String>,
+    ) -> Result<Tally> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("starting load"))?;
+        let mut tally = Tally::default();
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO transactions (transaction_id, customer_id, customer_dob, gender,
+                         location, account_balance, transaction_at, amount, currency, file_id,
+                         line_no, loaded_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     ON CONFLICT (transaction_id) DO NOTHING",
+                )
+                .map_err(sql("preparing insert"))?;
+            let mut existing = tx
+                .prepare_cached(
+                    "SELECT customer_id, customer_dob, gender, location, account_balance,
+                            transaction_at, amount, currency
+                     FROM transactions WHERE transaction_id = ?1",
+                )
+                .map_err(sql("preparing lookup"))?;
+            let mut quarantine = tx
+                .prepare_cached(
+                    "INSERT INTO rejected_rows (file_id, line_no, rule, field, detail, amount, raw)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(sql("preparing quarantine"))?;
+            let mut dob = String::with_capacity(10);
+            let mut balance = String::with_capacity(24);
+            let mut at = String::with_capacity(19);
+            let mut amount = String::with_capacity(24);
+            let reject_amount = |a: Option<crate::model::Amount>| a.map(|a| a.to_text());
+            while let Some(batch) = batches() {
+                tally.rows_read += batch.rows_read;
+                tally.amount_read.merge(batch.amount_read);
+                for row in &batch.rows {
+                    let t = &row.txn;
+                    dob.clear();
+                    balance.clear();
+                    at.clear();
+                    amount.clear();
+                    if let Some(d) = t.customer_dob {
+                        d.write_to(&mut dob);
+                    }
+                    if let Some(b) = t.account_balance {
+                        b.write_to(&mut balance);
+                    }
+                    t.transaction_at.write_to(&mut at);
+                    t.amount.write_to(&mut amount);
+                    let dob_v = t.customer_dob.map(|_| dob.as_str());
+                    let balance_v = t.account_balance.map(|_| balance.as_str());
+                    let gender_v = t.gender.map(crate::model::Gender::code);
+                    let inserted = insert
+                        .execute(params![
+                            t.transaction_id,
+                            t.customer_id,
+                            dob_v,
+                            gender_v,
+                            t.location,
+                            balance_v,
+                            at,
+                            amount,
+                            t.currency.as_str(),
+                            plan.file_id,
+                            row.line,
+                            plan.loaded_at
+                        ])
+                        .map_err(sql("inserting a transaction"))?;
+                    if inserted == 1 {
+                        tally.rows_loaded += 1;
+                        tally.amount_loaded.add(t.amount);
+                        tally.warnings.add(row.warnings);
+                        continue;
+                    }
+                    type Stored = (
+                        String,
+                        Option<String>,
+                        Option<String>,
+                        Option<String>,
+                        Option<String>,
+                        String,
+                        String,
+                        String,
+                    );
+                    let old: Stored = existing
+                        .query_row([&t.transaction_id], |r| {
+                            Ok((
+                                r.get(0)?,
+                                r.get(1)?,
+                                r.get(2)?,
+                                r.get(3)?,
+                                r.get(4)?,
+                                r.get(5)?,
+                                r.get(6)?,
+                                r.get(7)?,
+                            ))
+                        })
+                        .map_err(sql("reading a colliding row"))?;
+                    let same = old.0 == t.customer_id
+                        && old.1.as_deref() == dob_v
+                        && old.2.as_deref() == gender_v
+                        && old.3 == t.location
+                        && old.4.as_deref() == balance_v
+                        && old.5 == at
+                        && old.6 == amount
+                        && old.7 == t.currency.as_str();
+                    if same {
+                        tally.rows_duplicate += 1;
+                        tally.amount_duplicate.add(t.amount);
+                    } else {
+                        let differs = [
+                            (old.0 != t.customer_id, "customer_id"),
+                            (old.1.as_deref() != dob_v, "customer_dob"),
+                            (old.2.as_deref() != gender_v, "gender"),
+                            (old.3 != t.location, "location"),
+                            (old.4.as_deref() != balance_v, "account_balance"),
+                            (old.5 != at, "transaction_at"),
+                            (old.6 != amount, "amount"),
+                            (old.7 != t.currency.as_str(), "currency"),
+                        ]
+                        .iter()
+                        .filter(|(d, _)| *d)
+                        .map(|(_, n)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                        tally.rows_rejected += 1;
+                        tally.amount_rejected.add(t.amount);
+                        *tally.rejects.entry(Rule::ConflictingDuplicate).or_default() += 1;
+                        insert_reject(
+                            &mut quarantine,
+                            plan.file_id,
+                            row.line,
+                            Rule::ConflictingDuplicate,
+                            Some("transaction_id"),
+                            &format!("already loaded with a different {differs}"),
+                            Some(amount.clone()),
+                            batch.raw(row.span),
+                        )?;
+                    }
+                }
+                for r in &batch.rejects {
+                    let rej = &r.rejection;
+                    tally.rows_rejected += 1;
+                    if let Some(a) = rej.amount {
+                        tally.amount_rejected.add(a);
+                    }
+                    *tally.rejects.entry(rej.rule).or_default() += 1;
+                    insert_reject(
+                        &mut quarantine,
+                        plan.file_id,
+                        r.line,
+                        rej.rule,
+                        rej.field.map(crate::profile::Field::name),
+                        &rej.detail,
+                        reject_amount(rej.amount),
+                        batch.raw(r.span),
+                    )?;
+                }
+                progress(&tally);
+            }
+        }
+        tally.judge(plan.max_reject_share);
+        if tally.failure.is_some() {
+            // Nothing of a failed file is loaded; its rejects stay for diagnosis.
+            tx.execute(
+                "DELETE FROM transactions WHERE file_id = ?1",
+                [plan.file_id],
+            )
+            .map_err(sql("removing rows of a failed file"))?;
+        }
+        let (status, loaded, amount_loaded) = match &tally.failure {
+            None => ("loaded", tally.rows_loaded, tally.amount_loaded),
+            Some(_) => ("failed", 0, Total::default()),
+        };
+        tx.execute(
+            "UPDATE files SET status = ?2, rows_read = ?3, rows_loaded = ?4, rows_rejected = ?5,
+                    rows_duplicate = ?6, amount_read = ?7, amount_loaded = ?8,
+                    amount_rejected = ?9, amount_duplicate = ?10, error = ?11,
+                    processed_at = ?12, run_id = ?13
+             WHERE file_id = ?1",
+            params![
+                plan.file_id,
+                status,
+                tally.rows_read,
+                loaded,
+                tally.rows_rejected,
+                tally.rows_duplicate,
+                tally.amount_read.to_text(plan.scale),
+                amount_loaded.to_text(plan.scale),
+                tally.amount_rejected.to_text(plan.scale),
+                tally.amount_duplicate.to_text(plan.scale),
+                tally.failure,
+                plan.loaded_at,
+                plan.run_id
+            ],
+        )
+        .map_err(sql("recording file status"))?;
+        tx.execute(
+            "DELETE FROM file_warnings WHERE file_id = ?1",
+            [plan.file_id],
+        )
+        .map_err(sql("clearing warnings"))?;
+        for (rule, rows) in tally.warnings.iter() {
+            tx.execute(
+                "INSERT INTO file_warnings (file_id, rule, rows) VALUES (?1, ?2, ?3)",
+                params![plan.file_id, rule.name(), rows],
+            )
+            .map_err(sql("recording warnings"))?;
+        }
+        before_commit(&tally).map_err(WarehouseError::Aborted)?;
+        tx.commit().map_err(sql("committing load"))?;
+        Ok(tally)
+    }
+
+    pub(super) fn stored(&mut self, file_id: i64, scale: u8) -> Result<Stored> {
+        // Amounts are canonical text at the file's scale, so removing the point gives
+        // exact minor units; SQLite's integer SUM raises an error rather than overflow.
+        let minor_sum = "COALESCE(SUM(CAST(REPLACE(amount, '.', '') AS INTEGER)), 0)";
+        let (transactions, t_amount): (i64, i64) = self
+            .conn
+            .query_row(
+                &format!("SELECT COUNT(*), {minor_sum} FROM transactions WHERE file_id = ?1"),
+                [file_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(sql("counting loaded rows"))?;
+        let (rejected, r_amount): (i64, i64) = self
+            .conn
+            .query_row(
+                &format!("SELECT COUNT(*), {minor_sum} FROM rejected_rows WHERE file_id = ?1"),
+                [file_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(sql("counting rejected rows"))?;
+        type Row = (
+            String,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let row: Row = self
+            .conn
+            .query_row(
+                "SELECT status, rows_read, rows_loaded, rows_rejected, rows_duplicate,
+                        amount_read, amount_loaded, amount_rejected, amount_duplicate
+                 FROM files WHERE file_id = ?1",
+                [file_id],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                    ))
+                },
+            )
+            .map_err(sql("reading the file's catalog row"))?;
+        let total = |t: &Option<String>| {
+            t.as_deref()
+                .and_then(|t| Total::parse(t, scale))
+                .unwrap_or(Total { minor: -1 })
+        };
+        let count = |n: Option<i64>| n.unwrap_or(-1) as u64;
+        Ok(Stored {
+            status: FileStatus::from_name(&row.0),
+            recorded: Tally {
+                rows_read: count(row.1),
+                rows_loaded: count(row.2),
+                rows_rejected: count(row.3),
+                rows_duplicate: count(row.4),
+                amount_read: total(&row.5),
+                amount_loaded: total(&row.6),
+                amount_rejected: total(&row.7),
+                amount_duplicate: total(&row.8),
+                ..Tally::default()
+            },
+            transactions: transactions as u64,
+            transactions_amount: Total {
+                minor: i128::from(t_amount),
+            },
+            rejected: rejected as u64,
+            rejected_amount: Total {
+                minor: i128::from(r_amount),
+            },
+        })
+    }
+
+    pub(super) fn files(&mut self) -> Result<Vec<FileEntry>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT file_id, sha256, original_name, bytes, profile, status, received_at,
+                        processed_at, rows_read, rows_loaded, rows_rejected, rows_duplicate,
+                        amount_loaded, lake_key, error
+                 FROM files ORDER BY file_id",
+            )
+            .map_err(sql("listing files"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(FileEntry {
+                    file_id: r.get(0)?,
+                    sha256: r.get(1)?,
+                    original_name: r.get(2)?,
+                    bytes: r.get(3)?,
+                    profile: r.get(4)?,
+                    status: r.get(5)?,
+                    received_at: r.get(6)?,
+                    processed_at: r.get(7)?,
+                    rows_read: r.get(8)?,
+                    rows_loaded: r.get(9)?,
+                    rows_rejected: r.get(10)?,
+                    rows_duplicate: r.get(11)?,
+                    amount_loaded: r.get(12)?,
+                    lake_key: r.get(13)?,
+                    error: r.get(14)?,
+                })
+            })
+            .map_err(sql("listing files"))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(sql("listing files"))
+    }
+
+    pub(super) fn rejects(&mut self, filter: &RejectFilter) -> Result<Vec<RejectEntry>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT r.file_id, f.original_name, r.line_no, r.rule, r.field, r.detail, r.raw
+                 FROM rejected_rows r JOIN files f ON f.file_id = r.file_id
+                 WHERE (?1 IS NULL OR r.file_id = ?1) AND (?2 IS NULL OR r.rule = ?2)
+                 ORDER BY r.file_id, r.line_no LIMIT ?3",
+            )
+            .map_err(sql("listing rejects"))?;
+        let rows = stmt
+            .query_map(
+                params![filter.file_id, filter.rule, filter.limit as i64],
+                |r| {
+                    let raw = match r.get_ref(6)? {
+                        rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                            String::from_utf8_lossy(t).into_owned()
+                        }
+                        _ => String::new(),
+                    };
+                    Ok(RejectEntry {
+                        file_id: r.get(0)?,
+                        file: r.get(1)?,
+                        line_no: r.get::<_, i64>(2)? as u64,
+                        rule: r.get(3)?,
+                        field: r.get(4)?,
+                        detail: r.get(5)?,
+                        raw,
+                    })
+                },
+            )
+            .map_err(sql("listing rejects"))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(sql("listing rejects"))
+    }
+
+    pub(super) fn summary(&mut self) -> Result<Summary> {
+        let mut s = Summary::default();
+        let pairs = |conn: &Connection, q: &str| -> Result<Vec<(String, u64)>> {
+            let mut stmt = conn.prepare(q).map_err(sql("summarising"))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })
+                .map_err(sql("summarising"))?;
+            rows.collect::<std::result::Result<_, _>>()
+                .map_err(sql("summarising"))
+        };
+        s.files = pairs(
+            &self.conn,
+            "SELECT status, COUNT(*) FROM files GROUP BY status",
+        )?
+        .into_iter()
+        .collect();
+        s.rejects_by_rule = pairs(
+            &self.conn,
+            "SELECT rule, COUNT(*) FROM rejected_rows GROUP BY rule",
+        )?
+        .into_iter()
+        .collect();
+        s.warnings_by_rule = pairs(
+            &self.conn,
+            "SELECT w.rule, SUM(w.rows) FROM file_warnings w JOIN files f ON f.file_id = w.file_id
+             WHERE f.status = 'loaded' GROUP BY w.rule",
+        )?
+        .into_iter()
+        .collect();
+        s.rejected_rows = s.rejects_by_rule.values().sum();
+        s.transactions = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM transactions", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(sql("counting transactions"))? as u64;
+        s.transaction_span = self
+            .conn
+            .query_row(
+                "SELECT MIN(transaction_at), MAX(transaction_at) FROM transactions",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                    ))
+                },
+            )
+            .map_err(sql("reading the time span"))
+            .map(|(a, b)| a.zip(b))?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT run_id, started_at, finished_at, status FROM runs
+                 ORDER BY started_at DESC LIMIT 5",
+            )
+            .map_err(sql("listing runs"))?;
+        s.recent_runs = stmt
+            .query_map([], |r| {
+                Ok(RunEntry {
+                    run_id: r.get(0)?,
+                    started_at: r.get(1)?,
+                    finished_at: r.get(2)?,
+                    status: r.get(3)?,
+                })
+            })
+            .map_err(sql("listing runs"))?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(sql("listing runs"))?;
+        s.schema_version = self
+            .conn
+            .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql("reading schema version"))?;
+        Ok(s)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert_reject(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    file_id: i64,
+    line: u64,
+    rule: Rule,
+    field: Option<&str>,
+    detail: &str,
+    amount: Option<String>,
+    raw: &[u8],
+) -> Result<()> {
+    // Keep the raw record readable as TEXT; bytes that are not UTF-8 are kept exactly,
+    // as a BLOB.
+    let raw_value = match std::str::from_utf8(raw) {
+        Ok(text) => {
+            rusqlite::types::ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Text(text.as_bytes()))
+        }
+        Err(_) => rusqlite::types::ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Blob(raw)),
+    };
+    stmt.execute(params![
+        file_id,
+        line,
+        rule.name(),
+        field,
+        detail,
+        amount,
+        raw_value
+    ])
+    .map_err(sql("quarantining a row"))?;
+    Ok(())
+}
