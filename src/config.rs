@@ -203,6 +203,8 @@ fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
 /// logs, errors and reports.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
+        // `user:pass@host` parses as scheme `user`: not a URL we can redact by parts.
+        Ok(u) if u.cannot_be_a_base() && url.contains('@') => "***".to_owned(),
         Ok(mut u) => {
             if u.password().is_some() {
                 let _ = u.set_password(Some("***"));

@@ -259,6 +259,7 @@ fn process_file(
     };
     report.sha256 = Some(sha256.clone());
     report.bytes = bytes;
+    tracing::debug!(file = %name, elapsed_s = clock.elapsed().as_secs_f64(), "Fingerprinted.");
     progress.file_started(&name, bytes);
 
     if let Some((file_id, original, status)) = ctx.warehouse.find_file(&sha256)? {
@@ -280,7 +281,7 @@ fn process_file(
     let counter = Arc::new(AtomicU64::new(0));
     let scanned = open_decoded(path, compression, Arc::clone(&counter))
         .map_err(|e| scan::FileError::Read(e))
-        .and_then(|input| scan::start(input, format, &ctx.config.profiles, ctx.config.workers));
+        .and_then(|input| scan::start(input, format, &ctx.config.profiles, ctx.config.workers, true));
     let profile_name = match &scanned {
         Ok(s) => s.layout.profile.name.clone(),
         Err(_) => "unknown".to_owned(),
@@ -317,6 +318,7 @@ fn process_file(
     };
     report.file_id = Some(file_id);
     report.lake_key = Some(key.clone());
+    tracing::debug!(file = %name, elapsed_s = clock.elapsed().as_secs_f64(), "Claimed.");
 
     // Land the raw bytes while the rows are being validated and loaded.
     let landing = {
@@ -399,6 +401,7 @@ fn process_file(
             }
         },
     );
+    tracing::debug!(file = %name, elapsed_s = clock.elapsed().as_secs_f64(), "Load committed.");
     // Stop the scan threads if the load ended early.
     drop(scanner.borrow_mut().take());
     match loaded {

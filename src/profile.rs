@@ -464,6 +464,8 @@ pub struct Profile {
     pub dob_placeholder: Option<Date>,
     /// Oldest plausible age.
     pub max_age_years: u32,
+    /// Length of the longest null value, to skip comparisons for longer cells.
+    max_null_len: usize,
 }
 
 /// A profile spec that cannot be used.
@@ -600,12 +602,13 @@ impl Profile {
             null_values: spec.null_values.clone(),
             dob_placeholder,
             max_age_years: spec.max_age_years,
+            max_null_len: spec.null_values.iter().map(String::len).max().unwrap_or(0),
         })
     }
 
     /// True when `text` (already trimmed) means "no value".
     pub fn is_null(&self, text: &str) -> bool {
-        self.null_values.iter().any(|n| n == text)
+        text.len() <= self.max_null_len && self.null_values.iter().any(|n| n == text)
     }
 }
 

@@ -58,6 +58,65 @@ pub struct Layout {
     pub binding: Binding,
     /// Number of CSV columns (0 for JSON).
     pub columns: usize,
+    /// Whether workers format rows for loading ([`ValidRow::text`]).
+    pub prepare_load: bool,
+}
+
+/// The canonical text of a row's formatted columns, made on a worker thread so the
+/// loader only binds slices.
+#[derive(Debug, Default)]
+pub struct LoadText {
+    buf: String,
+    dob: Option<(u16, u16)>,
+    balance: Option<(u16, u16)>,
+    at: (u16, u16),
+    amount: (u16, u16),
+}
+
+impl LoadText {
+    fn new(t: &Transaction) -> LoadText {
+        let mut buf = String::with_capacity(64);
+        let mark = |buf: &mut String, write: &dyn Fn(&mut String)| {
+            let start = buf.len() as u16;
+            write(buf);
+            (start, buf.len() as u16)
+        };
+        let dob = t.customer_dob.map(|d| mark(&mut buf, &|b| d.write_to(b)));
+        let balance = t.account_balance.map(|a| mark(&mut buf, &|b| a.write_to(b)));
+        let at = mark(&mut buf, &|b| t.transaction_at.write_to(b));
+        let amount = mark(&mut buf, &|b| t.amount.write_to(b));
+        LoadText {
+            buf,
+            dob,
+            balance,
+            at,
+            amount,
+        }
+    }
+
+    fn slice(&self, r: (u16, u16)) -> &str {
+        &self.buf[r.0 as usize..r.1 as usize]
+    }
+
+    /// `customer_dob` as `YYYY-MM-DD`.
+    pub fn dob(&self) -> Option<&str> {
+        self.dob.map(|r| self.slice(r))
+    }
+
+    /// `account_balance` as canonical decimal.
+    pub fn balance(&self) -> Option<&str> {
+        self.balance.map(|r| self.slice(r))
+    }
+
+    /// `transaction_at` as `YYYY-MM-DD HH:MM:SS`.
+    pub fn at(&self) -> &str {
+        self.slice(self.at)
+    }
+
+    /// `amount` as canonical decimal.
+    pub fn amount(&self) -> &str {
+        self.slice(self.amount)
+    }
 }
 
 /// A row that passed validation.
@@ -71,6 +130,33 @@ pub struct ValidRow {
     pub txn: Transaction,
     /// Attributes set to NULL.
     pub warnings: Warnings,
+    /// Formatted columns, when the scan prepares rows for loading.
+    pub text: Option<LoadText>,
+    /// Hashes of the id and of the content, when the scan does not prepare rows for
+    /// loading (`check` detects in-file duplicates with them).
+    pub digest: Option<(u64, u64)>,
+}
+
+fn hash_of(value: &impl std::hash::Hash) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(value)
+}
+
+/// (hash of the transaction id, hash of everything else that is loaded).
+pub fn row_digest(t: &Transaction) -> (u64, u64) {
+    (
+        hash_of(&t.transaction_id),
+        hash_of(&(
+            &t.customer_id,
+            t.customer_dob,
+            t.gender,
+            &t.location,
+            t.account_balance,
+            t.transaction_at,
+            t.amount,
+            t.currency,
+        )),
+    )
 }
 
 /// A row that failed validation.
@@ -131,6 +217,7 @@ pub fn start(
     format: Format,
     profiles: &[Profile],
     workers: usize,
+    prepare_load: bool,
 ) -> Result<Scanner, FileError> {
     let mut splitter = Splitter::new(input, format, CHUNK_BYTES);
     let mut first = splitter
@@ -180,6 +267,7 @@ pub fn start(
         profile: profiles[binding.profile].clone(),
         binding,
         columns,
+        prepare_load,
     });
 
     let workers = workers.max(1);
@@ -347,11 +435,18 @@ pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
         match verdict {
             Verdict::Valid(txn, warnings) => {
                 batch.amount_read.add(txn.amount);
+                let (text, digest) = if layout.prepare_load {
+                    (Some(LoadText::new(&txn)), None)
+                } else {
+                    (None, Some(row_digest(&txn)))
+                };
                 batch.rows.push(ValidRow {
                     line: record.line,
                     span,
                     txn: *txn,
                     warnings,
+                    text,
+                    digest,
                 });
             }
             Verdict::Rejected(rejection) => {
@@ -432,6 +527,7 @@ mod tests {
             format,
             &profiles(),
             2,
+            true,
         )?;
         let mut out = Vec::new();
         while let Some(b) = s.next_batch() {

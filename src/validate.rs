@@ -6,7 +6,7 @@
 //! `row_too_long`) and duplicates (which need the warehouse) are decided elsewhere but
 //! use the same [`Rule`] names.
 
-use crate::model::{Amount, AmountError, Currency, Date, DateTime, Gender, Transaction};
+use crate::model::{Amount, AmountError, Currency, Date, DateTime, Gender, Text, Transaction};
 use crate::profile::{CurrencySource, FIELD_COUNT, Field, Profile, When, YearRule};
 
 /// Every rule of the contract, with the stable name stored in the warehouse.
@@ -449,7 +449,7 @@ pub fn validate(profile: &Profile, cells: &[Option<&str>; FIELD_COUNT]) -> Verdi
         }
     };
     let location = match cell(Field::Location) {
-        Some(text) => Some(text.to_owned()),
+        Some(text) => Some(Text::from(text)),
         None => {
             warnings.add(Rule::MissingLocation);
             None
@@ -471,8 +471,8 @@ pub fn validate(profile: &Profile, cells: &[Option<&str>; FIELD_COUNT]) -> Verdi
 
     Verdict::Valid(
         Box::new(Transaction {
-            transaction_id: transaction_id.to_owned(),
-            customer_id: customer_id.to_owned(),
+            transaction_id: Text::from(transaction_id),
+            customer_id: Text::from(customer_id),
             customer_dob,
             gender,
             location,

@@ -33,7 +33,13 @@ CREATE TABLE files (
     amount_loaded    TEXT,
     amount_rejected  TEXT,
     amount_duplicate TEXT,
-    error            TEXT
+    error            TEXT,
+    -- SQLite only: the file's rows occupy this rowid range of transactions (one
+    -- writer loads a file in one transaction, so its rowids are contiguous). Lineage
+    -- and control-total queries use it instead of an index on file_id, which would
+    -- cost a fifth of the load time.
+    first_rowid      INTEGER,
+    last_rowid       INTEGER
 );
 
 CREATE TABLE transactions (
@@ -50,8 +56,6 @@ CREATE TABLE transactions (
     line_no          INTEGER NOT NULL,
     loaded_at        TEXT NOT NULL
 );
--- Lineage look-ups, control-total checks and reprocessing go by file.
-CREATE INDEX transactions_file_line ON transactions (file_id, line_no);
 
 CREATE TABLE rejected_rows (
     file_id   INTEGER NOT NULL REFERENCES files (file_id),

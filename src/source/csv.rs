@@ -83,13 +83,28 @@ pub fn split<'a>(record: &'a str, cells: &mut Vec<Cow<'a, str>>) -> Result<(), C
             if memchr::memchr(b'"', cell.as_bytes()).is_some() {
                 return Err(CellError::StrayQuote);
             }
-            cells.push(Cow::Borrowed(cell.trim_matches([' ', '\t'])));
+            cells.push(Cow::Borrowed(trim_blanks(cell)));
             if end == bytes.len() {
                 return Ok(());
             }
             pos = end + 1;
         }
     }
+}
+
+/// Strips spaces and tabs from both ends (ASCII only, so slicing stays on char
+/// boundaries).
+fn trim_blanks(cell: &str) -> &str {
+    let b = cell.as_bytes();
+    let mut start = 0;
+    let mut end = b.len();
+    while start < end && (b[start] == b' ' || b[start] == b'\t') {
+        start += 1;
+    }
+    while end > start && (b[end - 1] == b' ' || b[end - 1] == b'\t') {
+        end -= 1;
+    }
+    &cell[start..end]
 }
 
 #[cfg(test)]

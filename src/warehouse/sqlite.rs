@@ -15,7 +15,7 @@ use super::{
     Stored, Summary, Tally, WarehouseError,
 };
 use crate::model::Total;
-use crate::scan::Batch;
+use crate::scan::{Batch, ValidRow};
 use crate::validate::Rule;
 
 /// Versioned migrations, applied in order.
@@ -62,15 +62,20 @@ impl SqliteWarehouse {
         // Durable commits with a rollback journal: WAL is slower for one large
         // transaction per file, and process crashes are covered either way.
         conn.execute_batch(
-            "PRAGMA journal_mode = DELETE;
+            "PRAGMA page_size = 16384;
+             PRAGMA journal_mode = DELETE;
              PRAGMA synchronous = FULL;
              PRAGMA cache_size = -65536;
              PRAGMA temp_store = MEMORY;
              PRAGMA busy_timeout = 10000;",
         )
         .map_err(|e| unreachable(e.to_string()))?;
+        conn.set_prepared_statement_cache_capacity(64);
         let mut w = SqliteWarehouse { conn };
         w.migrate().map_err(|e| unreachable(e.to_string()))?;
+        if let Ok(extra) = std::env::var("BP_EXPERIMENT_PRAGMAS") {
+            w.conn.execute_batch(&extra).map_err(|e| unreachable(e.to_string()))?;
+        }
         Ok(w)
     }
 
@@ -251,20 +256,16 @@ impl SqliteWarehouse {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql("starting load"))?;
         let mut tally = Tally::default();
+        let first_rowid: i64 = tx
+            .query_row("SELECT COALESCE(MAX(rowid), 0) + 1 FROM transactions", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql("reading the next rowid"))?;
         {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO transactions (transaction_id, customer_id, customer_dob, gender,
-                         location, account_balance, transaction_at, amount, currency, file_id,
-                         line_no, loaded_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                     ON CONFLICT (transaction_id) DO NOTHING",
-                )
-                .map_err(sql("preparing insert"))?;
             let mut existing = tx
                 .prepare_cached(
-                    "SELECT customer_id, customer_dob, gender, location, account_balance,
-                            transaction_at, amount, currency
+                    "SELECT file_id, line_no, customer_id, customer_dob, gender, location,
+                            account_balance, transaction_at, amount, currency
                      FROM transactions WHERE transaction_id = ?1",
                 )
                 .map_err(sql("preparing lookup"))?;
@@ -274,115 +275,82 @@ impl SqliteWarehouse {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
                 .map_err(sql("preparing quarantine"))?;
-            let mut dob = String::with_capacity(10);
-            let mut balance = String::with_capacity(24);
-            let mut at = String::with_capacity(19);
-            let mut amount = String::with_capacity(24);
-            let reject_amount = |a: Option<crate::model::Amount>| a.map(|a| a.to_text());
-            while let Some(batch) = batches() {
+            let mut scratch = String::with_capacity(32);
+            let mut full_group = tx
+                .prepare_cached(&insert_sql(INSERT_GROUP))
+                .map_err(sql("preparing insert"))?;
+            bind_constants(&mut full_group, INSERT_GROUP, plan)?;
+            // Freeing a batch's millions of small strings is real work; do it off the
+            // loader thread, which is the bottleneck of a bulk load.
+            let (drop_tx, drop_rx) = std::sync::mpsc::sync_channel::<Batch>(4);
+            let dropper = std::thread::Builder::new()
+                .name("bankpipe-free".into())
+                .spawn(move || drop_rx.into_iter().for_each(drop))
+                .ok();
+            let mut waited = std::time::Duration::ZERO;
+            loop {
+                let wait_start = std::time::Instant::now();
+                let Some(batch) = batches() else { break };
+                waited += wait_start.elapsed();
                 tally.rows_read += batch.rows_read;
                 tally.amount_read.merge(batch.amount_read);
-                for row in &batch.rows {
-                    let t = &row.txn;
-                    dob.clear();
-                    balance.clear();
-                    at.clear();
-                    amount.clear();
-                    if let Some(d) = t.customer_dob {
-                        d.write_to(&mut dob);
+                for group in batch.rows.chunks(INSERT_GROUP) {
+                    let mut tail;
+                    let insert = if group.len() == INSERT_GROUP {
+                        &mut full_group
+                    } else {
+                        tail = tx
+                            .prepare_cached(&insert_sql(group.len()))
+                            .map_err(sql("preparing insert"))?;
+                        bind_constants(&mut tail, group.len(), plan)?;
+                        &mut tail
+                    };
+                    for (k, row) in group.iter().enumerate() {
+                        bind_row(insert, k * 12, row, &mut scratch)?;
                     }
-                    if let Some(b) = t.account_balance {
-                        b.write_to(&mut balance);
-                    }
-                    t.transaction_at.write_to(&mut at);
-                    t.amount.write_to(&mut amount);
-                    let dob_v = t.customer_dob.map(|_| dob.as_str());
-                    let balance_v = t.account_balance.map(|_| balance.as_str());
-                    let gender_v = t.gender.map(crate::model::Gender::code);
-                    let inserted = insert
-                        .execute(params![
-                            t.transaction_id,
-                            t.customer_id,
-                            dob_v,
-                            gender_v,
-                            t.location,
-                            balance_v,
-                            at,
-                            amount,
-                            t.currency.as_str(),
-                            plan.file_id,
-                            row.line,
-                            plan.loaded_at
-                        ])
-                        .map_err(sql("inserting a transaction"))?;
-                    if inserted == 1 {
-                        tally.rows_loaded += 1;
-                        tally.amount_loaded.add(t.amount);
-                        tally.warnings.add(row.warnings);
+                    let inserted = insert.raw_execute().map_err(sql("inserting transactions"))?;
+                    if inserted == group.len() {
+                        for row in group {
+                            tally.rows_loaded += 1;
+                            tally.amount_loaded.add(row.txn.amount);
+                            tally.warnings.add(row.warnings);
+                        }
                         continue;
                     }
-                    type Stored = (
-                        String,
-                        Option<String>,
-                        Option<String>,
-                        Option<String>,
-                        Option<String>,
-                        String,
-                        String,
-                        String,
-                    );
-                    let old: Stored = existing
-                        .query_row([&t.transaction_id], |r| {
-                            Ok((
-                                r.get(0)?,
-                                r.get(1)?,
-                                r.get(2)?,
-                                r.get(3)?,
-                                r.get(4)?,
-                                r.get(5)?,
-                                r.get(6)?,
-                                r.get(7)?,
-                            ))
-                        })
-                        .map_err(sql("reading a colliding row"))?;
-                    let same = old.0 == t.customer_id
-                        && old.1.as_deref() == dob_v
-                        && old.2.as_deref() == gender_v
-                        && old.3 == t.location
-                        && old.4.as_deref() == balance_v
-                        && old.5 == at
-                        && old.6 == amount
-                        && old.7 == t.currency.as_str();
-                    if same {
-                        tally.rows_duplicate += 1;
-                        tally.amount_duplicate.add(t.amount);
-                    } else {
-                        let differs = [
-                            (old.0 != t.customer_id, "customer_id"),
-                            (old.1.as_deref() != dob_v, "customer_dob"),
-                            (old.2.as_deref() != gender_v, "gender"),
-                            (old.3 != t.location, "location"),
-                            (old.4.as_deref() != balance_v, "account_balance"),
-                            (old.5 != at, "transaction_at"),
-                            (old.6 != amount, "amount"),
-                            (old.7 != t.currency.as_str(), "currency"),
-                        ]
-                        .iter()
-                        .filter(|(d, _)| *d)
-                        .map(|(_, n)| *n)
-                        .collect::<Vec<_>>()
-                        .join(", ");
+                    // Some ids collided: tell ours (just inserted) from earlier ones.
+                    for row in group {
+                        let old = existing
+                            .query_row([row.txn.transaction_id.as_str()], StoredRow::from_row)
+                            .map_err(sql("reading a colliding row"))?;
+                        if old.file_id == plan.file_id && old.line_no == row.line as i64 {
+                            tally.rows_loaded += 1;
+                            tally.amount_loaded.add(row.txn.amount);
+                            tally.warnings.add(row.warnings);
+                            continue;
+                        }
+                        let differs = old.differences(&row.txn);
+                        if differs.is_empty() {
+                            tally.rows_duplicate += 1;
+                            tally.amount_duplicate.add(row.txn.amount);
+                            continue;
+                        }
                         tally.rows_rejected += 1;
-                        tally.amount_rejected.add(t.amount);
+                        tally.amount_rejected.add(row.txn.amount);
                         *tally.rejects.entry(Rule::ConflictingDuplicate).or_default() += 1;
+                        let detail = format!(
+                            "already loaded from file {} line {} with a different {}",
+                            old.file_id,
+                            old.line_no,
+                            differs.join(", ")
+                        );
                         insert_reject(
                             &mut quarantine,
                             plan.file_id,
                             row.line,
                             Rule::ConflictingDuplicate,
                             Some("transaction_id"),
-                            &format!("already loaded with a different {differs}"),
-                            Some(amount.clone()),
+                            &detail,
+                            Some(row.txn.amount.to_text()),
                             batch.raw(row.span),
                         )?;
                     }
@@ -401,22 +369,35 @@ impl SqliteWarehouse {
                         rej.rule,
                         rej.field.map(crate::profile::Field::name),
                         &rej.detail,
-                        reject_amount(rej.amount),
+                        rej.amount.map(crate::model::Amount::to_text),
                         batch.raw(r.span),
                     )?;
                 }
                 progress(&tally);
+                if dropper.is_some() {
+                    let _ = drop_tx.send(batch);
+                }
+            }
+            tracing::debug!(waited_s = waited.as_secs_f64(), "Loader waited for batches.");
+            drop(drop_tx);
+            if let Some(d) = dropper {
+                let _ = d.join();
             }
         }
         tally.judge(plan.max_reject_share);
         if tally.failure.is_some() {
             // Nothing of a failed file is loaded; its rejects stay for diagnosis.
             tx.execute(
-                "DELETE FROM transactions WHERE file_id = ?1",
-                [plan.file_id],
+                "DELETE FROM transactions WHERE rowid >= ?2 AND file_id = ?1",
+                params![plan.file_id, first_rowid],
             )
             .map_err(sql("removing rows of a failed file"))?;
         }
+        let last_rowid: i64 = tx
+            .query_row("SELECT COALESCE(MAX(rowid), 0) FROM transactions", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql("reading the last rowid"))?;
         let (status, loaded, amount_loaded) = match &tally.failure {
             None => ("loaded", tally.rows_loaded, tally.amount_loaded),
             Some(_) => ("failed", 0, Total::default()),
@@ -425,7 +406,7 @@ impl SqliteWarehouse {
             "UPDATE files SET status = ?2, rows_read = ?3, rows_loaded = ?4, rows_rejected = ?5,
                     rows_duplicate = ?6, amount_read = ?7, amount_loaded = ?8,
                     amount_rejected = ?9, amount_duplicate = ?10, error = ?11,
-                    processed_at = ?12, run_id = ?13
+                    processed_at = ?12, run_id = ?13, first_rowid = ?14, last_rowid = ?15
              WHERE file_id = ?1",
             params![
                 plan.file_id,
@@ -440,7 +421,9 @@ impl SqliteWarehouse {
                 tally.amount_duplicate.to_text(plan.scale),
                 tally.failure,
                 plan.loaded_at,
-                plan.run_id
+                plan.run_id,
+                first_rowid,
+                last_rowid
             ],
         )
         .map_err(sql("recording file status"))?;
@@ -456,7 +439,9 @@ impl SqliteWarehouse {
             )
             .map_err(sql("recording warnings"))?;
         }
+        tracing::debug!(rows = tally.rows_read, "All batches inserted.");
         before_commit(&tally).map_err(WarehouseError::Aborted)?;
+        tracing::debug!("Landing and reading confirmed; committing.");
         tx.commit().map_err(sql("committing load"))?;
         Ok(tally)
     }
@@ -465,11 +450,24 @@ impl SqliteWarehouse {
         // Amounts are canonical text at the file's scale, so removing the point gives
         // exact minor units; SQLite's integer SUM raises an error rather than overflow.
         let minor_sum = "COALESCE(SUM(CAST(REPLACE(amount, '.', '') AS INTEGER)), 0)";
+        let (first, last): (Option<i64>, Option<i64>) = self
+            .conn
+            .query_row(
+                "SELECT first_rowid, last_rowid FROM files WHERE file_id = ?1",
+                [file_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(sql("reading the file's rowid range"))?;
+        // Rows of the file outside its recorded range would be a bug; count them too
+        // when the range is unknown.
         let (transactions, t_amount): (i64, i64) = self
             .conn
             .query_row(
-                &format!("SELECT COUNT(*), {minor_sum} FROM transactions WHERE file_id = ?1"),
-                [file_id],
+                &format!(
+                    "SELECT COUNT(*), {minor_sum} FROM transactions
+                     WHERE rowid BETWEEN ?2 AND ?3 AND file_id = ?1"
+                ),
+                params![file_id, first.unwrap_or(0), last.unwrap_or(i64::MAX)],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(sql("counting loaded rows"))?;
@@ -693,6 +691,157 @@ impl SqliteWarehouse {
             })
             .map_err(sql("reading schema version"))?;
         Ok(s)
+    }
+}
+
+/// Rows per multi-row `INSERT`: fewer statement executions per row, which is where
+/// SQLite spends much of a bulk load.
+const INSERT_GROUP: usize = 16;
+
+fn insert_sql(rows: usize) -> String {
+    let mut q = String::from(
+        "INSERT INTO transactions (transaction_id, customer_id, customer_dob, gender, location,
+             account_balance, transaction_at, amount, currency, file_id, line_no, loaded_at)
+         VALUES ",
+    );
+    for r in 0..rows {
+        if r > 0 {
+            q.push(',');
+        }
+        let b = r * 12;
+        q.push('(');
+        for c in 1..=12 {
+            if c > 1 {
+                q.push(',');
+            }
+            q.push('?');
+            q.push_str(&(b + c).to_string());
+        }
+        q.push(')');
+    }
+    q.push_str(" ON CONFLICT (transaction_id) DO NOTHING");
+    q
+}
+
+/// Binds one row's 12 values at parameter offset `base` (SQLite copies bound text, so
+/// one scratch buffer serves every formatted value).
+fn bind_row(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    base: usize,
+    row: &ValidRow,
+    scratch: &mut String,
+) -> Result<()> {
+    let t = &row.txn;
+    let bind = |stmt: &mut rusqlite::CachedStatement<'_>, i: usize, v: &dyn rusqlite::ToSql| {
+        stmt.raw_bind_parameter(base + i, v)
+            .map_err(sql("binding a value"))
+    };
+    bind(stmt, 1, &t.transaction_id.as_str())?;
+    bind(stmt, 2, &t.customer_id.as_str())?;
+    bind(stmt, 4, &t.gender.map(crate::model::Gender::code))?;
+    bind(stmt, 5, &t.location.as_deref())?;
+    bind(stmt, 9, &t.currency.as_str())?;
+    if let Some(text) = &row.text {
+        bind(stmt, 3, &text.dob())?;
+        bind(stmt, 6, &text.balance())?;
+        bind(stmt, 7, &text.at())?;
+        bind(stmt, 8, &text.amount())?;
+    } else {
+        scratch.clear();
+        match t.customer_dob {
+            Some(d) => {
+                d.write_to(scratch);
+                bind(stmt, 3, &scratch.as_str())?;
+            }
+            None => bind(stmt, 3, &rusqlite::types::Null)?,
+        }
+        scratch.clear();
+        match t.account_balance {
+            Some(b) => {
+                b.write_to(scratch);
+                bind(stmt, 6, &scratch.as_str())?;
+            }
+            None => bind(stmt, 6, &rusqlite::types::Null)?,
+        }
+        scratch.clear();
+        t.transaction_at.write_to(scratch);
+        bind(stmt, 7, &scratch.as_str())?;
+        scratch.clear();
+        t.amount.write_to(scratch);
+        bind(stmt, 8, &scratch.as_str())?;
+    }
+    bind(stmt, 11, &(row.line as i64))
+}
+
+/// Binds the values that are the same for every row of a file (`file_id`,
+/// `loaded_at`) once: SQLite keeps bindings across executions of a statement.
+fn bind_constants(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    rows: usize,
+    plan: &LoadPlan,
+) -> Result<()> {
+    for k in 0..rows {
+        stmt.raw_bind_parameter(k * 12 + 10, plan.file_id)
+            .map_err(sql("binding a value"))?;
+        stmt.raw_bind_parameter(k * 12 + 12, &plan.loaded_at)
+            .map_err(sql("binding a value"))?;
+    }
+    Ok(())
+}
+
+/// A row already in `transactions`, read back when an id collides.
+struct StoredRow {
+    file_id: i64,
+    line_no: i64,
+    values: [Option<String>; 8],
+}
+
+impl StoredRow {
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRow> {
+        Ok(StoredRow {
+            file_id: r.get(0)?,
+            line_no: r.get(1)?,
+            values: [
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(9)?,
+            ],
+        })
+    }
+
+    /// Names of the columns whose stored value differs from `t`'s canonical text.
+    fn differences(&self, t: &crate::model::Transaction) -> Vec<&'static str> {
+        let new = [
+            Some(t.customer_id.to_string()),
+            t.customer_dob.map(|d| d.to_string()),
+            t.gender.map(|g| g.code().to_owned()),
+            t.location.as_ref().map(ToString::to_string),
+            t.account_balance.map(crate::model::Amount::to_text),
+            Some(t.transaction_at.to_string()),
+            Some(t.amount.to_text()),
+            Some(t.currency.as_str().to_owned()),
+        ];
+        const NAMES: [&str; 8] = [
+            "customer_id",
+            "customer_dob",
+            "gender",
+            "location",
+            "account_balance",
+            "transaction_at",
+            "amount",
+            "currency",
+        ];
+        NAMES
+            .iter()
+            .zip(self.values.iter().zip(new.iter()))
+            .filter(|(_, (old, new))| old != new)
+            .map(|(name, _)| *name)
+            .collect()
     }
 }
 
