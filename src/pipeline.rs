@@ -281,7 +281,15 @@ fn process_file(
     let counter = Arc::new(AtomicU64::new(0));
     let scanned = open_decoded(path, compression, Arc::clone(&counter))
         .map_err(|e| scan::FileError::Read(e))
-        .and_then(|input| scan::start(input, format, &ctx.config.profiles, ctx.config.workers, true));
+        .and_then(|input| {
+            scan::start(
+                input,
+                format,
+                &ctx.config.profiles,
+                ctx.config.workers,
+                true,
+            )
+        });
     let profile_name = match &scanned {
         Ok(s) => s.layout.profile.name.clone(),
         Err(_) => "unknown".to_owned(),

@@ -82,7 +82,9 @@ impl LoadText {
             (start, buf.len() as u16)
         };
         let dob = t.customer_dob.map(|d| mark(&mut buf, &|b| d.write_to(b)));
-        let balance = t.account_balance.map(|a| mark(&mut buf, &|b| a.write_to(b)));
+        let balance = t
+            .account_balance
+            .map(|a| mark(&mut buf, &|b| a.write_to(b)));
         let at = mark(&mut buf, &|b| t.transaction_at.write_to(b));
         let amount = mark(&mut buf, &|b| t.amount.write_to(b));
         LoadText {

@@ -74,7 +74,9 @@ impl SqliteWarehouse {
         let mut w = SqliteWarehouse { conn };
         w.migrate().map_err(|e| unreachable(e.to_string()))?;
         if let Ok(extra) = std::env::var("BP_EXPERIMENT_PRAGMAS") {
-            w.conn.execute_batch(&extra).map_err(|e| unreachable(e.to_string()))?;
+            w.conn
+                .execute_batch(&extra)
+                .map_err(|e| unreachable(e.to_string()))?;
         }
         Ok(w)
     }
@@ -257,9 +259,11 @@ impl SqliteWarehouse {
             .map_err(sql("starting load"))?;
         let mut tally = Tally::default();
         let first_rowid: i64 = tx
-            .query_row("SELECT COALESCE(MAX(rowid), 0) + 1 FROM transactions", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT COALESCE(MAX(rowid), 0) + 1 FROM transactions",
+                [],
+                |r| r.get(0),
+            )
             .map_err(sql("reading the next rowid"))?;
         {
             let mut existing = tx
@@ -308,7 +312,9 @@ impl SqliteWarehouse {
                     for (k, row) in group.iter().enumerate() {
                         bind_row(insert, k * 12, row, &mut scratch)?;
                     }
-                    let inserted = insert.raw_execute().map_err(sql("inserting transactions"))?;
+                    let inserted = insert
+                        .raw_execute()
+                        .map_err(sql("inserting transactions"))?;
                     if inserted == group.len() {
                         for row in group {
                             tally.rows_loaded += 1;
@@ -378,7 +384,10 @@ impl SqliteWarehouse {
                     let _ = drop_tx.send(batch);
                 }
             }
-            tracing::debug!(waited_s = waited.as_secs_f64(), "Loader waited for batches.");
+            tracing::debug!(
+                waited_s = waited.as_secs_f64(),
+                "Loader waited for batches."
+            );
             drop(drop_tx);
             if let Some(d) = dropper {
                 let _ = d.join();
@@ -394,9 +403,11 @@ impl SqliteWarehouse {
             .map_err(sql("removing rows of a failed file"))?;
         }
         let last_rowid: i64 = tx
-            .query_row("SELECT COALESCE(MAX(rowid), 0) FROM transactions", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT COALESCE(MAX(rowid), 0) FROM transactions",
+                [],
+                |r| r.get(0),
+            )
             .map_err(sql("reading the last rowid"))?;
         let (status, loaded, amount_loaded) = match &tally.failure {
             None => ("loaded", tally.rows_loaded, tally.amount_loaded),

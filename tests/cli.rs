@@ -1,0 +1,790 @@
+//! End-to-end tests of the `bankpipe` binary: real files in a temporary data folder,
+//! the real SQLite warehouse and local lake, checked through the JSON report, the exit
+//! status and the warehouse itself.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const HEADER: &str = "TransactionID,CustomerID,CustomerDOB,CustGender,CustLocation,CustAccountBalance,TransactionDate,TransactionTime,TransactionAmount (INR)";
+
+/// A temporary data folder with an inbox, and a way to run the binary against it.
+struct Workdir {
+    dir: tempfile::TempDir,
+}
+
+impl Workdir {
+    fn new() -> Workdir {
+        let w = Workdir {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir_all(w.inbox()).unwrap();
+        w
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn inbox(&self) -> PathBuf {
+        self.path().join("inbox")
+    }
+
+    fn db(&self) -> PathBuf {
+        self.path().join("warehouse.db")
+    }
+
+    fn put(&self, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.inbox().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_bankpipe"));
+        c.current_dir(self.path())
+            .arg("--data-dir")
+            .arg(self.path())
+            .env_remove("BANKPIPE_WAREHOUSE_URL")
+            .env_remove("BANKPIPE_LAKE_URL")
+            .env_remove("BANKPIPE_INBOX")
+            .env_remove("BANKPIPE_DATA_DIR")
+            .env_remove("BANKPIPE_CONFIG")
+            .env("BANKPIPE_LOG", "warn")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// `bankpipe run --json`, returning the report and the exit code.
+    fn run_json(&self, extra: &[&str]) -> (Value, i32) {
+        let mut args = vec!["run", "--json"];
+        args.extend_from_slice(extra);
+        let out = self.run(&args);
+        let text = String::from_utf8(out.stdout).unwrap();
+        let report: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON object ({e}): {text}\nstderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (report, out.status.code().unwrap())
+    }
+
+    fn generate(&self, name: &str, rows: u64, extra: &[&str]) -> PathBuf {
+        let out = self.inbox().join(name);
+        let mut args = vec!["generate", "--rows"];
+        let rows = rows.to_string();
+        args.push(&rows);
+        args.push("--out");
+        let out_s = out.display().to_string();
+        args.push(&out_s);
+        args.extend_from_slice(extra);
+        let o = self.run(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        out
+    }
+
+    fn query_i64(&self, sql: &str) -> i64 {
+        let conn = rusqlite::Connection::open(self.db()).unwrap();
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+}
+
+fn file<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {report}"))
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap()
+}
+
+/// Exact sum of decimal strings, in minor units.
+fn minor(v: &Value) -> i128 {
+    let s = v.as_str().unwrap();
+    let (neg, s) = s.strip_prefix('-').map_or((false, s), |r| (true, r));
+    let (i, f) = s.split_once('.').unwrap_or((s, ""));
+    let v = i.parse::<i128>().unwrap() * 100 + format!("{f:0<2}").parse::<i128>().unwrap();
+    if neg { -v } else { v }
+}
+
+fn assert_balances(f: &Value) {
+    assert_eq!(
+        n(&f["rows_read"]),
+        n(&f["rows_loaded"]) + n(&f["rows_rejected"]) + n(&f["rows_duplicate"]),
+        "rows do not add up: {f}"
+    );
+    assert_eq!(
+        minor(&f["amount_read"]),
+        minor(&f["amount_loaded"]) + minor(&f["amount_rejected"]) + minor(&f["amount_duplicate"]),
+        "amounts do not add up: {f}"
+    );
+}
+
+#[test]
+fn run_json_report_has_the_contract_fields() {
+    let w = Workdir::new();
+    w.generate("jan.csv", 5_000, &["--seed", "1", "--defects", "0.01"]);
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["status"], "ok");
+    assert!(r["run_id"].as_str().unwrap().len() >= 32);
+    assert!(r["elapsed_s"].as_f64().unwrap() > 0.0);
+    let f = file(&r, "jan.csv");
+    assert_eq!(f["status"], "loaded");
+    assert_eq!(f["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(n(&f["rows_read"]), 5_000);
+    assert!(n(&f["rows_rejected"]) > 0, "1% defects give rejects: {f}");
+    assert!(f["warnings"]["placeholder_dob"].as_u64().unwrap() > 100);
+    assert!(f["error"].is_null());
+    assert_balances(f);
+    // The warehouse agrees with the report.
+    assert_eq!(
+        w.query_i64("SELECT COUNT(*) FROM transactions") as u64,
+        n(&f["rows_loaded"])
+    );
+    assert_eq!(
+        w.query_i64("SELECT COUNT(*) FROM rejected_rows") as u64,
+        n(&f["rows_rejected"])
+    );
+    assert_eq!(
+        w.query_i64("SELECT SUM(CAST(REPLACE(amount, '.', '') AS INTEGER)) FROM transactions")
+            as i128,
+        minor(&f["amount_loaded"])
+    );
+    // And the raw copy is in the lake, byte for byte.
+    let key = f["lake_key"].as_str().unwrap();
+    assert!(key.starts_with("raw/kaggle-bank/"), "{key}");
+    assert_eq!(
+        std::fs::read(w.path().join("lake").join(key)).unwrap(),
+        std::fs::read(w.inbox().join("jan.csv")).unwrap()
+    );
+}
+
+#[test]
+fn the_same_content_is_loaded_once_whatever_its_name() {
+    let w = Workdir::new();
+    let p = w.generate("a.csv", 3_000, &["--seed", "2"]);
+    let (r1, c1) = w.run_json(&[]);
+    assert_eq!(c1, 0);
+    let loaded = n(&file(&r1, "a.csv")["rows_loaded"]);
+    // Same file again, and the same bytes under another name.
+    std::fs::copy(&p, w.inbox().join("a-copy.csv")).unwrap();
+    let (r2, c2) = w.run_json(&[]);
+    assert_eq!(c2, 0, "{r2}");
+    assert_eq!(file(&r2, "a.csv")["status"], "duplicate_file");
+    assert_eq!(file(&r2, "a-copy.csv")["status"], "duplicate_file");
+    assert_eq!(
+        w.query_i64("SELECT COUNT(*) FROM transactions") as u64,
+        loaded
+    );
+    assert_eq!(w.query_i64("SELECT COUNT(*) FROM files"), 1);
+}
+
+#[test]
+fn overlapping_files_load_each_transaction_once() {
+    let w = Workdir::new();
+    let body = |ids: std::ops::Range<u32>, amount: &str| {
+        let mut s = format!("{HEADER}\n");
+        for i in ids {
+            s.push_str(&format!(
+                "T{i},C{i},10/1/94,F,PUNE,100.5,2/8/16,143207,{amount}\n"
+            ));
+        }
+        s
+    };
+    w.put("1.csv", body(0..100, "25.0"));
+    // 50 identical rows and 50 new ones, plus 10 rows that changed their amount.
+    let mut second = body(50..150, "25.0");
+    second.push_str(&body(0..10, "26.0")[HEADER.len() + 1..]);
+    w.put("2.csv", second);
+    let (r, code) = w.run_json(&["--max-reject-share", "0.5"]);
+    assert_eq!(code, 0, "{r}");
+    let f2 = file(&r, "2.csv");
+    assert_eq!(n(&f2["rows_loaded"]), 50);
+    assert_eq!(n(&f2["rows_duplicate"]), 50);
+    assert_eq!(n(&f2["rows_rejected"]), 10);
+    assert_eq!(f2["rejects"]["conflicting_duplicate"], 10);
+    assert_balances(f2);
+    assert_eq!(w.query_i64("SELECT COUNT(*) FROM transactions"), 150);
+}
+
+#[test]
+fn every_format_loads_the_same_rows() {
+    let reference = {
+        let w = Workdir::new();
+        w.generate("x.csv", 4_000, &["--seed", "3", "--defects", "0"]);
+        let (r, code) = w.run_json(&[]);
+        assert_eq!(code, 0, "{r}");
+        let f = file(&r, "x.csv").clone();
+        (
+            n(&f["rows_loaded"]),
+            f["amount_loaded"].clone(),
+            f["warnings"].clone(),
+        )
+    };
+    assert_eq!(reference.0, 4_000);
+    let csv = {
+        let w = Workdir::new();
+        let p = w.generate("x.csv", 4_000, &["--seed", "3", "--defects", "0"]);
+        std::fs::read(p).unwrap()
+    };
+    let gz = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&csv).unwrap();
+        e.finish().unwrap()
+    };
+    let zst = zstd::encode_all(&csv[..], 3).unwrap();
+    let crlf_bom = {
+        let mut v = b"\xEF\xBB\xBF".to_vec();
+        v.extend(
+            String::from_utf8(csv.clone())
+                .unwrap()
+                .replace('\n', "\r\n")
+                .into_bytes(),
+        );
+        v.extend_from_slice(b"\r\n\r\n");
+        v
+    };
+    let variants: Vec<(&str, Vec<u8>)> = vec![
+        ("x.csv.gz", gz),
+        ("x.csv.zst", zst),
+        ("x-crlf.csv", crlf_bom),
+    ];
+    for (name, bytes) in variants {
+        let w = Workdir::new();
+        w.put(name, bytes);
+        let (r, code) = w.run_json(&[]);
+        assert_eq!(code, 0, "{name}: {r}");
+        let f = file(&r, name);
+        assert_eq!(n(&f["rows_loaded"]), reference.0, "{name}");
+        assert_eq!(f["amount_loaded"], reference.1, "{name}");
+        assert_eq!(f["warnings"], reference.2, "{name}");
+    }
+    for (format, name) in [("ndjson", "x.ndjson"), ("json", "x.json")] {
+        let w = Workdir::new();
+        w.generate(
+            name,
+            4_000,
+            &["--seed", "3", "--defects", "0", "--format", format],
+        );
+        let (r, code) = w.run_json(&[]);
+        assert_eq!(code, 0, "{name}: {r}");
+        let f = file(&r, name);
+        assert_eq!(n(&f["rows_loaded"]), reference.0, "{name}");
+        assert_eq!(f["amount_loaded"], reference.1, "{name}");
+    }
+}
+
+#[test]
+fn rows_are_stored_exactly_with_lineage() {
+    let w = Workdir::new();
+    let text = format!(
+        "\u{feff}{HEADER}\r\n\
+         T1 , C1 ,10/1/94,F,\" NAVI MUMBAI, MH \",17819.05,2/8/16,143207,25.0\r\n\
+         T2,C2,1/1/1800,X,,abc,31/12/16,3607,0.10\r\n\
+         \r\n\
+         T3,C3,,M,\"A \"\"Q\"\" B\",,1/1/17,0,100000000"
+    );
+    w.put("exact.csv", text);
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{r}");
+    let conn = rusqlite::Connection::open(w.db()).unwrap();
+    let rows: Vec<Vec<Option<String>>> = conn
+        .prepare(
+            "SELECT transaction_id, customer_id, customer_dob, gender, location,
+                    account_balance, transaction_at, amount, currency,
+                    CAST(line_no AS TEXT), CAST(file_id AS TEXT)
+             FROM transactions ORDER BY transaction_id",
+        )
+        .unwrap()
+        .query_map([], |r| (0..11).map(|i| r.get(i)).collect())
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let s = |v: &str| Some(v.to_owned());
+    assert_eq!(
+        rows,
+        vec![
+            vec![
+                s("T1"),
+                s("C1"),
+                s("1994-01-10"),
+                s("F"),
+                s(" NAVI MUMBAI, MH "),
+                s("17819.05"),
+                s("2016-08-02 14:32:07"),
+                s("25.00"),
+                s("INR"),
+                s("2"),
+                s("1")
+            ],
+            vec![
+                s("T2"),
+                s("C2"),
+                None,
+                None,
+                None,
+                None,
+                s("2016-12-31 00:36:07"),
+                s("0.10"),
+                s("INR"),
+                s("3"),
+                s("1")
+            ],
+            vec![
+                s("T3"),
+                s("C3"),
+                None,
+                s("M"),
+                s("A \"Q\" B"),
+                None,
+                s("2017-01-01 00:00:00"),
+                s("100000000.00"),
+                s("INR"),
+                s("5"),
+                s("1")
+            ],
+        ]
+    );
+    let f = file(&r, "exact.csv");
+    assert_eq!(f["warnings"]["placeholder_dob"], 1);
+    assert_eq!(f["warnings"]["invalid_gender"], 1);
+    assert_eq!(f["warnings"]["missing_location"], 1);
+    assert_eq!(f["warnings"]["invalid_balance"], 1);
+    assert_eq!(f["warnings"]["missing_dob"], 1);
+    assert_eq!(f["warnings"]["missing_balance"], 1);
+}
+
+#[test]
+fn rejected_rows_keep_file_line_rule_and_raw_text() {
+    let w = Workdir::new();
+    let mut text = format!("{HEADER}\n");
+    for i in 0..200 {
+        text.push_str(&format!(
+            "T{i},C{i},10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"
+        ));
+    }
+    text.push_str("T900,C1,10/1/94,F,PUNE,1.0,31/2/16,143207,25.0\n"); // line 202
+    text.push_str("T901,C1,10/1/94,F,PUNE,1.0,2/8/16,246000,25.0\n");
+    text.push_str("T902,C1,10/1/94,F,PUNE,1.0,2/8/16,1261,25.0\n");
+    text.push_str("T903,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,\"1,000.50\"\n");
+    text.push_str("T904,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,1e3\n");
+    text.push_str("T905,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,-5\n");
+    text.push_str("T906,,10/1/94,F,PUNE,1.0,2/8/16,143207,5\n");
+    text.push_str(",C1,10/1/94,F,PUNE,1.0,2/8/16,143207,5\n");
+    text.push_str("T908,C1,10/1/94,F,PUNE\n");
+    text.push_str("T909,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,100000000.01\n"); // line 211
+    w.put("bad.csv", text);
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "rejected rows do not fail a run: {r}");
+    let f = file(&r, "bad.csv");
+    assert_eq!(n(&f["rows_rejected"]), 10);
+    assert_balances(f);
+    let out = w.run(&["rejects", "--json", "--limit", "100"]);
+    assert!(out.status.success());
+    let got: Vec<(u64, String, String)> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["file"], "bad.csv");
+            (
+                n(&v["line_no"]),
+                v["rule"].as_str().unwrap().to_owned(),
+                v["raw"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let rules: Vec<(u64, &str)> = got.iter().map(|(l, r, _)| (*l, r.as_str())).collect();
+    assert_eq!(
+        rules,
+        [
+            (202, "invalid_transaction_date"),
+            (203, "invalid_transaction_time"),
+            (204, "invalid_transaction_time"),
+            (205, "invalid_amount"),
+            (206, "invalid_amount"),
+            (207, "negative_amount"),
+            (208, "missing_customer_id"),
+            (209, "missing_transaction_id"),
+            (210, "malformed_row"),
+            (211, "amount_above_max"),
+        ]
+    );
+    assert_eq!(
+        got[3].2,
+        "T903,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,\"1,000.50\""
+    );
+    let only = w.run(&["rejects", "--json", "--rule", "invalid_amount"]);
+    assert_eq!(String::from_utf8(only.stdout).unwrap().lines().count(), 2);
+    let bad_rule = w.run(&["rejects", "--rule", "nope"]);
+    assert_eq!(bad_rule.status.code(), Some(2));
+}
+
+#[test]
+fn each_way_a_file_fails_and_the_run_goes_on() {
+    let w = Workdir::new();
+    w.generate("good.csv", 1_000, &["--seed", "4", "--defects", "0"]);
+    w.put("empty.csv", "");
+    w.put("header-only.csv", format!("{HEADER}\n"));
+    w.put(
+        "no-header.csv",
+        "T1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n",
+    );
+    w.put(
+        "missing-column.csv",
+        "TransactionID,CustomerID,CustomerDOB,TransactionDate,TransactionAmount (INR)\nT1,C1,1/1/80,2/8/16,5\n",
+    );
+    let mut mostly_bad = format!("{HEADER}\n");
+    for i in 0..100 {
+        let date = if i % 10 == 0 { "31/2/16" } else { "2/8/16" };
+        mostly_bad.push_str(&format!("U{i},C1,10/1/94,F,PUNE,1.0,{date},143207,25.0\n"));
+    }
+    w.put("too-many-rejects.csv", mostly_bad);
+    // A gzip stream cut in the middle.
+    let gz = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut body = format!("{HEADER}\n");
+        for i in 0..20_000 {
+            body.push_str(&format!("V{i},C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"));
+        }
+        e.write_all(body.as_bytes()).unwrap();
+        let full = e.finish().unwrap();
+        full[..full.len() / 2].to_vec()
+    };
+    w.put("truncated.csv.gz", gz);
+    w.put("not-json.json", "\"a JSON string, not an array\"");
+    w.put("binary.dat", [0u8, 159, 146, 150, 255, 0, 1, 2]);
+    w.put(".hidden.csv", "ignored");
+    w.put("upload.csv.part", "ignored");
+
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 1, "a failed file gives exit status 1: {r}");
+    assert_eq!(r["status"], "failed");
+    assert_eq!(r["files"].as_array().unwrap().len(), 9, "{r}");
+    assert_eq!(file(&r, "good.csv")["status"], "loaded");
+    assert_eq!(n(&file(&r, "good.csv")["rows_loaded"]), 1_000);
+    let failed_with = |name: &str, needle: &str| {
+        let f = file(&r, name);
+        assert_eq!(f["status"], "failed", "{name}: {f}");
+        let e = f["error"].as_str().unwrap();
+        assert!(e.contains(needle), "{name}: {e:?} lacks {needle:?}");
+        assert_eq!(n(&f["rows_loaded"]), 0);
+        // The raw copy is kept even for a failed file.
+        let key = f["lake_key"].as_str().unwrap();
+        assert!(w.path().join("lake").join(key).exists(), "{name}");
+    };
+    failed_with("empty.csv", "empty");
+    failed_with("header-only.csv", "no data rows");
+    failed_with("no-header.csv", "no profile matches");
+    failed_with("missing-column.csv", "required column missing");
+    failed_with("too-many-rejects.csv", "exceeds max_reject_share");
+    failed_with("truncated.csv.gz", "reading failed");
+    failed_with("not-json.json", "JSON array");
+    failed_with("binary.dat", "header unreadable");
+    // Nothing of the failed files reached the warehouse.
+    assert_eq!(w.query_i64("SELECT COUNT(*) FROM transactions"), 1_000);
+    assert_eq!(
+        w.query_i64("SELECT COUNT(*) FROM files WHERE status = 'failed'"),
+        8
+    );
+    // The rejects of the file that failed on its share stay quarantined.
+    assert_eq!(
+        w.query_i64(
+            "SELECT COUNT(*) FROM rejected_rows r JOIN files f USING (file_id)
+             WHERE f.original_name = 'too-many-rejects.csv'"
+        ),
+        10
+    );
+}
+
+#[test]
+fn a_higher_reject_share_lets_a_file_load() {
+    let w = Workdir::new();
+    let mut text = format!("{HEADER}\n");
+    for i in 0..100 {
+        let date = if i % 10 == 0 { "31/2/16" } else { "2/8/16" };
+        text.push_str(&format!("U{i},C1,10/1/94,F,PUNE,1.0,{date},143207,25.0\n"));
+    }
+    w.put("f.csv", text);
+    let (r, code) = w.run_json(&["--max-reject-share", "0.2"]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(n(&file(&r, "f.csv")["rows_loaded"]), 90);
+}
+
+#[test]
+fn exit_status_2_for_usage_and_configuration_errors() {
+    let w = Workdir::new();
+    assert_eq!(w.run(&["run", "--no-such-flag"]).status.code(), Some(2));
+    assert_eq!(
+        w.run(&["run", "--max-reject-share", "7"]).status.code(),
+        Some(2)
+    );
+    let missing_inbox = w.run(&["run", "--inbox", "/nonexistent/inbox"]);
+    assert_eq!(missing_inbox.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing_inbox.stderr).contains("/nonexistent/inbox"));
+    std::fs::write(w.path().join("bad.toml"), "data_dirr = 'x'\n").unwrap();
+    let bad_config = w.run(&["--config", "bad.toml", "status"]);
+    assert_eq!(bad_config.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_config.stderr).contains("unknown field"));
+}
+
+#[test]
+fn exit_status_3_when_warehouse_or_lake_is_unreachable() {
+    let w = Workdir::new();
+    w.generate("a.csv", 10, &[]);
+    // The warehouse path is a folder.
+    let out = w
+        .cmd()
+        .args(["run"])
+        .env(
+            "BANKPIPE_WAREHOUSE_URL",
+            format!("sqlite://{}", w.inbox().display()),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warehouse unreachable"));
+    // The lake path is a file.
+    let lake_file = w.path().join("lake-is-a-file");
+    std::fs::write(&lake_file, "x").unwrap();
+    let out = w
+        .cmd()
+        .args(["run"])
+        .env("BANKPIPE_LAKE_URL", &lake_file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lake unreachable"));
+}
+
+#[test]
+fn secrets_in_urls_never_reach_the_output() {
+    let w = Workdir::new();
+    let out = w
+        .cmd()
+        .args(["status"])
+        .env(
+            "BANKPIPE_WAREHOUSE_URL",
+            "mysql://loader:Sup3rS3cret@db.example:5432/bank",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("Sup3rS3cret"), "{all}");
+    assert!(all.contains("***"), "{all}");
+}
+
+#[test]
+fn check_reports_without_loading() {
+    let w = Workdir::new();
+    let good = w.generate("good.csv", 2_000, &["--seed", "5", "--defects", "0.01"]);
+    let out = w.run(&["check", "--json", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = &r["files"][0];
+    assert_eq!(f["status"], "checked");
+    assert_eq!(n(&f["rows_read"]), 2_000);
+    assert_balances(f);
+    assert!(!w.db().exists(), "check must not create a warehouse");
+    // The same file loaded gives the same figures.
+    let (run, _) = w.run_json(&[]);
+    let loaded = file(&run, "good.csv");
+    for k in [
+        "rows_loaded",
+        "rows_rejected",
+        "rows_duplicate",
+        "amount_loaded",
+        "warnings",
+    ] {
+        assert_eq!(f[k], loaded[k], "{k}");
+    }
+    let missing = w.run(&["check", "/nonexistent.csv"]);
+    assert_eq!(missing.status.code(), Some(1));
+}
+
+#[test]
+fn status_and_files_describe_the_warehouse() {
+    let w = Workdir::new();
+    w.generate("a.csv", 1_000, &["--seed", "6"]);
+    let (r, _) = w.run_json(&[]);
+    let status: Value = serde_json::from_slice(&w.run(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["files"]["loaded"], 1);
+    assert_eq!(status["transactions"], file(&r, "a.csv")["rows_loaded"]);
+    assert_eq!(status["recent_runs"][0]["status"], "ok");
+    let files: Value = serde_json::from_slice(&w.run(&["files", "--json"]).stdout).unwrap();
+    assert_eq!(files[0]["original_name"], "a.csv");
+    assert_eq!(files[0]["status"], "loaded");
+    let text = String::from_utf8(w.run(&["status"]).stdout).unwrap();
+    assert!(text.contains("transactions"), "{text}");
+}
+
+/// Reads stderr lines until one contains `needle`.
+fn wait_for_line(child: &mut std::process::Child, needle: &str) -> bool {
+    let stderr = child.stderr.take().unwrap();
+    let mut reader = BufReader::new(stderr);
+    let mut line = String::new();
+    let found = loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break false,
+            Ok(_) if line.contains(needle) => break true,
+            Ok(_) => {}
+        }
+    };
+    // Keep draining so the child never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    found
+}
+
+#[test]
+fn kill_9_at_any_moment_then_rerun_loads_exactly_once() {
+    // The expected outcome, from an uninterrupted run.
+    let reference = Workdir::new();
+    let source = reference.generate("big.csv", 300_000, &["--seed", "8", "--defects", "0.002"]);
+    reference.put(
+        "small.csv",
+        format!("{HEADER}\nZ1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"),
+    );
+    let (r, code) = reference.run_json(&[]);
+    assert_eq!(code, 0, "{r}");
+    let expected = reference.query_i64("SELECT COUNT(*) FROM transactions");
+    let expected_rejects = reference.query_i64("SELECT COUNT(*) FROM rejected_rows");
+    assert!(expected > 299_000);
+
+    // Kill points: while fingerprinting/claiming, early in the load, mid-load, late.
+    for (round, delay_ms) in [0u64, 30, 150, 400, 800].into_iter().enumerate() {
+        let w = Workdir::new();
+        std::fs::copy(&source, w.inbox().join("big.csv")).unwrap();
+        w.put(
+            "small.csv",
+            format!("{HEADER}\nZ1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"),
+        );
+        let mut child = w
+            .cmd()
+            .args(["run", "--json"])
+            .env("BANKPIPE_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let marker = if round == 0 { "Run started" } else { "Claimed" };
+        assert!(wait_for_line(&mut child, marker), "no {marker:?} line");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+
+        let (r, code) = w.run_json(&[]);
+        assert_eq!(code, 0, "rerun after kill at {delay_ms} ms: {r}");
+        assert_eq!(
+            w.query_i64("SELECT COUNT(*) FROM transactions"),
+            expected,
+            "kill at {delay_ms} ms"
+        );
+        assert_eq!(
+            w.query_i64("SELECT COUNT(*) FROM rejected_rows"),
+            expected_rejects,
+            "kill at {delay_ms} ms"
+        );
+        assert_eq!(
+            w.query_i64("SELECT COUNT(*) FROM files WHERE status = 'loaded'"),
+            2,
+            "kill at {delay_ms} ms"
+        );
+        assert_eq!(w.query_i64("SELECT COUNT(*) FROM files"), 2);
+        // A third run has nothing left to do.
+        let (again, _) = w.run_json(&[]);
+        for f in again["files"].as_array().unwrap() {
+            assert_eq!(f["status"], "duplicate_file", "{again}");
+        }
+    }
+}
+
+#[test]
+fn two_runs_at_once_share_the_warehouse_safely() {
+    let w = Workdir::new();
+    for i in 0..4 {
+        w.generate(
+            &format!("f{i}.csv"),
+            20_000,
+            &[
+                "--seed",
+                &i.to_string(),
+                "--first-id",
+                &(1 + i * 20_000).to_string(),
+            ],
+        );
+    }
+    let spawn = || {
+        w.cmd()
+            .args(["run", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let started = Instant::now();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(started.elapsed() < Duration::from_secs(120));
+    assert_eq!(a.status.code(), Some(0));
+    assert_eq!(b.status.code(), Some(0));
+    assert_eq!(
+        w.query_i64("SELECT COUNT(*) FROM files WHERE status = 'loaded'"),
+        4
+    );
+    let loaded: i64 = w.query_i64("SELECT SUM(rows_loaded) FROM files");
+    assert_eq!(w.query_i64("SELECT COUNT(*) FROM transactions"), loaded);
+}
+
+#[test]
+fn demo_runs_end_to_end_on_a_small_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bankpipe"))
+        .current_dir(dir.path())
+        .args(["demo", "--rows", "30000"])
+        .env("BANKPIPE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("bank_transactions_2016_08.csv"), "{text}");
+    assert!(text.contains("Try next"), "{text}");
+    // A second demo replaces its own folder but refuses someone else's.
+    let again = Command::new(env!("CARGO_BIN_EXE_bankpipe"))
+        .current_dir(dir.path())
+        .args(["demo", "--rows", "300"])
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    std::fs::create_dir_all(dir.path().join("mine")).unwrap();
+    std::fs::write(dir.path().join("mine/precious.txt"), "keep").unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_bankpipe"))
+        .current_dir(dir.path())
+        .args(["demo", "--rows", "300", "--dir", "mine"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(dir.path().join("mine/precious.txt").exists());
+}
