@@ -413,18 +413,18 @@ fn files(config: &Config, json: bool) -> Result<ExitCode, Failure> {
 }
 
 fn rejects(config: &Config, args: &RejectsArgs) -> Result<ExitCode, Failure> {
-    if let Some(rule) = &args.rule {
-        if crate::validate::Rule::from_name(rule).is_none() {
-            let names: Vec<&str> = crate::validate::Rule::ALL
-                .iter()
-                .filter(|r| r.severity() == crate::validate::Severity::Reject)
-                .map(|r| r.name())
-                .collect();
-            return Err(Failure::usage(format!(
-                "unknown rule {rule:?}; rules: {}",
-                names.join(", ")
-            )));
-        }
+    if let Some(rule) = &args.rule
+        && crate::validate::Rule::from_name(rule).is_none()
+    {
+        let names: Vec<&str> = crate::validate::Rule::ALL
+            .iter()
+            .filter(|r| r.severity() == crate::validate::Severity::Reject)
+            .map(|r| r.name())
+            .collect();
+        return Err(Failure::usage(format!(
+            "unknown rule {rule:?}; rules: {}",
+            names.join(", ")
+        )));
     }
     let mut w = Warehouse::open(&config.warehouse_url)?;
     let rows = w.rejects(&RejectFilter {

@@ -262,13 +262,13 @@ fn process_file(
     tracing::debug!(file = %name, elapsed_s = clock.elapsed().as_secs_f64(), "Fingerprinted.");
     progress.file_started(&name, bytes);
 
-    if let Some((file_id, original, status)) = ctx.warehouse.find_file(&sha256)? {
-        if status != FileStatus::Landing {
-            report.status = Outcome::DuplicateFile;
-            report.file_id = Some(file_id);
-            info!(file = %name, duplicate_of = %original, file_id, "Same content already processed; skipped.");
-            return Ok(finish(report, progress));
-        }
+    if let Some((file_id, original, status)) = ctx.warehouse.find_file(&sha256)?
+        && status != FileStatus::Landing
+    {
+        report.status = Outcome::DuplicateFile;
+        report.file_id = Some(file_id);
+        info!(file = %name, duplicate_of = %original, file_id, "Same content already processed; skipped.");
+        return Ok(finish(report, progress));
     }
 
     let (format, compression) = match detect_kind(path) {
@@ -280,7 +280,7 @@ fn process_file(
     };
     let counter = Arc::new(AtomicU64::new(0));
     let scanned = open_decoded(path, compression, Arc::clone(&counter))
-        .map_err(|e| scan::FileError::Read(e))
+        .map_err(scan::FileError::Read)
         .and_then(|input| {
             scan::start(
                 input,
@@ -392,12 +392,12 @@ fn process_file(
         &mut || scanner.borrow_mut().as_mut().and_then(Scanner::next_batch),
         &mut |t| progress.advanced(counter.load(Ordering::Relaxed), t.rows_read),
         &mut |_| {
-            if let Some(s) = scanner.borrow_mut().take() {
-                if let Err(e) = s.finish() {
-                    let msg = e.to_string();
-                    read_error = Some(msg.clone());
-                    return Err(msg);
-                }
+            if let Some(s) = scanner.borrow_mut().take()
+                && let Err(e) = s.finish()
+            {
+                let msg = e.to_string();
+                read_error = Some(msg.clone());
+                return Err(msg);
             }
             match landing.take().map(join_landing) {
                 Some(Err(e)) => {

@@ -421,12 +421,11 @@ pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
                             continue;
                         };
                         for field in Field::ALL {
-                            if let Some(name) = &layout.profile.columns[field.slot()] {
-                                if key.trim().eq_ignore_ascii_case(name)
-                                    && !layout.profile.is_null(v)
-                                {
-                                    cells[field.slot()] = Some(v.as_str());
-                                }
+                            if let Some(name) = &layout.profile.columns[field.slot()]
+                                && key.trim().eq_ignore_ascii_case(name)
+                                && !layout.profile.is_null(v)
+                            {
+                                cells[field.slot()] = Some(v.as_str());
                             }
                         }
                     }

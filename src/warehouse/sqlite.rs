@@ -53,10 +53,10 @@ impl SqliteWarehouse {
             url: format!("sqlite://{}", path.display()),
             reason,
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if path.as_os_str() != ":memory:" {
-                std::fs::create_dir_all(parent).map_err(|e| unreachable(e.to_string()))?;
-            }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && path.as_os_str() != ":memory:"
+        {
+            std::fs::create_dir_all(parent).map_err(|e| unreachable(e.to_string()))?;
         }
         let conn = Connection::open(path).map_err(|e| unreachable(e.to_string()))?;
         // Durable commits with a rollback journal: WAL is slower for one large
