@@ -109,7 +109,7 @@ pub struct GenerateArgs {
     /// Only this month, as YYYY-MM (default: Aug-Oct 2016 like the Kaggle file).
     #[arg(long, value_name = "YYYY-MM")]
     pub month: Option<String>,
-    /// Number of the first transaction id (T<n>).
+    /// Number of the first transaction id (`T<n>`).
     #[arg(long, default_value_t = 1)]
     pub first_id: u64,
 }
