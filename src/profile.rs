@@ -152,14 +152,13 @@ impl DateFormat {
 
 /// Parses `a/b/y` with 1-2 digit day and month and a 1, 2 or 4 digit year.
 fn parse_slashed(text: &str, month_first: bool, years: YearRule) -> Option<Date> {
-    let mut parts = text.split('/');
-    let a = small_number(parts.next()?, 2)?;
-    let b = small_number(parts.next()?, 2)?;
-    let y_text = parts.next()?;
-    if parts.next().is_some() {
-        return None;
-    }
-    let (day, month) = if month_first { (b, a) } else { (a, b) };
+    let b = text.as_bytes();
+    let first = memchr::memchr(b'/', b)?;
+    let second = first + 1 + memchr::memchr(b'/', &b[first + 1..])?;
+    let a = small_number(&text[..first], 2)?;
+    let m = small_number(&text[first + 1..second], 2)?;
+    let y_text = &text[second + 1..];
+    let (day, month) = if month_first { (m, a) } else { (a, m) };
     let year = match y_text.len() {
         1 | 2 => {
             let yy = small_number(y_text, 2)? as i32;
