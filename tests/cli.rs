@@ -788,3 +788,88 @@ fn demo_runs_end_to_end_on_a_small_scale() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(dir.path().join("mine/precious.txt").exists());
 }
+
+#[test]
+fn a_profile_declared_in_bankpipe_toml_loads_without_code() {
+    let w = Workdir::new();
+    std::fs::write(
+        w.path().join("bankpipe.toml"),
+        r#"
+max_reject_share = 0.5
+[[profile]]
+name = "acme-eur"
+currency = "EUR"
+max_amount = "1000"
+[profile.columns]
+transaction_id = "Ref"
+customer_id = "Client"
+transaction_date = "Day"
+transaction_time = "Time"
+amount = "Amount"
+location = "City"
+[profile.formats]
+transaction_date = "%d.%m.%Y"
+transaction_time = "iso"
+"#,
+    )
+    .unwrap();
+    w.put("acme.csv", "ref;x,client,day,time,amount,city\n");
+    w.put(
+        "acme2.csv",
+        "Amount,City,Ref,Client,Day,Time\n12.5,Paris,A1,K1,02.08.2016,10:11:12\n1000.01,Paris,A2,K1,02.08.2016,10:11:12\n",
+    );
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 1, "acme.csv matches no profile: {r}");
+    let f = file(&r, "acme2.csv");
+    assert_eq!(f["status"], "loaded", "{f}");
+    assert_eq!(f["profile"], "acme-eur");
+    assert_eq!(n(&f["rows_loaded"]), 1);
+    assert_eq!(f["rejects"]["amount_above_max"], 1);
+    let conn = rusqlite::Connection::open(w.db()).unwrap();
+    let (currency, at, amount): (String, String, String) = conn
+        .query_row(
+            "SELECT currency, transaction_at, amount FROM transactions",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (currency.as_str(), at.as_str(), amount.as_str()),
+        ("EUR", "2016-08-02 10:11:12", "12.50")
+    );
+}
+
+#[test]
+fn canonical_ndjson_with_numbers_and_strings() {
+    let w = Workdir::new();
+    w.put(
+        "c.ndjson",
+        concat!(
+            r#"{"transaction_id":"X1","customer_id":"C1","transaction_at":"2016-08-02T10:00:00+05:30","amount":25.10,"currency":"INR","gender":"m"}"#,
+            "\n",
+            r#"{"transaction_id":"X2","customer_id":"C1","transaction_at":"2016-08-02T10:00:00Z","amount":"7","currency":"usd","location":"Pune"}"#,
+            "\n",
+            r#"{"transaction_id":"X3","customer_id":"C1","transaction_at":"2016-08-02T10:00:00Z","amount":1e3,"currency":"INR"}"#,
+            "\n",
+            r#"not json"#,
+            "\n"
+        ),
+    );
+    let (r, code) = w.run_json(&["--max-reject-share", "0.6"]);
+    assert_eq!(code, 0, "{r}");
+    let f = file(&r, "c.ndjson");
+    assert_eq!(f["profile"], "canonical");
+    assert_eq!(n(&f["rows_loaded"]), 2);
+    assert_eq!(f["rejects"]["invalid_amount"], 1);
+    assert_eq!(f["rejects"]["malformed_row"], 1);
+    assert_eq!(f["amount_loaded"], "32.10");
+    let conn = rusqlite::Connection::open(w.db()).unwrap();
+    let at: String = conn
+        .query_row(
+            "SELECT transaction_at FROM transactions WHERE transaction_id = 'X1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(at, "2016-08-02 04:30:00", "offsets are converted to UTC");
+}
