@@ -439,6 +439,13 @@ fn process_file(
                 report.error = Some(msg);
             }
         }
+        Err(WarehouseError::NotClaimed { .. }) => {
+            // Another worker finished this file between our claim and our load.
+            if let Some(h) = landing.take() {
+                let _ = join_landing(h);
+            }
+            report.status = Outcome::DuplicateFile;
+        }
         Err(e) => {
             if let Some(h) = landing.take() {
                 let _ = join_landing(h);

@@ -45,6 +45,15 @@ pub enum WarehouseError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The file is not in status `landing` (already finished, or never claimed), so
+    /// loading it again would break exactly-once.
+    #[error("file {file_id} is {status}, not landing: it cannot be loaded again")]
+    NotClaimed {
+        /// Catalog id.
+        file_id: i64,
+        /// Its status (or `missing`).
+        status: String,
+    },
     /// The load was abandoned before commit (rolled back).
     #[error("load abandoned before commit: {0}")]
     Aborted(String),
@@ -445,7 +454,7 @@ impl Warehouse {
         }
     }
 
-    /// The catalog, newest first.
+    /// The catalog, in file id order (oldest first).
     ///
     /// # Errors
     /// On SQL failure.

@@ -257,6 +257,20 @@ impl SqliteWarehouse {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql("starting load"))?;
+        let status: Option<String> = tx
+            .query_row(
+                "SELECT status FROM files WHERE file_id = ?1",
+                [plan.file_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql("checking the claim"))?;
+        if status.as_deref() != Some("landing") {
+            return Err(WarehouseError::NotClaimed {
+                file_id: plan.file_id,
+                status: status.unwrap_or_else(|| "missing".into()),
+            });
+        }
         let mut tally = Tally::default();
         let first_rowid: i64 = tx
             .query_row(
