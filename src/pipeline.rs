@@ -8,7 +8,6 @@
 //! unreachable warehouse or lake does (exit status 3), and what was committed stays
 //! consistent: the next run resumes any file left half-way.
 
-use std::cell::RefCell;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -22,7 +21,7 @@ use crate::config::Config;
 use crate::lake::{self, Lake, LakeError};
 use crate::progress::Progress;
 use crate::report::{FileReport, Outcome, RunReport};
-use crate::scan::{self, Scanner};
+use crate::scan;
 use crate::source::{self, Compression, Format};
 use crate::warehouse::{Claim, FileStatus, LoadPlan, NewFile, Warehouse, WarehouseError};
 
@@ -383,35 +382,32 @@ fn process_file(
         loaded_at: crate::clock::now_rfc3339(),
         scale,
     };
-    let scanner: RefCell<Option<Scanner>> = RefCell::new(Some(scanner));
+    let profiles = &ctx.config.profiles;
+    let workers = ctx.config.workers;
+    let mut source = scan::Reopening::new(scanner, || {
+        counter.store(0, Ordering::Relaxed);
+        let input =
+            open_decoded(path, compression, Arc::clone(&counter)).map_err(scan::FileError::Read)?;
+        scan::start(input, format, profiles, workers, true)
+    });
     let mut landing = Some(landing);
-    let mut read_error = None;
     let mut lake_error = None;
     let loaded = ctx.warehouse.load(
         &plan,
-        &mut || scanner.borrow_mut().as_mut().and_then(Scanner::next_batch),
+        &mut source,
         &mut |t| progress.advanced(counter.load(Ordering::Relaxed), t.rows_read),
-        &mut |_| {
-            if let Some(s) = scanner.borrow_mut().take()
-                && let Err(e) = s.finish()
-            {
+        &mut |_| match landing.take().map(join_landing) {
+            Some(Err(e)) => {
                 let msg = e.to_string();
-                read_error = Some(msg.clone());
-                return Err(msg);
+                lake_error = Some(e);
+                Err(msg)
             }
-            match landing.take().map(join_landing) {
-                Some(Err(e)) => {
-                    let msg = e.to_string();
-                    lake_error = Some(e);
-                    Err(msg)
-                }
-                _ => Ok(()),
-            }
+            _ => Ok(()),
         },
     );
-    tracing::debug!(file = %name, elapsed_s = clock.elapsed().as_secs_f64(), "Load committed.");
     // Stop the scan threads if the load ended early.
-    drop(scanner.borrow_mut().take());
+    drop(source);
+    tracing::debug!(file = %name, elapsed_s = clock.elapsed().as_secs_f64(), "Load committed.");
     match loaded {
         Ok(tally) => {
             report.set_tally(&tally, scale);
@@ -426,19 +422,24 @@ fn process_file(
                 report.error = Some(format!("control totals do not hold: {broken}"));
             }
         }
-        Err(WarehouseError::Aborted(_)) => {
+        Err(WarehouseError::Source(msg)) => {
             if let Some(h) = landing.take() {
-                lake_error = join_landing(h).err();
+                landed_or_fatal(join_landing(h), ctx, file_id, run_id, &mut report)?;
             }
-            if let Some(e) = lake_error {
-                landed_or_fatal(Err(e), ctx, file_id, run_id, &mut report)?;
-            } else {
-                let msg = read_error.unwrap_or_else(|| "load abandoned".into());
+            if report.error.is_none() {
                 ctx.warehouse
                     .fail_file(file_id, run_id, &msg, &crate::clock::now_rfc3339())?;
                 report.error = Some(msg);
             }
         }
+        Err(WarehouseError::Aborted(msg)) => match lake_error {
+            Some(e) => landed_or_fatal(Err(e), ctx, file_id, run_id, &mut report)?,
+            None => {
+                ctx.warehouse
+                    .fail_file(file_id, run_id, &msg, &crate::clock::now_rfc3339())?;
+                report.error = Some(msg);
+            }
+        },
         Err(WarehouseError::NotClaimed { .. }) => {
             // Another worker finished this file between our claim and our load.
             if let Some(h) = landing.take() {

@@ -468,6 +468,75 @@ pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
     batch
 }
 
+/// Where a load gets its batches from.
+pub trait BatchSource {
+    /// The next batch in file order, `None` at the end.
+    fn next_batch(&mut self) -> Option<Batch>;
+    /// After the last batch: whether the stream ended cleanly (no read error).
+    ///
+    /// # Errors
+    /// The read error, as text.
+    fn finish(&mut self) -> Result<(), String>;
+    /// Starts again from the first row. The PostgreSQL backend does this when its
+    /// optimistic `COPY` meets an id that is already loaded.
+    ///
+    /// # Errors
+    /// When the source cannot be read again.
+    fn restart(&mut self) -> Result<(), String>;
+}
+
+/// A file opened again from the start whenever asked: a [`BatchSource`] that can
+/// restart.
+pub struct Reopening<'a> {
+    open: Box<dyn FnMut() -> Result<Scanner, FileError> + 'a>,
+    current: Option<Scanner>,
+}
+
+impl<'a> Reopening<'a> {
+    /// Wraps an already started scanner and the way to start it again.
+    pub fn new(first: Scanner, open: impl FnMut() -> Result<Scanner, FileError> + 'a) -> Self {
+        Reopening {
+            open: Box::new(open),
+            current: Some(first),
+        }
+    }
+}
+
+impl BatchSource for Reopening<'_> {
+    fn next_batch(&mut self) -> Option<Batch> {
+        self.current.as_mut().and_then(Scanner::next_batch)
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        match self.current.take() {
+            Some(s) => s.finish().map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    fn restart(&mut self) -> Result<(), String> {
+        // The abandoned scan's threads stop when its channels are dropped.
+        drop(self.current.take());
+        self.current = Some((self.open)().map_err(|e| e.to_string())?);
+        Ok(())
+    }
+}
+
+impl BatchSource for Scanner {
+    fn next_batch(&mut self) -> Option<Batch> {
+        Scanner::next_batch(self)
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        while Scanner::next_batch(self).is_some() {}
+        self.join().map_err(|e| e.to_string())
+    }
+
+    fn restart(&mut self) -> Result<(), String> {
+        Err("this scan cannot start over".into())
+    }
+}
+
 impl Scanner {
     /// The next batch in file order, or `None` when the file is done (then call
     /// [`Scanner::finish`] to learn whether it ended cleanly).
@@ -493,6 +562,10 @@ impl Scanner {
     /// [`FileError::Internal`] when a thread panicked.
     pub fn finish(mut self) -> Result<(), FileError> {
         while self.next_batch().is_some() {}
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<(), FileError> {
         let read = match self.reader.take().map(JoinHandle::join) {
             Some(Ok(r)) => r.map_err(FileError::Read),
             Some(Err(_)) => Err(FileError::Internal("reader thread panicked".into())),

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::model::Total;
-use crate::scan::Batch;
+use crate::scan::BatchSource;
 use crate::validate::{Rule, WarningCounts};
 
 /// A warehouse failure. Row problems are never errors: they are rejections.
@@ -54,6 +54,9 @@ pub enum WarehouseError {
         /// Its status (or `missing`).
         status: String,
     },
+    /// The rows could not all be read (rolled back).
+    #[error("{0}")]
+    Source(String),
     /// The load was abandoned before commit (rolled back).
     #[error("load abandoned before commit: {0}")]
     Aborted(String),
@@ -426,21 +429,24 @@ impl Warehouse {
         }
     }
 
-    /// Loads a file's batches in one transaction. `before_commit` runs after the last
-    /// batch with the final tally; an error from it rolls everything back. `progress`
-    /// sees the running tally after each batch.
+    /// Loads a file's batches in one transaction. After the last batch the source must
+    /// confirm a clean end, then `before_commit` runs with the final tally; an error
+    /// from either rolls everything back. `progress` sees the running tally after each
+    /// batch.
     ///
     /// # Errors
-    /// [`WarehouseError::Aborted`] when `before_commit` refused; SQL failures.
+    /// [`WarehouseError::Source`] when reading failed, [`WarehouseError::Aborted`] when
+    /// `before_commit` refused, [`WarehouseError::NotClaimed`] when the file is not in
+    /// status `landing`; SQL failures.
     pub fn load(
         &mut self,
         plan: &LoadPlan,
-        batches: &mut dyn FnMut() -> Option<Batch>,
+        source: &mut dyn BatchSource,
         progress: &mut dyn FnMut(&Tally),
         before_commit: &mut dyn FnMut(&Tally) -> Result<(), String>,
     ) -> Result<Tally> {
         match self {
-            Warehouse::Sqlite(w) => w.load(plan, batches, progress, before_commit),
+            Warehouse::Sqlite(w) => w.load(plan, source, progress, before_commit),
         }
     }
 

@@ -15,7 +15,7 @@ use super::{
     Stored, Summary, Tally, WarehouseError,
 };
 use crate::model::Total;
-use crate::scan::{Batch, ValidRow};
+use crate::scan::{Batch, BatchSource, ValidRow};
 use crate::validate::Rule;
 
 /// Versioned migrations, applied in order.
@@ -249,7 +249,7 @@ impl SqliteWarehouse {
     pub(super) fn load(
         &mut self,
         plan: &LoadPlan,
-        batches: &mut dyn FnMut() -> Option<Batch>,
+        source: &mut dyn BatchSource,
         progress: &mut dyn FnMut(&Tally),
         before_commit: &mut dyn FnMut(&Tally) -> std::result::Result<(), String>,
     ) -> Result<Tally> {
@@ -308,7 +308,9 @@ impl SqliteWarehouse {
             let mut waited = std::time::Duration::ZERO;
             loop {
                 let wait_start = std::time::Instant::now();
-                let Some(batch) = batches() else { break };
+                let Some(batch) = source.next_batch() else {
+                    break;
+                };
                 waited += wait_start.elapsed();
                 tally.rows_read += batch.rows_read;
                 tally.amount_read.merge(batch.amount_read);
@@ -465,6 +467,7 @@ impl SqliteWarehouse {
             .map_err(sql("recording warnings"))?;
         }
         tracing::debug!(rows = tally.rows_read, "All batches inserted.");
+        source.finish().map_err(WarehouseError::Source)?;
         before_commit(&tally).map_err(WarehouseError::Aborted)?;
         tracing::debug!("Landing and reading confirmed; committing.");
         tx.commit().map_err(sql("committing load"))?;

@@ -225,7 +225,7 @@ pub fn load_with(
     let mut seen: Option<Tally> = None;
     let result = w.load(
         plan,
-        &mut || scanner.next_batch(),
+        &mut scanner,
         &mut |t| progressed = Some(t.rows_read),
         &mut |t| {
             seen = Some(t.clone());
