@@ -83,22 +83,21 @@ pub fn check_file(config: &Config, path: &Path, progress: &mut dyn Progress) -> 
     while let Some(batch) = scanner.next_batch() {
         t.rows_read += batch.rows_read;
         t.amount_read.merge(batch.amount_read);
-        for row in &batch.rows {
-            let (id, content) = row.digest.unwrap_or_else(|| scan::row_digest(&row.txn));
-            match seen.get(&id) {
+        for row in &batch.digests {
+            match seen.get(&row.id) {
                 None => {
-                    seen.insert(id, content);
+                    seen.insert(row.id, row.content);
                     t.rows_loaded += 1;
-                    t.amount_loaded.add(row.txn.amount);
+                    t.amount_loaded.add(row.amount);
                     t.warnings.add(row.warnings);
                 }
-                Some(c) if *c == content => {
+                Some(c) if *c == row.content => {
                     t.rows_duplicate += 1;
-                    t.amount_duplicate.add(row.txn.amount);
+                    t.amount_duplicate.add(row.amount);
                 }
                 Some(_) => {
                     t.rows_rejected += 1;
-                    t.amount_rejected.add(row.txn.amount);
+                    t.amount_rejected.add(row.amount);
                     *t.rejects.entry(Rule::ConflictingDuplicate).or_default() += 1;
                 }
             }

@@ -15,7 +15,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::model::{Total, Transaction};
+use crate::model::{Amount, Total, Transaction};
 use crate::profile::{self, Binding, DetectError, FIELD_COUNT, Field, Profile};
 use crate::source::split::{Chunk, Flaw, Splitter};
 use crate::source::{Format, csv, json};
@@ -58,7 +58,8 @@ pub struct Layout {
     pub binding: Binding,
     /// Number of CSV columns (0 for JSON).
     pub columns: usize,
-    /// Whether workers format rows for loading ([`ValidRow::text`]).
+    /// Whether workers keep full rows for loading ([`Batch::rows`]) or only digests
+    /// ([`Batch::digests`]).
     pub prepare_load: bool,
 }
 
@@ -132,11 +133,21 @@ pub struct ValidRow {
     pub txn: Transaction,
     /// Attributes set to NULL.
     pub warnings: Warnings,
-    /// Formatted columns, when the scan prepares rows for loading.
-    pub text: Option<LoadText>,
-    /// Hashes of the id and of the content, when the scan does not prepare rows for
-    /// loading (`check` detects in-file duplicates with them).
-    pub digest: Option<(u64, u64)>,
+    /// Formatted columns.
+    pub text: LoadText,
+}
+
+/// What `check` keeps of a valid row: enough to find duplicates and add up totals.
+#[derive(Debug, Clone, Copy)]
+pub struct RowDigest {
+    /// Hash of the transaction id.
+    pub id: u64,
+    /// Hash of the rest of the loaded content.
+    pub content: u64,
+    /// The amount.
+    pub amount: Amount,
+    /// Attributes set to NULL.
+    pub warnings: Warnings,
 }
 
 /// A fixed-seed, fast, well-mixed 64-bit hash: digests must be the same on every
@@ -181,8 +192,10 @@ pub struct Batch {
     pub seq: u64,
     /// Raw bytes of the chunk.
     pub data: Vec<u8>,
-    /// Valid rows in file order.
+    /// Valid rows in file order (when the scan prepares rows for loading).
     pub rows: Vec<ValidRow>,
+    /// Digests of valid rows in file order (when it does not: `check`).
+    pub digests: Vec<RowDigest>,
     /// Rejected rows in file order.
     pub rejects: Vec<RejectedRow>,
     /// Records read (valid + rejected).
@@ -340,9 +353,13 @@ fn validate_chunks(work: &Mutex<Receiver<Chunk>>, results: &SyncSender<Batch>, l
 pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
     let mut batch = Batch {
         seq: chunk.seq,
-        rows: Vec::with_capacity(chunk.records.len()),
         ..Batch::default()
     };
+    if layout.prepare_load {
+        batch.rows.reserve(chunk.records.len());
+    } else {
+        batch.digests.reserve(chunk.records.len());
+    }
     let mut csv_cells: Vec<Cow<'_, str>> = Vec::with_capacity(layout.columns);
     for record in &chunk.records {
         batch.rows_read += 1;
@@ -438,19 +455,23 @@ pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
         match verdict {
             Verdict::Valid(txn, warnings) => {
                 batch.amount_read.add(txn.amount);
-                let (text, digest) = if layout.prepare_load {
-                    (Some(LoadText::new(&txn)), None)
+                if layout.prepare_load {
+                    batch.rows.push(ValidRow {
+                        line: record.line,
+                        span,
+                        text: LoadText::new(&txn),
+                        txn,
+                        warnings,
+                    });
                 } else {
-                    (None, Some(row_digest(&txn)))
-                };
-                batch.rows.push(ValidRow {
-                    line: record.line,
-                    span,
-                    txn: *txn,
-                    warnings,
-                    text,
-                    digest,
-                });
+                    let (id, content) = row_digest(&txn);
+                    batch.digests.push(RowDigest {
+                        id,
+                        content,
+                        amount: txn.amount,
+                        warnings,
+                    });
+                }
             }
             Verdict::Rejected(rejection) => {
                 if let Some(a) = rejection.amount {

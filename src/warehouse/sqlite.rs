@@ -293,7 +293,6 @@ impl SqliteWarehouse {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
                 .map_err(sql("preparing quarantine"))?;
-            let mut scratch = String::with_capacity(32);
             let mut full_group = tx
                 .prepare_cached(&insert_sql(INSERT_GROUP))
                 .map_err(sql("preparing insert"))?;
@@ -326,7 +325,7 @@ impl SqliteWarehouse {
                         &mut tail
                     };
                     for (k, row) in group.iter().enumerate() {
-                        bind_row(insert, k * 12, row, &mut scratch)?;
+                        bind_row(insert, k * 12, row)?;
                     }
                     let inserted = insert
                         .raw_execute()
@@ -751,14 +750,9 @@ fn insert_sql(rows: usize) -> String {
     q
 }
 
-/// Binds one row's 12 values at parameter offset `base` (SQLite copies bound text, so
-/// one scratch buffer serves every formatted value).
-fn bind_row(
-    stmt: &mut rusqlite::CachedStatement<'_>,
-    base: usize,
-    row: &ValidRow,
-    scratch: &mut String,
-) -> Result<()> {
+/// Binds one row's values at parameter offset `base` (the per-file constants are bound
+/// once by [`bind_constants`]).
+fn bind_row(stmt: &mut rusqlite::CachedStatement<'_>, base: usize, row: &ValidRow) -> Result<()> {
     let t = &row.txn;
     let bind = |stmt: &mut rusqlite::CachedStatement<'_>, i: usize, v: &dyn rusqlite::ToSql| {
         stmt.raw_bind_parameter(base + i, v)
@@ -769,35 +763,11 @@ fn bind_row(
     bind(stmt, 4, &t.gender.map(crate::model::Gender::code))?;
     bind(stmt, 5, &t.location.as_deref())?;
     bind(stmt, 9, &t.currency.as_str())?;
-    if let Some(text) = &row.text {
-        bind(stmt, 3, &text.dob())?;
-        bind(stmt, 6, &text.balance())?;
-        bind(stmt, 7, &text.at())?;
-        bind(stmt, 8, &text.amount())?;
-    } else {
-        scratch.clear();
-        match t.customer_dob {
-            Some(d) => {
-                d.write_to(scratch);
-                bind(stmt, 3, &scratch.as_str())?;
-            }
-            None => bind(stmt, 3, &rusqlite::types::Null)?,
-        }
-        scratch.clear();
-        match t.account_balance {
-            Some(b) => {
-                b.write_to(scratch);
-                bind(stmt, 6, &scratch.as_str())?;
-            }
-            None => bind(stmt, 6, &rusqlite::types::Null)?,
-        }
-        scratch.clear();
-        t.transaction_at.write_to(scratch);
-        bind(stmt, 7, &scratch.as_str())?;
-        scratch.clear();
-        t.amount.write_to(scratch);
-        bind(stmt, 8, &scratch.as_str())?;
-    }
+    let text = &row.text;
+    bind(stmt, 3, &text.dob())?;
+    bind(stmt, 6, &text.balance())?;
+    bind(stmt, 7, &text.at())?;
+    bind(stmt, 8, &text.amount())?;
     bind(stmt, 11, &(row.line as i64))
 }
 
