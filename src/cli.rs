@@ -43,7 +43,7 @@ pub enum Command {
     /// Quarantined rows.
     Rejects(RejectsArgs),
     /// Apply pending warehouse migrations.
-    Migrate,
+    Migrate(MigrateArgs),
 }
 
 /// `run` options.
@@ -154,4 +154,13 @@ pub struct RejectsArgs {
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `migrate` options.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Also create the least-privilege roles bankpipe_owner, bankpipe_loader and
+    /// bankpipe_reader (PostgreSQL).
+    #[arg(long)]
+    pub create_roles: bool,
 }

@@ -107,9 +107,16 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Status(a) => status(&Config::resolve(&overrides)?, a.json),
         Command::Files(a) => files(&Config::resolve(&overrides)?, a.json),
         Command::Rejects(a) => rejects(&Config::resolve(&overrides)?, &a),
-        Command::Migrate => {
+        Command::Migrate(args) => {
             let config = Config::resolve(&overrides)?;
-            let _ = Warehouse::open(&config.warehouse_url)?;
+            let mut w = Warehouse::open(&config.warehouse_url)?;
+            if args.create_roles {
+                w.create_roles().map_err(|e| Failure {
+                    code: 1,
+                    message: e.to_string(),
+                })?;
+                println!("roles bankpipe_owner, bankpipe_loader, bankpipe_reader are in place");
+            }
             println!(
                 "warehouse {} is at the latest schema",
                 redact_url(&config.warehouse_url)

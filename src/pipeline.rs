@@ -108,7 +108,7 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, 
     let mut reports = Vec::with_capacity(files.len());
     let mut fatal = None;
     for path in &files {
-        match process_file(ctx, &run_id, path, progress) {
+        match process_with_retries(ctx, &run_id, path, progress) {
             Ok(report) => reports.push(report),
             Err(e) => {
                 let mut r = FileReport::new(&display_name(path), Outcome::Failed);
@@ -152,6 +152,55 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, 
     finish?;
     info!(run_id, status = %report.status, elapsed_s = report.elapsed_s, "Run finished.");
     Ok(report)
+}
+
+/// Transient warehouse failures (connection lost, server restarting, serialization
+/// failure, too many connections) are retried with exponential backoff and jitter; a
+/// file's load is one transaction, so a retry starts the file over cleanly.
+fn process_with_retries(
+    ctx: &mut Context,
+    run_id: &str,
+    path: &Path,
+    progress: &mut dyn Progress,
+) -> Result<FileReport, RunError> {
+    const ATTEMPTS: u32 = 6;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = process_file(ctx, run_id, path, progress);
+        match result {
+            Err(RunError::Warehouse(e)) if e.is_transient() && attempt < ATTEMPTS => {
+                let delay = backoff(attempt);
+                warn!(file = %display_name(path), attempt, error = %e, delay_ms = delay.as_millis() as u64, "Transient warehouse failure; retrying.");
+                std::thread::sleep(delay);
+                if let Err(e) = ctx.warehouse.reconnect() {
+                    warn!(attempt, error = %e, "Reconnect failed; will retry.");
+                }
+            }
+            other => {
+                if let Ok(report) = &other
+                    && let Some(id) = report
+                        .file_id
+                        .filter(|_| report.status != Outcome::DuplicateFile)
+                {
+                    // Best effort: a dropped session releases its claims anyway.
+                    let _ = ctx.warehouse.release(id);
+                }
+                return other;
+            }
+        }
+    }
+}
+
+/// Exponential backoff (200 ms doubling, capped at 10 s) with up to 50% jitter, so that
+/// workers retrying together do not hit the server in step.
+fn backoff(attempt: u32) -> std::time::Duration {
+    let base = 200u64.saturating_mul(1 << attempt.min(6)).min(10_000);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let jitter = base / 2 * u64::from(nanos % 1000) / 1000;
+    std::time::Duration::from_millis(base + jitter)
 }
 
 /// One writer per SQLite warehouse: a second `run` waits for the first. Also makes a
@@ -318,6 +367,12 @@ fn process_file(
             (file_id, lake_key)
         }
         Claim::Duplicate { file_id, .. } => {
+            report.status = Outcome::DuplicateFile;
+            report.file_id = Some(file_id);
+            return Ok(finish(report, progress));
+        }
+        Claim::Busy { file_id } => {
+            info!(file = %name, file_id, "Another worker is processing this content; skipped.");
             report.status = Outcome::DuplicateFile;
             report.file_id = Some(file_id);
             return Ok(finish(report, progress));

@@ -12,6 +12,9 @@
 //! - **Resumable claims:** a file claimed but not finished (status `landing`) is handed
 //!   back by the next claim of the same content.
 
+pub mod pg_connect;
+pub mod pg_copy;
+pub mod postgres;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -34,8 +37,17 @@ pub enum WarehouseError {
         reason: String,
     },
     /// The URL names no supported backend.
-    #[error("unsupported warehouse URL {0} (use sqlite://PATH)")]
+    #[error("unsupported warehouse URL {0} (use sqlite://PATH or postgres://...)")]
     UnsupportedUrl(String),
+    /// A PostgreSQL statement failed.
+    #[error("warehouse {context}: {source}")]
+    Pg {
+        /// What was being done.
+        context: &'static str,
+        /// The driver's error (never holds the password).
+        #[source]
+        source: ::postgres::Error,
+    },
     /// A statement failed.
     #[error("warehouse {context}: {source}")]
     Sql {
@@ -135,6 +147,11 @@ pub enum Claim {
         file_id: i64,
         /// Lake key recorded by the first attempt.
         lake_key: String,
+    },
+    /// Another live worker is processing this content right now.
+    Busy {
+        /// Catalog id.
+        file_id: i64,
     },
     /// This content was already processed.
     Duplicate {
@@ -350,11 +367,38 @@ pub struct RunEntry {
     pub status: String,
 }
 
+impl WarehouseError {
+    /// Whether retrying after a reconnect may succeed (connection lost, server
+    /// restarting, serialization failure, too many connections).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            WarehouseError::Pg { source, .. } => postgres::is_transient(source),
+            WarehouseError::Unreachable { reason, .. } => {
+                let r = reason.to_ascii_lowercase();
+                [
+                    "connection refused",
+                    "connection reset",
+                    "too many",
+                    "shutting down",
+                    "starting up",
+                    "timed out",
+                    "error connecting",
+                ]
+                .iter()
+                .any(|s| r.contains(s))
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The warehouse backends.
 #[derive(Debug)]
 pub enum Warehouse {
     /// Embedded SQLite database (the default).
     Sqlite(sqlite::SqliteWarehouse),
+    /// PostgreSQL (production).
+    Postgres(Box<postgres::PgWarehouse>),
 }
 
 impl Warehouse {
@@ -366,6 +410,11 @@ impl Warehouse {
     pub fn open(url: &str) -> Result<Warehouse> {
         if let Some(path) = sqlite::path_from_url(url) {
             return Ok(Warehouse::Sqlite(sqlite::SqliteWarehouse::open(&path)?));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Warehouse::Postgres(Box::new(postgres::PgWarehouse::open(
+                url,
+            )?)));
         }
         Err(WarehouseError::UnsupportedUrl(crate::config::redact_url(
             url,
@@ -380,6 +429,7 @@ impl Warehouse {
     pub fn start_run(&mut self, run_id: &str, started_at: &str) -> Result<()> {
         match self {
             Warehouse::Sqlite(w) => w.start_run(run_id, started_at),
+            Warehouse::Postgres(w) => w.start_run(run_id, started_at),
         }
     }
 
@@ -396,6 +446,7 @@ impl Warehouse {
     ) -> Result<()> {
         match self {
             Warehouse::Sqlite(w) => w.finish_run(run_id, finished_at, status, counts),
+            Warehouse::Postgres(w) => w.finish_run(run_id, finished_at, status, counts),
         }
     }
 
@@ -406,6 +457,7 @@ impl Warehouse {
     pub fn find_file(&mut self, sha256: &str) -> Result<Option<(i64, String, FileStatus)>> {
         match self {
             Warehouse::Sqlite(w) => w.find_file(sha256),
+            Warehouse::Postgres(w) => w.find_file(sha256),
         }
     }
 
@@ -416,6 +468,44 @@ impl Warehouse {
     pub fn claim(&mut self, file: &NewFile) -> Result<Claim> {
         match self {
             Warehouse::Sqlite(w) => w.claim(file),
+            Warehouse::Postgres(w) => w.claim(file),
+        }
+    }
+
+    /// Gives up a claim taken by [`Warehouse::claim`] once the file is finished (or
+    /// abandoned), so that another worker may take it over.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn release(&mut self, file_id: i64) -> Result<()> {
+        match self {
+            Warehouse::Sqlite(_) => Ok(()),
+            Warehouse::Postgres(w) => w.release(file_id),
+        }
+    }
+
+    /// Connects again after a transient failure.
+    ///
+    /// # Errors
+    /// When the warehouse is still unreachable.
+    pub fn reconnect(&mut self) -> Result<()> {
+        match self {
+            Warehouse::Sqlite(_) => Ok(()),
+            Warehouse::Postgres(w) => w.reconnect(),
+        }
+    }
+
+    /// Creates the least-privilege roles (PostgreSQL only).
+    ///
+    /// # Errors
+    /// On SQL failure, or for a backend without roles.
+    pub fn create_roles(&mut self) -> Result<()> {
+        match self {
+            Warehouse::Sqlite(_) => Err(WarehouseError::Aborted(
+                "roles exist only in PostgreSQL; SQLite access is controlled by file permissions"
+                    .into(),
+            )),
+            Warehouse::Postgres(w) => w.create_roles(),
         }
     }
 
@@ -426,6 +516,7 @@ impl Warehouse {
     pub fn fail_file(&mut self, file_id: i64, run_id: &str, error: &str, at: &str) -> Result<()> {
         match self {
             Warehouse::Sqlite(w) => w.fail_file(file_id, run_id, error, at),
+            Warehouse::Postgres(w) => w.fail_file(file_id, run_id, error, at),
         }
     }
 
@@ -447,6 +538,7 @@ impl Warehouse {
     ) -> Result<Tally> {
         match self {
             Warehouse::Sqlite(w) => w.load(plan, source, progress, before_commit),
+            Warehouse::Postgres(w) => w.load(plan, source, progress, before_commit),
         }
     }
 
@@ -457,6 +549,7 @@ impl Warehouse {
     pub fn stored(&mut self, file_id: i64, scale: u8) -> Result<Stored> {
         match self {
             Warehouse::Sqlite(w) => w.stored(file_id, scale),
+            Warehouse::Postgres(w) => w.stored(file_id, scale),
         }
     }
 
@@ -467,6 +560,7 @@ impl Warehouse {
     pub fn files(&mut self) -> Result<Vec<FileEntry>> {
         match self {
             Warehouse::Sqlite(w) => w.files(),
+            Warehouse::Postgres(w) => w.files(),
         }
     }
 
@@ -477,6 +571,7 @@ impl Warehouse {
     pub fn rejects(&mut self, filter: &RejectFilter) -> Result<Vec<RejectEntry>> {
         match self {
             Warehouse::Sqlite(w) => w.rejects(filter),
+            Warehouse::Postgres(w) => w.rejects(filter),
         }
     }
 
@@ -487,6 +582,7 @@ impl Warehouse {
     pub fn summary(&mut self) -> Result<Summary> {
         match self {
             Warehouse::Sqlite(w) => w.summary(),
+            Warehouse::Postgres(w) => w.summary(),
         }
     }
 }

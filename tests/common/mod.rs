@@ -220,20 +220,19 @@ pub fn load_with(
     bytes: &[u8],
     before_commit: &mut dyn FnMut(&Tally) -> Result<(), String>,
 ) -> Result<Tally, WarehouseError> {
-    let mut scanner = scanner(bytes);
+    let mut source = bankpipe::scan::Reopening::new(scanner(bytes), || Ok(scanner(bytes)));
     let mut progressed: Option<u64> = None;
     let mut seen: Option<Tally> = None;
     let result = w.load(
         plan,
-        &mut scanner,
+        &mut source,
         &mut |t| progressed = Some(t.rows_read),
         &mut |t| {
             seen = Some(t.clone());
             before_commit(t)
         },
     );
-    scanner
-        .finish()
+    bankpipe::scan::BatchSource::finish(&mut source)
         .unwrap_or_else(|e| panic!("scanner did not end cleanly: {e}"));
     if let Ok(tally) = &result {
         assert_eq!(

@@ -1,0 +1,37 @@
+-- Least-privilege roles, created by `bankpipe migrate --create-roles` (idempotent).
+-- bankpipe_owner owns the schema and runs migrations; bankpipe_loader loads (DML only,
+-- plus temporary tables for staging; no DDL); bankpipe_reader reads transactions and
+-- the catalog but not the raw text of rejected rows (it may hold personal data).
+-- The roles cannot log in: grant them to login users (GRANT bankpipe_loader TO etl_svc).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'bankpipe_owner') THEN
+        CREATE ROLE bankpipe_owner NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'bankpipe_loader') THEN
+        CREATE ROLE bankpipe_loader NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'bankpipe_reader') THEN
+        CREATE ROLE bankpipe_reader NOLOGIN;
+    END IF;
+END
+$$;
+
+ALTER TABLE runs OWNER TO bankpipe_owner;
+ALTER TABLE files OWNER TO bankpipe_owner;
+ALTER TABLE transactions OWNER TO bankpipe_owner;
+ALTER TABLE rejected_rows OWNER TO bankpipe_owner;
+ALTER TABLE file_warnings OWNER TO bankpipe_owner;
+ALTER TABLE schema_migrations OWNER TO bankpipe_owner;
+
+REVOKE ALL ON runs, files, transactions, rejected_rows, file_warnings, schema_migrations
+    FROM bankpipe_loader, bankpipe_reader;
+GRANT USAGE ON SCHEMA public TO bankpipe_loader, bankpipe_reader;
+
+GRANT SELECT, INSERT, UPDATE ON runs, files TO bankpipe_loader;
+GRANT SELECT, INSERT, DELETE ON transactions TO bankpipe_loader;
+GRANT SELECT, INSERT, DELETE ON rejected_rows, file_warnings TO bankpipe_loader;
+GRANT SELECT ON schema_migrations TO bankpipe_loader;
+
+GRANT SELECT ON transactions, files, file_warnings, runs, schema_migrations TO bankpipe_reader;
+GRANT SELECT (file_id, line_no, rule, field, detail, amount) ON rejected_rows TO bankpipe_reader;

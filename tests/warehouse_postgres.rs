@@ -1,0 +1,81 @@
+//! The warehouse behaviour suite (`tests/common`) on the PostgreSQL backend, against a
+//! real throwaway cluster started by `tests/support/pg.rs` (never skipped: without
+//! PostgreSQL installed these tests fail and say how to install it).
+
+mod common;
+#[path = "support/pg.rs"]
+mod pg;
+
+use bankpipe::warehouse::Warehouse;
+use pg::PgCluster;
+
+/// Runs one check on a fresh, empty database of the shared cluster.
+fn on_fresh(check: common::Check) {
+    let db = PgCluster::shared().database();
+    let mut w = Warehouse::open(&db.url).expect("open a fresh PostgreSQL warehouse");
+    check(&mut w);
+}
+
+#[test]
+fn load_then_read_back() {
+    on_fresh(common::load_then_read_back);
+}
+
+#[test]
+fn duplicate_rows_in_a_file_and_across_files() {
+    on_fresh(common::duplicate_rows_in_a_file_and_across_files);
+}
+
+#[test]
+fn first_occurrence_wins() {
+    on_fresh(common::first_occurrence_wins);
+}
+
+#[test]
+fn claims() {
+    on_fresh(common::claims);
+}
+
+#[test]
+fn abort_rolls_back() {
+    on_fresh(common::abort_rolls_back);
+}
+
+#[test]
+fn reject_share_fails_the_file() {
+    on_fresh(common::reject_share_fails_the_file);
+}
+
+#[test]
+fn rejects_are_queryable() {
+    on_fresh(common::rejects_are_queryable);
+}
+
+#[test]
+fn warnings_counted() {
+    on_fresh(common::warnings_counted);
+}
+
+#[test]
+fn runs() {
+    on_fresh(common::runs);
+}
+
+#[test]
+fn bulk_load_across_chunks() {
+    on_fresh(common::bulk_load_across_chunks);
+}
+
+#[test]
+fn a_finished_file_cannot_be_loaded_again() {
+    on_fresh(common::loading_a_finished_file_is_refused);
+}
+
+/// Every check in sequence on one database, reconnecting between steps.
+#[test]
+fn whole_suite_on_one_reconnected_database() {
+    let db = PgCluster::shared().database();
+    common::whole_suite_reopening(&mut || {
+        Warehouse::open(&db.url).expect("reopen the PostgreSQL warehouse")
+    });
+}
