@@ -40,7 +40,7 @@ pub enum WarehouseError {
     #[error("unsupported warehouse URL {0} (use sqlite://PATH or postgres://...)")]
     UnsupportedUrl(String),
     /// A PostgreSQL statement failed.
-    #[error("warehouse {context}: {source}")]
+    #[error("warehouse {context}: {}", postgres::describe(source))]
     Pg {
         /// What was being done.
         context: &'static str,

@@ -98,8 +98,10 @@ impl Target {
         };
         kept.push(("sslmode".into(), driver_mode.into()));
         parsed.query_pairs_mut().clear().extend_pairs(kept);
-        let mut config: postgres::Config = parsed
-            .as_str()
+        // Form encoding writes spaces as `+`, which tokio-postgres takes literally; a
+        // literal `+` was already escaped as `%2B`.
+        let text = parsed.as_str().replace('+', "%20");
+        let mut config: postgres::Config = text
             .parse()
             .map_err(|e: postgres::Error| bad(e.to_string()))?;
         if config.get_connect_timeout().is_none() {

@@ -50,6 +50,29 @@ fn pg(context: &'static str) -> impl FnOnce(postgres::Error) -> WarehouseError {
     move |source| WarehouseError::Pg { context, source }
 }
 
+/// A driver error as one line: the server's severity, SQLSTATE and message (the bare
+/// `Display` says only "db error"), or the client-side cause.
+pub fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+            if let Some(d) = db.detail() {
+                s.push_str(&format!(" ({d})"));
+            }
+            s
+        }
+        None => {
+            let mut s = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                s.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            s
+        }
+    }
+}
+
 /// Whether a driver error is worth retrying: connection loss, server shutdown,
 /// serialization failures, deadlocks, too many connections.
 pub fn is_transient(e: &postgres::Error) -> bool {
@@ -666,14 +689,33 @@ impl PgWarehouse {
     }
 }
 
+/// Connects, retrying transient refusals (server restarting, connection refused or
+/// reset, too many connections) with exponential backoff for up to ~6 s; a wrong
+/// password or a missing database fails at once.
 fn connect(target: &Target) -> Result<Client> {
-    target.connect().map_err(|e| WarehouseError::Unreachable {
-        url: target.display.clone(),
-        reason: match e {
-            ConnectError::Driver(d) => d.to_string(),
-            ConnectError::Tls(t) => t,
-        },
-    })
+    let mut delay = std::time::Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        let err = match target.connect() {
+            Ok(client) => return Ok(client),
+            Err(e) => e,
+        };
+        let transient = matches!(&err, ConnectError::Driver(d) if is_transient(d));
+        let error = WarehouseError::Unreachable {
+            url: target.display.clone(),
+            reason: match err {
+                ConnectError::Driver(d) => describe(&d),
+                ConnectError::Tls(t) => t,
+            },
+        };
+        if !transient || attempt >= 5 {
+            return Err(error);
+        }
+        tracing::warn!(attempt, error = %error, delay_ms = delay.as_millis() as u64, "Cannot reach the warehouse yet; retrying.");
+        std::thread::sleep(delay);
+        delay *= 2;
+        attempt += 1;
+    }
 }
 
 /// A `timestamptz` column as the RFC 3339 text the SQLite backend stores.

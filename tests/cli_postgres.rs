@@ -1,0 +1,434 @@
+//! End-to-end tests of `bankpipe` on a PostgreSQL warehouse: the same contract as on
+//! SQLite, many workers, crashes, restarts, roles and TLS, against real throwaway
+//! clusters (`tests/support/pg.rs`; never skipped).
+
+#[path = "support/pg.rs"]
+mod pg;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use pg::PgCluster;
+use serde_json::Value;
+
+const HEADER: &str = "TransactionID,CustomerID,CustomerDOB,CustGender,CustLocation,CustAccountBalance,TransactionDate,TransactionTime,TransactionAmount (INR)";
+
+fn bankpipe(dir: &Path, url: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_bankpipe"));
+    c.current_dir(dir)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("BANKPIPE_WAREHOUSE_URL", url)
+        .env_remove("BANKPIPE_LAKE_URL")
+        .env_remove("BANKPIPE_INBOX")
+        .env_remove("BANKPIPE_CONFIG")
+        .env("BANKPIPE_LOG", "warn")
+        .stdin(Stdio::null());
+    c
+}
+
+fn run_json(dir: &Path, url: &str) -> (Value, i32, String) {
+    run_json_with(dir, url, &[])
+}
+
+fn run_json_with(dir: &Path, url: &str, extra: &[&str]) -> (Value, i32, String) {
+    let out: Output = bankpipe(dir, url)
+        .args(["run", "--json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}): {}\n{stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    (report, out.status.code().unwrap(), stderr)
+}
+
+fn generate(path: &Path, rows: u64, seed: u64, first_id: u64, defects: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bankpipe"))
+        .args(["generate", "--rows", &rows.to_string(), "--out"])
+        .arg(path)
+        .args([
+            "--seed",
+            &seed.to_string(),
+            "--first-id",
+            &first_id.to_string(),
+        ])
+        .args(["--defects", defects])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn workdir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    (dir, inbox)
+}
+
+fn files(report: &Value) -> &Vec<Value> {
+    report["files"].as_array().unwrap()
+}
+
+#[test]
+fn postgres_gives_the_same_results_as_sqlite() {
+    let (dir, inbox) = workdir();
+    generate(&inbox.join("a.csv"), 20_000, 11, 1, "0.01");
+    generate(&inbox.join("b.csv"), 20_000, 12, 15_001, "0.01"); // overlaps a.csv
+    let db = PgCluster::shared().database();
+    let (pg_report, code, err) = run_json_with(dir.path(), &db.url, &["--max-reject-share", "0.5"]);
+    assert_eq!(code, 0, "{pg_report}\n{err}");
+    let sqlite_url = format!("sqlite://{}/w.db", dir.path().display());
+    std::fs::remove_dir_all(dir.path().join("lake")).unwrap();
+    let (lite_report, code, err) =
+        run_json_with(dir.path(), &sqlite_url, &["--max-reject-share", "0.5"]);
+    assert_eq!(code, 0, "{lite_report}\n{err}");
+    for (p, l) in files(&pg_report).iter().zip(files(&lite_report)) {
+        for k in [
+            "name",
+            "sha256",
+            "status",
+            "rows_read",
+            "rows_loaded",
+            "rows_rejected",
+            "rows_duplicate",
+            "amount_read",
+            "amount_loaded",
+            "amount_rejected",
+            "amount_duplicate",
+            "warnings",
+            "rejects",
+        ] {
+            assert_eq!(p[k], l[k], "{k} differs between backends for {}", p["name"]);
+        }
+    }
+    let b = &files(&pg_report)[1];
+    assert!(
+        b["rows_duplicate"].as_u64().unwrap()
+            + b["rejects"]["conflicting_duplicate"].as_u64().unwrap_or(0)
+            >= 4_800
+    );
+    // Typed, exact storage.
+    let sum = PgCluster::shared().psql(
+        &db.name,
+        "SELECT pg_typeof(amount)::text, pg_typeof(transaction_at)::text, pg_typeof(customer_dob)::text FROM transactions LIMIT 1",
+    );
+    assert_eq!(sum, "numeric|timestamp without time zone|date");
+    // Rerun: duplicates only.
+    let (again, code, _) = run_json(dir.path(), &db.url);
+    assert_eq!(code, 0);
+    assert!(
+        files(&again)
+            .iter()
+            .all(|f| f["status"] == "duplicate_file"),
+        "{again}"
+    );
+}
+
+#[test]
+fn four_workers_over_twenty_files_load_each_once() {
+    let (dir, inbox) = workdir();
+    for i in 0..20u64 {
+        generate(
+            &inbox.join(format!("m{i:02}.csv")),
+            3_000,
+            100 + i,
+            1 + i * 3_000,
+            "0.002",
+        );
+    }
+    let db = PgCluster::shared().database();
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            bankpipe(dir.path(), &db.url)
+                .args(["run", "--json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut loaded_by_name = std::collections::BTreeMap::<String, u32>::new();
+    for w in workers {
+        let out = w.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        for f in files(&report) {
+            assert_ne!(f["status"], "failed", "{f}");
+            if f["status"] == "loaded" {
+                *loaded_by_name
+                    .entry(f["name"].as_str().unwrap().to_owned())
+                    .or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(loaded_by_name.len(), 20, "{loaded_by_name:?}");
+    assert!(
+        loaded_by_name.values().all(|n| *n == 1),
+        "{loaded_by_name:?}"
+    );
+    let c = PgCluster::shared();
+    assert_eq!(
+        c.psql(
+            &db.name,
+            "SELECT COUNT(*) FROM files WHERE status = 'loaded'"
+        ),
+        "20"
+    );
+    assert_eq!(
+        c.psql(
+            &db.name,
+            "SELECT COUNT(*) = (SELECT SUM(rows_loaded) FROM files) FROM transactions"
+        ),
+        "t"
+    );
+}
+
+fn wait_for(child: &mut std::process::Child, needle: &str) {
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            panic!("process ended before {needle:?}");
+        }
+        if line.contains(needle) {
+            break;
+        }
+    }
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+}
+
+#[test]
+fn kill_9_mid_load_then_rerun_loads_exactly_once() {
+    let (dir, inbox) = workdir();
+    generate(&inbox.join("big.csv"), 200_000, 21, 1, "0.002");
+    let db = PgCluster::shared().database();
+    for delay in [50u64, 400] {
+        let mut child = bankpipe(dir.path(), &db.url)
+            .args(["run"])
+            .env("BANKPIPE_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for(&mut child, "Claimed");
+        std::thread::sleep(Duration::from_millis(delay));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let (r, code, err) = run_json(dir.path(), &db.url);
+    assert_eq!(code, 0, "{r}\n{err}");
+    let c = PgCluster::shared();
+    assert_eq!(c.psql(&db.name, "SELECT COUNT(*) FROM files"), "1");
+    assert_eq!(c.psql(&db.name, "SELECT status FROM files"), "loaded");
+    assert_eq!(
+        c.psql(&db.name, "SELECT (SELECT COUNT(*) FROM transactions) = rows_loaded AND (SELECT COUNT(*) FROM rejected_rows) = rows_rejected AND rows_read = 200000 FROM files"),
+        "t"
+    );
+}
+
+#[test]
+fn a_server_restart_mid_load_is_retried() {
+    let cluster = PgCluster::start();
+    let db = cluster.database();
+    let (dir, inbox) = workdir();
+    generate(&inbox.join("big.csv"), 300_000, 31, 1, "0");
+    let mut child = bankpipe(dir.path(), &db.url)
+        .args(["run", "--json"])
+        .env("BANKPIPE_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut reader = BufReader::new(stderr);
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap() > 0 && !line.contains("Claimed") {
+        line.clear();
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    cluster.restart();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{rest}");
+    assert!(rest.contains("retrying"), "a retry is logged: {rest}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(files(&report)[0]["rows_loaded"], 300_000);
+    assert_eq!(
+        cluster.psql(&db.name, "SELECT COUNT(*) FROM transactions"),
+        "300000"
+    );
+}
+
+#[test]
+fn least_privilege_roles() {
+    let c = PgCluster::shared();
+    let db = c.database();
+    let (dir, inbox) = workdir();
+    let out = bankpipe(dir.path(), &db.url)
+        .args(["migrate", "--create-roles"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A loader login loads; DDL is refused.
+    c.psql(&db.name, "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'etl') THEN CREATE ROLE etl LOGIN; END IF; END $$; GRANT bankpipe_loader TO etl");
+    c.psql(&db.name, "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'analyst') THEN CREATE ROLE analyst LOGIN; END IF; END $$; GRANT bankpipe_reader TO analyst");
+    let mut text = format!("{HEADER}\n");
+    text.push_str("R1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n");
+    text.push_str("R2,C1,10/1/94,F,PUNE,1.0,31/2/16,143207,25.0\n");
+    text.push_str("R3,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n");
+    std::fs::write(inbox.join("r.csv"), text).unwrap();
+    let etl_url = db.url.replacen("postgres@", "etl@", 1);
+    let (r, code, err) = run_json_with(
+        dir.path(),
+        &(etl_url + "?options=-c%20role%3Dbankpipe_loader"),
+        &["--max-reject-share", "0.5"],
+    );
+    assert_eq!(code, 0, "{r}\n{err}");
+    let as_role = |role: &str, sql: &str| {
+        Command::new("psql")
+            .args([
+                "-X",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+            ])
+            .arg(c.port().to_string())
+            .args(["-U", "postgres", "-d", &db.name, "-c"])
+            .arg(format!("SET ROLE {role}; {sql}"))
+            .output()
+            .unwrap()
+    };
+    let refused = |role: &str, sql: &str| {
+        let o = as_role(role, sql);
+        assert!(!o.status.success(), "{role} should be refused: {sql}");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            e.contains("permission denied") || e.contains("must be owner"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let allowed = |role: &str, sql: &str| {
+        let o = as_role(role, sql);
+        assert!(
+            o.status.success(),
+            "{role}: {sql}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let out = String::from_utf8_lossy(&o.stdout);
+        out.trim().trim_start_matches("SET").trim().to_owned()
+    };
+    refused("bankpipe_loader", "CREATE TABLE evil (x int)");
+    refused("bankpipe_loader", "DROP TABLE transactions");
+    refused(
+        "bankpipe_loader",
+        "ALTER TABLE transactions ADD COLUMN x int",
+    );
+    refused("bankpipe_reader", "SELECT raw FROM rejected_rows");
+    refused("bankpipe_reader", "DELETE FROM transactions");
+    refused("bankpipe_reader", "INSERT INTO files (sha256) VALUES ('x')");
+    assert_eq!(
+        allowed("bankpipe_reader", "SELECT COUNT(*) FROM transactions"),
+        "2"
+    );
+    assert_eq!(
+        allowed("bankpipe_reader", "SELECT rule FROM rejected_rows"),
+        "invalid_transaction_date"
+    );
+    refused("analyst", "SELECT raw FROM rejected_rows");
+}
+
+#[test]
+fn tls_require_and_verify_full() {
+    let c = PgCluster::start_tls();
+    let db = c.database();
+    let ca = c.ca_cert().unwrap().display().to_string();
+    let (dir, inbox) = workdir();
+    generate(&inbox.join("t.csv"), 1_000, 41, 1, "0");
+    let host_url = |host: &str| db.url.replacen("127.0.0.1", host, 1);
+    for url in [
+        format!("{}?sslmode=require", db.url),
+        format!(
+            "{}?sslmode=verify-full&sslrootcert={ca}",
+            host_url("localhost")
+        ),
+        format!("{}?sslmode=verify-ca&sslrootcert={ca}", db.url),
+    ] {
+        let out = bankpipe(dir.path(), &url)
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (r, code, err) = run_json(
+        dir.path(),
+        &format!(
+            "{}?sslmode=verify-full&sslrootcert={ca}",
+            host_url("localhost")
+        ),
+    );
+    assert_eq!(code, 0, "{r}\n{err}");
+    assert_eq!(
+        c.psql(&db.name, "SELECT COUNT(*) FROM transactions"),
+        "1000"
+    );
+    // verify-full against the system roots: the self-signed CA is not trusted.
+    let out = bankpipe(
+        dir.path(),
+        &format!("{}?sslmode=verify-full", host_url("localhost")),
+    )
+    .args(["status"])
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The server demands TLS or a password; sslmode=disable with a wrong password fails
+    // without echoing it.
+    let wrong = db
+        .url
+        .replacen(pg::TLS_SUPERUSER_PASSWORD, "Wr0ngPassw0rd", 1)
+        + "?sslmode=disable";
+    let out = bankpipe(dir.path(), &wrong).args(["run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("Wr0ngPassw0rd"), "{all}");
+    assert!(!all.contains(pg::TLS_SUPERUSER_PASSWORD), "{all}");
+    assert!(all.contains("password authentication failed"), "{all}");
+}
