@@ -150,7 +150,7 @@ mod tests {
         assert_eq!(numeric_parts(0, 2), (0, 0, 0, 2, vec![]));
         assert_eq!(numeric_parts(10_000_000_000, 2), (1, 2, 0, 2, vec![1]));
         assert_eq!(numeric_parts(7, 0), (1, 0, 0, 0, vec![7]));
-        assert_eq!(numeric_parts(123_456, 6), (1, -1, 0, 6, vec![1234, 5600]));
+        assert_eq!(numeric_parts(123_456, 6), (2, -1, 0, 6, vec![1234, 5600]));
     }
 
     #[test]
