@@ -769,7 +769,11 @@ fn copy_direct(
     while let Some(batch) = source.next_batch() {
         tally.rows_read += batch.rows_read;
         tally.amount_read.merge(batch.amount_read);
-        for row in &batch.rows {
+        // Key order within a batch keeps the primary-key inserts on neighbouring index
+        // pages. Order does not matter here: any repeated id aborts this COPY.
+        let mut order: Vec<&ValidRow> = batch.rows.iter().collect();
+        order.sort_unstable_by(|a, b| a.txn.transaction_id.cmp(&b.txn.transaction_id));
+        for row in order {
             encode_row(&mut buf, row, plan.file_id, loaded_at);
             tally.rows_loaded += 1;
             tally.amount_loaded.add(row.txn.amount);
