@@ -432,3 +432,65 @@ fn tls_require_and_verify_full() {
     assert!(!all.contains(pg::TLS_SUPERUSER_PASSWORD), "{all}");
     assert!(all.contains("password authentication failed"), "{all}");
 }
+
+#[test]
+fn a_quarter_is_read_without_scanning_other_quarters() {
+    let (dir, inbox) = workdir();
+    for (i, month) in ["2016-08", "2016-11", "2017-02"].iter().enumerate() {
+        let out = Command::new(env!("CARGO_BIN_EXE_bankpipe"))
+            .args([
+                "generate",
+                "--rows",
+                "30000",
+                "--defects",
+                "0",
+                "--month",
+                month,
+            ])
+            .args([
+                "--first-id",
+                &(1 + i * 30_000).to_string(),
+                "--seed",
+                &i.to_string(),
+            ])
+            .arg("--out")
+            .arg(inbox.join(format!("{month}.csv")))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    let c = PgCluster::shared();
+    let db = c.database();
+    let (r, code, err) = run_json(dir.path(), &db.url);
+    assert_eq!(code, 0, "{r}\n{err}");
+    c.psql(&db.name, "ANALYZE transactions");
+    let total_pages: u64 = c
+        .psql(
+            &db.name,
+            "SELECT relpages FROM pg_class WHERE relname = 'transactions'",
+        )
+        .parse()
+        .unwrap();
+    let plan = c.psql(
+        &db.name,
+        "SET enable_seqscan = off; EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF)
+         SELECT SUM(amount) FROM transactions
+         WHERE transaction_at >= '2016-10-01' AND transaction_at < '2017-01-01'",
+    );
+    assert!(plan.contains("transactions_at_brin"), "{plan}");
+    let lossy: u64 = plan
+        .split("lossy=")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no heap block count in {plan}"));
+    assert!(
+        lossy * 2 < total_pages,
+        "the quarter read {lossy} of {total_pages} pages: {plan}"
+    );
+    // And the answer is right.
+    assert_eq!(
+        c.psql(&db.name, "SELECT COUNT(*) FROM transactions WHERE transaction_at >= '2016-10-01' AND transaction_at < '2017-01-01'"),
+        "30000"
+    );
+}

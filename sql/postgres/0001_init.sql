@@ -56,8 +56,8 @@ CREATE TABLE transactions (
     line_no          BIGINT NOT NULL,
     loaded_at        TIMESTAMPTZ NOT NULL
 );
-CREATE INDEX transactions_at_brin ON transactions USING brin (transaction_at) WITH (pages_per_range = 32);
-CREATE INDEX transactions_file_brin ON transactions USING brin (file_id) WITH (pages_per_range = 32);
+CREATE INDEX transactions_at_brin ON transactions USING brin (transaction_at) WITH (pages_per_range = 32, autosummarize = on);
+CREATE INDEX transactions_file_brin ON transactions USING brin (file_id) WITH (pages_per_range = 32, autosummarize = on);
 
 CREATE TABLE rejected_rows (
     file_id   BIGINT NOT NULL REFERENCES files (file_id),

@@ -505,6 +505,16 @@ impl PgWarehouse {
             )
             .map_err(pg("recording warnings"))?;
         }
+        // New block ranges are not in the BRIN summaries until summarised, and an
+        // unsummarised range matches every query; summarise them now when allowed (the
+        // index owner), else autovacuum's autosummarize does it shortly after.
+        tx.execute(
+            "SELECT brin_summarize_new_values(c.oid) FROM pg_class c
+             WHERE c.relname IN ('transactions_at_brin', 'transactions_file_brin')
+               AND pg_has_role(c.relowner, 'USAGE')",
+            &[],
+        )
+        .map_err(pg("summarising BRIN ranges"))?;
         before_commit(&tally).map_err(WarehouseError::Aborted)?;
         tx.commit().map_err(pg("committing load"))?;
         Ok(tally)

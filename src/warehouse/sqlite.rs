@@ -62,12 +62,12 @@ impl SqliteWarehouse {
         // Durable commits with a rollback journal: WAL is slower for one large
         // transaction per file, and process crashes are covered either way.
         conn.execute_batch(
-            "PRAGMA page_size = 16384;
+            "PRAGMA busy_timeout = 10000;
+             PRAGMA page_size = 16384;
              PRAGMA journal_mode = DELETE;
              PRAGMA synchronous = FULL;
              PRAGMA cache_size = -65536;
-             PRAGMA temp_store = MEMORY;
-             PRAGMA busy_timeout = 10000;",
+             PRAGMA temp_store = MEMORY;",
         )
         .map_err(|e| unreachable(e.to_string()))?;
         conn.set_prepared_statement_cache_capacity(64);
@@ -92,23 +92,24 @@ impl SqliteWarehouse {
                     version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
             )
             .map_err(sql("creating schema_migrations"))?;
-        let current: i64 = self
-            .conn
-            .query_row(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(sql("reading schema version"))?;
         let mut applied = 0;
         for (version, name, text) in MIGRATIONS {
-            if *version <= current {
-                continue;
-            }
+            // The version is read inside the write transaction: two processes opening a
+            // new warehouse at once apply each migration once.
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql("starting migration"))?;
+            let current: i64 = tx
+                .query_row(
+                    "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(sql("reading schema version"))?;
+            if *version <= current {
+                continue;
+            }
             tx.execute_batch(text).map_err(sql("applying migration"))?;
             tx.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
