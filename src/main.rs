@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         EnvFilter::try_from_env("BANKPIPE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(bankpipe::progress::LogWriter)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match bankpipe::commands::execute(cli) {

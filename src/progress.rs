@@ -1,9 +1,41 @@
 //! Progress of a run as a person sees it: a bar per file on a terminal (rows/s, bytes,
 //! ETA), nothing extra otherwise (the per-file log line says it all).
 
+use std::io::Write;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// All bars draw through this, so log lines can be printed above them without tearing.
+fn bars() -> &'static MultiProgress {
+    static BARS: OnceLock<MultiProgress> = OnceLock::new();
+    BARS.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+}
+
+/// A `tracing` writer for stderr that hides the progress bars while a log line is
+/// written and redraws them after.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        bars().suspend(|| std::io::stderr().lock().write_all(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LogWriter
+    }
+}
 
 /// Receives progress events from the pipeline.
 pub trait Progress {
@@ -30,11 +62,13 @@ impl Progress for Silent {
 pub struct Bars {
     bar: Option<ProgressBar>,
     started: Option<Instant>,
+    /// Finished bars stay on screen only while they are alive.
+    done: Vec<ProgressBar>,
 }
 
 impl Progress for Bars {
     fn file_started(&mut self, name: &str, bytes: u64) {
-        let bar = ProgressBar::with_draw_target(Some(bytes), ProgressDrawTarget::stderr());
+        let bar = bars().add(ProgressBar::new(bytes));
         bar.set_style(
             ProgressStyle::with_template(
                 "{prefix:.bold} [{bar:30.cyan/blue}] {bytes}/{total_bytes} {msg} ETA {eta}",
@@ -59,6 +93,7 @@ impl Progress for Bars {
     fn file_finished(&mut self, summary: &str) {
         if let Some(bar) = self.bar.take() {
             bar.finish_with_message(summary.to_owned());
+            self.done.push(bar);
         }
     }
 }
