@@ -505,16 +505,6 @@ impl PgWarehouse {
             )
             .map_err(pg("recording warnings"))?;
         }
-        // New block ranges are not in the BRIN summaries until summarised, and an
-        // unsummarised range matches every query; summarise them now when allowed (the
-        // index owner), else autovacuum's autosummarize does it shortly after.
-        tx.execute(
-            "SELECT brin_summarize_new_values(c.oid) FROM pg_class c
-             WHERE c.relname IN ('transactions_at_brin', 'transactions_file_brin')
-               AND pg_has_role(c.relowner, 'USAGE')",
-            &[],
-        )
-        .map_err(pg("summarising BRIN ranges"))?;
         before_commit(&tally).map_err(WarehouseError::Aborted)?;
         tx.commit().map_err(pg("committing load"))?;
         Ok(tally)
@@ -754,7 +744,7 @@ fn encode_row(out: &mut Vec<u8>, row: &ValidRow, file_id: i64, loaded_at: i64) {
     enc::numeric(out, t.amount);
     enc::text(out, t.currency.as_str());
     enc::int8(out, file_id);
-    enc::int8(out, row.line as i64);
+    enc::int4(out, i32::try_from(row.line).unwrap_or(i32::MAX));
     enc::timestamptz_unix_micros(out, loaded_at);
 }
 
@@ -825,7 +815,7 @@ fn copy_staged(
         "CREATE TEMP TABLE IF NOT EXISTS bankpipe_staging (
             transaction_id TEXT COLLATE \"C\", customer_id TEXT, customer_dob DATE, gender TEXT,
             location TEXT, account_balance NUMERIC, transaction_at TIMESTAMP, amount NUMERIC,
-            currency TEXT, file_id BIGINT, line_no BIGINT, loaded_at TIMESTAMPTZ,
+            currency TEXT, file_id BIGINT, line_no INTEGER, loaded_at TIMESTAMPTZ,
             warnings INTEGER, raw TEXT) ON COMMIT DROP;
          TRUNCATE bankpipe_staging;",
     )
