@@ -42,6 +42,8 @@ pub enum Command {
     Files(JsonArg),
     /// Quarantined rows.
     Rejects(RejectsArgs),
+    /// Re-read every landed raw object and check it against the catalog's SHA-256.
+    Verify(JsonArg),
     /// Apply pending warehouse migrations.
     Migrate(MigrateArgs),
 }

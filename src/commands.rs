@@ -107,6 +107,7 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Status(a) => status(&Config::resolve(&overrides)?, a.json),
         Command::Files(a) => files(&Config::resolve(&overrides)?, a.json),
         Command::Rejects(a) => rejects(&Config::resolve(&overrides)?, &a),
+        Command::Verify(a) => verify(&Config::resolve(&overrides)?, a.json),
         Command::Migrate(args) => {
             let config = Config::resolve(&overrides)?;
             let mut w = Warehouse::open(&config.warehouse_url)?;
@@ -349,6 +350,71 @@ fn demo(overrides: &Overrides, args: &DemoArgs) -> Result<ExitCode, Failure> {
          sqlite3 {d}/warehouse.db \"SELECT location, COUNT(*) FROM transactions GROUP BY 1 ORDER BY 2 DESC LIMIT 5\""
     );
     Ok(exit_for(&report))
+}
+
+/// `bankpipe verify`: every landed object is streamed back and hashed; missing or
+/// corrupt ones are reported, recorded in the catalog (`files.lake_status`), and make the
+/// exit status 1.
+fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
+    let rt = runtime()?;
+    let mut warehouse = Warehouse::open(&config.warehouse_url)?;
+    let lake = Lake::open(&config.lake_url, rt.handle().clone())?;
+    let mut results = Vec::new();
+    for f in warehouse.files()? {
+        if f.status == "landing" {
+            continue; // not landed yet (or being landed right now)
+        }
+        let outcome = lake.verify(&f.lake_key, &f.sha256)?;
+        let (state, actual) = match &outcome {
+            crate::lake::Verified::Intact { .. } => ("intact", None),
+            crate::lake::Verified::Missing => ("missing", None),
+            crate::lake::Verified::Corrupt { actual } => ("corrupt", Some(actual.clone())),
+        };
+        warehouse.set_lake_status(f.file_id, state, &crate::clock::now_rfc3339())?;
+        if state != "intact" {
+            tracing::error!(file_id = f.file_id, key = %f.lake_key, state, expected = %f.sha256, actual = actual.as_deref().unwrap_or("-"), "Lake object is not intact.");
+        }
+        results.push(serde_json::json!({
+            "file_id": f.file_id,
+            "name": f.original_name,
+            "lake_key": f.lake_key,
+            "status": state,
+            "expected_sha256": f.sha256,
+            "actual_sha256": actual,
+        }));
+    }
+    let bad = results.iter().filter(|r| r["status"] != "intact").count();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "checked": results.len(), "not_intact": bad, "objects": results })
+        );
+    } else {
+        for r in &results {
+            println!(
+                "{:<8} {:>5}  {}  {}",
+                r["status"].as_str().unwrap_or(""),
+                r["file_id"],
+                r["name"].as_str().unwrap_or(""),
+                r["lake_key"].as_str().unwrap_or("")
+            );
+            if let Some(actual) = r["actual_sha256"].as_str() {
+                println!(
+                    "         expected sha256 {} but the object hashes to {actual}",
+                    r["expected_sha256"].as_str().unwrap_or("")
+                );
+            }
+        }
+        println!(
+            "{} objects checked, {bad} missing or corrupt",
+            results.len()
+        );
+    }
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn status(config: &Config, json: bool) -> Result<ExitCode, Failure> {

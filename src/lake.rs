@@ -10,10 +10,15 @@
 use std::io::Read;
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use futures::StreamExt;
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::prefix::PrefixStore;
+use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt, RetryConfig, WriteMultipart};
 use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 
@@ -32,8 +37,18 @@ pub enum LakeError {
         reason: String,
     },
     /// The URL scheme is not supported.
-    #[error("unsupported lake URL {0} (use a folder path, file:///PATH or memory://)")]
+    #[error(
+        "unsupported lake URL {0} (use a folder path, file:///PATH, s3://BUCKET/PREFIX or memory://)"
+    )]
     UnsupportedUrl(String),
+    /// Reading an object back failed.
+    #[error("reading lake object {key}: {source}")]
+    Read {
+        /// Object key.
+        key: String,
+        /// Cause.
+        source: object_store::Error,
+    },
     /// Reading the source file failed.
     #[error("reading {path}: {source}")]
     Source {
@@ -90,6 +105,35 @@ impl Lake {
     pub fn open(url: &str, runtime: Handle) -> Result<Lake, LakeError> {
         let store: Arc<dyn ObjectStore> = if url == "memory://" {
             Arc::new(InMemory::new())
+        } else if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(LakeError::UnsupportedUrl(crate::config::redact_url(url)));
+            }
+            // Standard AWS_* variables (endpoint, keys, region, AWS_ALLOW_HTTP); path-style
+            // addressing unless AWS_VIRTUAL_HOSTED_STYLE_REQUEST says otherwise. Retries
+            // are bounded so an unreachable store fails in seconds, not minutes.
+            let s3 = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(RetryConfig {
+                    backoff: BackoffConfig {
+                        init_backoff: Duration::from_millis(100),
+                        max_backoff: Duration::from_secs(5),
+                        base: 2.0,
+                    },
+                    max_retries: 4,
+                    retry_timeout: Duration::from_secs(30),
+                })
+                .build()
+                .map_err(|e| LakeError::Unreachable {
+                    url: crate::config::redact_url(url),
+                    reason: one_line(&e),
+                })?;
+            if prefix.trim_matches('/').is_empty() {
+                Arc::new(s3)
+            } else {
+                Arc::new(PrefixStore::new(s3, prefix.trim_matches('/')))
+            }
         } else {
             let path = match url.strip_prefix("file://") {
                 Some(p) => std::path::PathBuf::from(p),
@@ -131,8 +175,41 @@ impl Lake {
             })
             .map_err(|e| LakeError::Unreachable {
                 url: self.url.clone(),
-                reason: e.to_string(),
+                reason: one_line(&e),
             })
+    }
+
+    /// Streams an object back and compares its SHA-256 with the catalog's.
+    ///
+    /// # Errors
+    /// [`LakeError::Read`] when the object cannot be read (missing: `NotFound`).
+    pub fn verify(&self, key: &str, expected_sha256: &str) -> Result<Verified, LakeError> {
+        let path = ObjectPath::from(key);
+        let read_err = |source| LakeError::Read {
+            key: key.to_owned(),
+            source,
+        };
+        self.runtime.block_on(async {
+            let got = match self.store.get(&path).await {
+                Ok(g) => g,
+                Err(object_store::Error::NotFound { .. }) => return Ok(Verified::Missing),
+                Err(e) => return Err(read_err(e)),
+            };
+            let mut stream = got.into_stream();
+            let mut hasher = Sha256::new();
+            let mut bytes = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(read_err)?;
+                bytes += chunk.len() as u64;
+                hasher.update(&chunk);
+            }
+            let actual = hex(&hasher.finalize());
+            Ok(if actual == expected_sha256 {
+                Verified::Intact { bytes }
+            } else {
+                Verified::Corrupt { actual }
+            })
+        })
     }
 
     /// The key of a raw file: `raw/<profile>/<yyyy>/<mm>/<sha256>.<ext>`.
@@ -216,6 +293,30 @@ impl Lake {
             Ok(got.bytes().await?.to_vec())
         })
     }
+}
+
+/// The state of one landed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// Present, digest matches.
+    Intact {
+        /// Size.
+        bytes: u64,
+    },
+    /// Not in the lake.
+    Missing,
+    /// Present, but its digest differs.
+    Corrupt {
+        /// Digest of what is stored.
+        actual: String,
+    },
+}
+
+/// An object-store error on one line, without the request details some drivers append.
+fn one_line(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    first.chars().take(300).collect()
 }
 
 /// Lower-case hex of a digest.

@@ -873,3 +873,56 @@ fn canonical_ndjson_with_numbers_and_strings() {
         .unwrap();
     assert_eq!(at, "2016-08-02 04:30:00", "offsets are converted to UTC");
 }
+
+#[test]
+fn verify_finds_missing_and_corrupt_lake_objects() {
+    let w = Workdir::new();
+    w.generate("a.csv", 2_000, &["--seed", "51"]);
+    w.generate("b.csv", 2_000, &["--seed", "52", "--first-id", "5000"]);
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{r}");
+    let verify = |w: &Workdir| {
+        let out = w.run(&["verify", "--json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v, out.status.code().unwrap())
+    };
+    let (v, code) = verify(&w);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["checked"], 2);
+    assert_eq!(v["not_intact"], 0);
+    // Change one byte of a's raw copy and remove b's.
+    let a_key = file(&r, "a.csv")["lake_key"].as_str().unwrap().to_owned();
+    let b_key = file(&r, "b.csv")["lake_key"].as_str().unwrap().to_owned();
+    let a_path = w.path().join("lake").join(&a_key);
+    let mut bytes = std::fs::read(&a_path).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&a_path, bytes).unwrap();
+    std::fs::remove_file(w.path().join("lake").join(&b_key)).unwrap();
+    let (v, code) = verify(&w);
+    assert_eq!(code, 1, "{v}");
+    let state = |key: &str| {
+        v["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["lake_key"] == key)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(state(&a_key)["status"], "corrupt");
+    assert_ne!(
+        state(&a_key)["actual_sha256"],
+        state(&a_key)["expected_sha256"]
+    );
+    assert_eq!(state(&b_key)["status"], "missing");
+    // The catalog remembers.
+    let conn = rusqlite::Connection::open(w.db()).unwrap();
+    let statuses: Vec<String> = conn
+        .prepare("SELECT lake_status FROM files ORDER BY file_id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(statuses, ["corrupt", "missing"]);
+}

@@ -553,6 +553,18 @@ impl Warehouse {
         }
     }
 
+    /// Records what `bankpipe verify` found for a file's raw object (`intact`,
+    /// `missing`, `corrupt`).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn set_lake_status(&mut self, file_id: i64, status: &str, at: &str) -> Result<()> {
+        match self {
+            Warehouse::Sqlite(w) => w.set_lake_status(file_id, status, at),
+            Warehouse::Postgres(w) => w.set_lake_status(file_id, status, at),
+        }
+    }
+
     /// The catalog, in file id order (oldest first).
     ///
     /// # Errors

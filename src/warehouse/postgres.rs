@@ -31,8 +31,14 @@ use crate::scan::{Batch, BatchSource, ValidRow};
 use crate::validate::Rule;
 
 /// Versioned migrations, applied in order.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../../sql/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../sql/postgres/0001_init.sql")),
+    (
+        2,
+        "lake_status",
+        include_str!("../../sql/postgres/0002_lake_status.sql"),
+    ),
+];
 
 /// Role set-up for `migrate --create-roles`.
 const ROLES: &str = include_str!("../../sql/postgres/roles.sql");
@@ -561,6 +567,16 @@ impl PgWarehouse {
             rejected: r.get::<_, i64>(0) as u64,
             rejected_amount: total(r.get(1)),
         })
+    }
+
+    pub(super) fn set_lake_status(&mut self, file_id: i64, status: &str, at: &str) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE files SET lake_status = $2, lake_checked_at = $3::text::timestamptz WHERE file_id = $1",
+                &[&file_id, &status, &at],
+            )
+            .map_err(pg("recording the lake status"))?;
+        Ok(())
     }
 
     pub(super) fn files(&mut self) -> Result<Vec<FileEntry>> {

@@ -19,8 +19,14 @@ use crate::scan::{Batch, BatchSource, ValidRow};
 use crate::validate::Rule;
 
 /// Versioned migrations, applied in order.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../../sql/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../sql/sqlite/0001_init.sql")),
+    (
+        2,
+        "lake_status",
+        include_str!("../../sql/sqlite/0002_lake_status.sql"),
+    ),
+];
 
 /// A `sqlite://` URL's path: `sqlite:///abs/path.db`, `sqlite://relative.db`, or
 /// `sqlite::memory:` for tests.
@@ -568,6 +574,16 @@ impl SqliteWarehouse {
                 minor: i128::from(r_amount),
             },
         })
+    }
+
+    pub(super) fn set_lake_status(&mut self, file_id: i64, status: &str, at: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE files SET lake_status = ?2, lake_checked_at = ?3 WHERE file_id = ?1",
+                params![file_id, status, at],
+            )
+            .map_err(sql("recording the lake status"))?;
+        Ok(())
     }
 
     pub(super) fn files(&mut self) -> Result<Vec<FileEntry>> {
