@@ -170,12 +170,15 @@ impl Lake {
         let store = Arc::clone(&self.store);
         self.runtime
             .block_on(async move {
+                // Listing fails on a missing bucket (some servers create one on the first
+                // put); the probe proves we may write.
+                store.list_with_delimiter(Some(&"_bankpipe".into())).await?;
                 store.put(&probe, "ok".into()).await?;
                 store.delete(&probe).await
             })
             .map_err(|e| LakeError::Unreachable {
                 url: self.url.clone(),
-                reason: one_line(&e),
+                reason: explain(&e),
             })
     }
 
@@ -310,6 +313,45 @@ pub enum Verified {
         /// Digest of what is stored.
         actual: String,
     },
+}
+
+/// A store error as one actionable line: what is wrong, then the driver's first words.
+fn explain(e: &object_store::Error) -> String {
+    let raw = one_line(e);
+    let says = |needles: &[&str]| needles.iter().any(|n| raw.contains(n));
+    let what = if says(&["NoSuchBucket", "404 Not Found"]) {
+        "bucket not found"
+    } else if says(&[
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "AccessDenied",
+        "403 Forbidden",
+        "401 Unauthorized",
+    ]) {
+        "access denied: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    } else if says(&[
+        "error sending request",
+        "Connection refused",
+        "connect",
+        "timed out",
+        "dns",
+    ]) {
+        "cannot connect to the endpoint (AWS_ENDPOINT_URL)"
+    } else {
+        return raw;
+    };
+    let code = [
+        "NoSuchBucket",
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "AccessDenied",
+    ]
+    .into_iter()
+    .find(|c| raw.contains(c));
+    match code {
+        Some(c) => format!("{what} ({c})"),
+        None => what.to_owned(),
+    }
 }
 
 /// An object-store error on one line, without the request details some drivers append.
