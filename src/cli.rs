@@ -44,6 +44,8 @@ pub enum Command {
     Rejects(RejectsArgs),
     /// Re-read every landed raw object and check it against the catalog's SHA-256.
     Verify(JsonArg),
+    /// Reload one file from its raw object in the lake under the current contract.
+    Reprocess(ReprocessArgs),
     /// Apply pending warehouse migrations.
     Migrate(MigrateArgs),
 }
@@ -165,4 +167,20 @@ pub struct MigrateArgs {
     /// bankpipe_reader (PostgreSQL).
     #[arg(long)]
     pub create_roles: bool,
+}
+
+/// `reprocess` options.
+#[derive(Debug, Args)]
+pub struct ReprocessArgs {
+    /// The file: its catalog id or its SHA-256.
+    pub file: String,
+    /// Show what would change, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Fail the file when its rejected-row share exceeds this (default 0.05).
+    #[arg(long, value_name = "X")]
+    pub max_reject_share: Option<f64>,
 }

@@ -285,6 +285,42 @@ impl Lake {
         })
     }
 
+    /// Opens an object for streaming reads that check its digest: the reader fails with
+    /// `InvalidData` naming the object and both digests if the bytes do not hash to
+    /// `expected_sha256` (checked at the end, so a consumer must not commit before EOF).
+    ///
+    /// # Errors
+    /// When the object cannot be opened (missing, unreachable).
+    pub fn open_read(&self, key: &str, expected_sha256: &str) -> Result<VerifiedReader, LakeError> {
+        let path = ObjectPath::from(key);
+        let got = self
+            .runtime
+            .block_on(self.store.get(&path))
+            .map_err(|source| LakeError::Read {
+                key: key.to_owned(),
+                source,
+            })?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<bytes::Bytes>>(4);
+        self.runtime.spawn(async move {
+            let mut stream = got.into_stream();
+            while let Some(chunk) = stream.next().await {
+                let item = chunk.map_err(std::io::Error::other);
+                let stop = item.is_err();
+                if tx.send(item).is_err() || stop {
+                    return;
+                }
+            }
+        });
+        Ok(VerifiedReader {
+            key: key.to_owned(),
+            expected: expected_sha256.to_owned(),
+            chunks: rx,
+            current: bytes::Bytes::new(),
+            hasher: Sha256::new(),
+            done: false,
+        })
+    }
+
     /// Reads a whole object (small objects and tests).
     ///
     /// # Errors
@@ -295,6 +331,52 @@ impl Lake {
             let got = self.store.get(&path).await?;
             Ok(got.bytes().await?.to_vec())
         })
+    }
+}
+
+/// A streaming reader of a lake object that checks its SHA-256 at the end.
+#[derive(Debug)]
+pub struct VerifiedReader {
+    key: String,
+    expected: String,
+    chunks: std::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    current: bytes::Bytes,
+    hasher: Sha256,
+    done: bool,
+}
+
+impl Read for VerifiedReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.chunks.recv() {
+                Ok(Ok(chunk)) => {
+                    self.hasher.update(&chunk);
+                    self.current = chunk;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    self.done = true;
+                    let actual = hex(&self.hasher.clone().finalize());
+                    if actual != self.expected {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!(
+                                "lake object {} is corrupt: expected sha256 {}, read {actual}",
+                                self.key, self.expected
+                            ),
+                        ));
+                    }
+                    return Ok(0);
+                }
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
     }
 }
 

@@ -926,3 +926,87 @@ fn verify_finds_missing_and_corrupt_lake_objects() {
         .unwrap();
     assert_eq!(statuses, ["corrupt", "missing"]);
 }
+
+#[test]
+fn reprocess_reloads_from_the_lake_with_a_dry_run_first() {
+    let w = Workdir::new();
+    let mut text = format!("{HEADER}\n");
+    for i in 0..100 {
+        let date = if i % 10 == 0 { "31/2/16" } else { "2/8/16" };
+        text.push_str(&format!("P{i},C1,10/1/94,F,PUNE,1.0,{date},143207,25.0\n"));
+    }
+    w.put("p.csv", text);
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 1, "10% rejects fail the file at the default 5%: {r}");
+    let id = file(&r, "p.csv")["file_id"].as_i64().unwrap().to_string();
+    // The contract changes: 20% rejects are now acceptable.
+    std::fs::write(w.path().join("bankpipe.toml"), "max_reject_share = 0.2\n").unwrap();
+    // The inbox copy is gone: reprocess reads the raw object from the lake.
+    std::fs::remove_file(w.inbox().join("p.csv")).unwrap();
+
+    let dry = w.run(&["reprocess", &id, "--dry-run", "--json"]);
+    assert_eq!(
+        dry.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let d: Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(d["before"]["status"], "failed");
+    assert_eq!(d["after"]["status"], "loaded");
+    assert_eq!(d["after"]["rows_loaded"], 90);
+    assert_eq!(
+        w.query_i64("SELECT COUNT(*) FROM transactions"),
+        0,
+        "dry run changes nothing"
+    );
+
+    let real = w.run(&["reprocess", &id, "--json"]);
+    assert_eq!(
+        real.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&real.stderr)
+    );
+    assert_eq!(w.query_i64("SELECT COUNT(*) FROM transactions"), 90);
+    assert_eq!(
+        w.query_i64("SELECT COUNT(*) FROM rejected_rows"),
+        10,
+        "rejects replaced, not doubled"
+    );
+    assert_eq!(
+        w.query_i64(
+            "SELECT COUNT(*) FROM transactions WHERE line_no = 3 AND transaction_id = 'P1'"
+        ),
+        1,
+        "lineage stays exact"
+    );
+    assert_eq!(w.query_i64("SELECT rows_loaded FROM files"), 90);
+    // Reprocessing again gives the same state.
+    assert_eq!(w.run(&["reprocess", &id]).status.code(), Some(0));
+    assert_eq!(w.query_i64("SELECT COUNT(*) FROM transactions"), 90);
+    assert_eq!(w.query_i64("SELECT COUNT(*) FROM rejected_rows"), 10);
+
+    // A changed byte in the raw object: a clear error, the catalog marks it, the data stays.
+    let files: Value = serde_json::from_slice(&w.run(&["files", "--json"]).stdout).unwrap();
+    let key = files[0]["lake_key"].as_str().unwrap();
+    let obj = w.path().join("lake").join(key);
+    let mut bytes = std::fs::read(&obj).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] = b'9';
+    std::fs::write(&obj, bytes).unwrap();
+    let bad = w.run(&["reprocess", &id]);
+    assert_eq!(bad.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&bad.stdout);
+    assert!(out.contains("is corrupt: expected sha256"), "{out}");
+    assert_eq!(
+        w.query_i64("SELECT COUNT(*) FROM transactions"),
+        90,
+        "previous load untouched"
+    );
+    let conn = rusqlite::Connection::open(w.db()).unwrap();
+    let status: String = conn
+        .query_row("SELECT lake_status FROM files", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(status, "corrupt");
+}

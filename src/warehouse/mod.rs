@@ -177,6 +177,9 @@ pub struct LoadPlan {
     pub loaded_at: String,
     /// Scale of the file's amounts.
     pub scale: u8,
+    /// Reprocess: the file may already be `loaded` or `failed`; its previous rows,
+    /// rejects and warnings are replaced in the same transaction.
+    pub replace: bool,
 }
 
 /// Counts and totals of one file's load.

@@ -413,11 +413,25 @@ impl PgWarehouse {
             }
             Err(e) => return Err(pg("checking the claim")(e)),
         };
-        if status.as_deref() != Some("landing") {
+        let replaceable = plan.replace && matches!(status.as_deref(), Some("loaded" | "failed"));
+        if status.as_deref() != Some("landing") && !replaceable {
             return Err(WarehouseError::NotClaimed {
                 file_id: plan.file_id,
                 status: status.unwrap_or_else(|| "missing".into()),
             });
+        }
+        if replaceable {
+            // Reprocessing: the previous outcome goes, atomically with the new one.
+            tx.execute(
+                "DELETE FROM transactions WHERE file_id = $1",
+                &[&plan.file_id],
+            )
+            .map_err(pg("removing the previous rows"))?;
+            tx.execute(
+                "DELETE FROM rejected_rows WHERE file_id = $1",
+                &[&plan.file_id],
+            )
+            .map_err(pg("removing the previous rejects"))?;
         }
 
         tx.batch_execute("SAVEPOINT optimistic")

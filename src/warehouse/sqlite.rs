@@ -272,11 +272,27 @@ impl SqliteWarehouse {
             )
             .optional()
             .map_err(sql("checking the claim"))?;
-        if status.as_deref() != Some("landing") {
+        let replaceable = plan.replace && matches!(status.as_deref(), Some("loaded" | "failed"));
+        if status.as_deref() != Some("landing") && !replaceable {
             return Err(WarehouseError::NotClaimed {
                 file_id: plan.file_id,
                 status: status.unwrap_or_else(|| "missing".into()),
             });
+        }
+        if replaceable {
+            // Reprocessing: the previous outcome goes, atomically with the new one.
+            tx.execute(
+                "DELETE FROM transactions WHERE file_id = ?1
+                   AND rowid BETWEEN (SELECT COALESCE(first_rowid, 0) FROM files WHERE file_id = ?1)
+                                 AND (SELECT COALESCE(last_rowid, 9223372036854775807) FROM files WHERE file_id = ?1)",
+                [plan.file_id],
+            )
+            .map_err(sql("removing the previous rows"))?;
+            tx.execute(
+                "DELETE FROM rejected_rows WHERE file_id = ?1",
+                [plan.file_id],
+            )
+            .map_err(sql("removing the previous rejects"))?;
         }
         let mut tally = Tally::default();
         let first_rowid: i64 = tx
