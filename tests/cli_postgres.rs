@@ -499,3 +499,52 @@ fn a_quarter_is_read_without_scanning_other_quarters() {
         "30000"
     );
 }
+
+#[test]
+fn reprocess_replaces_a_file_atomically_on_postgres() {
+    let (dir, inbox) = workdir();
+    let mut text = format!("{HEADER}\n");
+    for i in 0..100 {
+        let date = if i % 10 == 0 { "31/2/16" } else { "2/8/16" };
+        text.push_str(&format!("Q{i},C1,10/1/94,F,PUNE,1.0,{date},143207,25.0\n"));
+    }
+    std::fs::write(inbox.join("q.csv"), text).unwrap();
+    let c = PgCluster::shared();
+    let db = c.database();
+    let (r, code, _) = run_json_with(dir.path(), &db.url, &["--max-reject-share", "0.2"]);
+    assert_eq!(code, 0, "{r}");
+    // Stricter contract now: the file fails, nothing of it stays loaded.
+    let out = bankpipe(dir.path(), &db.url)
+        .args(["reprocess", "1", "--json", "--max-reject-share", "0.05"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        c.psql(&db.name, "SELECT status, rows_loaded FROM files"),
+        "failed|0"
+    );
+    assert_eq!(c.psql(&db.name, "SELECT COUNT(*) FROM transactions"), "0");
+    assert_eq!(c.psql(&db.name, "SELECT COUNT(*) FROM rejected_rows"), "10");
+    // And back.
+    let out = bankpipe(dir.path(), &db.url)
+        .args(["reprocess", "1", "--max-reject-share", "0.2"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        c.psql(&db.name, "SELECT status, rows_loaded FROM files"),
+        "loaded|90"
+    );
+    assert_eq!(c.psql(&db.name, "SELECT COUNT(*) FROM transactions"), "90");
+    assert_eq!(c.psql(&db.name, "SELECT COUNT(*) FROM rejected_rows"), "10");
+}
