@@ -160,7 +160,7 @@ fn open_context(config: &Config, rt: &tokio::runtime::Runtime) -> Result<Context
 }
 
 fn run(config: &Config, args: &RunArgs) -> Result<ExitCode, Failure> {
-    if !config.inbox.is_dir() {
+    if !config.inbox.to_string_lossy().contains("://") && !config.inbox.is_dir() {
         return Err(Failure::usage(format!(
             "inbox {} is not a folder: create it and put files in it, or pass --inbox DIR",
             config.inbox.display()

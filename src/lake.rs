@@ -156,6 +156,11 @@ impl Lake {
         })
     }
 
+    /// The runtime handle the lake blocks on (to open another store alike).
+    pub fn runtime(&self) -> Handle {
+        self.runtime.clone()
+    }
+
     /// The lake's URL, without secrets.
     pub fn url(&self) -> &str {
         &self.url
@@ -318,6 +323,54 @@ impl Lake {
             current: bytes::Bytes::new(),
             hasher: Sha256::new(),
             done: false,
+        })
+    }
+
+    /// Every object below the store's root (its prefix), as (key, size), sorted by key.
+    ///
+    /// # Errors
+    /// When listing fails.
+    pub fn list(&self) -> Result<Vec<(String, u64)>, LakeError> {
+        self.runtime.block_on(async {
+            let mut out = Vec::new();
+            let mut stream = self.store.list(None);
+            while let Some(meta) = stream.next().await {
+                let meta = meta.map_err(|e| LakeError::Unreachable {
+                    url: self.url.clone(),
+                    reason: explain(&e),
+                })?;
+                out.push((meta.location.to_string(), meta.size));
+            }
+            out.sort();
+            Ok(out)
+        })
+    }
+
+    /// Streams an object into a local file (constant memory).
+    ///
+    /// # Errors
+    /// When the object cannot be read or the file written.
+    pub fn download(&self, key: &str, dest: &std::path::Path) -> Result<u64, LakeError> {
+        let path = ObjectPath::from(key);
+        let read_err = |source| LakeError::Read {
+            key: key.to_owned(),
+            source,
+        };
+        let write_err = |source| LakeError::Source {
+            path: dest.display().to_string(),
+            source,
+        };
+        self.runtime.block_on(async {
+            let got = self.store.get(&path).await.map_err(read_err)?;
+            let mut file = std::fs::File::create(dest).map_err(write_err)?;
+            let mut stream = got.into_stream();
+            let mut bytes = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(read_err)?;
+                std::io::Write::write_all(&mut file, &chunk).map_err(write_err)?;
+                bytes += chunk.len() as u64;
+            }
+            Ok(bytes)
         })
     }
 

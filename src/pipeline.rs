@@ -96,10 +96,17 @@ pub fn inbox_files(inbox: &Path) -> std::io::Result<Vec<PathBuf>> {
 pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, RunError> {
     let inbox = ctx.config.inbox.clone();
     let _lock = take_run_lock(&ctx.config)?;
-    let files = inbox_files(&inbox).map_err(|e| RunError::Inbox {
-        path: inbox.clone(),
-        reason: e.to_string(),
-    })?;
+    let remote = remote_inbox(ctx, &inbox)?;
+    let files = match &remote {
+        Some((_, objects, _)) => objects
+            .iter()
+            .map(|(name, _)| PathBuf::from(name))
+            .collect(),
+        None => inbox_files(&inbox).map_err(|e| RunError::Inbox {
+            path: inbox.clone(),
+            reason: e.to_string(),
+        })?,
+    };
     let run_id = uuid::Uuid::now_v7().to_string();
     let started_at = crate::clock::now_rfc3339();
     let clock = Instant::now();
@@ -108,7 +115,28 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, 
     let mut reports = Vec::with_capacity(files.len());
     let mut fatal = None;
     for path in &files {
-        match process_with_retries(ctx, &run_id, path, progress) {
+        // An object-store inbox: each object is spooled to a local file first (constant
+        // memory; the object itself is never modified or deleted).
+        let spooled = match &remote {
+            Some((lake, _, spool)) => {
+                let key = path.to_string_lossy().into_owned();
+                let local = spool.join(display_name(path));
+                if let Err(e) = lake.download(&key, &local) {
+                    let mut r = FileReport::new(&key, Outcome::Failed);
+                    r.error = Some(format!("cannot read inbox object: {e}"));
+                    reports.push(r);
+                    continue;
+                }
+                Some(local)
+            }
+            None => None,
+        };
+        let result =
+            process_with_retries(ctx, &run_id, spooled.as_deref().unwrap_or(path), progress);
+        if let Some(local) = &spooled {
+            let _ = std::fs::remove_file(local);
+        }
+        match result {
             Ok(report) => reports.push(report),
             Err(e) => {
                 let mut r = FileReport::new(&display_name(path), Outcome::Failed);
@@ -152,6 +180,38 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, 
     finish?;
     info!(run_id, status = %report.status, elapsed_s = report.elapsed_s, "Run finished.");
     Ok(report)
+}
+
+/// For an `s3://` (or other object-store) inbox: the store, its objects worth
+/// processing (same filters as a folder), and a local spool folder.
+#[allow(clippy::type_complexity)]
+fn remote_inbox(
+    ctx: &Context,
+    inbox: &Path,
+) -> Result<Option<(Lake, Vec<(String, u64)>, PathBuf)>, RunError> {
+    let url = inbox.to_string_lossy();
+    if !url.contains("://") {
+        return Ok(None);
+    }
+    let lake = Lake::open(&url, ctx.lake.runtime())?;
+    let objects: Vec<(String, u64)> = lake
+        .list()?
+        .into_iter()
+        .filter(|(key, _)| {
+            let name = key.rsplit('/').next().unwrap_or(key);
+            let lower = name.to_ascii_lowercase();
+            !name.starts_with('.')
+                && ![".tmp", ".part", ".partial", ".crdownload"]
+                    .iter()
+                    .any(|s| lower.ends_with(s))
+        })
+        .collect();
+    let spool = ctx.config.data_dir.join(".spool");
+    std::fs::create_dir_all(&spool).map_err(|e| RunError::Inbox {
+        path: spool.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(Some((lake, objects, spool)))
 }
 
 /// Transient warehouse failures (connection lost, server restarting, serialization

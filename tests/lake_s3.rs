@@ -149,3 +149,32 @@ fn missing_bucket_wrong_keys_and_unreachable_endpoint_exit_3_without_secrets() {
     let s: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(s["transactions"], 0);
 }
+
+#[test]
+fn an_s3_prefix_as_inbox_is_read_but_never_modified() {
+    let server = S3Server::start(&["lake", "drop"]);
+    let incoming = server.root().join("drop/incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    generate(&incoming.join("jan.csv"), 1_000);
+    generate(&incoming.join("feb.csv.part"), 10); // an upload in progress: ignored
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        bankpipe(dir.path(), &server, "s3://lake/raw")
+            .args(["run", "--json", "--inbox", "s3://drop/incoming/"])
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert_eq!(first.status.code(), Some(0), "{}", all_output(&first));
+    let r: Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(r["files"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r["files"][0]["name"], "jan.csv");
+    assert_eq!(r["files"][0]["rows_loaded"], 1_000);
+    assert!(
+        incoming.join("jan.csv").exists(),
+        "the inbox object is kept"
+    );
+    let second = run();
+    let r: Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(r["files"][0]["status"], "duplicate_file");
+}
