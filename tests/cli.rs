@@ -1010,3 +1010,27 @@ fn reprocess_reloads_from_the_lake_with_a_dry_run_first() {
         .unwrap();
     assert_eq!(status, "corrupt");
 }
+
+/// A compact JSON array: many records on one line, with a repeated id and two rejects
+/// on that same line.
+pub const COMPACT_JSON: &str = r#"[{"transaction_id":"J1","customer_id":"C1","transaction_at":"2016-08-02T10:00:00","amount":"10.00","currency":"INR"},{"transaction_id":"J1","customer_id":"C1","transaction_at":"2016-08-02T10:00:00","amount":"10.00","currency":"INR"},{"transaction_id":"J2","customer_id":"C1","transaction_at":"2016-08-02T10:00:00","amount":"-1","currency":"INR"},{"transaction_id":"J3","customer_id":"","transaction_at":"2016-08-02T10:00:00","amount":"5","currency":"INR"},{"transaction_id":"J1","customer_id":"C1","transaction_at":"2016-08-02T10:00:00","amount":"11.00","currency":"INR"},{"transaction_id":"J4","customer_id":"C1","transaction_at":"2016-08-02T10:00:00","amount":"4.00","currency":"INR"}]"#;
+
+#[test]
+fn records_sharing_a_line_are_counted_and_quarantined_correctly() {
+    let w = Workdir::new();
+    w.put("compact.json", COMPACT_JSON);
+    let (r, code) = w.run_json(&["--max-reject-share", "0.9"]);
+    assert_eq!(code, 0, "{r}");
+    let f = file(&r, "compact.json");
+    assert_eq!(n(&f["rows_read"]), 6);
+    assert_eq!(n(&f["rows_loaded"]), 2, "{f}");
+    assert_eq!(n(&f["rows_duplicate"]), 1, "{f}");
+    assert_eq!(n(&f["rows_rejected"]), 3, "{f}");
+    assert_eq!(f["amount_loaded"], "14.00");
+    assert_balances(f);
+    assert_eq!(w.query_i64("SELECT COUNT(*) FROM transactions"), 2);
+    assert_eq!(
+        w.query_i64("SELECT COUNT(*) FROM rejected_rows WHERE line_no = 1"),
+        3
+    );
+}

@@ -548,3 +548,32 @@ fn reprocess_replaces_a_file_atomically_on_postgres() {
     assert_eq!(c.psql(&db.name, "SELECT COUNT(*) FROM transactions"), "90");
     assert_eq!(c.psql(&db.name, "SELECT COUNT(*) FROM rejected_rows"), "10");
 }
+
+#[test]
+fn records_sharing_a_line_on_postgres() {
+    let (dir, inbox) = workdir();
+    // Same records as tests/cli.rs COMPACT_JSON, loaded after a first file so that the
+    // staging merge path runs.
+    std::fs::write(
+        inbox.join("a.csv"),
+        format!("{HEADER}\nZZ1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        inbox.join("b.json"),
+        r#"[{"transaction_id":"J1","customer_id":"C1","transaction_at":"2016-08-02T10:00:00","amount":"10.00","currency":"INR"},{"transaction_id":"J1","customer_id":"C1","transaction_at":"2016-08-02T10:00:00","amount":"10.00","currency":"INR"},{"transaction_id":"J2","customer_id":"C1","transaction_at":"2016-08-02T10:00:00","amount":"-1","currency":"INR"},{"transaction_id":"J3","customer_id":"","transaction_at":"2016-08-02T10:00:00","amount":"5","currency":"INR"},{"transaction_id":"J1","customer_id":"C1","transaction_at":"2016-08-02T10:00:00","amount":"11.00","currency":"INR"},{"transaction_id":"J4","customer_id":"C1","transaction_at":"2016-08-02T10:00:00","amount":"4.00","currency":"INR"}]"#,
+    )
+    .unwrap();
+    let db = PgCluster::shared().database();
+    let (r, code, err) = run_json_with(dir.path(), &db.url, &["--max-reject-share", "0.9"]);
+    assert_eq!(code, 0, "{r}\n{err}");
+    let f = files(&r).iter().find(|f| f["name"] == "b.json").unwrap();
+    assert_eq!(f["rows_loaded"], 2, "{f}");
+    assert_eq!(f["rows_duplicate"], 1, "{f}");
+    assert_eq!(f["rows_rejected"], 3, "{f}");
+    assert_eq!(f["amount_loaded"], "14.00");
+    assert_eq!(
+        PgCluster::shared().psql(&db.name, "SELECT COUNT(*) FROM transactions"),
+        "3"
+    );
+}

@@ -66,9 +66,10 @@ CREATE TABLE rejected_rows (
     field     TEXT,
     detail    TEXT,
     amount    NUMERIC,
-    raw       TEXT,               -- lossy UTF-8 for invalid_encoding rows (exact bytes in the lake)
-    PRIMARY KEY (file_id, line_no)
+    raw       TEXT                -- lossy UTF-8 for invalid_encoding rows (exact bytes in the lake)
 );
+-- Not unique: several records of a compact JSON array can share a line.
+CREATE INDEX rejected_rows_file_line ON rejected_rows (file_id, line_no);
 CREATE INDEX rejected_rows_rule ON rejected_rows (rule);
 
 CREATE TABLE file_warnings (

@@ -64,9 +64,10 @@ CREATE TABLE rejected_rows (
     field     TEXT,
     detail    TEXT,
     amount    TEXT,                      -- the amount when it parsed (control totals)
-    raw       BLOB,                      -- the raw record: TEXT when valid UTF-8
-    PRIMARY KEY (file_id, line_no)
+    raw       BLOB                       -- the raw record: TEXT when valid UTF-8
 );
+-- Not unique: several records of a compact JSON array can share a line.
+CREATE INDEX rejected_rows_file_line ON rejected_rows (file_id, line_no);
 CREATE INDEX rejected_rows_rule ON rejected_rows (rule);
 
 CREATE TABLE file_warnings (

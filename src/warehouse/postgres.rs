@@ -846,29 +846,36 @@ fn copy_staged(
             transaction_id TEXT COLLATE \"C\", customer_id TEXT, customer_dob DATE, gender TEXT,
             location TEXT, account_balance NUMERIC, transaction_at TIMESTAMP, amount NUMERIC,
             currency TEXT, file_id BIGINT, line_no INTEGER, loaded_at TIMESTAMPTZ,
-            warnings INTEGER, raw TEXT) ON COMMIT DROP;
-         TRUNCATE bankpipe_staging;",
+            warnings INTEGER, raw TEXT, ord BIGINT) ON COMMIT DROP;
+         TRUNCATE bankpipe_staging;
+         CREATE TEMP TABLE IF NOT EXISTS bankpipe_inserted (transaction_id TEXT COLLATE \"C\")
+            ON COMMIT DROP;
+         TRUNCATE bankpipe_inserted;",
     )
     .map_err(pg("creating the staging table"))?;
     let mut tally = Tally::default();
     {
         let mut writer = tx
             .copy_in(&format!(
-                "COPY bankpipe_staging ({TXN_COLUMNS}, warnings, raw) FROM STDIN (FORMAT binary)"
+                "COPY bankpipe_staging ({TXN_COLUMNS}, warnings, raw, ord) FROM STDIN (FORMAT binary)"
             ))
             .map_err(pg("starting staging COPY"))?;
         let mut buf = Vec::with_capacity(COPY_CHUNK + 64 * 1024);
         enc::header(&mut buf);
+        let mut ord = 0i64;
         while let Some(batch) = source.next_batch() {
             tally.rows_read += batch.rows_read;
             tally.amount_read.merge(batch.amount_read);
             for row in &batch.rows {
                 let start = buf.len();
                 encode_row(&mut buf, row, plan.file_id, loaded_at);
-                // 14 fields instead of 12.
-                buf[start..start + 2].copy_from_slice(&14i16.to_be_bytes());
+                // 15 fields instead of 12.
+                buf[start..start + 2].copy_from_slice(&15i16.to_be_bytes());
                 enc::int4(&mut buf, i32::from(row.warnings.0));
                 enc::text(&mut buf, &String::from_utf8_lossy(batch.raw(row.span)));
+                // Record order: several records can share a line (compact JSON).
+                ord += 1;
+                enc::int8(&mut buf, ord);
             }
             rejects.add_batch(&batch, &mut tally);
             if buf.len() >= COPY_CHUNK {
@@ -887,10 +894,13 @@ fn copy_staged(
     }
     tx.execute(
         &format!(
-            "INSERT INTO transactions ({TXN_COLUMNS})
-             SELECT DISTINCT ON (transaction_id) {TXN_COLUMNS} FROM bankpipe_staging
-             ORDER BY transaction_id, line_no
-             ON CONFLICT (transaction_id) DO NOTHING"
+            "WITH ins AS (
+                 INSERT INTO transactions ({TXN_COLUMNS})
+                 SELECT DISTINCT ON (transaction_id) {TXN_COLUMNS} FROM bankpipe_staging
+                 ORDER BY transaction_id, ord
+                 ON CONFLICT (transaction_id) DO NOTHING
+                 RETURNING transaction_id)
+             INSERT INTO bankpipe_inserted SELECT transaction_id FROM ins"
         ),
         &[],
     )
@@ -900,7 +910,10 @@ fn copy_staged(
                 IS NOT DISTINCT FROM
                 (s.customer_id, s.customer_dob, s.gender, s.location, s.account_balance,
                  s.transaction_at, s.amount, s.currency)";
-    let ours = "t.file_id = s.file_id AND t.line_no = s.line_no";
+    // A staged row is the one loaded when its id was inserted now and it is the first
+    // occurrence of that id in the file.
+    let ours =
+        "(s.first_ord AND s.transaction_id IN (SELECT transaction_id FROM bankpipe_inserted))";
     let warning_counts: String = (0..Rule::WARNINGS.len())
         .map(|i| {
             format!(
@@ -920,7 +933,9 @@ fn copy_staged(
                         COUNT(*) FILTER (WHERE NOT ({ours}) AND NOT ({same})),
                         round(COALESCE(SUM(s.amount) FILTER (WHERE NOT ({ours}) AND NOT ({same})), 0), $1::int)::text
                         {warning_counts}
-                 FROM bankpipe_staging s JOIN transactions t USING (transaction_id)"
+                 FROM (SELECT *, ord = min(ord) OVER (PARTITION BY transaction_id) AS first_ord
+                       FROM bankpipe_staging) s
+                 JOIN transactions t USING (transaction_id)"
             ),
             &[&scale],
         )
@@ -959,7 +974,9 @@ fn copy_staged(
              SELECT s.file_id, s.line_no, 'conflicting_duplicate', 'transaction_id',
                     'already loaded from file ' || t.file_id || ' line ' || t.line_no ||
                     ' with a different ' || concat_ws(', ', {differs}), s.amount, s.raw
-             FROM bankpipe_staging s JOIN transactions t USING (transaction_id)
+             FROM (SELECT *, ord = min(ord) OVER (PARTITION BY transaction_id) AS first_ord
+                   FROM bankpipe_staging) s
+             JOIN transactions t USING (transaction_id)
              WHERE NOT ({ours}) AND NOT ({same})"
         ),
         &[],

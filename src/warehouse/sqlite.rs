@@ -306,7 +306,7 @@ impl SqliteWarehouse {
             let mut existing = tx
                 .prepare_cached(
                     "SELECT file_id, line_no, customer_id, customer_dob, gender, location,
-                            account_balance, transaction_at, amount, currency
+                            account_balance, transaction_at, amount, currency, rowid
                      FROM transactions WHERE transaction_id = ?1",
                 )
                 .map_err(sql("preparing lookup"))?;
@@ -328,6 +328,11 @@ impl SqliteWarehouse {
                 .spawn(move || drop_rx.into_iter().for_each(drop))
                 .ok();
             let mut waited = std::time::Duration::ZERO;
+            // Highest rowid before the current insert statement: a colliding id whose
+            // row is above it was inserted by this very statement (for its first
+            // occurrence in the group), whatever the line numbers say (several JSON
+            // records can share a line).
+            let mut max_rowid = first_rowid - 1;
             loop {
                 let wait_start = std::time::Instant::now();
                 let Some(batch) = source.next_batch() else {
@@ -353,6 +358,10 @@ impl SqliteWarehouse {
                     let inserted = insert
                         .raw_execute()
                         .map_err(sql("inserting transactions"))?;
+                    let prev_max = max_rowid;
+                    if inserted > 0 {
+                        max_rowid = tx.last_insert_rowid();
+                    }
                     if inserted == group.len() {
                         for row in group {
                             tally.rows_loaded += 1;
@@ -362,11 +371,14 @@ impl SqliteWarehouse {
                         continue;
                     }
                     // Some ids collided: tell ours (just inserted) from earlier ones.
+                    let mut attributed: Vec<&str> = Vec::with_capacity(group.len());
                     for row in group {
+                        let id = row.txn.transaction_id.as_str();
                         let old = existing
-                            .query_row([row.txn.transaction_id.as_str()], StoredRow::from_row)
+                            .query_row([id], StoredRow::from_row)
                             .map_err(sql("reading a colliding row"))?;
-                        if old.file_id == plan.file_id && old.line_no == row.line as i64 {
+                        if old.rowid > prev_max && !attributed.contains(&id) {
+                            attributed.push(id);
                             tally.rows_loaded += 1;
                             tally.amount_loaded.add(row.txn.amount);
                             tally.warnings.add(row.warnings);
@@ -824,6 +836,7 @@ fn bind_constants(
 struct StoredRow {
     file_id: i64,
     line_no: i64,
+    rowid: i64,
     values: [Option<String>; 8],
 }
 
@@ -832,6 +845,7 @@ impl StoredRow {
         Ok(StoredRow {
             file_id: r.get(0)?,
             line_no: r.get(1)?,
+            rowid: r.get(10)?,
             values: [
                 r.get(2)?,
                 r.get(3)?,
