@@ -332,6 +332,22 @@ pub fn open_decoded(
     source::decoder(counted, compression)
 }
 
+/// As [`open_decoded`], also leaving the digest of the raw bytes read in `slot`.
+fn open_digested(
+    path: &Path,
+    compression: Compression,
+    counter: Arc<AtomicU64>,
+    slot: source::DigestSlot,
+) -> std::io::Result<Box<dyn Read + Send>> {
+    if let Ok(mut s) = slot.lock() {
+        *s = None;
+    }
+    let file = File::open(path)?;
+    let counted =
+        source::Counting::new(BufReader::with_capacity(1 << 20, file), counter).with_digest(slot);
+    source::decoder(counted, compression)
+}
+
 fn process_file(
     ctx: &mut Context,
     run_id: &str,
@@ -387,17 +403,25 @@ fn process_file(
         }
     };
     let counter = Arc::new(AtomicU64::new(0));
-    let scanned = open_decoded(path, compression, Arc::clone(&counter))
-        .map_err(scan::FileError::Read)
-        .and_then(|input| {
-            scan::start(
-                input,
-                format,
-                &ctx.config.profiles,
-                ctx.config.workers,
-                true,
-            )
-        });
+    // The bytes the rows come from are hashed as they are read and must be exactly
+    // the fingerprinted file: a file rewritten or truncated under us is not loaded.
+    let read_digest: source::DigestSlot = Arc::default();
+    let scanned = open_digested(
+        path,
+        compression,
+        Arc::clone(&counter),
+        Arc::clone(&read_digest),
+    )
+    .map_err(scan::FileError::Read)
+    .and_then(|input| {
+        scan::start(
+            input,
+            format,
+            &ctx.config.profiles,
+            ctx.config.workers,
+            true,
+        )
+    });
     let profile_name = match &scanned {
         Ok(s) => s.layout.profile.name.clone(),
         Err(_) => "unknown".to_owned(),
@@ -476,7 +500,7 @@ fn process_file(
         Err(e) => {
             // The file fails as a whole, but its raw copy is still kept.
             let landed = join_landing(landing);
-            landed_or_fatal(landed, ctx, file_id, run_id, &mut report)?;
+            landed_or_fatal(landed, &mut report)?;
             if report.error.is_none() {
                 report.error = Some(e.to_string());
                 ctx.warehouse.fail_file(
@@ -502,23 +526,41 @@ fn process_file(
     let workers = ctx.config.workers;
     let mut source = scan::Reopening::new(scanner, || {
         counter.store(0, Ordering::Relaxed);
-        let input =
-            open_decoded(path, compression, Arc::clone(&counter)).map_err(scan::FileError::Read)?;
+        let input = open_digested(
+            path,
+            compression,
+            Arc::clone(&counter),
+            Arc::clone(&read_digest),
+        )
+        .map_err(scan::FileError::Read)?;
         scan::start(input, format, profiles, workers, true)
     });
     let mut landing = Some(landing);
     let mut lake_error = None;
+    let mut changed = false;
     let loaded = ctx.warehouse.load(
         &plan,
         &mut source,
         &mut |t| progress.advanced(counter.load(Ordering::Relaxed), t.rows_read),
-        &mut |_| match landing.take().map(join_landing) {
-            Some(Err(e)) => {
-                let msg = e.to_string();
-                lake_error = Some(e);
-                Err(msg)
+        &mut |_| {
+            let read = read_digest.lock().ok().and_then(|s| s.clone());
+            if read.as_ref() != Some(&(sha256.clone(), bytes)) {
+                changed = true;
+                let (got, n) = read.unwrap_or_else(|| ("(unfinished)".into(), 0));
+                return Err(format!(
+                    "{name} changed while being read (fingerprint sha256 {sha256}, {bytes} bytes; \
+                     rows read from sha256 {got}, {n} bytes); nothing loaded, it will be tried \
+                     again by the next run"
+                ));
             }
-            _ => Ok(()),
+            match landing.take().map(join_landing) {
+                Some(Err(e)) => {
+                    let msg = e.to_string();
+                    lake_error = Some(e);
+                    Err(msg)
+                }
+                _ => Ok(()),
+            }
         },
     );
     // Stop the scan threads if the load ended early.
@@ -540,7 +582,7 @@ fn process_file(
         }
         Err(WarehouseError::Source(msg)) => {
             if let Some(h) = landing.take() {
-                landed_or_fatal(join_landing(h), ctx, file_id, run_id, &mut report)?;
+                landed_or_fatal(join_landing(h), &mut report)?;
             }
             if report.error.is_none() {
                 ctx.warehouse
@@ -548,8 +590,15 @@ fn process_file(
                 report.error = Some(msg);
             }
         }
+        Err(WarehouseError::Aborted(msg)) if changed => {
+            // Left `landing`: the next run fingerprints the file again.
+            if let Some(h) = landing.take() {
+                let _ = join_landing(h);
+            }
+            report.error = Some(msg);
+        }
         Err(WarehouseError::Aborted(msg)) => match lake_error {
-            Some(e) => landed_or_fatal(Err(e), ctx, file_id, run_id, &mut report)?,
+            Some(e) => landed_or_fatal(Err(e), &mut report)?,
             None => {
                 ctx.warehouse
                     .fail_file(file_id, run_id, &msg, &crate::clock::now_rfc3339())?;
@@ -557,10 +606,12 @@ fn process_file(
             }
         },
         Err(WarehouseError::NotClaimed { .. }) => {
-            // Another worker finished this file between our claim and our load.
+            // Another worker finished this file between our claim and our load; our
+            // claim lock is given back here because the report will say duplicate.
             if let Some(h) = landing.take() {
                 let _ = join_landing(h);
             }
+            let _ = ctx.warehouse.release(file_id);
             report.status = Outcome::DuplicateFile;
         }
         Err(e) => {
@@ -577,18 +628,16 @@ fn process_file(
 /// under us, which fails only this file.
 fn landed_or_fatal(
     landed: Result<lake::Landed, LakeError>,
-    ctx: &mut Context,
-    file_id: i64,
-    run_id: &str,
     report: &mut FileReport,
 ) -> Result<(), RunError> {
     match landed {
         Ok(_) => Ok(()),
         Err(e @ LakeError::Changed { .. }) => {
-            let msg = format!("{e}; it will be picked up again by the next run");
-            ctx.warehouse
-                .fail_file(file_id, run_id, &msg, &crate::clock::now_rfc3339())?;
-            report.error = Some(msg);
+            // The claim stays `landing` (not `failed`): the same content arriving again
+            // must still load. The next run fingerprints the file anew.
+            report.error = Some(format!(
+                "{e}; nothing loaded, it will be tried again by the next run"
+            ));
             Ok(())
         }
         Err(e) => Err(e.into()),

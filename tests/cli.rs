@@ -1034,3 +1034,45 @@ fn records_sharing_a_line_are_counted_and_quarantined_correctly() {
         3
     );
 }
+
+#[test]
+fn a_file_changed_while_being_read_is_not_loaded_and_retried_later() {
+    let w = Workdir::new();
+    let path = w.generate("big.csv", 400_000, &["--seed", "61", "--defects", "0"]);
+    let original = std::fs::read(&path).unwrap();
+    let mut child = w
+        .cmd()
+        .args(["run", "--json"])
+        .env("BANKPIPE_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for_line(&mut child, "Claimed"));
+    // Truncate in place while the scan is running.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(original.len() as u64 / 10)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{r}");
+    let e = file(&r, "big.csv")["error"].as_str().unwrap().to_owned();
+    assert!(
+        e.contains("changed while") || e.contains("changed while being landed"),
+        "{e}"
+    );
+    assert_eq!(w.query_i64("SELECT COUNT(*) FROM transactions"), 0);
+    assert_eq!(
+        w.query_i64("SELECT COUNT(*) FROM files WHERE status = 'landing'"),
+        1,
+        "the claim stays open, not failed"
+    );
+    // The complete file arrives again: it loads in full.
+    std::fs::write(&path, &original).unwrap();
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(n(&file(&r, "big.csv")["rows_loaded"]), 400_000);
+}

@@ -144,17 +144,37 @@ pub fn decoder<R: Read + Send + 'static>(
     })
 }
 
-/// A reader that counts the bytes it passes, for progress reporting across threads.
+/// Where a [`Counting`] reader leaves the SHA-256 (hex) and size of everything it
+/// read, once it reached the end.
+pub type DigestSlot = Arc<std::sync::Mutex<Option<(String, u64)>>>;
+
+/// A reader that counts the bytes it passes (for progress, across threads) and hashes
+/// them, so the bytes actually parsed can be checked against the file's fingerprint.
 #[derive(Debug)]
 pub struct Counting<R> {
     inner: R,
     count: Arc<AtomicU64>,
+    hasher: sha2::Sha256,
+    bytes: u64,
+    digest: Option<DigestSlot>,
 }
 
 impl<R> Counting<R> {
     /// Wraps `inner`; `count` grows by every byte read.
     pub fn new(inner: R, count: Arc<AtomicU64>) -> Counting<R> {
-        Counting { inner, count }
+        Counting {
+            inner,
+            count,
+            hasher: sha2::Digest::new(),
+            bytes: 0,
+            digest: None,
+        }
+    }
+
+    /// Also hashes the bytes; the digest lands in `slot` at the end of the stream.
+    pub fn with_digest(mut self, slot: DigestSlot) -> Counting<R> {
+        self.digest = Some(slot);
+        self
     }
 }
 
@@ -162,6 +182,17 @@ impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.count.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(slot) = &self.digest {
+            if n == 0 {
+                let digest = crate::lake::hex(&sha2::Digest::finalize(self.hasher.clone()));
+                if let Ok(mut s) = slot.lock() {
+                    *s = Some((digest, self.bytes));
+                }
+            } else {
+                sha2::Digest::update(&mut self.hasher, &buf[..n]);
+                self.bytes += n as u64;
+            }
+        }
         Ok(n)
     }
 }
