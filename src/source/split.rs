@@ -212,7 +212,24 @@ impl<R: Read> Splitter<R> {
                         let at = i + off;
                         i = at + 1;
                         if self.buf[at] == b'"' {
-                            in_quotes = !in_quotes;
+                            if in_quotes {
+                                // `""` inside quotes is an escaped quote; anything else
+                                // after a quote closes the field.
+                                if at + 1 == self.buf.len() && !self.eof {
+                                    i = at;
+                                    self.fill()?;
+                                    continue;
+                                }
+                                if self.buf.get(at + 1) == Some(&b'"') {
+                                    i = at + 2;
+                                } else {
+                                    in_quotes = false;
+                                }
+                            } else if self.at_field_start(start, at) {
+                                in_quotes = true;
+                            }
+                            // Else a stray quote inside an unquoted field: it does not
+                            // change the record's extent; the cell parser rejects the row.
                         } else if in_quotes {
                             inner_newlines += 1;
                         } else {
@@ -230,6 +247,11 @@ impl<R: Read> Splitter<R> {
                     {
                         let (e, n, c) = self.first_line(start);
                         break (e, n, c, Some(Flaw::Malformed("unterminated quote")));
+                    }
+                    // Too long: the record is its first physical line, wherever that
+                    // line ends (possibly already scanned while inside quotes).
+                    if let Some(nl) = memchr(b'\n', &self.buf[start..]) {
+                        break (start + nl, start + nl + 1, 1, Some(Flaw::TooLong));
                     }
                     too_long = true;
                     in_quotes = false;
@@ -256,6 +278,16 @@ impl<R: Read> Splitter<R> {
                 flaw,
             }));
         }
+    }
+
+    /// Whether the quote at `at` opens a field: only blanks since the record start or
+    /// the previous comma.
+    fn at_field_start(&self, start: usize, at: usize) -> bool {
+        let mut k = at;
+        while k > start && matches!(self.buf[k - 1], b' ' | b'\t') {
+            k -= 1;
+        }
+        k == start || self.buf[k - 1] == b','
     }
 
     /// The first physical line from `start`: (end, next, newlines consumed).
@@ -575,5 +607,47 @@ mod tests {
             s.next_chunk().unwrap_err().kind(),
             io::ErrorKind::InvalidData
         );
+    }
+
+    #[test]
+    fn a_stray_quote_in_an_unquoted_field_spoils_only_its_row() {
+        let input = b"h\n1,12\" ROAD,x\n2,ok,y\n3,5\" LANE,z\n4,ok,w\n";
+        let recs = records(Format::Csv, input);
+        assert_eq!(
+            recs,
+            [
+                ok(1, "h"),
+                ok(2, "1,12\" ROAD,x"),
+                ok(3, "2,ok,y"),
+                ok(4, "3,5\" LANE,z"),
+                ok(5, "4,ok,w")
+            ]
+        );
+    }
+
+    #[test]
+    fn escaped_quotes_keep_the_field_open() {
+        let input = b"h\n1,\"a\"\"\nb\",c\n2,\"\"\"\"\n";
+        assert_eq!(
+            records(Format::Csv, input),
+            [ok(1, "h"), ok(2, "1,\"a\"\"\nb\",c"), ok(4, "2,\"\"\"\"")]
+        );
+    }
+
+    #[test]
+    fn a_long_line_with_an_open_quote_ends_at_its_own_newline() {
+        let mut input = b"h\n\"".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 70_000));
+        input.extend_from_slice(b"\nnext,1\nlast,2\n");
+        let recs = records(Format::Csv, &input);
+        assert_eq!(
+            recs.len(),
+            4,
+            "{:?}",
+            recs.iter().map(|r| (r.0, r.2)).collect::<Vec<_>>()
+        );
+        assert_eq!(recs[1].2, Some(Flaw::TooLong));
+        assert_eq!(recs[2], ok(3, "next,1"));
+        assert_eq!(recs[3], ok(4, "last,2"));
     }
 }

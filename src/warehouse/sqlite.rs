@@ -245,8 +245,10 @@ impl SqliteWarehouse {
         self.conn
             .execute(
                 "UPDATE files SET status = 'failed', error = ?2, processed_at = ?3, run_id = ?4,
-                        rows_read = 0, rows_loaded = 0, rows_rejected = 0, rows_duplicate = 0
-                 WHERE file_id = ?1",
+                        rows_read = 0, rows_loaded = 0, rows_rejected = 0, rows_duplicate = 0,
+                        amount_read = NULL, amount_loaded = NULL, amount_rejected = NULL,
+                        amount_duplicate = NULL
+                 WHERE file_id = ?1 AND status = 'landing'",
                 params![file_id, error, at, run_id],
             )
             .map_err(sql("marking a file failed"))?;
