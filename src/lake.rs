@@ -268,6 +268,9 @@ impl Lake {
                 hasher.update(&buf[..n]);
                 bytes += n as u64;
                 if let Err(e) = writer.wait_for_capacity(4).await {
+                    // No half-uploaded parts are left behind (they would never be
+                    // visible, but they cost storage until the bucket expires them).
+                    let _ = writer.abort().await;
                     return Err(write_err(e));
                 }
                 writer.write(&buf[..n]);
