@@ -568,13 +568,7 @@ fn process_file(
     tracing::debug!(file = %name, elapsed_s = clock.elapsed().as_secs_f64(), "Load committed.");
     match loaded {
         Ok(tally) => {
-            report.set_tally(&tally, scale);
-            report.status = if tally.failure.is_some() {
-                Outcome::Failed
-            } else {
-                Outcome::Loaded
-            };
-            report.error = tally.failure.clone();
+            report.record_load(&tally, scale);
             if let Err(broken) = check_control_totals(&mut ctx.warehouse, file_id, scale, &tally) {
                 error!(file = %name, file_id, %broken, "Control totals do not hold after commit.");
                 report.error = Some(format!("control totals do not hold: {broken}"));
@@ -865,13 +859,7 @@ pub fn reprocess(
     drop(source);
     match loaded {
         Ok(tally) => {
-            after.set_tally(&tally, scale);
-            after.status = if tally.failure.is_some() {
-                Outcome::Failed
-            } else {
-                Outcome::Loaded
-            };
-            after.error = tally.failure.clone();
+            after.record_load(&tally, scale);
             if let Err(broken) =
                 check_control_totals(&mut ctx.warehouse, entry.file_id, scale, &tally)
             {
@@ -881,13 +869,7 @@ pub fn reprocess(
         }
         Err(WarehouseError::Aborted(_)) if dry_run => {
             let tally = seen.unwrap_or_default();
-            after.set_tally(&tally, scale);
-            after.status = if tally.failure.is_some() {
-                Outcome::Failed
-            } else {
-                Outcome::Loaded
-            };
-            after.error = tally.failure.clone();
+            after.record_load(&tally, scale);
         }
         Err(WarehouseError::Source(msg)) => {
             if msg.contains("is corrupt") {

@@ -107,6 +107,18 @@ impl FileReport {
         }
     }
 
+    /// Records the outcome of a load: counts, totals, and `loaded` or `failed` with the
+    /// reason.
+    pub fn record_load(&mut self, t: &Tally, scale: u8) {
+        self.set_tally(t, scale);
+        self.status = if t.failure.is_some() {
+            Outcome::Failed
+        } else {
+            Outcome::Loaded
+        };
+        self.error = t.failure.clone();
+    }
+
     /// Copies counts and totals from a tally, at the file's amount scale.
     pub fn set_tally(&mut self, t: &Tally, scale: u8) {
         self.rows_read = t.rows_read;
