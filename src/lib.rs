@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod profile;
 pub mod progress;
 pub mod report;
+pub mod retry;
 pub mod scan;
 pub mod source;
 pub mod validate;

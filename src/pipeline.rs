@@ -230,7 +230,7 @@ fn process_with_retries(
         let result = process_file(ctx, run_id, path, progress);
         match result {
             Err(RunError::Warehouse(e)) if e.is_transient() && attempt < ATTEMPTS => {
-                let delay = backoff(attempt);
+                let delay = crate::retry::backoff(attempt);
                 warn!(file = %display_name(path), attempt, error = %e, delay_ms = delay.as_millis() as u64, "Transient warehouse failure; retrying.");
                 std::thread::sleep(delay);
                 if let Err(e) = ctx.warehouse.reconnect() {
@@ -250,17 +250,6 @@ fn process_with_retries(
             }
         }
     }
-}
-
-/// Exponential backoff (200 ms doubling, capped at 10 s) with up to 50% jitter, so that
-/// workers retrying together do not hit the server in step.
-fn backoff(attempt: u32) -> std::time::Duration {
-    let base = 200u64.saturating_mul(1 << attempt.min(6)).min(10_000);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let jitter = base / 2 * u64::from(nanos % 1000) / 1000;
-    std::time::Duration::from_millis(base + jitter)
 }
 
 /// One writer per SQLite warehouse: a second `run` waits for the first. Also makes a

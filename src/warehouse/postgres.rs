@@ -722,10 +722,10 @@ impl PgWarehouse {
 }
 
 /// Connects, retrying transient refusals (server restarting, connection refused or
-/// reset, too many connections) with exponential backoff for up to ~6 s; a wrong
+/// reset, too many connections) with the shared backoff (`retry::backoff`, 4 retries,
+/// ~3-5 s in all); a wrong
 /// password or a missing database fails at once.
 fn connect(target: &Target) -> Result<Client> {
-    let mut delay = std::time::Duration::from_millis(200);
     let mut attempt = 1;
     loop {
         let err = match target.connect() {
@@ -743,9 +743,9 @@ fn connect(target: &Target) -> Result<Client> {
         if !transient || attempt >= 5 {
             return Err(error);
         }
+        let delay = crate::retry::backoff(attempt);
         tracing::warn!(attempt, error = %error, delay_ms = delay.as_millis() as u64, "Cannot reach the warehouse yet; retrying.");
         std::thread::sleep(delay);
-        delay *= 2;
         attempt += 1;
     }
 }
