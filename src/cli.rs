@@ -48,6 +48,9 @@ pub enum Command {
     Reprocess(ReprocessArgs),
     /// Apply pending warehouse migrations.
     Migrate(MigrateArgs),
+    /// Re-wrap the data keys of encrypted lake objects under a new master key (objects
+    /// are not rewritten). The current key comes from BANKPIPE_MASTER_KEY(_FILE).
+    RotateKey(RotateKeyArgs),
 }
 
 /// `run` options.
@@ -183,4 +186,19 @@ pub struct ReprocessArgs {
     /// Fail the file when its rejected-row share exceeds this (default 0.05).
     #[arg(long, value_name = "X")]
     pub max_reject_share: Option<f64>,
+}
+
+/// `rotate-key` options.
+#[derive(Debug, Args)]
+pub struct RotateKeyArgs {
+    /// File holding the new master key (base64 of 32 bytes, or the 32 raw bytes)
+    /// [env: BANKPIPE_NEW_MASTER_KEY (base64) or BANKPIPE_NEW_MASTER_KEY_FILE]
+    #[arg(long, value_name = "FILE")]
+    pub new_key_file: Option<PathBuf>,
+    /// Check that every data key can be re-wrapped; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::{
-    CheckArgs, Cli, Command, DemoArgs, GenFormat, GenerateArgs, RejectsArgs, RunArgs,
+    CheckArgs, Cli, Command, DemoArgs, GenFormat, GenerateArgs, RejectsArgs, RotateKeyArgs, RunArgs,
 };
 use crate::config::{Config, ConfigError, Overrides, redact_url};
 use crate::generate::{GenerateOptions, OutputFormat};
@@ -63,7 +63,7 @@ impl From<WarehouseError> for Failure {
 impl From<LakeError> for Failure {
     fn from(e: LakeError) -> Failure {
         match e {
-            LakeError::UnsupportedUrl(_) => Failure::usage(e.to_string()),
+            LakeError::UnsupportedUrl(_) | LakeError::Key { .. } => Failure::usage(e.to_string()),
             _ => Failure::unreachable(e.to_string()),
         }
     }
@@ -112,6 +112,7 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
             overrides.max_reject_share = a.max_reject_share;
             reprocess(&Config::resolve(&overrides)?, &a)
         }
+        Command::RotateKey(a) => rotate_key(&Config::resolve(&overrides)?, &a),
         Command::Migrate(args) => {
             let config = Config::resolve(&overrides)?;
             let mut w = Warehouse::open(&config.warehouse_url)?;
@@ -150,7 +151,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 fn open_context(config: &Config, rt: &tokio::runtime::Runtime) -> Result<Context, Failure> {
     let warehouse = Warehouse::open(&config.warehouse_url)?;
-    let lake = Lake::open(&config.lake_url, rt.handle().clone())?;
+    let lake = Lake::open(&config.lake_url, rt.handle().clone())?
+        .with_master_key(config.master_key.clone());
     lake.check()?;
     Ok(Context {
         config: config.clone(),
@@ -430,21 +432,23 @@ fn reprocess(config: &Config, args: &crate::cli::ReprocessArgs) -> Result<ExitCo
 fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     let rt = runtime()?;
     let mut warehouse = Warehouse::open(&config.warehouse_url)?;
-    let lake = Lake::open(&config.lake_url, rt.handle().clone())?;
+    let lake = Lake::open(&config.lake_url, rt.handle().clone())?
+        .with_master_key(config.master_key.clone());
     let mut results = Vec::new();
     for f in warehouse.files()? {
         if f.status == "landing" {
             continue; // not landed yet (or being landed right now)
         }
-        let outcome = lake.verify(&f.lake_key, &f.sha256)?;
-        let (state, actual) = match &outcome {
-            crate::lake::Verified::Intact { .. } => ("intact", None),
-            crate::lake::Verified::Missing => ("missing", None),
-            crate::lake::Verified::Corrupt { actual } => ("corrupt", Some(actual.clone())),
+        let outcome = lake.verify(&f.lake_key, &f.sha256, f.sealed().as_ref())?;
+        let (state, actual, reason) = match &outcome {
+            crate::lake::Verified::Intact { .. } => ("intact", None, None),
+            crate::lake::Verified::Missing => ("missing", None, None),
+            crate::lake::Verified::Corrupt { actual } => ("corrupt", Some(actual.clone()), None),
+            crate::lake::Verified::Damaged { reason } => ("corrupt", None, Some(reason.clone())),
         };
         warehouse.set_lake_status(f.file_id, state, &crate::clock::now_rfc3339())?;
         if state != "intact" {
-            tracing::error!(file_id = f.file_id, key = %f.lake_key, state, expected = %f.sha256, actual = actual.as_deref().unwrap_or("-"), "Lake object is not intact.");
+            tracing::error!(file_id = f.file_id, key = %f.lake_key, state, expected = %f.sha256, actual = actual.as_deref().unwrap_or("-"), reason = reason.as_deref().unwrap_or("-"), "Lake object is not intact.");
         }
         results.push(serde_json::json!({
             "file_id": f.file_id,
@@ -453,6 +457,8 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
             "status": state,
             "expected_sha256": f.sha256,
             "actual_sha256": actual,
+            "reason": reason,
+            "key_id": f.key_id,
         }));
     }
     let bad = results.iter().filter(|r| r["status"] != "intact").count();
@@ -475,6 +481,9 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
                     "         expected sha256 {} but the object hashes to {actual}",
                     r["expected_sha256"].as_str().unwrap_or("")
                 );
+            }
+            if let Some(reason) = r["reason"].as_str() {
+                println!("         {reason}");
             }
         }
         println!(
@@ -524,6 +533,127 @@ fn status(config: &Config, json: bool) -> Result<ExitCode, Failure> {
         println!("  {}  {}  {}", r.run_id, r.started_at, r.status);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `bankpipe rotate-key`: every data key wrapped by the current master key is
+/// re-wrapped by the new one, in one transaction; the objects are not touched. Files
+/// already under the new key are left as they are (so a rerun after an interruption
+/// finishes the job); files under any other key make the exit status 1.
+fn rotate_key(config: &Config, args: &RotateKeyArgs) -> Result<ExitCode, Failure> {
+    let current = config.master_key.clone().ok_or_else(|| {
+        Failure::usage(
+            "rotate-key needs the current master key in BANKPIPE_MASTER_KEY or BANKPIPE_MASTER_KEY_FILE",
+        )
+    })?;
+    let new = match &args.new_key_file {
+        Some(path) => Some(crate::crypt::MasterKey::from_file(path).map_err(ConfigError::from)?),
+        None => crate::config::master_key(
+            "BANKPIPE_NEW_MASTER_KEY",
+            "BANKPIPE_NEW_MASTER_KEY_FILE",
+            None,
+        )?,
+    }
+    .ok_or_else(|| {
+        Failure::usage(
+            "rotate-key needs the new master key: --new-key-file FILE, BANKPIPE_NEW_MASTER_KEY or BANKPIPE_NEW_MASTER_KEY_FILE",
+        )
+    })?;
+    if new.id() == current.id() {
+        return Err(Failure::usage(format!(
+            "the new master key is the current one ({})",
+            current.id()
+        )));
+    }
+    let mut w = Warehouse::open(&config.warehouse_url)?;
+    let mut changes = Vec::new();
+    let (mut already, mut clear) = (0usize, 0usize);
+    let mut other = Vec::new();
+    for f in w.files()? {
+        let Some(sealed) = f.sealed() else {
+            clear += 1;
+            continue;
+        };
+        if sealed.key_id == new.id() {
+            already += 1;
+        } else if sealed.key_id == current.id() {
+            let rewrapped = current
+                .rewrap(&sealed, &f.sha256, &new)
+                .map_err(|e| Failure {
+                    code: 1,
+                    message: format!("file {}: {e}; nothing changed", f.file_id),
+                })?;
+            changes.push(crate::warehouse::Rewrap {
+                file_id: f.file_id,
+                old: sealed,
+                new: rewrapped,
+            });
+        } else {
+            other.push(serde_json::json!({ "file_id": f.file_id, "key_id": sealed.key_id }));
+        }
+    }
+    let rotated = if args.dry_run { 0 } else { w.rewrap(&changes)? };
+    let raced = if args.dry_run {
+        0
+    } else {
+        changes.len() - rotated
+    };
+    tracing::info!(
+        from = current.id(),
+        to = new.id(),
+        rotated,
+        already,
+        raced,
+        "Data keys re-wrapped."
+    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "from_key_id": current.id(),
+                "to_key_id": new.id(),
+                "dry_run": args.dry_run,
+                "to_rotate": changes.len(),
+                "rotated": rotated,
+                "already_rotated": already,
+                "changed_meanwhile": raced,
+                "in_clear": clear,
+                "other_keys": other,
+            })
+        );
+    } else {
+        let verb = if args.dry_run {
+            "would re-wrap"
+        } else {
+            "re-wrapped"
+        };
+        let n = if args.dry_run { changes.len() } else { rotated };
+        println!(
+            "{verb} {n} data keys from {} to {}; {already} already under {}; {clear} objects stored in clear (not encrypted by rotation)",
+            current.id(),
+            new.id(),
+            new.id()
+        );
+        if raced > 0 {
+            println!("{raced} files changed during the rotation: run rotate-key again");
+        }
+        for o in &other {
+            println!(
+                "file {} is under another master key ({}): not rotated",
+                o["file_id"],
+                o["key_id"].as_str().unwrap_or("")
+            );
+        }
+        if !args.dry_run && raced == 0 && other.is_empty() {
+            println!(
+                "now set BANKPIPE_MASTER_KEY (or BANKPIPE_MASTER_KEY_FILE) to the new key; the old one is no longer needed"
+            );
+        }
+    }
+    Ok(if other.is_empty() && raced == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn files(config: &Config, json: bool) -> Result<ExitCode, Failure> {

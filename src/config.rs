@@ -3,12 +3,14 @@
 //! Raw inputs (`FileConfig`, flag values) become a [`Config`] of resolved values here;
 //! nothing downstream reads the environment or a config file. Variables read:
 //! `BANKPIPE_CONFIG`, `BANKPIPE_DATA_DIR`, `BANKPIPE_INBOX`, `BANKPIPE_WAREHOUSE_URL`,
-//! `BANKPIPE_LAKE_URL`.
+//! `BANKPIPE_LAKE_URL`, `BANKPIPE_MASTER_KEY`, `BANKPIPE_MASTER_KEY_FILE`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::crypt::{KeyError, MasterKey};
 use crate::profile::{Profile, ProfileError, ProfileSpec, builtin_specs};
 
 /// Default share of rejected rows above which a file fails.
@@ -30,6 +32,9 @@ pub struct FileConfig {
     pub max_reject_share: Option<f64>,
     /// Validation threads (default: the number of cores).
     pub workers: Option<usize>,
+    /// File holding the master key that turns on encryption at rest (the key itself
+    /// never goes in this file).
+    pub master_key_file: Option<PathBuf>,
     /// Extra source profiles, tried before the built-in ones.
     #[serde(default, rename = "profile")]
     pub profiles: Vec<ProfileSpec>,
@@ -67,6 +72,8 @@ pub struct Config {
     pub workers: usize,
     /// Profiles in detection order (user ones first).
     pub profiles: Vec<Profile>,
+    /// Master key: lake objects are encrypted at rest when set.
+    pub master_key: Option<Arc<MasterKey>>,
 }
 
 /// A configuration that cannot be used (exit status 2).
@@ -91,6 +98,9 @@ pub enum ConfigError {
     /// A profile is not usable.
     #[error(transparent)]
     Profile(#[from] ProfileError),
+    /// The master key is not usable.
+    #[error(transparent)]
+    Key(#[from] KeyError),
     /// A value is out of range.
     #[error("invalid {name}: {value} ({why})")]
     Value {
@@ -176,6 +186,12 @@ impl Config {
             }
             profiles.push(Profile::from_spec(spec)?);
         }
+        let master_key = master_key(
+            "BANKPIPE_MASTER_KEY",
+            "BANKPIPE_MASTER_KEY_FILE",
+            file.master_key_file.as_deref(),
+        )?
+        .map(Arc::new);
         Ok(Config {
             data_dir,
             inbox,
@@ -184,8 +200,36 @@ impl Config {
             max_reject_share,
             workers,
             profiles,
+            master_key,
         })
     }
+}
+
+/// A master key from the variable `var` (base64), the file named by `file_var`, or the
+/// config file's `file`, in that order; both variables at once is an error.
+///
+/// # Errors
+/// [`ConfigError::Key`] when the key is malformed or unreadable (the message never
+/// holds the key).
+pub fn master_key(
+    var: &str,
+    file_var: &str,
+    file: Option<&Path>,
+) -> Result<Option<MasterKey>, ConfigError> {
+    let inline = env_string(var);
+    let path = env_path(file_var);
+    if inline.is_some() && path.is_some() {
+        return Err(ConfigError::Value {
+            name: "master key",
+            value: format!("{var} and {file_var}"),
+            why: "set one of them, not both",
+        });
+    }
+    Ok(match (inline, path.as_deref().or(file)) {
+        (Some(text), _) => Some(MasterKey::from_base64(&text, var)?),
+        (None, Some(path)) => Some(MasterKey::from_file(path)?),
+        (None, None) => None,
+    })
 }
 
 fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {

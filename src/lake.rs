@@ -6,6 +6,10 @@
 //! memory does not grow with file size, and an object is only visible once complete
 //! (no reader ever sees a partial object). The lake is async; the pipeline is not, so
 //! calls block on the runtime handle given at open.
+//!
+//! With a master key ([`Lake::with_master_key`]) every object is written encrypted
+//! (see `crypt`): the content digest and the catalog still describe the plaintext, and
+//! every read decrypts, authenticates and hashes on the way.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -21,6 +25,8 @@ use object_store::prefix::PrefixStore;
 use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt, RetryConfig, WriteMultipart};
 use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
+
+use crate::crypt::{DataKey, KeyError, MasterKey, Opener, Sealed, Sealer};
 
 /// Size of multipart upload parts.
 const PART_BYTES: usize = 8 * 1024 * 1024;
@@ -57,6 +63,22 @@ pub enum LakeError {
         /// Cause.
         source: std::io::Error,
     },
+    /// Reading an object back failed mid-stream.
+    #[error("reading lake object {key}: {source}")]
+    ReadStream {
+        /// Object key.
+        key: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The object's key cannot be used (no master key, wrong one, damaged wrapping).
+    #[error("lake object {key}: {source}")]
+    Key {
+        /// Object key.
+        key: String,
+        /// Cause.
+        source: KeyError,
+    },
     /// Writing the object failed.
     #[error("writing lake object {key}: {source}")]
     Write {
@@ -83,6 +105,16 @@ pub struct Lake {
     store: Arc<dyn ObjectStore>,
     url: String,
     runtime: Handle,
+    master: Option<Arc<MasterKey>>,
+}
+
+/// Encrypt a landed object: its data key and the plaintext length.
+#[derive(Debug)]
+pub struct Encrypt {
+    /// The object's data key (its wrapping is already in the catalog).
+    pub key: DataKey,
+    /// Plaintext bytes (from the fingerprint).
+    pub len: u64,
 }
 
 /// The result of landing a file.
@@ -90,8 +122,10 @@ pub struct Lake {
 pub struct Landed {
     /// Object key.
     pub key: String,
-    /// Bytes written.
+    /// Plaintext bytes landed.
     pub bytes: u64,
+    /// Bytes stored (more than `bytes` when encrypted).
+    pub stored_bytes: u64,
     /// SHA-256 of what was written, hex.
     pub sha256: String,
 }
@@ -153,7 +187,35 @@ impl Lake {
             store,
             url: crate::config::redact_url(url),
             runtime,
+            master: None,
         })
+    }
+
+    /// Encrypts every object written from now on under data keys wrapped by `master`,
+    /// and opens encrypted objects with it.
+    #[must_use]
+    pub fn with_master_key(mut self, master: Option<Arc<MasterKey>>) -> Lake {
+        self.master = master;
+        self
+    }
+
+    /// The master key, when objects are encrypted.
+    pub fn master_key(&self) -> Option<&Arc<MasterKey>> {
+        self.master.as_ref()
+    }
+
+    /// The data key of an encrypted object whose content digest is `sha256`.
+    fn data_key(&self, key: &str, sealed: &Sealed, sha256: &str) -> Result<DataKey, LakeError> {
+        let wrap = |source| LakeError::Key {
+            key: key.to_owned(),
+            source,
+        };
+        let master = self.master.as_ref().ok_or_else(|| {
+            wrap(KeyError::NoMasterKey {
+                key_id: sealed.key_id.clone(),
+            })
+        })?;
+        master.unwrap(sealed, sha256).map_err(wrap)
     }
 
     /// The runtime handle the lake blocks on (to open another store alike).
@@ -187,36 +249,94 @@ impl Lake {
             })
     }
 
-    /// Streams an object back and compares its SHA-256 with the catalog's.
+    /// Streams an object back (decrypting it when `sealed`) and compares the SHA-256
+    /// of its content with the catalog's.
     ///
     /// # Errors
-    /// [`LakeError::Read`] when the object cannot be read (missing: `NotFound`).
-    pub fn verify(&self, key: &str, expected_sha256: &str) -> Result<Verified, LakeError> {
-        let path = ObjectPath::from(key);
-        let read_err = |source| LakeError::Read {
-            key: key.to_owned(),
-            source,
+    /// [`LakeError::Read`] / [`LakeError::ReadStream`] when the store fails,
+    /// [`LakeError::Key`] when an encrypted object's key cannot be used.
+    pub fn verify(
+        &self,
+        key: &str,
+        expected_sha256: &str,
+        sealed: Option<&Sealed>,
+    ) -> Result<Verified, LakeError> {
+        let mut reader = match self.plaintext(key, expected_sha256, sealed) {
+            Ok(r) => r,
+            Err(LakeError::Read {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => return Ok(Verified::Missing),
+            Err(e) => return Err(e),
         };
-        self.runtime.block_on(async {
-            let got = match self.store.get(&path).await {
-                Ok(g) => g,
-                Err(object_store::Error::NotFound { .. }) => return Ok(Verified::Missing),
-                Err(e) => return Err(read_err(e)),
-            };
-            let mut stream = got.into_stream();
-            let mut hasher = Sha256::new();
-            let mut bytes = 0u64;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(read_err)?;
-                bytes += chunk.len() as u64;
-                hasher.update(&chunk);
+        let mut hasher = Sha256::new();
+        let mut bytes = 0u64;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                    bytes += n as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    return Ok(Verified::Damaged {
+                        reason: e.to_string(),
+                    });
+                }
+                Err(source) => {
+                    return Err(LakeError::ReadStream {
+                        key: key.to_owned(),
+                        source,
+                    });
+                }
             }
-            let actual = hex(&hasher.finalize());
-            Ok(if actual == expected_sha256 {
-                Verified::Intact { bytes }
-            } else {
-                Verified::Corrupt { actual }
-            })
+        }
+        let actual = hex(&hasher.finalize());
+        Ok(if actual == expected_sha256 {
+            Verified::Intact { bytes }
+        } else {
+            Verified::Corrupt { actual }
+        })
+    }
+
+    /// The content of an object as a stream: the stored bytes, or their decryption
+    /// (every chunk authenticated) when the object is `sealed`.
+    fn plaintext(
+        &self,
+        key: &str,
+        sha256: &str,
+        sealed: Option<&Sealed>,
+    ) -> Result<Box<dyn Read + Send>, LakeError> {
+        let data_key = sealed.map(|s| self.data_key(key, s, sha256)).transpose()?;
+        let path = ObjectPath::from(key);
+        let got = self
+            .runtime
+            .block_on(self.store.get(&path))
+            .map_err(|source| LakeError::Read {
+                key: key.to_owned(),
+                source,
+            })?;
+        let size = got.meta.size;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<bytes::Bytes>>(4);
+        self.runtime.spawn(async move {
+            let mut stream = got.into_stream();
+            while let Some(chunk) = stream.next().await {
+                let item = chunk.map_err(std::io::Error::other);
+                let stop = item.is_err();
+                if tx.send(item).is_err() || stop {
+                    return;
+                }
+            }
+        });
+        let stored = ChannelReader {
+            chunks: rx,
+            current: bytes::Bytes::new(),
+        };
+        Ok(match data_key {
+            Some(k) => Box::new(Opener::new(stored, &k, key, Some(size))),
+            None => Box::new(stored),
         })
     }
 
@@ -229,8 +349,10 @@ impl Lake {
     }
 
     /// Streams `source` into the object `key`, hashing on the way, and checks the digest
-    /// against `expected_sha256`. Idempotent: landing the same content again rewrites
-    /// the same object. On any error the upload is aborted and no object is left.
+    /// against `expected_sha256`; with `encrypt`, what is stored is the encryption of
+    /// `source` (the digest is still the plaintext's). Idempotent: landing the same
+    /// content again rewrites the same object. On any error the upload is aborted and
+    /// no object is left.
     ///
     /// # Errors
     /// [`LakeError::Source`], [`LakeError::Write`], [`LakeError::Changed`].
@@ -240,6 +362,7 @@ impl Lake {
         source_name: &str,
         mut source: impl Read,
         expected_sha256: &str,
+        encrypt: Option<Encrypt>,
     ) -> Result<Landed, LakeError> {
         let path = ObjectPath::from(key);
         let write_err = |source| LakeError::Write {
@@ -251,7 +374,10 @@ impl Lake {
             let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
             let mut hasher = Sha256::new();
             let mut bytes = 0u64;
+            let mut stored_bytes = 0u64;
             let mut buf = vec![0u8; 1 << 20];
+            let mut sealer = encrypt.map(|e| Sealer::new(&e.key, e.len));
+            let mut sealed = Vec::new();
             loop {
                 let n = match source.read(&mut buf) {
                     Ok(0) => break,
@@ -273,7 +399,18 @@ impl Lake {
                     let _ = writer.abort().await;
                     return Err(write_err(e));
                 }
-                writer.write(&buf[..n]);
+                match &mut sealer {
+                    Some(sealer) => {
+                        sealed.clear();
+                        sealer.update(&buf[..n], &mut sealed);
+                        writer.write(&sealed);
+                        stored_bytes += sealed.len() as u64;
+                    }
+                    None => {
+                        writer.write(&buf[..n]);
+                        stored_bytes += n as u64;
+                    }
+                }
             }
             let actual = hex(&hasher.finalize());
             if actual != expected_sha256 {
@@ -284,46 +421,40 @@ impl Lake {
                     actual,
                 });
             }
+            if let Some(sealer) = sealer {
+                sealed.clear();
+                sealer.finish(&mut sealed);
+                writer.write(&sealed);
+                stored_bytes += sealed.len() as u64;
+            }
             writer.finish().await.map_err(write_err)?;
             Ok(Landed {
                 key: key.to_owned(),
                 bytes,
+                stored_bytes,
                 sha256: actual,
             })
         })
     }
 
-    /// Opens an object for streaming reads that check its digest: the reader fails with
-    /// `InvalidData` naming the object and both digests if the bytes do not hash to
-    /// `expected_sha256` (checked at the end, so a consumer must not commit before EOF).
+    /// Opens an object for streaming reads of its content (decrypted when `sealed`)
+    /// that check its digest: the reader fails with `InvalidData` naming the object and
+    /// both digests if the content does not hash to `expected_sha256` (checked at the
+    /// end, so a consumer must not commit before EOF), or naming the damage when an
+    /// encrypted chunk does not authenticate.
     ///
     /// # Errors
-    /// When the object cannot be opened (missing, unreachable).
-    pub fn open_read(&self, key: &str, expected_sha256: &str) -> Result<VerifiedReader, LakeError> {
-        let path = ObjectPath::from(key);
-        let got = self
-            .runtime
-            .block_on(self.store.get(&path))
-            .map_err(|source| LakeError::Read {
-                key: key.to_owned(),
-                source,
-            })?;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<bytes::Bytes>>(4);
-        self.runtime.spawn(async move {
-            let mut stream = got.into_stream();
-            while let Some(chunk) = stream.next().await {
-                let item = chunk.map_err(std::io::Error::other);
-                let stop = item.is_err();
-                if tx.send(item).is_err() || stop {
-                    return;
-                }
-            }
-        });
+    /// When the object cannot be opened (missing, unreachable) or its key not used.
+    pub fn open_read(
+        &self,
+        key: &str,
+        expected_sha256: &str,
+        sealed: Option<&Sealed>,
+    ) -> Result<VerifiedReader, LakeError> {
         Ok(VerifiedReader {
             key: key.to_owned(),
             expected: expected_sha256.to_owned(),
-            chunks: rx,
-            current: bytes::Bytes::new(),
+            inner: self.plaintext(key, expected_sha256, sealed)?,
             hasher: Sha256::new(),
             done: false,
         })
@@ -390,49 +521,67 @@ impl Lake {
     }
 }
 
-/// A streaming reader of a lake object that checks its SHA-256 at the end.
-#[derive(Debug)]
-pub struct VerifiedReader {
-    key: String,
-    expected: String,
+/// The stored bytes of an object, read from the stream a runtime task feeds.
+struct ChannelReader {
     chunks: std::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
     current: bytes::Bytes,
-    hasher: Sha256,
-    done: bool,
 }
 
-impl Read for VerifiedReader {
+impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.current.is_empty() {
-            if self.done {
-                return Ok(0);
-            }
             match self.chunks.recv() {
-                Ok(Ok(chunk)) => {
-                    self.hasher.update(&chunk);
-                    self.current = chunk;
-                }
+                Ok(Ok(chunk)) => self.current = chunk,
                 Ok(Err(e)) => return Err(e),
-                Err(_) => {
-                    self.done = true;
-                    let actual = hex(&self.hasher.clone().finalize());
-                    if actual != self.expected {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            format!(
-                                "lake object {} is corrupt: expected sha256 {}, read {actual}",
-                                self.key, self.expected
-                            ),
-                        ));
-                    }
-                    return Ok(0);
-                }
+                Err(_) => return Ok(0),
             }
         }
         let n = buf.len().min(self.current.len());
         buf[..n].copy_from_slice(&self.current[..n]);
         self.current = self.current.slice(n..);
         Ok(n)
+    }
+}
+
+/// A streaming reader of a lake object's content that checks its SHA-256 at the end.
+pub struct VerifiedReader {
+    key: String,
+    expected: String,
+    inner: Box<dyn Read + Send>,
+    hasher: Sha256,
+    done: bool,
+}
+
+impl std::fmt::Debug for VerifiedReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedReader")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Read for VerifiedReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.done {
+            return Ok(0);
+        }
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.hasher.update(&buf[..n]);
+            return Ok(n);
+        }
+        self.done = true;
+        let actual = hex(&self.hasher.clone().finalize());
+        if actual != self.expected {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "lake object {} is corrupt: expected sha256 {}, read {actual}",
+                    self.key, self.expected
+                ),
+            ));
+        }
+        Ok(0)
     }
 }
 
@@ -450,6 +599,11 @@ pub enum Verified {
     Corrupt {
         /// Digest of what is stored.
         actual: String,
+    },
+    /// Encrypted, and a chunk does not authenticate (tampered, truncated, reordered).
+    Damaged {
+        /// What is wrong.
+        reason: String,
     },
 }
 
@@ -551,7 +705,7 @@ mod tests {
         let data = b"a,b\n1,2\n".repeat(100_000);
         let (sha, len) = fingerprint(&data[..]).unwrap();
         let key = Lake::raw_key("kaggle-bank", (2016, 8), &sha, "csv");
-        let landed = lake.land(&key, "x.csv", &data[..], &sha).unwrap();
+        let landed = lake.land(&key, "x.csv", &data[..], &sha, None).unwrap();
         assert_eq!(landed.bytes, len);
         assert_eq!(lake.read_all(&key).unwrap(), data);
         assert!(dir.path().join(&key).exists());
@@ -561,7 +715,9 @@ mod tests {
     fn a_changed_source_leaves_no_object() {
         let rt = runtime();
         let lake = Lake::open("memory://", rt.handle().clone()).unwrap();
-        let err = lake.land("raw/x", "x.csv", &b"abc"[..], "00").unwrap_err();
+        let err = lake
+            .land("raw/x", "x.csv", &b"abc"[..], "00", None)
+            .unwrap_err();
         assert!(matches!(err, LakeError::Changed { .. }));
         assert!(lake.read_all("raw/x").is_err());
     }

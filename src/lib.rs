@@ -11,6 +11,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod crypt;
 pub mod generate;
 pub mod lake;
 pub mod model;

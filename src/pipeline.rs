@@ -433,11 +433,11 @@ fn process_file(
         received_at: crate::clock::now_rfc3339(),
         run_id: run_id.to_owned(),
     })?;
-    let (file_id, key) = match claim {
-        Claim::New { file_id } => (file_id, key),
+    let (file_id, key, resumed) = match claim {
+        Claim::New { file_id } => (file_id, key, false),
         Claim::Resume { file_id, lake_key } => {
             info!(file = %name, file_id, "Resuming a file left unfinished by an earlier run.");
-            (file_id, lake_key)
+            (file_id, lake_key, true)
         }
         Claim::Duplicate { file_id, .. } => {
             report.status = Outcome::DuplicateFile;
@@ -455,6 +455,31 @@ fn process_file(
     report.lake_key = Some(key.clone());
     tracing::debug!(file = %name, elapsed_s = clock.elapsed().as_secs_f64(), "Claimed.");
 
+    // The data key's wrapping is in the catalog before the first encrypted byte is
+    // written, so whatever happens next the catalog can read back what the lake holds.
+    let encrypt = match ctx.lake.master_key() {
+        Some(master) => {
+            let (data_key, sealed) =
+                master
+                    .new_data_key(&sha256)
+                    .map_err(|source| LakeError::Key {
+                        key: key.clone(),
+                        source,
+                    })?;
+            ctx.warehouse.set_encryption(file_id, Some(&sealed))?;
+            Some(lake::Encrypt {
+                key: data_key,
+                len: bytes,
+            })
+        }
+        None => {
+            if resumed {
+                ctx.warehouse.set_encryption(file_id, None)?;
+            }
+            None
+        }
+    };
+
     // Land the raw bytes while the rows are being validated and loaded.
     let landing = {
         let lake = ctx.lake.clone();
@@ -468,7 +493,13 @@ fn process_file(
                     path: source_path.display().to_string(),
                     source,
                 })?;
-                lake.land(&key, &name, BufReader::with_capacity(1 << 20, source), &sha)
+                lake.land(
+                    &key,
+                    &name,
+                    BufReader::with_capacity(1 << 20, source),
+                    &sha,
+                    encrypt,
+                )
             })
             .map_err(|e| RunError::Inbox {
                 path: path.to_owned(),
@@ -776,8 +807,8 @@ pub fn reprocess(
     before.error = entry.error.clone();
 
     let lake = ctx.lake.clone();
-    let (key, sha) = (entry.lake_key.clone(), entry.sha256.clone());
-    let open = || lake.open_read(&key, &sha);
+    let (key, sha, sealed) = (entry.lake_key.clone(), entry.sha256.clone(), entry.sealed());
+    let open = || lake.open_read(&key, &sha, sealed.as_ref());
     let mut head = Vec::with_capacity(64 * 1024);
     open()?.take(64 * 1024).read_to_end(&mut head).ok();
     let compression = Compression::sniff(&head);

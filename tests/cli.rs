@@ -14,12 +14,15 @@ const HEADER: &str = "TransactionID,CustomerID,CustomerDOB,CustGender,CustLocati
 /// A temporary data folder with an inbox, and a way to run the binary against it.
 struct Workdir {
     dir: tempfile::TempDir,
+    /// `BANKPIPE_MASTER_KEY` for every command, when set.
+    key: Option<String>,
 }
 
 impl Workdir {
     fn new() -> Workdir {
         let w = Workdir {
             dir: tempfile::tempdir().unwrap(),
+            key: None,
         };
         std::fs::create_dir_all(w.inbox()).unwrap();
         w
@@ -53,8 +56,13 @@ impl Workdir {
             .env_remove("BANKPIPE_INBOX")
             .env_remove("BANKPIPE_DATA_DIR")
             .env_remove("BANKPIPE_CONFIG")
+            .env_remove("BANKPIPE_MASTER_KEY")
+            .env_remove("BANKPIPE_MASTER_KEY_FILE")
             .env("BANKPIPE_LOG", "warn")
             .stdin(Stdio::null());
+        if let Some(key) = &self.key {
+            c.env("BANKPIPE_MASTER_KEY", key);
+        }
         c
     }
 
@@ -670,8 +678,13 @@ fn kill_9_at_any_moment_then_rerun_loads_exactly_once() {
     assert!(expected > 299_000);
 
     // Kill points: while fingerprinting/claiming, early in the load, mid-load, late.
+    // Odd rounds encrypt the lake: a resumed claim must re-land under a data key the
+    // catalog holds.
     for (round, delay_ms) in [0u64, 30, 150, 400, 800].into_iter().enumerate() {
-        let w = Workdir::new();
+        let mut w = Workdir::new();
+        if round % 2 == 1 {
+            w.key = Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into());
+        }
         std::fs::copy(&source, w.inbox().join("big.csv")).unwrap();
         w.put(
             "small.csv",
@@ -714,6 +727,16 @@ fn kill_9_at_any_moment_then_rerun_loads_exactly_once() {
         for f in again["files"].as_array().unwrap() {
             assert_eq!(f["status"], "duplicate_file", "{again}");
         }
+        // The raw copies read back intact (decrypted with the catalog's data keys).
+        let v = w.run(&["verify"]);
+        assert!(
+            v.status.success(),
+            "kill at {delay_ms} ms: {}{}",
+            String::from_utf8_lossy(&v.stdout),
+            String::from_utf8_lossy(&v.stderr)
+        );
+        let encrypted = w.query_i64("SELECT COUNT(*) FROM files WHERE key_id IS NOT NULL");
+        assert_eq!(encrypted, if w.key.is_some() { 2 } else { 0 });
     }
 }
 
@@ -1075,4 +1098,45 @@ fn a_file_changed_while_being_read_is_not_loaded_and_retried_later() {
     let (r, code) = w.run_json(&[]);
     assert_eq!(code, 0, "{r}");
     assert_eq!(n(&file(&r, "big.csv")["rows_loaded"]), 400_000);
+}
+
+#[test]
+fn a_master_key_file_in_bankpipe_toml_turns_encryption_on() {
+    let w = Workdir::new();
+    w.put(
+        "a.csv",
+        format!("{HEADER}\nZ1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"),
+    );
+    std::fs::write(w.path().join("master.key"), [7u8; 32]).unwrap();
+    std::fs::write(
+        w.path().join("bankpipe.toml"),
+        "master_key_file = \"master.key\"\n",
+    )
+    .unwrap();
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{r}");
+    let key = r["files"][0]["lake_key"].as_str().unwrap();
+    let stored = std::fs::read(w.path().join("lake").join(key)).unwrap();
+    assert!(stored.starts_with(b"BPENC"));
+    assert!(memchr::memmem::find(&stored, b"PUNE").is_none());
+    assert_eq!(
+        w.query_i64("SELECT COUNT(*) FROM files WHERE key_id LIKE 'mk-%'"),
+        1
+    );
+    // Both variables at once: a configuration error, exit 2, no key in the message.
+    let out = w
+        .cmd()
+        .arg("verify")
+        .env(
+            "BANKPIPE_MASTER_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        )
+        .env("BANKPIPE_MASTER_KEY_FILE", "master.key")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("set one of them, not both"), "{err}");
+    assert!(!err.contains("AAECAwQF"), "{err}");
+    assert!(w.run(&["verify"]).status.success());
 }

@@ -1,7 +1,8 @@
 //! The lake on a real S3-compatible server (s3s-fs, `tests/support/s3.rs`): landing,
 //! multipart objects over 64 MB, `verify` catching a changed byte, and clear exit-3
 //! errors for a missing bucket, wrong credentials or an unreachable endpoint, with no
-//! secret in any output.
+//! secret in any output. Encryption at rest runs the same scenario on S3 and on the
+//! local-folder lake.
 
 #[path = "support/s3.rs"]
 mod s3;
@@ -177,4 +178,191 @@ fn an_s3_prefix_as_inbox_is_read_but_never_modified() {
     let second = run();
     let r: Value = serde_json::from_slice(&second.stdout).unwrap();
     assert_eq!(r["files"][0]["status"], "duplicate_file");
+}
+
+/// Where a lake URL stores an object: the server's bucket folder, or the lake folder.
+struct LakeUnderTest<'a> {
+    url: String,
+    server: &'a S3Server,
+    stored: Box<dyn Fn(&str) -> std::path::PathBuf + 'a>,
+}
+
+fn key_text(byte: u8) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode([byte; 32].map(|b| b ^ 0x5a))
+}
+
+/// Encryption at rest end to end: no plaintext in stored bytes, round trip through
+/// verify and reprocess, missing and wrong keys, rotation without rewriting data, and
+/// tampered, reordered and truncated objects each named; keys never printed.
+fn encryption_scenario(dir: &Path, lake: &LakeUnderTest) {
+    let inbox = dir.join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    generate(&inbox.join("jan.csv"), 30_000);
+    let input = std::fs::read_to_string(inbox.join("jan.csv")).unwrap();
+    let mut cities: Vec<&str> = input
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(4))
+        .filter(|c| c.len() >= 5)
+        .collect();
+    cities.sort_unstable();
+    cities.dedup();
+    assert!(cities.len() > 20, "{}", cities.len());
+    let (k1, k2) = (key_text(1), key_text(2));
+    let key_file = dir.join("master.key");
+    std::fs::write(&key_file, format!("{k1}\n")).unwrap();
+
+    let cmd = |args: &[&str], key: Option<&str>| {
+        let mut c = bankpipe(dir, lake.server, &lake.url);
+        c.args(args)
+            .env_remove("BANKPIPE_MASTER_KEY")
+            .env_remove("BANKPIPE_MASTER_KEY_FILE");
+        match key {
+            Some("file") => {
+                c.env("BANKPIPE_MASTER_KEY_FILE", &key_file);
+            }
+            Some(k) => {
+                c.env("BANKPIPE_MASTER_KEY", k);
+            }
+            None => {}
+        }
+        let out = c.output().unwrap();
+        let text = all_output(&out);
+        assert!(
+            !text.contains(&k1) && !text.contains(&k2),
+            "a key leaked: {text}"
+        );
+        out
+    };
+
+    let run = cmd(&["run", "--json"], Some("file"));
+    assert_eq!(run.status.code(), Some(0), "{}", all_output(&run));
+    let report: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(report["files"][0]["rows_loaded"], 30_000);
+    let key = report["files"][0]["lake_key"].as_str().unwrap().to_owned();
+    let stored_path = (lake.stored)(&key);
+    let stored = std::fs::read(&stored_path).unwrap();
+    assert!(stored.len() > input.len(), "chunk tags and header added");
+    for needle in cities
+        .iter()
+        .copied()
+        .chain(["TransactionID", "CustLocation"])
+    {
+        assert!(
+            memchr::memmem::find(&stored, needle.as_bytes()).is_none(),
+            "plaintext {needle:?} found in the stored object"
+        );
+    }
+    let files: Value = serde_json::from_slice(&cmd(&["files", "--json"], None).stdout).unwrap();
+    let old_id = files[0]["key_id"].as_str().unwrap().to_owned();
+    assert!(old_id.starts_with("mk-"), "{files}");
+
+    let verify = cmd(&["verify", "--json"], Some(&k1));
+    assert_eq!(verify.status.code(), Some(0), "{}", all_output(&verify));
+    let re = cmd(&["reprocess", "1", "--json"], Some("file"));
+    assert_eq!(re.status.code(), Some(0), "{}", all_output(&re));
+    let re: Value = serde_json::from_slice(&re.stdout).unwrap();
+    assert_eq!(re["after"]["rows_loaded"], 30_000, "{re}");
+
+    let none = cmd(&["verify"], None);
+    assert_eq!(none.status.code(), Some(2), "{}", all_output(&none));
+    assert!(all_output(&none).contains(&format!("encrypted under master key id {old_id}")));
+    let wrong = cmd(&["reprocess", "1"], Some(&k2));
+    assert_eq!(wrong.status.code(), Some(2), "{}", all_output(&wrong));
+    assert!(
+        all_output(&wrong).contains("wrong master key"),
+        "{}",
+        all_output(&wrong)
+    );
+
+    // Rotation re-wraps the data key only: the object is byte for byte the same.
+    let mut rotate = bankpipe(dir, lake.server, &lake.url);
+    rotate
+        .args(["rotate-key", "--json"])
+        .env("BANKPIPE_MASTER_KEY", &k1)
+        .env("BANKPIPE_NEW_MASTER_KEY", &k2);
+    let rotated = rotate.output().unwrap();
+    assert_eq!(rotated.status.code(), Some(0), "{}", all_output(&rotated));
+    let r: Value = serde_json::from_slice(&rotated.stdout).unwrap();
+    assert_eq!(r["rotated"], 1, "{r}");
+    assert!(!all_output(&rotated).contains(&k2));
+    assert_eq!(
+        std::fs::read(&stored_path).unwrap(),
+        stored,
+        "data not rewritten"
+    );
+    let again = rotate.output().unwrap();
+    let r: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(
+        (r["rotated"].as_u64(), r["already_rotated"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert_eq!(cmd(&["verify"], Some(&k2)).status.code(), Some(0));
+    let old = cmd(&["verify"], Some(&k1));
+    assert_eq!(old.status.code(), Some(2));
+    assert!(all_output(&old).contains("wrong master key"));
+
+    // Damage, each named.
+    let stride = 8 + 65_536 + 16;
+    let damaged = |bytes: Vec<u8>, expect: &str| {
+        std::fs::write(&stored_path, &bytes).unwrap();
+        let v = cmd(&["verify", "--json"], Some(&k2));
+        assert_eq!(v.status.code(), Some(1), "{}", all_output(&v));
+        let j: Value = serde_json::from_slice(&v.stdout).unwrap();
+        let reason = j["objects"][0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(reason.contains(expect), "{expect}: {j}");
+        assert_eq!(j["objects"][0]["status"], "corrupt");
+    };
+    let mut tampered = stored.clone();
+    tampered[36 + stride + 1_000] ^= 0x01;
+    damaged(tampered, "chunk 1 fails authentication (tampered)");
+    let mut reordered = stored.clone();
+    let (a, b) = (36, 36 + stride);
+    reordered[a..a + stride].copy_from_slice(&stored[b..b + stride]);
+    reordered[b..b + stride].copy_from_slice(&stored[a..a + stride]);
+    damaged(reordered, "chunks reordered: chunk 1 found at position 0");
+    damaged(stored[..stored.len() - 10].to_vec(), "truncated");
+    // Reprocessing a damaged object changes nothing and says why.
+    let re = cmd(&["reprocess", "1"], Some(&k2));
+    assert_eq!(re.status.code(), Some(1), "{}", all_output(&re));
+    assert!(all_output(&re).contains("truncated"), "{}", all_output(&re));
+    let status: Value = serde_json::from_slice(&cmd(&["status", "--json"], None).stdout).unwrap();
+    assert_eq!(status["transactions"], 30_000);
+    std::fs::write(&stored_path, &stored).unwrap();
+    assert_eq!(cmd(&["verify"], Some(&k2)).status.code(), Some(0));
+}
+
+#[test]
+fn encryption_at_rest_on_s3() {
+    let server = S3Server::start(&["lake"]);
+    let dir = tempfile::tempdir().unwrap();
+    let root = server.root().to_owned();
+    encryption_scenario(
+        dir.path(),
+        &LakeUnderTest {
+            url: "s3://lake/enc".into(),
+            server: &server,
+            stored: Box::new(move |key| root.join("lake/enc").join(key)),
+        },
+    );
+}
+
+#[test]
+fn encryption_at_rest_on_the_local_folder() {
+    let server = S3Server::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let lake_dir = dir.path().join("lake-folder");
+    let url = lake_dir.display().to_string();
+    encryption_scenario(
+        dir.path(),
+        &LakeUnderTest {
+            url,
+            server: &server,
+            stored: Box::new(move |key| lake_dir.join(key)),
+        },
+    );
 }

@@ -79,3 +79,8 @@ fn whole_suite_on_one_reconnected_database() {
         Warehouse::open(&db.url).expect("reopen the PostgreSQL warehouse")
     });
 }
+
+#[test]
+fn data_keys_are_recorded_and_rewrapped() {
+    on_fresh(common::data_keys_are_recorded_and_rewrapped);
+}

@@ -82,3 +82,8 @@ fn a_finished_file_cannot_be_loaded_again() {
     let mut w = Warehouse::open(&format!("sqlite://{}/w.db", dir.path().display())).unwrap();
     common::loading_a_finished_file_is_refused(&mut w);
 }
+
+#[test]
+fn data_keys_are_recorded_and_rewrapped() {
+    on_fresh(common::data_keys_are_recorded_and_rewrapped);
+}

@@ -304,6 +304,35 @@ pub struct FileEntry {
     pub lake_key: String,
     /// Failure reason.
     pub error: Option<String>,
+    /// Id of the master key wrapping the raw object's data key; `None`: stored in clear.
+    pub key_id: Option<String>,
+    /// The wrapped data key (never printed).
+    #[serde(skip)]
+    pub wrapped_key: Option<String>,
+}
+
+impl FileEntry {
+    /// How the raw object is encrypted, if it is.
+    pub fn sealed(&self) -> Option<crate::crypt::Sealed> {
+        match (&self.key_id, &self.wrapped_key) {
+            (Some(key_id), Some(wrapped)) => Some(crate::crypt::Sealed {
+                key_id: key_id.clone(),
+                wrapped: wrapped.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// One re-wrapped data key for `rotate-key`.
+#[derive(Debug, Clone)]
+pub struct Rewrap {
+    /// File id.
+    pub file_id: i64,
+    /// The wrapping read from the catalog.
+    pub old: crate::crypt::Sealed,
+    /// The new wrapping.
+    pub new: crate::crypt::Sealed,
 }
 
 /// One quarantined row, for `bankpipe rejects`.
@@ -565,6 +594,35 @@ impl Warehouse {
         match self {
             Warehouse::Sqlite(w) => w.set_lake_status(file_id, status, at),
             Warehouse::Postgres(w) => w.set_lake_status(file_id, status, at),
+        }
+    }
+
+    /// Records how a claimed file's raw object is about to be encrypted (`None`: in
+    /// clear), before a byte of it is written, so the catalog can always read back what
+    /// the lake holds. Only a `landing` file is changed.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn set_encryption(
+        &mut self,
+        file_id: i64,
+        sealed: Option<&crate::crypt::Sealed>,
+    ) -> Result<()> {
+        match self {
+            Warehouse::Sqlite(w) => w.set_encryption(file_id, sealed),
+            Warehouse::Postgres(w) => w.set_encryption(file_id, sealed),
+        }
+    }
+
+    /// Replaces wrapped data keys in one transaction, each only if the row still holds
+    /// the wrapping it was read with (`old`); returns how many rows changed.
+    ///
+    /// # Errors
+    /// On SQL failure (nothing changed).
+    pub fn rewrap(&mut self, changes: &[Rewrap]) -> Result<usize> {
+        match self {
+            Warehouse::Sqlite(w) => w.rewrap(changes),
+            Warehouse::Postgres(w) => w.rewrap(changes),
         }
     }
 

@@ -23,9 +23,10 @@ use postgres::{Client, Transaction};
 use super::pg_connect::{ConnectError, Target};
 use super::pg_copy as enc;
 use super::{
-    Claim, FileEntry, FileStatus, LoadPlan, NewFile, RejectEntry, RejectFilter, Result, RunEntry,
-    Stored, Summary, Tally, WarehouseError,
+    Claim, FileEntry, FileStatus, LoadPlan, NewFile, RejectEntry, RejectFilter, Result, Rewrap,
+    RunEntry, Stored, Summary, Tally, WarehouseError,
 };
+use crate::crypt::Sealed;
 use crate::model::Total;
 use crate::scan::{Batch, BatchSource, ValidRow};
 use crate::validate::Rule;
@@ -37,6 +38,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "lake_status",
         include_str!("../../sql/postgres/0002_lake_status.sql"),
+    ),
+    (
+        3,
+        "encryption",
+        include_str!("../../sql/postgres/0003_encryption.sql"),
     ),
 ];
 
@@ -595,6 +601,51 @@ impl PgWarehouse {
         Ok(())
     }
 
+    pub(super) fn set_encryption(&mut self, file_id: i64, sealed: Option<&Sealed>) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE files SET key_id = $2, wrapped_key = $3
+                 WHERE file_id = $1 AND status = 'landing'",
+                &[
+                    &file_id,
+                    &sealed.map(|s| &s.key_id),
+                    &sealed.map(|s| &s.wrapped),
+                ],
+            )
+            .map_err(pg("recording the data key"))?;
+        Ok(())
+    }
+
+    pub(super) fn rewrap(&mut self, changes: &[Rewrap]) -> Result<usize> {
+        let mut tx = self
+            .client
+            .transaction()
+            .map_err(pg("re-wrapping data keys"))?;
+        let stmt = tx
+            .prepare(
+                "UPDATE files SET key_id = $2, wrapped_key = $3
+                 WHERE file_id = $1 AND key_id = $4 AND wrapped_key = $5",
+            )
+            .map_err(pg("re-wrapping data keys"))?;
+        let mut changed = 0;
+        for c in changes {
+            changed += tx
+                .execute(
+                    &stmt,
+                    &[
+                        &c.file_id,
+                        &c.new.key_id,
+                        &c.new.wrapped,
+                        &c.old.key_id,
+                        &c.old.wrapped,
+                    ],
+                )
+                .map_err(pg("re-wrapping data keys"))?;
+        }
+        tx.commit().map_err(pg("re-wrapping data keys"))?;
+        Ok(changed as usize)
+    }
+
     pub(super) fn files(&mut self) -> Result<Vec<FileEntry>> {
         let rows = self
             .client
@@ -602,7 +653,7 @@ impl PgWarehouse {
                 &format!(
                     "SELECT file_id, sha256, original_name, bytes, profile, status, {}, {},
                             rows_read, rows_loaded, rows_rejected, rows_duplicate,
-                            amount_loaded::text, lake_key, error
+                            amount_loaded::text, lake_key, error, key_id, wrapped_key
                      FROM files ORDER BY file_id",
                     ts("received_at"),
                     ts("processed_at")
@@ -628,6 +679,8 @@ impl PgWarehouse {
                 amount_loaded: r.get(12),
                 lake_key: r.get(13),
                 error: r.get(14),
+                key_id: r.get(15),
+                wrapped_key: r.get(16),
             })
             .collect())
     }

@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Claim, FileEntry, FileStatus, LoadPlan, NewFile, RejectEntry, RejectFilter, Result, RunEntry,
-    Stored, Summary, Tally, WarehouseError,
+    Claim, FileEntry, FileStatus, LoadPlan, NewFile, RejectEntry, RejectFilter, Result, Rewrap,
+    RunEntry, Stored, Summary, Tally, WarehouseError,
 };
+use crate::crypt::Sealed;
 use crate::model::Total;
 use crate::scan::{Batch, BatchSource, ValidRow};
 use crate::validate::Rule;
@@ -25,6 +26,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "lake_status",
         include_str!("../../sql/sqlite/0002_lake_status.sql"),
+    ),
+    (
+        3,
+        "encryption",
+        include_str!("../../sql/sqlite/0003_encryption.sql"),
     ),
 ];
 
@@ -616,13 +622,57 @@ impl SqliteWarehouse {
         Ok(())
     }
 
+    pub(super) fn set_encryption(&mut self, file_id: i64, sealed: Option<&Sealed>) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE files SET key_id = ?2, wrapped_key = ?3
+                 WHERE file_id = ?1 AND status = 'landing'",
+                params![
+                    file_id,
+                    sealed.map(|s| &s.key_id),
+                    sealed.map(|s| &s.wrapped)
+                ],
+            )
+            .map_err(sql("recording the data key"))?;
+        Ok(())
+    }
+
+    pub(super) fn rewrap(&mut self, changes: &[Rewrap]) -> Result<usize> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql("re-wrapping data keys"))?;
+        let mut changed = 0;
+        {
+            let mut stmt = tx
+                .prepare(
+                    "UPDATE files SET key_id = ?2, wrapped_key = ?3
+                     WHERE file_id = ?1 AND key_id = ?4 AND wrapped_key = ?5",
+                )
+                .map_err(sql("re-wrapping data keys"))?;
+            for c in changes {
+                changed += stmt
+                    .execute(params![
+                        c.file_id,
+                        c.new.key_id,
+                        c.new.wrapped,
+                        c.old.key_id,
+                        c.old.wrapped
+                    ])
+                    .map_err(sql("re-wrapping data keys"))?;
+            }
+        }
+        tx.commit().map_err(sql("re-wrapping data keys"))?;
+        Ok(changed)
+    }
+
     pub(super) fn files(&mut self) -> Result<Vec<FileEntry>> {
         let mut stmt = self
             .conn
             .prepare(
                 "SELECT file_id, sha256, original_name, bytes, profile, status, received_at,
                         processed_at, rows_read, rows_loaded, rows_rejected, rows_duplicate,
-                        amount_loaded, lake_key, error
+                        amount_loaded, lake_key, error, key_id, wrapped_key
                  FROM files ORDER BY file_id",
             )
             .map_err(sql("listing files"))?;
@@ -644,6 +694,8 @@ impl SqliteWarehouse {
                     amount_loaded: r.get(12)?,
                     lake_key: r.get(13)?,
                     error: r.get(14)?,
+                    key_id: r.get(15)?,
+                    wrapped_key: r.get(16)?,
                 })
             })
             .map_err(sql("listing files"))?;

@@ -1469,3 +1469,48 @@ pub fn loading_a_finished_file_is_refused(w: &mut Warehouse) {
     }
     assert_eq!(stored(w, id), before, "a refused load changes nothing");
 }
+
+/// Encryption bookkeeping: a landing file's data-key wrapping is recorded (and cleared),
+/// a finished file's is not changed by `set_encryption`, and `rewrap` swaps wrappings
+/// only where the row still holds the one it was read with.
+pub fn data_keys_are_recorded_and_rewrapped(w: &mut Warehouse) {
+    use bankpipe::crypt::Sealed;
+    use bankpipe::warehouse::Rewrap;
+    let sealed = |id: &str, wrapped: &str| Sealed {
+        key_id: id.into(),
+        wrapped: wrapped.into(),
+    };
+    let tag = nonce();
+    let bytes = csv_of(&[Row::new(&format!("{tag}-k"), "1.00")]);
+    let id = claim_new(w, &new_file(&bytes, "keys.csv", "r1"));
+    let entry = |w: &mut Warehouse| file_entry(w, id);
+    assert_eq!(entry(w).sealed(), None);
+    w.set_encryption(id, Some(&sealed("mk-a", "w1"))).unwrap();
+    assert_eq!(entry(w).sealed(), Some(sealed("mk-a", "w1")));
+    w.set_encryption(id, None).unwrap();
+    assert_eq!(entry(w).sealed(), None);
+    w.set_encryption(id, Some(&sealed("mk-a", "w2"))).unwrap();
+    load(w, &plan(id, "r1", 1.0), &bytes);
+    // Loaded: only rotation may change the wrapping now.
+    w.set_encryption(id, Some(&sealed("mk-z", "zz"))).unwrap();
+    assert_eq!(entry(w).sealed(), Some(sealed("mk-a", "w2")));
+    let stale = Rewrap {
+        file_id: id,
+        old: sealed("mk-a", "w1"),
+        new: sealed("mk-b", "x"),
+    };
+    let fresh = Rewrap {
+        file_id: id,
+        old: sealed("mk-a", "w2"),
+        new: sealed("mk-b", "w3"),
+    };
+    assert_eq!(
+        w.rewrap(&[stale]).unwrap(),
+        0,
+        "a stale wrapping is not overwritten"
+    );
+    assert_eq!(entry(w).sealed(), Some(sealed("mk-a", "w2")));
+    assert_eq!(w.rewrap(&[fresh]).unwrap(), 1);
+    assert_eq!(entry(w).sealed(), Some(sealed("mk-b", "w3")));
+    assert_eq!(entry(w).key_id.as_deref(), Some("mk-b"));
+}
