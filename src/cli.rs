@@ -68,6 +68,10 @@ pub struct RunArgs {
     /// Validation threads (default: number of cores).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+    /// Files processed at once, each on its own PostgreSQL session from the pool
+    /// (default 1; SQLite always 1).
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
     /// No progress bars even on a terminal.
     #[arg(long)]
     pub no_progress: bool,

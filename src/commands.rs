@@ -95,6 +95,7 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
             overrides.inbox = args.inbox.clone();
             overrides.max_reject_share = args.max_reject_share;
             overrides.workers = args.workers;
+            overrides.parallel = args.parallel;
             run(&Config::resolve(&overrides)?, &args)
         }
         Command::Demo(args) => demo(&overrides, &args),

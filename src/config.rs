@@ -32,6 +32,9 @@ pub struct FileConfig {
     pub max_reject_share: Option<f64>,
     /// Validation threads (default: the number of cores).
     pub workers: Option<usize>,
+    /// Files processed at once, each on its own warehouse session (default 1;
+    /// PostgreSQL only: SQLite has one writer).
+    pub parallel: Option<usize>,
     /// File holding the master key that turns on encryption at rest (the key itself
     /// never goes in this file).
     pub master_key_file: Option<PathBuf>,
@@ -53,6 +56,8 @@ pub struct Overrides {
     pub max_reject_share: Option<f64>,
     /// `--workers`.
     pub workers: Option<usize>,
+    /// `--parallel`.
+    pub parallel: Option<usize>,
 }
 
 /// Resolved configuration.
@@ -70,6 +75,8 @@ pub struct Config {
     pub max_reject_share: f64,
     /// Validation threads.
     pub workers: usize,
+    /// Files processed at once (sessions in the warehouse pool).
+    pub parallel: usize,
     /// Profiles in detection order (user ones first).
     pub profiles: Vec<Profile>,
     /// Master key: lake objects are encrypted at rest when set.
@@ -175,6 +182,14 @@ impl Config {
                 why: "must be between 1 and 256",
             });
         }
+        let parallel = flags.parallel.or(file.parallel).unwrap_or(1);
+        if parallel == 0 || parallel > 64 {
+            return Err(ConfigError::Value {
+                name: "parallel",
+                value: parallel.to_string(),
+                why: "must be between 1 and 64",
+            });
+        }
         let mut profiles = Vec::new();
         for spec in file.profiles.iter().chain(builtin_specs().iter()) {
             if profiles.iter().any(|p: &Profile| p.name == spec.name) {
@@ -199,6 +214,7 @@ impl Config {
             lake_url,
             max_reject_share,
             workers,
+            parallel,
             profiles,
             master_key,
         })

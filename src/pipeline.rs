@@ -11,8 +11,8 @@
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tracing::{error, info, warn};
@@ -112,41 +112,29 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, 
     let clock = Instant::now();
     ctx.warehouse.start_run(&run_id, &started_at)?;
     info!(run_id, files = files.len(), inbox = %inbox.display(), "Run started.");
-    let mut reports = Vec::with_capacity(files.len());
-    let mut fatal = None;
-    for path in &files {
-        // An object-store inbox: each object is spooled to a local file first (constant
-        // memory; the object itself is never modified or deleted).
-        let spooled = match &remote {
-            Some((lake, _, spool)) => {
-                let key = path.to_string_lossy().into_owned();
-                let local = spool.join(display_name(path));
-                if let Err(e) = lake.download(&key, &local) {
-                    let mut r = FileReport::new(&key, Outcome::Failed);
-                    r.error = Some(format!("cannot read inbox object: {e}"));
+    let parallel = effective_parallel(&ctx.config);
+    let (reports, fatal) = if parallel > 1 && files.len() > 1 {
+        run_parallel(ctx, &run_id, &files, remote.as_ref(), progress, parallel)
+    } else {
+        let mut reports = Vec::with_capacity(files.len());
+        let mut fatal = None;
+        let spool = remote
+            .as_ref()
+            .map(|(lake, _, spool)| (lake, spool.as_path()));
+        for path in &files {
+            match process_entry(ctx, &run_id, path, spool, progress) {
+                Ok(report) => reports.push(report),
+                Err(e) => {
+                    let mut r = FileReport::new(&display_name(path), Outcome::Failed);
+                    r.error = Some(e.to_string());
                     reports.push(r);
-                    continue;
+                    fatal = Some(e);
+                    break;
                 }
-                Some(local)
-            }
-            None => None,
-        };
-        let result =
-            process_with_retries(ctx, &run_id, spooled.as_deref().unwrap_or(path), progress);
-        if let Some(local) = &spooled {
-            let _ = std::fs::remove_file(local);
-        }
-        match result {
-            Ok(report) => reports.push(report),
-            Err(e) => {
-                let mut r = FileReport::new(&display_name(path), Outcome::Failed);
-                r.error = Some(e.to_string());
-                reports.push(r);
-                fatal = Some(e);
-                break;
             }
         }
-    }
+        (reports, fatal)
+    };
     let mut report = RunReport {
         run_id: run_id.clone(),
         status: String::new(),
@@ -180,6 +168,135 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, 
     finish?;
     info!(run_id, status = %report.status, elapsed_s = report.elapsed_s, "Run finished.");
     Ok(report)
+}
+
+/// Files processed at once: the configured value on PostgreSQL, 1 on SQLite (one
+/// writer: more would only queue on its lock).
+fn effective_parallel(config: &Config) -> usize {
+    if config.parallel > 1
+        && crate::warehouse::sqlite::path_from_url(&config.warehouse_url).is_some()
+    {
+        warn!(
+            parallel = config.parallel,
+            "SQLite has a single writer: files are processed one at a time."
+        );
+        return 1;
+    }
+    config.parallel
+}
+
+/// One inbox entry: spooled first when the inbox is an object store (constant memory;
+/// the object itself is never modified or deleted), then processed with retries.
+fn process_entry(
+    ctx: &mut Context,
+    run_id: &str,
+    path: &Path,
+    remote: Option<(&Lake, &Path)>,
+    progress: &mut dyn Progress,
+) -> Result<FileReport, RunError> {
+    let spooled = match remote {
+        Some((lake, spool)) => {
+            let key = path.to_string_lossy().into_owned();
+            let local = spool.join(display_name(path));
+            if let Err(e) = lake.download(&key, &local) {
+                let mut r = FileReport::new(&key, Outcome::Failed);
+                r.error = Some(format!("cannot read inbox object: {e}"));
+                return Ok(r);
+            }
+            Some(local)
+        }
+        None => None,
+    };
+    let result = process_with_retries(ctx, run_id, spooled.as_deref().unwrap_or(path), progress);
+    if let Some(local) = &spooled {
+        let _ = std::fs::remove_file(local);
+    }
+    result
+}
+
+/// Several files at once, each worker on a session checked out of a bounded pool for
+/// the whole file (claim, load, read-back). Reports keep inbox order. A fatal error
+/// (warehouse or lake unreachable) stops workers from starting new files.
+#[allow(clippy::type_complexity)]
+fn run_parallel(
+    ctx: &Context,
+    run_id: &str,
+    files: &[PathBuf],
+    remote: Option<&(Lake, Vec<(String, u64)>, PathBuf)>,
+    progress: &dyn Progress,
+    parallel: usize,
+) -> (Vec<FileReport>, Option<RunError>) {
+    let pool = crate::warehouse::pool::Pool::new(&ctx.config.warehouse_url, parallel);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Mutex<Vec<Option<FileReport>>> = Mutex::new(vec![None; files.len()]);
+    let fatal: Mutex<Option<RunError>> = Mutex::new(None);
+    info!(parallel, "Processing files in parallel.");
+    let (config, lake) = (&ctx.config, &ctx.lake);
+    std::thread::scope(|scope| {
+        for worker in 0..parallel.min(files.len()) {
+            let mut progress = progress.fork();
+            let (pool, next, slots, fatal) = (&pool, &next, &slots, &fatal);
+            scope.spawn(move || {
+                // Each worker spools into its own folder: two objects may share a name.
+                let spool = remote.map(|(lake, _, spool)| (lake, spool.join(format!("w{worker}"))));
+                if let Some((_, dir)) = &spool {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                loop {
+                    if fatal.lock().map(|f| f.is_some()).unwrap_or(true) {
+                        return;
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(path) = files.get(i) else { return };
+                    let result = pool
+                        .checkout()
+                        .map_err(RunError::from)
+                        .and_then(|warehouse| {
+                            let mut wctx = Context {
+                                config: config.clone(),
+                                warehouse,
+                                lake: lake.clone(),
+                            };
+                            let result = process_entry(
+                                &mut wctx,
+                                run_id,
+                                path,
+                                spool.as_ref().map(|(l, d)| (*l, d.as_path())),
+                                progress.as_mut(),
+                            );
+                            let broken =
+                                matches!(&result, Err(RunError::Warehouse(e)) if e.is_transient());
+                            pool.checkin(wctx.warehouse, broken);
+                            result
+                        });
+                    let report = match result {
+                        Ok(report) => report,
+                        Err(e) => {
+                            let mut r = FileReport::new(&display_name(path), Outcome::Failed);
+                            r.error = Some(e.to_string());
+                            if let Ok(mut f) = fatal.lock() {
+                                f.get_or_insert(e);
+                            }
+                            r
+                        }
+                    };
+                    if let Ok(mut slots) = slots.lock() {
+                        slots[i] = Some(report);
+                    }
+                }
+            });
+        }
+    });
+    let reports = slots
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .flatten()
+        .collect();
+    (
+        reports,
+        fatal.into_inner().unwrap_or_else(|p| p.into_inner()),
+    )
 }
 
 /// For an `s3://` (or other object-store) inbox: the store, its objects worth

@@ -45,6 +45,8 @@ pub trait Progress {
     fn advanced(&mut self, bytes: u64, rows: u64);
     /// The current file is done; `summary` is a short outcome.
     fn file_finished(&mut self, summary: &str);
+    /// Another receiver of the same kind, for a worker processing other files at once.
+    fn fork(&self) -> Box<dyn Progress + Send>;
 }
 
 /// No output (not a terminal, or `--json`).
@@ -55,6 +57,9 @@ impl Progress for Silent {
     fn file_started(&mut self, _: &str, _: u64) {}
     fn advanced(&mut self, _: u64, _: u64) {}
     fn file_finished(&mut self, _: &str) {}
+    fn fork(&self) -> Box<dyn Progress + Send> {
+        Box::new(Silent)
+    }
 }
 
 /// Bars on stderr.
@@ -95,5 +100,9 @@ impl Progress for Bars {
             bar.finish_with_message(summary.to_owned());
             self.done.push(bar);
         }
+    }
+
+    fn fork(&self) -> Box<dyn Progress + Send> {
+        Box::new(Bars::default())
     }
 }

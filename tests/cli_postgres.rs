@@ -577,3 +577,106 @@ fn records_sharing_a_line_on_postgres() {
         "3"
     );
 }
+
+#[test]
+fn parallel_files_on_a_session_pool_give_the_sequential_totals() {
+    let (_dir, inbox) = workdir();
+    generate(&inbox.join("a.csv"), 4_000, 1, 1, "0");
+    generate(&inbox.join("b.csv"), 6_000, 1, 1, "0"); // a's 4,000 rows again, then new ones
+    generate(&inbox.join("c.csv"), 3_000, 2, 100_000, "0");
+    generate(&inbox.join("d.csv"), 3_000, 3, 200_000, "0");
+    std::fs::copy(inbox.join("c.csv"), inbox.join("e.csv")).unwrap();
+    std::fs::write(inbox.join("f.csv"), format!("{HEADER}\n")).unwrap();
+    generate(&inbox.join("g.csv"), 3_000, 4, 300_000, "0");
+
+    let summary = |report: &Value| {
+        let mut statuses: Vec<String> = files(report)
+            .iter()
+            .map(|f| f["status"].as_str().unwrap().to_owned())
+            .collect();
+        statuses.sort();
+        let sum = |k: &str| {
+            files(report)
+                .iter()
+                .map(|f| f[k].as_u64().unwrap_or(0))
+                .sum::<u64>()
+        };
+        (
+            statuses,
+            sum("rows_loaded"),
+            sum("rows_duplicate"),
+            sum("rows_rejected"),
+        )
+    };
+    let names = |report: &Value| -> Vec<String> {
+        files(report)
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let c = PgCluster::shared();
+    let mut results = Vec::new();
+    for parallel in ["1", "3"] {
+        let data = tempfile::tempdir().unwrap();
+        let db = c.database();
+        let out = bankpipe(data.path(), &db.url)
+            .args(["run", "--json", "--parallel", parallel, "--inbox"])
+            .arg(&inbox)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "f.csv fails: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            names(&report),
+            [
+                "a.csv", "b.csv", "c.csv", "d.csv", "e.csv", "f.csv", "g.csv"
+            ],
+            "reports keep inbox order"
+        );
+        assert_eq!(
+            c.psql(&db.name, "SELECT COUNT(*) FROM transactions"),
+            "15000"
+        );
+        assert_eq!(
+            c.psql(
+                &db.name,
+                "SELECT COUNT(*) = (SELECT SUM(rows_loaded) FROM files) FROM transactions"
+            ),
+            "t"
+        );
+        // A rerun has nothing left to do, whatever the order the first one took.
+        let again = bankpipe(data.path(), &db.url)
+            .args(["run", "--json", "--parallel", parallel, "--inbox"])
+            .arg(&inbox)
+            .output()
+            .unwrap();
+        let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+        assert_eq!(summary(&again).1, 0, "{again}");
+        results.push(summary(&report));
+    }
+    assert_eq!(results[0], results[1]);
+    assert_eq!(
+        results[0],
+        (
+            [
+                "duplicate_file",
+                "failed",
+                "loaded",
+                "loaded",
+                "loaded",
+                "loaded",
+                "loaded"
+            ]
+            .map(String::from)
+            .to_vec(),
+            15_000,
+            4_000,
+            0
+        )
+    );
+}

@@ -14,6 +14,7 @@
 
 pub mod pg_connect;
 pub mod pg_copy;
+pub mod pool;
 pub mod postgres;
 pub mod sqlite;
 
@@ -524,6 +525,14 @@ impl Warehouse {
         match self {
             Warehouse::Sqlite(_) => Ok(()),
             Warehouse::Postgres(w) => w.reconnect(),
+        }
+    }
+
+    /// Whether the session still answers (a cheap round trip on PostgreSQL).
+    pub fn is_alive(&mut self) -> bool {
+        match self {
+            Warehouse::Sqlite(_) => true,
+            Warehouse::Postgres(w) => w.is_alive(),
         }
     }
 

@@ -151,6 +151,11 @@ impl PgWarehouse {
         Ok(())
     }
 
+    /// Whether the session still answers.
+    pub fn is_alive(&mut self) -> bool {
+        !self.client.is_closed() && self.client.simple_query("").is_ok()
+    }
+
     /// Applies pending migrations under an advisory lock (several workers may start at
     /// once); returns how many ran.
     ///
