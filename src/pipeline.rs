@@ -637,7 +637,7 @@ fn process_file(
         Err(e) => {
             // The file fails as a whole, but its raw copy is still kept.
             let landed = join_landing(landing);
-            landed_or_fatal(landed, &mut report)?;
+            landed_or_fatal(landed, &mut report, &mut ctx.warehouse, file_id)?;
             if report.error.is_none() {
                 report.error = Some(e.to_string());
                 ctx.warehouse.fail_file(
@@ -713,7 +713,7 @@ fn process_file(
         }
         Err(WarehouseError::Source(msg)) => {
             if let Some(h) = landing.take() {
-                landed_or_fatal(join_landing(h), &mut report)?;
+                landed_or_fatal(join_landing(h), &mut report, &mut ctx.warehouse, file_id)?;
             }
             if report.error.is_none() {
                 ctx.warehouse
@@ -729,7 +729,7 @@ fn process_file(
             report.error = Some(msg);
         }
         Err(WarehouseError::Aborted(msg)) => match lake_error {
-            Some(e) => landed_or_fatal(Err(e), &mut report)?,
+            Some(e) => landed_or_fatal(Err(e), &mut report, &mut ctx.warehouse, file_id)?,
             None => {
                 ctx.warehouse
                     .fail_file(file_id, run_id, &msg, &crate::clock::now_rfc3339())?;
@@ -757,9 +757,15 @@ fn process_file(
 
 /// A landing error is fatal for the run (lake unreachable), except a source that changed
 /// under us, which fails only this file.
+///
+/// A file that could not be landed (after the store's own retries) has its claim
+/// withdrawn, so no catalog entry points at a missing or partial object (uploads are
+/// aborted, never left half-visible); the next run starts it afresh.
 fn landed_or_fatal(
     landed: Result<lake::Landed, LakeError>,
     report: &mut FileReport,
+    warehouse: &mut Warehouse,
+    file_id: i64,
 ) -> Result<(), RunError> {
     match landed {
         Ok(_) => Ok(()),
@@ -771,7 +777,12 @@ fn landed_or_fatal(
             ));
             Ok(())
         }
-        Err(e) => Err(e.into()),
+        Err(e) => {
+            if let Err(w) = warehouse.abandon(file_id) {
+                warn!(file_id, error = %w, "Could not withdraw the claim of a file that was not landed; the next run resumes it.");
+            }
+            Err(e.into())
+        }
     }
 }
 

@@ -366,3 +366,59 @@ fn encryption_at_rest_on_the_local_folder() {
         },
     );
 }
+
+#[test]
+fn a_landing_that_fails_after_retries_leaves_no_catalog_entry() {
+    use std::io::BufRead;
+    let mut server = S3Server::start(&["lake"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
+    generate(&dir.path().join("inbox/big.csv"), 300_000);
+    let mut child = bankpipe(dir.path(), &server, "s3://lake/raw")
+        .args(["run", "--json"])
+        .env("BANKPIPE_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        log.push_str(&line);
+        if line.contains("Claimed") {
+            break;
+        }
+        line.clear();
+    }
+    assert!(log.contains("Claimed"), "{log}");
+    server.stop(); // mid-upload: every retry is refused
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{log}{rest}");
+    assert!(rest.contains("raw/"), "the error names the object: {rest}");
+
+    let catalog = Command::new(env!("CARGO_BIN_EXE_bankpipe"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["files", "--json"])
+        .output()
+        .unwrap();
+    let files: Value = serde_json::from_slice(&catalog.stdout).unwrap();
+    assert_eq!(
+        files,
+        serde_json::json!([]),
+        "no entry for an object that was not landed"
+    );
+
+    // The next run, against a working store, lands and loads the file.
+    let server = S3Server::start(&["lake"]);
+    let again = bankpipe(dir.path(), &server, "s3://lake/raw")
+        .args(["run", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(0), "{}", all_output(&again));
+    let r: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(r["files"][0]["rows_loaded"], 300_000, "{r}");
+}

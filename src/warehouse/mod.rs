@@ -517,6 +517,20 @@ impl Warehouse {
         }
     }
 
+    /// Withdraws a claim whose raw object could not be landed: the `landing` row is
+    /// deleted (nothing was committed under it), so the catalog never points at a
+    /// missing or partial object, and the claim is released. A row in any other status
+    /// is left alone.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn abandon(&mut self, file_id: i64) -> Result<()> {
+        match self {
+            Warehouse::Sqlite(w) => w.abandon(file_id),
+            Warehouse::Postgres(w) => w.abandon(file_id),
+        }
+    }
+
     /// Connects again after a transient failure.
     ///
     /// # Errors

@@ -387,6 +387,18 @@ impl PgWarehouse {
         Ok(())
     }
 
+    pub(super) fn abandon(&mut self, file_id: i64) -> Result<()> {
+        self.client
+            .execute(
+                "DELETE FROM files WHERE file_id = $1 AND status = 'landing'
+                   AND NOT EXISTS (SELECT 1 FROM rejected_rows WHERE file_id = $1)
+                   AND NOT EXISTS (SELECT 1 FROM file_warnings WHERE file_id = $1)",
+                &[&file_id],
+            )
+            .map_err(pg("withdrawing a claim"))?;
+        self.release(file_id)
+    }
+
     pub(super) fn fail_file(
         &mut self,
         file_id: i64,

@@ -241,6 +241,18 @@ impl SqliteWarehouse {
         Ok(claim)
     }
 
+    pub(super) fn abandon(&mut self, file_id: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "DELETE FROM files WHERE file_id = ?1 AND status = 'landing'
+                   AND NOT EXISTS (SELECT 1 FROM rejected_rows WHERE file_id = ?1)
+                   AND NOT EXISTS (SELECT 1 FROM file_warnings WHERE file_id = ?1)",
+                params![file_id],
+            )
+            .map_err(sql("withdrawing a claim"))?;
+        Ok(())
+    }
+
     pub(super) fn fail_file(
         &mut self,
         file_id: i64,

@@ -89,6 +89,12 @@ impl S3Server {
         panic!("s3s-fs did not start");
     }
 
+    /// Stops the server (kill): later requests are refused.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
