@@ -99,6 +99,39 @@ fn lands_large_files_in_s3_and_verify_catches_a_changed_byte() {
     assert_eq!(v["not_intact"], 1);
     let text = all_output(&bad);
     assert!(!text.contains(s3::SECRET_KEY));
+
+    // Reprocessing a damaged object names it and both digests, and changes nothing.
+    let small = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "small.csv")
+        .unwrap();
+    let key = small["lake_key"].as_str().unwrap();
+    let stored = server.root().join("lake/raw-zone").join(key);
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] = if bytes[last] == b'7' { b'8' } else { b'7' };
+    std::fs::write(&stored, bytes).unwrap();
+    let sha = small["sha256"].as_str().unwrap();
+    let re = bankpipe(dir.path(), &server, "s3://lake/raw-zone")
+        .args(["reprocess", sha])
+        .output()
+        .unwrap();
+    assert_eq!(re.status.code(), Some(1), "{}", all_output(&re));
+    let text = all_output(&re);
+    assert!(
+        text.contains(&format!(
+            "lake object {key} is corrupt: expected sha256 {sha}"
+        )),
+        "{text}"
+    );
+    let status = bankpipe(dir.path(), &server, "s3://lake/raw-zone")
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let s: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(s["transactions"], 1_100_000, "{s}");
 }
 
 #[test]
@@ -185,6 +218,22 @@ struct LakeUnderTest<'a> {
     url: String,
     server: &'a S3Server,
     stored: Box<dyn Fn(&str) -> std::path::PathBuf + 'a>,
+    /// The folder holding every byte the lake stores.
+    root: std::path::PathBuf,
+}
+
+/// Every file below `dir`, recursively.
+fn all_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(all_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
 
 fn key_text(byte: u8) -> String {
@@ -244,15 +293,21 @@ fn encryption_scenario(dir: &Path, lake: &LakeUnderTest) {
     let stored_path = (lake.stored)(&key);
     let stored = std::fs::read(&stored_path).unwrap();
     assert!(stored.len() > input.len(), "chunk tags and header added");
-    for needle in cities
-        .iter()
-        .copied()
-        .chain(["TransactionID", "CustLocation"])
-    {
-        assert!(
-            memchr::memmem::find(&stored, needle.as_bytes()).is_none(),
-            "plaintext {needle:?} found in the stored object"
-        );
+    let everything = all_files(&lake.root);
+    assert!(everything.contains(&stored_path), "{everything:?}");
+    for path in &everything {
+        let bytes = std::fs::read(path).unwrap();
+        for needle in cities
+            .iter()
+            .copied()
+            .chain(["TransactionID", "CustLocation"])
+        {
+            assert!(
+                memchr::memmem::find(&bytes, needle.as_bytes()).is_none(),
+                "plaintext {needle:?} found in stored file {}",
+                path.display()
+            );
+        }
     }
     let files: Value = serde_json::from_slice(&cmd(&["files", "--json"], None).stdout).unwrap();
     let old_id = files[0]["key_id"].as_str().unwrap().to_owned();
@@ -346,6 +401,7 @@ fn encryption_at_rest_on_s3() {
         &LakeUnderTest {
             url: "s3://lake/enc".into(),
             server: &server,
+            root: root.join("lake"),
             stored: Box::new(move |key| root.join("lake/enc").join(key)),
         },
     );
@@ -357,11 +413,13 @@ fn encryption_at_rest_on_the_local_folder() {
     let dir = tempfile::tempdir().unwrap();
     let lake_dir = dir.path().join("lake-folder");
     let url = lake_dir.display().to_string();
+    let root = lake_dir.clone();
     encryption_scenario(
         dir.path(),
         &LakeUnderTest {
             url,
             server: &server,
+            root,
             stored: Box::new(move |key| lake_dir.join(key)),
         },
     );
