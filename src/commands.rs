@@ -171,6 +171,19 @@ fn run(config: &Config, args: &RunArgs) -> Result<ExitCode, Failure> {
     }
     let rt = runtime()?;
     let mut ctx = open_context(config, &rt)?;
+    if config.master_key.is_none() {
+        // One worker missing the key must not quietly store new files in clear next to
+        // encrypted ones.
+        let ids = ctx.warehouse.key_ids()?;
+        if !ids.is_empty() {
+            let ids: Vec<&str> = ids.keys().map(String::as_str).collect();
+            return Err(Failure::usage(format!(
+                "the lake holds objects encrypted under master key id {}: set BANKPIPE_MASTER_KEY or \
+                 BANKPIPE_MASTER_KEY_FILE (without it new files would be stored in clear)",
+                ids.join(", ")
+            )));
+        }
+    }
     let mut progress = progress_for(args.json, args.no_progress);
     let report = pipeline::run(&mut ctx, progress.as_mut())?;
     print_run(&report, args.json);
@@ -440,14 +453,35 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
         if f.status == "landing" {
             continue; // not landed yet (or being landed right now)
         }
-        let outcome = lake.verify(&f.lake_key, &f.sha256, f.sealed().as_ref())?;
-        let (state, actual, reason) = match &outcome {
-            crate::lake::Verified::Intact { .. } => ("intact", None, None),
-            crate::lake::Verified::Missing => ("missing", None, None),
-            crate::lake::Verified::Corrupt { actual } => ("corrupt", Some(actual.clone()), None),
-            crate::lake::Verified::Damaged { reason } => ("corrupt", None, Some(reason.clone())),
+        let outcome = match lake.verify(&f.lake_key, &f.sha256, f.sealed().as_ref()) {
+            Ok(outcome) => Ok(outcome),
+            // A key this object needs is not configured at all: a configuration error.
+            Err(
+                e @ LakeError::Key {
+                    source: crate::crypt::KeyError::NoMasterKey { .. },
+                    ..
+                },
+            ) => return Err(e.into()),
+            // One object under another master key (a partial rotation) or with a damaged
+            // wrapping: reported for that object, the others are still checked.
+            Err(LakeError::Key { source, .. }) => Err(source.to_string()),
+            Err(e) => return Err(e.into()),
         };
-        warehouse.set_lake_status(f.file_id, state, &crate::clock::now_rfc3339())?;
+        let (state, actual, reason) = match &outcome {
+            Ok(crate::lake::Verified::Intact { .. }) => ("intact", None, None),
+            Ok(crate::lake::Verified::Missing) => ("missing", None, None),
+            Ok(crate::lake::Verified::Corrupt { actual }) => {
+                ("corrupt", Some(actual.clone()), None)
+            }
+            Ok(crate::lake::Verified::Damaged { reason }) => {
+                ("corrupt", None, Some(reason.clone()))
+            }
+            Err(reason) => ("unreadable", None, Some(reason.clone())),
+        };
+        // `unreadable` is about the key, not the object: the lake status is not changed.
+        if state != "unreadable" {
+            warehouse.set_lake_status(f.file_id, state, &crate::clock::now_rfc3339())?;
+        }
         if state != "intact" {
             tracing::error!(file_id = f.file_id, key = %f.lake_key, state, expected = %f.sha256, actual = actual.as_deref().unwrap_or("-"), reason = reason.as_deref().unwrap_or("-"), "Lake object is not intact.");
         }
@@ -488,7 +522,7 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
             }
         }
         println!(
-            "{} objects checked, {bad} missing or corrupt",
+            "{} objects checked, {bad} missing, corrupt or unreadable",
             results.len()
         );
     }
@@ -547,7 +581,9 @@ fn rotate_key(config: &Config, args: &RotateKeyArgs) -> Result<ExitCode, Failure
         )
     })?;
     let new = match &args.new_key_file {
-        Some(path) => Some(crate::crypt::MasterKey::from_file(path).map_err(ConfigError::from)?),
+        Some(path) => Some(
+            crate::crypt::MasterKey::from_file(path, "--new-key-file").map_err(ConfigError::from)?,
+        ),
         None => crate::config::master_key(
             "BANKPIPE_NEW_MASTER_KEY",
             "BANKPIPE_NEW_MASTER_KEY_FILE",
@@ -593,10 +629,13 @@ fn rotate_key(config: &Config, args: &RotateKeyArgs) -> Result<ExitCode, Failure
         }
     }
     let rotated = if args.dry_run { 0 } else { w.rewrap(&changes)? };
+    // Files changed or landed under the current key while this ran (a run still using
+    // it): the old key is still needed until a rerun re-wraps them.
     let raced = if args.dry_run {
         0
     } else {
-        changes.len() - rotated
+        let left = w.key_ids()?.get(current.id()).copied().unwrap_or(0) as usize;
+        left.max(changes.len() - rotated)
     };
     tracing::info!(
         from = current.id(),
@@ -635,7 +674,10 @@ fn rotate_key(config: &Config, args: &RotateKeyArgs) -> Result<ExitCode, Failure
             new.id()
         );
         if raced > 0 {
-            println!("{raced} files changed during the rotation: run rotate-key again");
+            println!(
+                "{raced} files are still under {} (landed or changed during the rotation): run rotate-key again",
+                current.id()
+            );
         }
         for o in &other {
             println!(

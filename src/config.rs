@@ -243,7 +243,14 @@ pub fn master_key(
     }
     Ok(match (inline, path.as_deref().or(file)) {
         (Some(text), _) => Some(MasterKey::from_base64(&text, var)?),
-        (None, Some(path)) => Some(MasterKey::from_file(path)?),
+        (None, Some(path)) => Some(MasterKey::from_file(
+            path,
+            if env_path(file_var).is_some() {
+                file_var
+            } else {
+                "master_key_file in the config file"
+            },
+        )?),
         (None, None) => None,
     })
 }

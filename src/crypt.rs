@@ -52,12 +52,13 @@ pub enum KeyError {
         /// Where the key came from (variable or file name; never the key).
         source_name: String,
     },
-    /// The key file cannot be read.
-    #[error("cannot read master key file {path}: {reason}")]
+    /// The key file cannot be read. The message names the setting, never its value:
+    /// a key pasted where its file name belongs must not be printed.
+    #[error("cannot read the master key file named by {setting}: {reason}")]
     Unreadable {
-        /// Path.
-        path: String,
-        /// Cause.
+        /// The setting that names the file.
+        setting: String,
+        /// Cause (the I/O error, without the path).
         reason: String,
     },
     /// An object is encrypted but no master key is configured.
@@ -126,6 +127,12 @@ impl DataKey {
         LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &self.0[..]).expect("32-byte key"))
     }
 
+    /// A short public tag of this data key (8 hex digits of its check value), to name
+    /// the object it encrypts.
+    pub fn tag(&self) -> String {
+        crate::lake::hex(&self.check_value()[..4])
+    }
+
     fn check_value(&self) -> [u8; 16] {
         let mut h = Sha256::new();
         h.update(b"bankpipe key check v1");
@@ -167,18 +174,20 @@ impl MasterKey {
         MasterKey::from_bytes(&bytes, source_name)
     }
 
-    /// A master key from a file holding its base64 text, or exactly 32 raw bytes.
+    /// A master key from a file holding its base64 text, or exactly 32 raw bytes;
+    /// `setting` names where the path came from, for messages.
     ///
     /// # Errors
     /// [`KeyError::Unreadable`], [`KeyError::Malformed`].
-    pub fn from_file(path: &std::path::Path) -> Result<MasterKey, KeyError> {
-        let name = path.display().to_string();
+    pub fn from_file(path: &std::path::Path, setting: &str) -> Result<MasterKey, KeyError> {
+        let name = format!("the file named by {setting}");
         let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| KeyError::Unreadable {
-            path: name.clone(),
-            reason: e.to_string(),
+            setting: setting.to_owned(),
+            reason: std::io::Error::from(e.kind()).to_string(),
         })?);
-        // 32 bytes are the raw key: a base64 text of 32 bytes is 44 characters long.
-        if bytes.len() == 32 {
+        // 32 bytes that are not all printable are the raw key (a base64 text of 32
+        // bytes is 44 characters long; a 32-character text is a mistake, not a key).
+        if bytes.len() == 32 && !bytes.iter().all(|b| b.is_ascii_graphic()) {
             return MasterKey::from_bytes(&bytes, &name);
         }
         let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::Malformed {
@@ -293,9 +302,13 @@ fn chunk_count(len: u64) -> u64 {
     len.div_ceil(CHUNK as u64).max(1)
 }
 
-/// Stored size of an encrypted object of `len` plaintext bytes.
-pub fn sealed_len(len: u64) -> u64 {
-    HEADER_LEN as u64 + chunk_count(len) * (INDEX_LEN + TAG_LEN) as u64 + len
+/// Stored size of an encrypted object of `len` plaintext bytes (`None` past `u64`: a
+/// forged length).
+pub fn sealed_len(len: u64) -> Option<u64> {
+    chunk_count(len)
+        .checked_mul((INDEX_LEN + TAG_LEN) as u64)?
+        .checked_add(HEADER_LEN as u64)?
+        .checked_add(len)
 }
 
 /// Encrypts a stream of known length chunk by chunk.
@@ -424,8 +437,14 @@ impl<R: Read> Opener<R> {
     fn read_header(&mut self) -> std::io::Result<()> {
         let mut header = [0u8; HEADER_LEN];
         let n = self.fill(&mut header)?;
-        if n < HEADER_LEN || &header[..5] != b"BPENC" {
+        let magic = n.min(5);
+        if header[..magic] != b"BPENC"[..magic] || n == 0 {
             return Err(self.bad("not a bankpipe encrypted object (no BPENC header)".into()));
+        }
+        if n < HEADER_LEN {
+            return Err(self.bad(format!(
+                "truncated in the header ({n} of {HEADER_LEN} bytes)"
+            )));
         }
         if header[..8] != MAGIC[..] {
             return Err(self.bad(format!("unknown format version {}", header[6])));
@@ -442,8 +461,10 @@ impl<R: Read> Opener<R> {
         }
         self.plain_len = u64::from_be_bytes(header[12..20].try_into().expect("8 bytes"));
         self.chunks = chunk_count(self.plain_len);
+        let Some(expected) = sealed_len(self.plain_len) else {
+            return Err(self.bad("header tampered (impossible length)".into()));
+        };
         if let Some(stored) = self.stored_len {
-            let expected = sealed_len(self.plain_len);
             if stored < expected {
                 return Err(self.bad(format!(
                     "truncated: {stored} bytes stored, {expected} expected"
@@ -569,7 +590,7 @@ mod tests {
             let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
             for pieces in [1, 1000, CHUNK, 1 << 20] {
                 let stored = seal(&key, &data, pieces);
-                assert_eq!(stored.len() as u64, sealed_len(len as u64));
+                assert_eq!(Some(stored.len() as u64), sealed_len(len as u64));
                 assert_eq!(open(&key, &stored, true).unwrap(), data, "{len} {pieces}");
                 assert_eq!(open(&key, &stored, false).unwrap(), data);
             }
@@ -624,10 +645,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let raw = dir.path().join("raw.key");
         std::fs::write(&raw, [0xffu8; 32]).unwrap();
-        assert!(MasterKey::from_file(&raw).is_ok());
+        assert!(MasterKey::from_file(&raw, "X").is_ok());
         let b64 = dir.path().join("b64.key");
         std::fs::write(&b64, format!("{text}\n")).unwrap();
-        assert_eq!(MasterKey::from_file(&b64).unwrap().id(), m.id());
+        assert_eq!(MasterKey::from_file(&b64, "X").unwrap().id(), m.id());
+        // A 32-character text is not taken as 32 raw bytes.
+        let short = dir.path().join("short.key");
+        std::fs::write(&short, "0123456789abcdef0123456789abcdef").unwrap();
+        assert!(MasterKey::from_file(&short, "X").is_err());
+        // A key pasted where a file name belongs is never echoed.
+        let e = MasterKey::from_file(std::path::Path::new(&text), "BANKPIPE_MASTER_KEY_FILE")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !e.contains(&text) && e.contains("BANKPIPE_MASTER_KEY_FILE"),
+            "{e}"
+        );
         for bad in ["", "abc", &B64.encode([1u8; 31])] {
             let e = MasterKey::from_base64(bad, "BANKPIPE_MASTER_KEY").unwrap_err();
             assert!(e.to_string().contains("BANKPIPE_MASTER_KEY must hold"));
@@ -690,6 +723,12 @@ mod tests {
         // Another object's data key.
         let (other, _) = m.new_data_key("abc").unwrap();
         assert!(err(&other, &stored, true).contains("not this object's"));
+
+        // A forged length near u64::MAX, and a cut header.
+        let mut f = stored.clone();
+        f[12..20].copy_from_slice(&u64::MAX.to_be_bytes());
+        assert!(err(&key, &f, true).contains("impossible length"));
+        assert!(err(&key, &stored[..20], true).contains("truncated in the header"));
 
         // Not encrypted at all.
         assert!(

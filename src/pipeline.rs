@@ -135,6 +135,9 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, 
         }
         (reports, fatal)
     };
+    if let Some((_, _, spool)) = &remote {
+        let _ = std::fs::remove_dir_all(spool);
+    }
     let mut report = RunReport {
         run_id: run_id.clone(),
         status: String::new(),
@@ -264,9 +267,9 @@ fn run_parallel(
                                 spool.as_ref().map(|(l, d)| (*l, d.as_path())),
                                 progress.as_mut(),
                             );
-                            let broken =
-                                matches!(&result, Err(RunError::Warehouse(e)) if e.is_transient());
-                            pool.checkin(wctx.warehouse, broken);
+                            // A session that saw an error may still hold a claim (a
+                            // session lock): closing it gives every claim back.
+                            pool.checkin(wctx.warehouse, result.is_err());
                             result
                         });
                     let report = match result {
@@ -323,7 +326,12 @@ fn remote_inbox(
                     .any(|s| lower.ends_with(s))
         })
         .collect();
-    let spool = ctx.config.data_dir.join(".spool");
+    // One folder per process: runs sharing a data folder never touch each other's files.
+    let spool = ctx
+        .config
+        .data_dir
+        .join(".spool")
+        .join(std::process::id().to_string());
     std::fs::create_dir_all(&spool).map_err(|e| RunError::Inbox {
         path: spool.clone(),
         reason: e.to_string(),
@@ -552,9 +560,9 @@ fn process_file(
     })?;
     let (file_id, key, resumed) = match claim {
         Claim::New { file_id } => (file_id, key, false),
-        Claim::Resume { file_id, lake_key } => {
+        Claim::Resume { file_id, .. } => {
             info!(file = %name, file_id, "Resuming a file left unfinished by an earlier run.");
-            (file_id, lake_key, true)
+            (file_id, key, true)
         }
         Claim::Duplicate { file_id, .. } => {
             report.status = Outcome::DuplicateFile;
@@ -569,12 +577,13 @@ fn process_file(
         }
     };
     report.file_id = Some(file_id);
-    report.lake_key = Some(key.clone());
-    tracing::debug!(file = %name, elapsed_s = clock.elapsed().as_secs_f64(), "Claimed.");
+    tracing::debug!(file = %name, session = ?ctx.warehouse.session_id(), elapsed_s = clock.elapsed().as_secs_f64(), "Claimed.");
 
-    // The data key's wrapping is in the catalog before the first encrypted byte is
-    // written, so whatever happens next the catalog can read back what the lake holds.
-    let encrypt = match ctx.lake.master_key() {
+    // Where the object goes and its data key's wrapping are in the catalog before the
+    // first byte is written, so whatever happens next the catalog can read back what
+    // the lake holds. Each encrypted attempt writes its own object (named after its
+    // data key): a late upload of an abandoned attempt cannot replace it.
+    let (key, encrypt) = match ctx.lake.master_key() {
         Some(master) => {
             let (data_key, sealed) =
                 master
@@ -583,19 +592,35 @@ fn process_file(
                         key: key.clone(),
                         source,
                     })?;
-            ctx.warehouse.set_encryption(file_id, Some(&sealed))?;
-            Some(lake::Encrypt {
-                key: data_key,
-                len: bytes,
-            })
+            let key = format!("{key}.{}.enc", data_key.tag());
+            let recorded = ctx.warehouse.record_landing(file_id, &key, Some(&sealed));
+            (
+                recorded.map(|()| key),
+                Some(lake::Encrypt {
+                    key: data_key,
+                    len: bytes,
+                }),
+            )
         }
-        None => {
-            if resumed {
-                ctx.warehouse.set_encryption(file_id, None)?;
-            }
-            None
-        }
+        None if resumed => (
+            ctx.warehouse
+                .record_landing(file_id, &key, None)
+                .map(|()| key),
+            None,
+        ),
+        None => (Ok(key), None),
     };
+    let key = match key {
+        Ok(key) => key,
+        Err(WarehouseError::NotClaimed { .. }) => {
+            // Another worker finished it since our claim.
+            let _ = ctx.warehouse.release(file_id);
+            report.status = Outcome::DuplicateFile;
+            return Ok(finish(report, progress));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    report.lake_key = Some(key.clone());
 
     // Land the raw bytes while the rows are being validated and loaded.
     let landing = {

@@ -361,6 +361,34 @@ fn least_privilege_roles() {
         "invalid_transaction_date"
     );
     refused("analyst", "SELECT raw FROM rejected_rows");
+    // The loader may withdraw a claim it could not land (Warehouse::abandon).
+    let etl = format!(
+        "{}?options=-c%20role%3Dbankpipe_loader",
+        db.url.replacen("postgres@", "etl@", 1)
+    );
+    let mut w = bankpipe::warehouse::Warehouse::open(&etl).unwrap();
+    let file = bankpipe::warehouse::NewFile {
+        sha256: "ab".repeat(32),
+        original_name: "withdrawn.csv".into(),
+        bytes: 1,
+        profile: None,
+        format: "csv".into(),
+        compression: "none".into(),
+        lake_key: "raw/x".into(),
+        received_at: "2026-11-26T00:00:00Z".into(),
+        run_id: "r".into(),
+    };
+    let bankpipe::warehouse::Claim::New { file_id } = w.claim(&file).unwrap() else {
+        panic!("a new claim")
+    };
+    w.abandon(file_id).unwrap();
+    assert_eq!(
+        c.psql(
+            &db.name,
+            &format!("SELECT COUNT(*) FROM files WHERE file_id = {file_id}")
+        ),
+        "0"
+    );
 }
 
 #[test]
@@ -622,8 +650,24 @@ fn parallel_files_on_a_session_pool_give_the_sequential_totals() {
         let out = bankpipe(data.path(), &db.url)
             .args(["run", "--json", "--parallel", parallel, "--inbox"])
             .arg(&inbox)
+            .env("BANKPIPE_LOG", "bankpipe=debug")
             .output()
             .unwrap();
+        // Claims were made on as many server sessions as files were processed at once.
+        let log = String::from_utf8_lossy(&out.stderr);
+        let mut sessions: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("Claimed."))
+            .filter_map(|l| l.split("session=").nth(1))
+            .filter_map(|s| s.split_whitespace().next())
+            .collect();
+        sessions.sort_unstable();
+        sessions.dedup();
+        if parallel == "1" {
+            assert_eq!(sessions.len(), 1, "{log}");
+        } else {
+            assert!(sessions.len() >= 2, "{sessions:?}\n{log}");
+        }
         assert_eq!(
             out.status.code(),
             Some(1),

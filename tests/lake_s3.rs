@@ -323,6 +323,11 @@ fn encryption_scenario(dir: &Path, lake: &LakeUnderTest) {
     let none = cmd(&["verify"], None);
     assert_eq!(none.status.code(), Some(2), "{}", all_output(&none));
     assert!(all_output(&none).contains(&format!("encrypted under master key id {old_id}")));
+    // A run without the key refuses to store new files in clear beside encrypted ones.
+    let clear = cmd(&["run"], None);
+    assert_eq!(clear.status.code(), Some(2), "{}", all_output(&clear));
+    assert!(all_output(&clear).contains(&format!("encrypted under master key id {old_id}")));
+    assert!(key.ends_with(".enc"), "{key}");
     let wrong = cmd(&["reprocess", "1"], Some(&k2));
     assert_eq!(wrong.status.code(), Some(2), "{}", all_output(&wrong));
     assert!(
@@ -354,9 +359,17 @@ fn encryption_scenario(dir: &Path, lake: &LakeUnderTest) {
         (Some(0), Some(1))
     );
     assert_eq!(cmd(&["verify"], Some(&k2)).status.code(), Some(0));
-    let old = cmd(&["verify"], Some(&k1));
-    assert_eq!(old.status.code(), Some(2));
-    assert!(all_output(&old).contains("wrong master key"));
+    // Under the old key the object is reported unreadable (not corrupt), exit 1.
+    let old = cmd(&["verify", "--json"], Some(&k1));
+    assert_eq!(old.status.code(), Some(1), "{}", all_output(&old));
+    let j: Value = serde_json::from_slice(&old.stdout).unwrap();
+    assert_eq!(j["objects"][0]["status"], "unreadable", "{j}");
+    assert!(
+        j["objects"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("wrong master key")
+    );
 
     // Damage, each named.
     let stride = 8 + 65_536 + 16;

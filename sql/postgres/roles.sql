@@ -28,7 +28,9 @@ REVOKE ALL ON runs, files, transactions, rejected_rows, file_warnings, schema_mi
     FROM bankpipe_loader, bankpipe_reader;
 GRANT USAGE ON SCHEMA public TO bankpipe_loader, bankpipe_reader;
 
-GRANT SELECT, INSERT, UPDATE ON runs, files TO bankpipe_loader;
+GRANT SELECT, INSERT, UPDATE ON runs TO bankpipe_loader;
+-- DELETE: a claim whose raw object could not be landed is withdrawn (Warehouse::abandon).
+GRANT SELECT, INSERT, UPDATE, DELETE ON files TO bankpipe_loader;
 GRANT SELECT, INSERT, DELETE ON transactions TO bankpipe_loader;
 GRANT SELECT, INSERT, DELETE ON rejected_rows, file_warnings TO bankpipe_loader;
 GRANT SELECT ON schema_migrations TO bankpipe_loader;

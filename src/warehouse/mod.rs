@@ -542,6 +542,14 @@ impl Warehouse {
         }
     }
 
+    /// The server's id of this session (PostgreSQL backend pid), for logs.
+    pub fn session_id(&self) -> Option<i32> {
+        match self {
+            Warehouse::Sqlite(_) => None,
+            Warehouse::Postgres(w) => Some(w.backend_pid()),
+        }
+    }
+
     /// Whether the session still answers (a cheap round trip on PostgreSQL).
     pub fn is_alive(&mut self) -> bool {
         match self {
@@ -620,21 +628,48 @@ impl Warehouse {
         }
     }
 
-    /// Records how a claimed file's raw object is about to be encrypted (`None`: in
-    /// clear), before a byte of it is written, so the catalog can always read back what
-    /// the lake holds. Only a `landing` file is changed.
+    /// Records where a claimed file's raw object is about to be written and how it is
+    /// encrypted (`None`: in clear), before a byte of it is written, so the catalog can
+    /// always read back what the lake holds. An encrypted attempt writes its own object
+    /// (the key names the data key), so a late upload of an earlier attempt can never
+    /// replace the object the catalog describes.
+    ///
+    /// # Errors
+    /// [`WarehouseError::NotClaimed`] when the file is no longer `landing` (another
+    /// worker finished it): nothing must be landed then. SQL failures.
+    pub fn record_landing(
+        &mut self,
+        file_id: i64,
+        lake_key: &str,
+        sealed: Option<&crate::crypt::Sealed>,
+    ) -> Result<()> {
+        let changed = match self {
+            Warehouse::Sqlite(w) => w.record_landing(file_id, lake_key, sealed)?,
+            Warehouse::Postgres(w) => w.record_landing(file_id, lake_key, sealed)?,
+        };
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(WarehouseError::NotClaimed {
+                file_id,
+                status: "no longer landing".into(),
+            })
+        }
+    }
+
+    /// How many files each master key id protects (files stored in clear not counted).
     ///
     /// # Errors
     /// On SQL failure.
-    pub fn set_encryption(
-        &mut self,
-        file_id: i64,
-        sealed: Option<&crate::crypt::Sealed>,
-    ) -> Result<()> {
-        match self {
-            Warehouse::Sqlite(w) => w.set_encryption(file_id, sealed),
-            Warehouse::Postgres(w) => w.set_encryption(file_id, sealed),
-        }
+    pub fn key_ids(&mut self) -> Result<BTreeMap<String, u64>> {
+        Ok(self
+            .files()?
+            .into_iter()
+            .filter_map(|f| f.key_id)
+            .fold(BTreeMap::new(), |mut m, k| {
+                *m.entry(k).or_insert(0) += 1;
+                m
+            }))
     }
 
     /// Replaces wrapped data keys in one transaction, each only if the row still holds

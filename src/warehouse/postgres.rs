@@ -110,10 +110,19 @@ pub fn is_transient(e: &postgres::Error) -> bool {
     }
 }
 
+fn backend_pid(client: &mut Client) -> Result<i32> {
+    Ok(client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .map_err(pg("reading the session id"))?
+        .get(0))
+}
+
 /// The PostgreSQL backend.
 pub struct PgWarehouse {
     target: Target,
     client: Client,
+    /// The server process of this session (`pg_backend_pid()`), for logs.
+    pid: i32,
 }
 
 impl std::fmt::Debug for PgWarehouse {
@@ -135,8 +144,13 @@ impl PgWarehouse {
             url: e.url.clone(),
             reason: e.reason,
         })?;
-        let client = connect(&target)?;
-        let mut w = PgWarehouse { target, client };
+        let mut client = connect(&target)?;
+        let pid = backend_pid(&mut client)?;
+        let mut w = PgWarehouse {
+            target,
+            client,
+            pid,
+        };
         w.migrate()?;
         Ok(w)
     }
@@ -147,8 +161,15 @@ impl PgWarehouse {
     /// # Errors
     /// As [`PgWarehouse::open`].
     pub fn reconnect(&mut self) -> Result<()> {
-        self.client = connect(&self.target)?;
+        let mut client = connect(&self.target)?;
+        self.pid = backend_pid(&mut client)?;
+        self.client = client;
         Ok(())
+    }
+
+    /// The server process serving this session.
+    pub fn backend_pid(&self) -> i32 {
+        self.pid
     }
 
     /// Whether the session still answers.
@@ -388,15 +409,19 @@ impl PgWarehouse {
     }
 
     pub(super) fn abandon(&mut self, file_id: i64) -> Result<()> {
-        self.client
+        let deleted = self
+            .client
             .execute(
                 "DELETE FROM files WHERE file_id = $1 AND status = 'landing'
                    AND NOT EXISTS (SELECT 1 FROM rejected_rows WHERE file_id = $1)
                    AND NOT EXISTS (SELECT 1 FROM file_warnings WHERE file_id = $1)",
                 &[&file_id],
             )
-            .map_err(pg("withdrawing a claim"))?;
-        self.release(file_id)
+            .map_err(pg("withdrawing a claim"));
+        // The claim is given back even if the row could not be deleted.
+        let released = self.release(file_id);
+        deleted?;
+        released
     }
 
     pub(super) fn fail_file(
@@ -618,19 +643,26 @@ impl PgWarehouse {
         Ok(())
     }
 
-    pub(super) fn set_encryption(&mut self, file_id: i64, sealed: Option<&Sealed>) -> Result<()> {
-        self.client
+    pub(super) fn record_landing(
+        &mut self,
+        file_id: i64,
+        lake_key: &str,
+        sealed: Option<&Sealed>,
+    ) -> Result<usize> {
+        let n = self
+            .client
             .execute(
-                "UPDATE files SET key_id = $2, wrapped_key = $3
+                "UPDATE files SET lake_key = $2, key_id = $3, wrapped_key = $4
                  WHERE file_id = $1 AND status = 'landing'",
                 &[
                     &file_id,
+                    &lake_key,
                     &sealed.map(|s| &s.key_id),
                     &sealed.map(|s| &s.wrapped),
                 ],
             )
-            .map_err(pg("recording the data key"))?;
-        Ok(())
+            .map_err(pg("recording the landing"))?;
+        Ok(n as usize)
     }
 
     pub(super) fn rewrap(&mut self, changes: &[Rewrap]) -> Result<usize> {

@@ -634,19 +634,24 @@ impl SqliteWarehouse {
         Ok(())
     }
 
-    pub(super) fn set_encryption(&mut self, file_id: i64, sealed: Option<&Sealed>) -> Result<()> {
+    pub(super) fn record_landing(
+        &mut self,
+        file_id: i64,
+        lake_key: &str,
+        sealed: Option<&Sealed>,
+    ) -> Result<usize> {
         self.conn
             .execute(
-                "UPDATE files SET key_id = ?2, wrapped_key = ?3
+                "UPDATE files SET lake_key = ?2, key_id = ?3, wrapped_key = ?4
                  WHERE file_id = ?1 AND status = 'landing'",
                 params![
                     file_id,
+                    lake_key,
                     sealed.map(|s| &s.key_id),
                     sealed.map(|s| &s.wrapped)
                 ],
             )
-            .map_err(sql("recording the data key"))?;
-        Ok(())
+            .map_err(sql("recording the landing"))
     }
 
     pub(super) fn rewrap(&mut self, changes: &[Rewrap]) -> Result<usize> {

@@ -1470,8 +1470,8 @@ pub fn loading_a_finished_file_is_refused(w: &mut Warehouse) {
     assert_eq!(stored(w, id), before, "a refused load changes nothing");
 }
 
-/// Encryption bookkeeping: a landing file's data-key wrapping is recorded (and cleared),
-/// a finished file's is not changed by `set_encryption`, and `rewrap` swaps wrappings
+/// Encryption bookkeeping: a landing file's object key and data-key wrapping are
+/// recorded (and cleared), a finished file's are not changed by `record_landing`, and `rewrap` swaps wrappings
 /// only where the row still holds the one it was read with.
 pub fn data_keys_are_recorded_and_rewrapped(w: &mut Warehouse) {
     use bankpipe::crypt::Sealed;
@@ -1485,15 +1485,24 @@ pub fn data_keys_are_recorded_and_rewrapped(w: &mut Warehouse) {
     let id = claim_new(w, &new_file(&bytes, "keys.csv", "r1"));
     let entry = |w: &mut Warehouse| file_entry(w, id);
     assert_eq!(entry(w).sealed(), None);
-    w.set_encryption(id, Some(&sealed("mk-a", "w1"))).unwrap();
+    w.record_landing(id, "raw/k.csv.0001.enc", Some(&sealed("mk-a", "w1")))
+        .unwrap();
     assert_eq!(entry(w).sealed(), Some(sealed("mk-a", "w1")));
-    w.set_encryption(id, None).unwrap();
+    assert_eq!(entry(w).lake_key, "raw/k.csv.0001.enc");
+    w.record_landing(id, "raw/k.csv", None).unwrap();
     assert_eq!(entry(w).sealed(), None);
-    w.set_encryption(id, Some(&sealed("mk-a", "w2"))).unwrap();
+    assert_eq!(entry(w).lake_key, "raw/k.csv");
+    w.record_landing(id, "raw/k.csv.0002.enc", Some(&sealed("mk-a", "w2")))
+        .unwrap();
     load(w, &plan(id, "r1", 1.0), &bytes);
-    // Loaded: only rotation may change the wrapping now.
-    w.set_encryption(id, Some(&sealed("mk-z", "zz"))).unwrap();
+    // Loaded: a late attempt is refused and changes nothing; only rotation may change
+    // the wrapping now.
+    assert!(matches!(
+        w.record_landing(id, "raw/k.csv.0003.enc", Some(&sealed("mk-z", "zz"))),
+        Err(WarehouseError::NotClaimed { .. })
+    ));
     assert_eq!(entry(w).sealed(), Some(sealed("mk-a", "w2")));
+    assert_eq!(entry(w).lake_key, "raw/k.csv.0002.enc");
     let stale = Rewrap {
         file_id: id,
         old: sealed("mk-a", "w1"),
