@@ -449,7 +449,8 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     let lake = Lake::open(&config.lake_url, rt.handle().clone())?
         .with_master_key(config.master_key.clone());
     let mut results = Vec::new();
-    for f in warehouse.files()? {
+    let catalog = warehouse.files()?;
+    for f in &catalog {
         if f.status == "landing" {
             continue; // not landed yet (or being landed right now)
         }
@@ -497,10 +498,25 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
         }));
     }
     let bad = results.iter().filter(|r| r["status"] != "intact").count();
+    // Raw objects no catalog row names: left by attempts that died after writing their
+    // object (an encrypted retry writes a new one). Reported, never deleted here.
+    let named: std::collections::HashSet<&str> =
+        catalog.iter().map(|f| f.lake_key.as_str()).collect();
+    let orphans: Vec<String> = lake
+        .list()?
+        .into_iter()
+        .map(|(key, _)| key)
+        .filter(|key| key.starts_with("raw/") && !named.contains(key.as_str()))
+        .collect();
     if json {
         println!(
             "{}",
-            serde_json::json!({ "checked": results.len(), "not_intact": bad, "objects": results })
+            serde_json::json!({
+                "checked": results.len(),
+                "not_intact": bad,
+                "objects": results,
+                "orphans": orphans,
+            })
         );
     } else {
         for r in &results {
@@ -525,6 +541,15 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
             "{} objects checked, {bad} missing, corrupt or unreadable",
             results.len()
         );
+        if !orphans.is_empty() {
+            println!(
+                "{} raw objects are named by no catalog entry (left by interrupted attempts; safe to delete):",
+                orphans.len()
+            );
+            for key in &orphans {
+                println!("         {key}");
+            }
+        }
     }
     Ok(if bad == 0 {
         ExitCode::SUCCESS
