@@ -404,6 +404,7 @@ impl PgWarehouse {
         before_commit: &mut dyn FnMut(&Tally) -> std::result::Result<(), String>,
     ) -> Result<Tally> {
         let loaded_at_micros = parse_rfc3339_micros(&plan.loaded_at);
+        let started = std::time::Instant::now();
         let mut tx = self.client.transaction().map_err(pg("starting load"))?;
         let status: Option<String> = match tx.query_opt(
             "SELECT status FROM files WHERE file_id = $1 FOR UPDATE NOWAIT",
@@ -475,6 +476,7 @@ impl PgWarehouse {
             }
             Err(e) => return Err(e),
         };
+        let copied = started.elapsed();
         source.finish().map_err(WarehouseError::Source)?;
         rejects.copy(&mut tx, plan.file_id)?;
 
@@ -527,8 +529,18 @@ impl PgWarehouse {
             )
             .map_err(pg("recording warnings"))?;
         }
+        let recorded = started.elapsed();
         before_commit(&tally).map_err(WarehouseError::Aborted)?;
+        let checked = started.elapsed();
         tx.commit().map_err(pg("committing load"))?;
+        tracing::debug!(
+            file_id = plan.file_id,
+            rows_s = copied.as_secs_f64(),
+            catalog_s = (recorded - copied).as_secs_f64(),
+            before_commit_s = (checked - recorded).as_secs_f64(),
+            commit_s = (started.elapsed() - checked).as_secs_f64(),
+            "Load timings: rows (claim check + COPY), rejects and catalog, waiting for the raw copy and the read digest, commit."
+        );
         Ok(tally)
     }
 
@@ -537,6 +549,7 @@ impl PgWarehouse {
             t.and_then(|t| Total::parse(&t, scale))
                 .unwrap_or(Total { minor: -1 })
         };
+        let started = std::time::Instant::now();
         let t = self
             .client
             .query_one(
@@ -563,6 +576,11 @@ impl PgWarehouse {
                 &[&file_id, &i32::from(scale)],
             )
             .map_err(pg("reading the file's catalog row"))?;
+        tracing::debug!(
+            file_id,
+            elapsed_s = started.elapsed().as_secs_f64(),
+            "Read back what the warehouse stored."
+        );
         let count = |n: Option<i64>| n.unwrap_or(-1) as u64;
         let status: String = f.get(0);
         Ok(Stored {
@@ -780,6 +798,19 @@ fn encode_row(out: &mut Vec<u8>, row: &ValidRow, file_id: i64, loaded_at: i64) {
     enc::timestamptz_unix_micros(out, loaded_at);
 }
 
+/// Where the optimistic COPY's wall time went (logged at debug level).
+#[derive(Default)]
+struct CopyTiming {
+    /// Waiting for the scan's next batch.
+    source: std::time::Duration,
+    /// Encoding rows and tallying.
+    encode: std::time::Duration,
+    /// Writing buffers to the COPY stream (blocks while the server is behind).
+    send: std::time::Duration,
+    /// From the trailer to the server's answer (the server finishing the rows it has).
+    finish: std::time::Duration,
+}
+
 /// The optimistic path: every valid row straight into `transactions`.
 fn copy_direct(
     tx: &mut Transaction<'_>,
@@ -798,7 +829,15 @@ fn copy_direct(
     let mut buf = Vec::with_capacity(COPY_CHUNK + 64 * 1024);
     enc::header(&mut buf);
     let mut broken = None;
-    while let Some(batch) = source.next_batch() {
+    let mut timing = CopyTiming::default();
+    loop {
+        let waited = std::time::Instant::now();
+        let Some(batch) = source.next_batch() else {
+            timing.source += waited.elapsed();
+            break;
+        };
+        timing.source += waited.elapsed();
+        let encoding = std::time::Instant::now();
         tally.rows_read += batch.rows_read;
         tally.amount_read.merge(batch.amount_read);
         // Key order within a batch keeps the primary-key inserts on neighbouring index
@@ -812,8 +851,12 @@ fn copy_direct(
             tally.warnings.add(row.warnings);
         }
         rejects.add_batch(&batch, &mut tally);
+        timing.encode += encoding.elapsed();
         if buf.len() >= COPY_CHUNK && broken.is_none() {
-            if let Err(e) = writer.write_all(&buf) {
+            let sending = std::time::Instant::now();
+            let sent = writer.write_all(&buf);
+            timing.send += sending.elapsed();
+            if let Err(e) = sent {
                 // The server refused the stream (typically an existing id); `finish`
                 // reports its error.
                 broken = Some(e);
@@ -825,11 +868,21 @@ fn copy_direct(
             break;
         }
     }
+    let finishing = std::time::Instant::now();
     if broken.is_none() {
         enc::trailer(&mut buf);
         let _ = writer.write_all(&buf);
     }
-    writer.finish().map_err(pg("loading rows with COPY"))?;
+    let finished = writer.finish();
+    timing.finish = finishing.elapsed();
+    tracing::debug!(
+        source_s = timing.source.as_secs_f64(),
+        encode_s = timing.encode.as_secs_f64(),
+        send_s = timing.send.as_secs_f64(),
+        finish_s = timing.finish.as_secs_f64(),
+        "COPY into transactions: waiting for batches, encoding, sending (server backpressure), server finishing."
+    );
+    finished.map_err(pg("loading rows with COPY"))?;
     Ok(tally)
 }
 
