@@ -38,6 +38,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "lake_status",
         include_str!("../../sql/postgres/0002_lake_status.sql"),
     ),
+    // 0003 is the lake encryption's (another branch); versions may have gaps.
+    (
+        4,
+        "one_brin",
+        include_str!("../../sql/postgres/0004_one_brin.sql"),
+    ),
 ];
 
 /// Role set-up for `migrate --create-roles`.

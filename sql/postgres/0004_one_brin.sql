@@ -1,0 +1,12 @@
+-- One BRIN index over (transaction_at, file_id) instead of one per column. A
+-- multicolumn BRIN index serves conditions on any subset of its columns with the same
+-- pruning as single-column ones (PostgreSQL docs, "Multicolumn Indexes"), while every
+-- inserted row pays one BRIN insertion instead of two: on PostgreSQL 15 each insertion
+-- reads the index's metapage and revmap page, which cost ~0.2 s per index per million
+-- rows during the load's COPY (1,048,567 rows, server-side: 3.16 s with two indexes,
+-- 2.77 s with this one, 2.75 s with none).
+-- Numbered 0004: 0003 belongs to the lake encryption work.
+DROP INDEX IF EXISTS transactions_at_brin;
+DROP INDEX IF EXISTS transactions_file_brin;
+CREATE INDEX transactions_brin ON transactions USING brin (transaction_at, file_id)
+    WITH (pages_per_range = 32, autosummarize = on);
