@@ -601,3 +601,59 @@ fn records_sharing_a_line_on_postgres() {
         "3"
     );
 }
+
+#[test]
+fn a_warehouse_at_version_2_upgrades_keeping_its_rows() {
+    // Migration 0004 on a warehouse created before it: the per-row loaded_at goes, the
+    // two BRIN indexes become one, rows already loaded stay, and loading goes on.
+    let (dir, inbox) = workdir();
+    let c = PgCluster::shared();
+    let db = c.database();
+    c.psql(
+        &db.name,
+        &format!(
+            "CREATE TABLE schema_migrations (
+                 version BIGINT PRIMARY KEY, name TEXT NOT NULL,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+             {}
+             INSERT INTO schema_migrations (version, name) VALUES (1, 'init'), (2, 'lake_status');
+             INSERT INTO transactions (transaction_id, customer_id, transaction_at, amount,
+                                       currency, file_id, line_no, loaded_at)
+             VALUES ('OLD1', 'C1', '2016-08-02 14:32:07', 25.00, 'INR', 999, 2, now());",
+            include_str!("support/pg_schema_v2.sql")
+        ),
+    );
+    generate(&inbox.join("a.csv"), 100, 1, 1, "0");
+    let (r, code, err) = run_json(dir.path(), &db.url);
+    assert_eq!(code, 0, "{r}\n{err}");
+    assert_eq!(files(&r)[0]["rows_loaded"], 100, "{r}");
+    assert_eq!(
+        c.psql(
+            &db.name,
+            "SELECT COUNT(*) FROM information_schema.columns
+             WHERE table_name = 'transactions' AND column_name = 'loaded_at'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        c.psql(
+            &db.name,
+            "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes
+             WHERE tablename = 'transactions'"
+        ),
+        "transactions_brin,transactions_pkey"
+    );
+    assert_eq!(
+        c.psql(
+            &db.name,
+            "SELECT file_id || ' ' || line_no || ' ' || amount FROM transactions
+             WHERE transaction_id = 'OLD1'"
+        ),
+        "999 2 25.00"
+    );
+    assert_eq!(c.psql(&db.name, "SELECT COUNT(*) FROM transactions"), "101");
+    assert_eq!(
+        c.psql(&db.name, "SELECT MAX(version) FROM schema_migrations"),
+        "4"
+    );
+}
