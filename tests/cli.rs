@@ -1141,7 +1141,9 @@ fn a_master_key_file_in_bankpipe_toml_turns_encryption_on() {
     assert!(w.run(&["verify"]).status.success());
     // An object no catalog entry names (an interrupted attempt's) is listed, not counted
     // as damage.
-    let orphan = w.path().join("lake/raw/kaggle-bank/2016/08/deadbeef.csv.00000000.enc");
+    let orphan = w
+        .path()
+        .join("lake/raw/kaggle-bank/2016/08/deadbeef.csv.00000000.enc");
     std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
     std::fs::write(&orphan, b"BPENC").unwrap();
     let v = w.run(&["verify", "--json"]);

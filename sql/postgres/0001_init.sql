@@ -53,8 +53,8 @@ CREATE TABLE transactions (
     -- No foreign key to files: its per-row trigger would double the load time, and the
     -- loader writes file_id from the claim it holds in the same transaction.
     file_id          BIGINT NOT NULL,
-    line_no          INTEGER NOT NULL,   -- 4 bytes a row less than BIGINT; a file has < 2^31 lines
-    loaded_at        TIMESTAMPTZ NOT NULL
+    line_no          INTEGER NOT NULL    -- 4 bytes a row less than BIGINT; a file has < 2^31 lines
+    -- No per-row loaded_at: it is the file's files.processed_at (see 0004).
 );
 CREATE INDEX transactions_at_brin ON transactions USING brin (transaction_at) WITH (pages_per_range = 32, autosummarize = on);
 CREATE INDEX transactions_file_brin ON transactions USING brin (file_id) WITH (pages_per_range = 32, autosummarize = on);

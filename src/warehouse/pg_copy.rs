@@ -78,11 +78,6 @@ pub fn timestamp(out: &mut Vec<u8>, t: DateTime) {
     int8(out, micros);
 }
 
-/// A `timestamptz` from microseconds since the Unix epoch.
-pub fn timestamptz_unix_micros(out: &mut Vec<u8>, unix_micros: i64) {
-    int8(out, unix_micros - PG_EPOCH_DAYS * 86_400 * 1_000_000);
-}
-
 /// A `numeric` equal to the amount, with its scale as display scale.
 pub fn numeric(out: &mut Vec<u8>, a: Amount) {
     let scale = u32::from(a.scale);

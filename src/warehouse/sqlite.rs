@@ -32,6 +32,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "encryption",
         include_str!("../../sql/sqlite/0003_encryption.sql"),
     ),
+    (
+        4,
+        "lean_transactions",
+        include_str!("../../sql/sqlite/0004_lean_transactions.sql"),
+    ),
 ];
 
 /// A `sqlite://` URL's path: `sqlite:///abs/path.db`, `sqlite://relative.db`, or
@@ -373,7 +378,7 @@ impl SqliteWarehouse {
                         &mut tail
                     };
                     for (k, row) in group.iter().enumerate() {
-                        bind_row(insert, k * 12, row)?;
+                        bind_row(insert, k * INSERT_FIELDS, row)?;
                     }
                     let inserted = insert
                         .raw_execute()
@@ -841,19 +846,23 @@ impl SqliteWarehouse {
 /// SQLite spends much of a bulk load.
 const INSERT_GROUP: usize = 16;
 
+/// Values per row in [`insert_sql`] (no per-row `loaded_at`: it is the file's
+/// `processed_at`, see migration 0004).
+const INSERT_FIELDS: usize = 11;
+
 fn insert_sql(rows: usize) -> String {
     let mut q = String::from(
         "INSERT INTO transactions (transaction_id, customer_id, customer_dob, gender, location,
-             account_balance, transaction_at, amount, currency, file_id, line_no, loaded_at)
+             account_balance, transaction_at, amount, currency, file_id, line_no)
          VALUES ",
     );
     for r in 0..rows {
         if r > 0 {
             q.push(',');
         }
-        let b = r * 12;
+        let b = r * INSERT_FIELDS;
         q.push('(');
-        for c in 1..=12 {
+        for c in 1..=INSERT_FIELDS {
             if c > 1 {
                 q.push(',');
             }
@@ -887,17 +896,15 @@ fn bind_row(stmt: &mut rusqlite::CachedStatement<'_>, base: usize, row: &ValidRo
     bind(stmt, 11, &(row.line as i64))
 }
 
-/// Binds the values that are the same for every row of a file (`file_id`,
-/// `loaded_at`) once: SQLite keeps bindings across executions of a statement.
+/// Binds the value that is the same for every row of a file (`file_id`) once: SQLite
+/// keeps bindings across executions of a statement.
 fn bind_constants(
     stmt: &mut rusqlite::CachedStatement<'_>,
     rows: usize,
     plan: &LoadPlan,
 ) -> Result<()> {
     for k in 0..rows {
-        stmt.raw_bind_parameter(k * 12 + 10, plan.file_id)
-            .map_err(sql("binding a value"))?;
-        stmt.raw_bind_parameter(k * 12 + 12, &plan.loaded_at)
+        stmt.raw_bind_parameter(k * INSERT_FIELDS + 10, plan.file_id)
             .map_err(sql("binding a value"))?;
     }
     Ok(())
