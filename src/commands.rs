@@ -63,6 +63,11 @@ impl From<WarehouseError> for Failure {
 impl From<LakeError> for Failure {
     fn from(e: LakeError) -> Failure {
         match e {
+            // The system's random generator failing is not a configuration problem.
+            LakeError::Key {
+                source: crate::crypt::KeyError::Random,
+                ..
+            } => Failure::unreachable(e.to_string()),
             LakeError::UnsupportedUrl(_) | LakeError::Key { .. } => Failure::usage(e.to_string()),
             _ => Failure::unreachable(e.to_string()),
         }
