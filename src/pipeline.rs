@@ -371,10 +371,49 @@ fn process_with_retries(
                     // Best effort: a dropped session releases its claims anyway.
                     let _ = ctx.warehouse.release(id);
                 }
+                if attempt > 1
+                    && let Ok(report) = other
+                {
+                    return reconcile_retry(ctx, run_id, report);
+                }
                 return other;
             }
         }
     }
+}
+
+/// After a retry, a file found already loaded *by this run* was committed by an earlier
+/// attempt whose reply was lost with the connection (an ambiguous commit): it is
+/// reported as loaded with the counts the catalog recorded, not as a duplicate.
+fn reconcile_retry(
+    ctx: &mut Context,
+    run_id: &str,
+    mut report: FileReport,
+) -> Result<FileReport, RunError> {
+    let Some(id) = report
+        .file_id
+        .filter(|_| report.status == Outcome::DuplicateFile)
+    else {
+        return Ok(report);
+    };
+    let Some(entry) =
+        ctx.warehouse.files()?.into_iter().find(|f| {
+            f.file_id == id && f.status == "loaded" && f.run_id.as_deref() == Some(run_id)
+        })
+    else {
+        return Ok(report);
+    };
+    let scale = entry
+        .profile
+        .as_deref()
+        .and_then(|name| ctx.config.profiles.iter().find(|p| p.name == name))
+        .map_or(2, |p| p.scale);
+    let stored = ctx.warehouse.stored(id, scale)?;
+    warn!(file = %report.name, file_id = id, "An earlier attempt's commit had gone through before the connection was lost; reported as loaded.");
+    report.record_load(&stored.recorded, scale);
+    report.profile = entry.profile;
+    report.lake_key = Some(entry.lake_key);
+    Ok(report)
 }
 
 /// One writer per SQLite warehouse: a second `run` waits for the first. Also makes a
@@ -1064,4 +1103,78 @@ pub fn reprocess(
         before,
         after,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::Silent;
+
+    fn context(dir: &Path, rt: &tokio::runtime::Runtime) -> Context {
+        let profiles = crate::profile::builtin_specs()
+            .iter()
+            .map(|s| crate::profile::Profile::from_spec(s).unwrap())
+            .collect();
+        let config = Config {
+            data_dir: dir.to_owned(),
+            inbox: dir.join("inbox"),
+            warehouse_url: format!("sqlite://{}/w.db", dir.display()),
+            lake_url: dir.join("lake").display().to_string(),
+            max_reject_share: 0.5,
+            workers: 2,
+            parallel: 1,
+            profiles,
+            master_key: None,
+        };
+        Context {
+            warehouse: Warehouse::open(&config.warehouse_url).unwrap(),
+            lake: Lake::open(&config.lake_url, rt.handle().clone()).unwrap(),
+            config,
+        }
+    }
+
+    #[test]
+    fn a_retry_that_finds_its_own_commit_reports_loaded_not_duplicate() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = context(dir.path(), &rt);
+        let path = dir.path().join("a.csv");
+        std::fs::write(
+            &path,
+            "TransactionID,CustomerID,CustomerDOB,CustGender,CustLocation,CustAccountBalance,TransactionDate,TransactionTime,TransactionAmount (INR)\n\
+             A1,C1,10/1/94,F,PUNE,1.00,2/8/16,143207,25.50\n\
+             A2,C1,10/1/94,F,PUNE,1.00,2/8/16,143207,-3\n\
+             A3,C2,10/1/94,M,GOA,1.00,3/8/16,101010,4.25\n",
+        )
+        .unwrap();
+        let first = process_file(&mut ctx, "run-1", &path, &mut Silent).unwrap();
+        assert_eq!(first.status, Outcome::Loaded);
+        assert_eq!((first.rows_loaded, first.rows_rejected), (2, 1));
+
+        // The same run tries again (its first attempt's reply was lost): the file is in
+        // the catalog as loaded by this run, so it is reported loaded, with its counts.
+        let again = process_file(&mut ctx, "run-1", &path, &mut Silent).unwrap();
+        assert_eq!(again.status, Outcome::DuplicateFile);
+        let reconciled = reconcile_retry(&mut ctx, "run-1", again).unwrap();
+        assert_eq!(reconciled.status, Outcome::Loaded);
+        assert_eq!(
+            (
+                reconciled.rows_read,
+                reconciled.rows_loaded,
+                reconciled.rows_rejected,
+                reconciled.amount_loaded.as_str()
+            ),
+            (3, 2, 1, "29.75")
+        );
+
+        // Another run meeting the same content: a duplicate file, as before.
+        let other = process_file(&mut ctx, "run-2", &path, &mut Silent).unwrap();
+        let other = reconcile_retry(&mut ctx, "run-2", other).unwrap();
+        assert_eq!(other.status, Outcome::DuplicateFile);
+        assert_eq!(other.rows_loaded, 0);
+    }
 }

@@ -305,6 +305,8 @@ pub struct FileEntry {
     pub lake_key: String,
     /// Failure reason.
     pub error: Option<String>,
+    /// The run that last processed it.
+    pub run_id: Option<String>,
     /// Id of the master key wrapping the raw object's data key; `None`: stored in clear.
     pub key_id: Option<String>,
     /// The wrapped data key (never printed).

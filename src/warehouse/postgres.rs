@@ -715,7 +715,7 @@ impl PgWarehouse {
                 &format!(
                     "SELECT file_id, sha256, original_name, bytes, profile, status, {}, {},
                             rows_read, rows_loaded, rows_rejected, rows_duplicate,
-                            amount_loaded::text, lake_key, error, key_id, wrapped_key
+                            amount_loaded::text, lake_key, error, key_id, wrapped_key, run_id
                      FROM files ORDER BY file_id",
                     ts("received_at"),
                     ts("processed_at")
@@ -743,6 +743,7 @@ impl PgWarehouse {
                 error: r.get(14),
                 key_id: r.get(15),
                 wrapped_key: r.get(16),
+                run_id: r.get(17),
             })
             .collect())
     }

@@ -694,7 +694,7 @@ impl SqliteWarehouse {
             .prepare(
                 "SELECT file_id, sha256, original_name, bytes, profile, status, received_at,
                         processed_at, rows_read, rows_loaded, rows_rejected, rows_duplicate,
-                        amount_loaded, lake_key, error, key_id, wrapped_key
+                        amount_loaded, lake_key, error, key_id, wrapped_key, run_id
                  FROM files ORDER BY file_id",
             )
             .map_err(sql("listing files"))?;
@@ -718,6 +718,7 @@ impl SqliteWarehouse {
                     error: r.get(14)?,
                     key_id: r.get(15)?,
                     wrapped_key: r.get(16)?,
+                    run_id: r.get(17)?,
                 })
             })
             .map_err(sql("listing files"))?;
