@@ -54,7 +54,9 @@ impl From<ConfigError> for Failure {
 impl From<WarehouseError> for Failure {
     fn from(e: WarehouseError) -> Failure {
         match e {
-            WarehouseError::UnsupportedUrl(_) => Failure::usage(e.to_string()),
+            WarehouseError::UnsupportedUrl(_)
+            | WarehouseError::Migration { .. }
+            | WarehouseError::SchemaTooNew { .. } => Failure::usage(e.to_string()),
             _ => Failure::unreachable(e.to_string()),
         }
     }

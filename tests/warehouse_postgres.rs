@@ -84,3 +84,56 @@ fn whole_suite_on_one_reconnected_database() {
 fn data_keys_are_recorded_and_rewrapped() {
     on_fresh(common::data_keys_are_recorded_and_rewrapped);
 }
+
+/// Migrations on PostgreSQL: a missing version below the highest is applied, a schema
+/// from a newer bankpipe is refused, and a migration blocked by a user's view fails with
+/// its version, changing nothing.
+#[test]
+fn migrations_fill_gaps_refuse_newer_schemas_and_name_failures() {
+    use bankpipe::warehouse::WarehouseError;
+    let c = PgCluster::shared();
+    let db = c.database();
+    drop(Warehouse::open(&db.url).unwrap());
+    let versions = || {
+        c.psql(
+            &db.name,
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations",
+        )
+    };
+    assert_eq!(versions(), "1,2,3,4");
+    c.psql(
+        &db.name,
+        "DELETE FROM schema_migrations WHERE version = 3;
+         ALTER TABLE files DROP COLUMN key_id, DROP COLUMN wrapped_key",
+    );
+    let mut w = Warehouse::open(&db.url).unwrap();
+    assert!(w.files().is_ok(), "key_id and wrapped_key are back");
+    drop(w);
+    assert_eq!(versions(), "1,2,3,4");
+
+    c.psql(
+        &db.name,
+        "INSERT INTO schema_migrations (version, name) VALUES (99, 'future')",
+    );
+    assert!(matches!(
+        Warehouse::open(&db.url),
+        Err(WarehouseError::SchemaTooNew { found: 99, .. })
+    ));
+    c.psql(
+        &db.name,
+        "DELETE FROM schema_migrations WHERE version IN (4, 99);
+         DROP INDEX transactions_brin;
+         ALTER TABLE transactions ADD COLUMN loaded_at TIMESTAMPTZ;
+         CREATE VIEW recent AS SELECT transaction_id, loaded_at FROM transactions",
+    );
+    match Warehouse::open(&db.url) {
+        Err(e @ WarehouseError::Migration { version: 4, .. }) => {
+            assert!(e.to_string().contains("0004"), "{e}")
+        }
+        other => panic!("expected a Migration error, got {other:?}"),
+    }
+    assert_eq!(versions(), "1,2,3", "nothing of 0004 was applied");
+    c.psql(&db.name, "DROP VIEW recent");
+    drop(Warehouse::open(&db.url).unwrap());
+    assert_eq!(versions(), "1,2,3,4");
+}

@@ -87,3 +87,66 @@ fn a_finished_file_cannot_be_loaded_again() {
 fn data_keys_are_recorded_and_rewrapped() {
     on_fresh(common::data_keys_are_recorded_and_rewrapped);
 }
+
+/// Migrations: a missing version below the highest is applied (never skipped), a
+/// warehouse migrated by a newer bankpipe is refused, and a migration that cannot apply
+/// (a user view on a dropped column) fails with its version and cause, changing nothing.
+#[test]
+fn migrations_fill_gaps_refuse_newer_schemas_and_name_failures() {
+    use bankpipe::warehouse::WarehouseError;
+    let dir = tempfile::tempdir().unwrap();
+    let url = url(dir.path());
+    let db = dir.path().join("w.db");
+    drop(Warehouse::open(&url).unwrap());
+    let sql = |q: &str| {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch(q)
+            .unwrap()
+    };
+    let versions = || -> Vec<i64> {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        let mut s = c
+            .prepare("SELECT version FROM schema_migrations ORDER BY 1")
+            .unwrap();
+        s.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(versions(), [1, 2, 3, 4]);
+
+    // A warehouse at {1, 2, 4} (migrated by a build that lacked 0003) gets 0003.
+    sql("DELETE FROM schema_migrations WHERE version = 3;
+         ALTER TABLE files DROP COLUMN key_id; ALTER TABLE files DROP COLUMN wrapped_key;");
+    let mut w = Warehouse::open(&url).unwrap();
+    assert!(w.files().is_ok(), "key_id and wrapped_key are back");
+    drop(w);
+    assert_eq!(versions(), [1, 2, 3, 4]);
+
+    // Newer than this binary: refused.
+    sql("INSERT INTO schema_migrations VALUES (99, 'future', 'x')");
+    match Warehouse::open(&url) {
+        Err(e @ WarehouseError::SchemaTooNew { found: 99, .. }) => {
+            assert!(e.to_string().contains("upgrade bankpipe"), "{e}")
+        }
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+    sql("DELETE FROM schema_migrations WHERE version = 99");
+
+    // Before 0004, with a user view on transactions.loaded_at: 0004 cannot apply.
+    sql("DELETE FROM schema_migrations WHERE version = 4;
+         ALTER TABLE transactions ADD COLUMN loaded_at TEXT;
+         CREATE VIEW recent AS SELECT transaction_id, loaded_at FROM transactions;");
+    match Warehouse::open(&url) {
+        Err(e @ WarehouseError::Migration { version: 4, .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("0004") && text.contains("recent"), "{text}");
+        }
+        other => panic!("expected a Migration error, got {other:?}"),
+    }
+    assert_eq!(versions(), [1, 2, 3], "nothing of 0004 was applied");
+    sql("DROP VIEW recent;");
+    drop(Warehouse::open(&url).unwrap());
+    assert_eq!(versions(), [1, 2, 3, 4]);
+}

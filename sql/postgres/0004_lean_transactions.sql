@@ -12,8 +12,13 @@
 -- server time per million rows during COPY. 0001 no longer creates it; a warehouse
 -- created before drops it here (PostgreSQL only marks a dropped column, so rows written
 -- afterwards carry a null bitmap for it until the table is rewritten, e.g. VACUUM FULL).
-DROP INDEX IF EXISTS transactions_at_brin;
-DROP INDEX IF EXISTS transactions_file_brin;
+--
+-- The new index is built before the old ones are dropped: CREATE INDEX lets readers
+-- through while it scans the table, DROP INDEX would not (it takes an exclusive lock held
+-- to commit). On a large warehouse, run `bankpipe migrate` in a quiet window (see
+-- docs/UPGRADING.md).
 CREATE INDEX transactions_brin ON transactions USING brin (transaction_at, file_id)
     WITH (pages_per_range = 32, autosummarize = on);
+DROP INDEX IF EXISTS transactions_at_brin;
+DROP INDEX IF EXISTS transactions_file_brin;
 ALTER TABLE transactions DROP COLUMN IF EXISTS loaded_at;

@@ -37,6 +37,30 @@ pub enum WarehouseError {
         /// What went wrong.
         reason: String,
     },
+    /// A schema migration could not be applied (nothing of it was).
+    #[error(
+        "warehouse migration {version:04} ({name}) failed: {reason} (nothing of it was applied; see \
+         docs/UPGRADING.md)"
+    )]
+    Migration {
+        /// Version.
+        version: i64,
+        /// Name.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The warehouse was migrated by a newer bankpipe.
+    #[error(
+        "warehouse schema is at version {found}, newer than this bankpipe knows ({known}): \
+         upgrade bankpipe on this machine (every worker sharing a warehouse runs the same version)"
+    )]
+    SchemaTooNew {
+        /// Highest version applied.
+        found: i64,
+        /// Highest version this binary knows.
+        known: i64,
+    },
     /// The URL names no supported backend.
     #[error("unsupported warehouse URL {0} (use sqlite://PATH or postgres://...)")]
     UnsupportedUrl(String),

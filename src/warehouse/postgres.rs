@@ -210,19 +210,36 @@ impl PgWarehouse {
             )
             .map_err(pg("creating schema_migrations"))?;
         }
-        let current: i64 = tx
-            .query_one(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-                &[],
-            )
+        let done: Vec<i64> = tx
+            .query("SELECT version FROM schema_migrations", &[])
             .map_err(pg("reading schema version"))?
-            .get(0);
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let known = MIGRATIONS.last().map_or(0, |m| m.0);
+        if let Some(&found) = done.iter().max().filter(|f| **f > known) {
+            return Err(WarehouseError::SchemaTooNew { found, known });
+        }
         let mut applied = 0;
+        // Every missing version is applied, not only those above the highest.
         for (version, name, text) in MIGRATIONS {
-            if *version <= current {
+            if done.contains(version) {
                 continue;
             }
-            tx.batch_execute(text).map_err(pg("applying migration"))?;
+            tx.batch_execute(text).map_err(|e| {
+                if is_transient(&e) {
+                    WarehouseError::Pg {
+                        context: "applying migration",
+                        source: e,
+                    }
+                } else {
+                    WarehouseError::Migration {
+                        version: *version,
+                        name,
+                        reason: describe(&e),
+                    }
+                }
+            })?;
             tx.execute(
                 "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
                 &[version, name],
@@ -579,9 +596,9 @@ impl PgWarehouse {
         tracing::debug!(
             file_id = plan.file_id,
             rows_s = copied.as_secs_f64(),
-            catalog_s = (recorded - copied).as_secs_f64(),
-            before_commit_s = (checked - recorded).as_secs_f64(),
-            commit_s = (started.elapsed() - checked).as_secs_f64(),
+            catalog_s = recorded.saturating_sub(copied).as_secs_f64(),
+            before_commit_s = checked.saturating_sub(recorded).as_secs_f64(),
+            commit_s = started.elapsed().saturating_sub(checked).as_secs_f64(),
             "Load timings: rows (claim check + COPY), rejects and catalog, waiting for the raw copy and the read digest, commit."
         );
         Ok(tally)
@@ -965,6 +982,7 @@ fn copy_direct(
     let finished = writer.finish();
     timing.finish = finishing.elapsed();
     tracing::debug!(
+        file_id = plan.file_id,
         source_s = timing.source.as_secs_f64(),
         encode_s = timing.encode.as_secs_f64(),
         send_s = timing.send.as_secs_f64(),

@@ -39,6 +39,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// Refuses a warehouse migrated by a newer bankpipe: its schema may lack what this
+/// binary writes (a column a newer migration dropped).
+fn check_not_newer(done: &[i64]) -> Result<()> {
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    match done.iter().max() {
+        Some(&found) if found > known => Err(WarehouseError::SchemaTooNew { found, known }),
+        _ => Ok(()),
+    }
+}
+
 /// A `sqlite://` URL's path: `sqlite:///abs/path.db`, `sqlite://relative.db`, or
 /// `sqlite::memory:` for tests.
 pub fn path_from_url(url: &str) -> Option<PathBuf> {
@@ -89,12 +99,10 @@ impl SqliteWarehouse {
         .map_err(|e| unreachable(e.to_string()))?;
         conn.set_prepared_statement_cache_capacity(64);
         let mut w = SqliteWarehouse { conn };
-        w.migrate().map_err(|e| unreachable(e.to_string()))?;
-        if let Ok(extra) = std::env::var("BP_EXPERIMENT_PRAGMAS") {
-            w.conn
-                .execute_batch(&extra)
-                .map_err(|e| unreachable(e.to_string()))?;
-        }
+        w.migrate().map_err(|e| match e {
+            e @ (WarehouseError::Migration { .. } | WarehouseError::SchemaTooNew { .. }) => e,
+            e => unreachable(e.to_string()),
+        })?;
         Ok(w)
     }
 
@@ -111,23 +119,27 @@ impl SqliteWarehouse {
             .map_err(sql("creating schema_migrations"))?;
         let mut applied = 0;
         for (version, name, text) in MIGRATIONS {
-            // The version is read inside the write transaction: two processes opening a
-            // new warehouse at once apply each migration once.
+            // The versions are read inside the write transaction: two processes opening a
+            // new warehouse at once apply each migration once. Every missing version is
+            // applied, not only those above the highest (a gap is never skipped).
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql("starting migration"))?;
-            let current: i64 = tx
-                .query_row(
-                    "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-                    [],
-                    |r| r.get(0),
-                )
+            let done: Vec<i64> = tx
+                .prepare("SELECT version FROM schema_migrations")
+                .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
                 .map_err(sql("reading schema version"))?;
-            if *version <= current {
+            check_not_newer(&done)?;
+            if done.contains(version) {
                 continue;
             }
-            tx.execute_batch(text).map_err(sql("applying migration"))?;
+            tx.execute_batch(text)
+                .map_err(|e| WarehouseError::Migration {
+                    version: *version,
+                    name,
+                    reason: e.to_string(),
+                })?;
             tx.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
                 params![version, name, crate::clock::now_rfc3339()],
