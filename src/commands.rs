@@ -739,13 +739,22 @@ fn files(config: &Config, json: bool) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:>4}  {:<32}  {:<8}  {:<12}  {:>9}  {:>9}  {:>8}  {:>8}  sha256",
-        "id", "name", "status", "profile", "read", "loaded", "rejected", "dup"
+        "{:>4}  {:<32}  {:<8}  {:<12}  {:>9}  {:>9}  {:>8}  {:>8}  {:<12}  {:<19}",
+        "id",
+        "name",
+        "status",
+        "profile",
+        "read",
+        "loaded",
+        "rejected",
+        "dup",
+        "sha256",
+        "encrypted"
     );
     for f in files {
         let name: String = f.original_name.chars().take(32).collect();
         println!(
-            "{:>4}  {name:<32}  {:<8}  {:<12}  {:>9}  {:>9}  {:>8}  {:>8}  {}",
+            "{:>4}  {name:<32}  {:<8}  {:<12}  {:>9}  {:>9}  {:>8}  {:>8}  {:<12}  {:<19}",
             f.file_id,
             f.status,
             f.profile.as_deref().unwrap_or("-"),
@@ -753,7 +762,8 @@ fn files(config: &Config, json: bool) -> Result<ExitCode, Failure> {
             f.rows_loaded.unwrap_or(0),
             f.rows_rejected.unwrap_or(0),
             f.rows_duplicate.unwrap_or(0),
-            &f.sha256[..12.min(f.sha256.len())]
+            &f.sha256[..12.min(f.sha256.len())],
+            f.key_id.as_deref().unwrap_or("no")
         );
         if let Some(e) = f.error {
             println!("      error: {e}");
