@@ -456,6 +456,9 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     let lake = Lake::open(&config.lake_url, rt.handle().clone())?
         .with_master_key(config.master_key.clone());
     let mut results = Vec::new();
+    // Listed before the catalog is read (and the catalog read again at the end), so an
+    // object landed while this runs is never taken for an orphan.
+    let listed = lake.list()?;
     let catalog = warehouse.files()?;
     for f in &catalog {
         if f.status == "landing" {
@@ -507,10 +510,13 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     let bad = results.iter().filter(|r| r["status"] != "intact").count();
     // Raw objects no catalog row names: left by attempts that died after writing their
     // object (an encrypted retry writes a new one). Reported, never deleted here.
-    let named: std::collections::HashSet<&str> =
-        catalog.iter().map(|f| f.lake_key.as_str()).collect();
-    let orphans: Vec<String> = lake
-        .list()?
+    let now = warehouse.files()?;
+    let named: std::collections::HashSet<&str> = catalog
+        .iter()
+        .chain(&now)
+        .map(|f| f.lake_key.as_str())
+        .collect();
+    let orphans: Vec<String> = listed
         .into_iter()
         .map(|(key, _)| key)
         .filter(|key| key.starts_with("raw/") && !named.contains(key.as_str()))

@@ -350,9 +350,12 @@ fn process_with_retries(
 ) -> Result<FileReport, RunError> {
     const ATTEMPTS: u32 = 6;
     let mut attempt = 0;
+    // The file this entry claimed in an earlier attempt, if any.
+    let mut claimed = None;
     loop {
         attempt += 1;
-        let result = process_file(ctx, run_id, path, progress);
+        let earlier_claim = claimed;
+        let result = process_file(ctx, run_id, path, progress, &mut claimed);
         match result {
             Err(RunError::Warehouse(e)) if e.is_transient() && attempt < ATTEMPTS => {
                 let delay = crate::retry::backoff(attempt);
@@ -371,10 +374,18 @@ fn process_with_retries(
                     // Best effort: a dropped session releases its claims anyway.
                     let _ = ctx.warehouse.release(id);
                 }
-                if attempt > 1
-                    && let Ok(report) = other
+                if let (Some(own), Ok(report)) = (earlier_claim, &other)
+                    && report.file_id == Some(own)
+                    && report.status == Outcome::DuplicateFile
                 {
-                    return reconcile_retry(ctx, run_id, report);
+                    let report = report.clone();
+                    return Ok(match reconcile_retry(ctx, run_id, own, report.clone()) {
+                        Ok(reconciled) => reconciled,
+                        Err(e) => {
+                            warn!(file = %report.name, error = %e, "Could not read back the outcome of an earlier attempt; reported as found.");
+                            report
+                        }
+                    });
                 }
                 return other;
             }
@@ -382,24 +393,22 @@ fn process_with_retries(
     }
 }
 
-/// After a retry, a file found already loaded *by this run* was committed by an earlier
-/// attempt whose reply was lost with the connection (an ambiguous commit): it is
-/// reported as loaded with the counts the catalog recorded, not as a duplicate.
+/// After a retry, the file this entry itself claimed in an earlier attempt may turn out
+/// finished: that attempt's commit went through but its reply was lost with the
+/// connection (an ambiguous commit). It is reported with the outcome the catalog
+/// recorded (loaded, with counts checked against the warehouse, or failed with its
+/// reason), not as a duplicate.
 fn reconcile_retry(
     ctx: &mut Context,
     run_id: &str,
+    own: i64,
     mut report: FileReport,
 ) -> Result<FileReport, RunError> {
-    let Some(id) = report
-        .file_id
-        .filter(|_| report.status == Outcome::DuplicateFile)
-    else {
-        return Ok(report);
-    };
-    let Some(entry) =
-        ctx.warehouse.files()?.into_iter().find(|f| {
-            f.file_id == id && f.status == "loaded" && f.run_id.as_deref() == Some(run_id)
-        })
+    let Some(entry) = ctx
+        .warehouse
+        .files()?
+        .into_iter()
+        .find(|f| f.file_id == own && f.run_id.as_deref() == Some(run_id))
     else {
         return Ok(report);
     };
@@ -408,9 +417,25 @@ fn reconcile_retry(
         .as_deref()
         .and_then(|name| ctx.config.profiles.iter().find(|p| p.name == name))
         .map_or(2, |p| p.scale);
-    let stored = ctx.warehouse.stored(id, scale)?;
-    warn!(file = %report.name, file_id = id, "An earlier attempt's commit had gone through before the connection was lost; reported as loaded.");
-    report.record_load(&stored.recorded, scale);
+    let stored = ctx.warehouse.stored(own, scale)?;
+    match stored.status {
+        Some(FileStatus::Loaded) => {
+            warn!(file = %report.name, file_id = own, "An earlier attempt's commit had gone through before the connection was lost; reported as loaded.");
+            report.record_load(&stored.recorded, scale);
+            if let Err(broken) =
+                check_control_totals(&mut ctx.warehouse, own, scale, &stored.recorded)
+            {
+                report.error = Some(format!("control totals do not hold: {broken}"));
+            }
+        }
+        Some(FileStatus::Failed) => {
+            warn!(file = %report.name, file_id = own, "An earlier attempt had recorded this file as failed before the connection was lost.");
+            report.set_tally(&stored.recorded, scale);
+            report.status = Outcome::Failed;
+            report.error = Some(entry.error.unwrap_or_else(|| "failed".into()));
+        }
+        _ => return Ok(report),
+    }
     report.profile = entry.profile;
     report.lake_key = Some(entry.lake_key);
     Ok(report)
@@ -506,6 +531,7 @@ fn process_file(
     run_id: &str,
     path: &Path,
     progress: &mut dyn Progress,
+    claimed: &mut Option<i64>,
 ) -> Result<FileReport, RunError> {
     let clock = Instant::now();
     let name = display_name(path);
@@ -616,6 +642,7 @@ fn process_file(
         }
     };
     report.file_id = Some(file_id);
+    *claimed = Some(file_id);
     tracing::debug!(file = %name, session = ?ctx.warehouse.session_id(), elapsed_s = clock.elapsed().as_secs_f64(), "Claimed.");
 
     // Where the object goes and its data key's wrapping are in the catalog before the
@@ -1151,15 +1178,17 @@ mod tests {
              A3,C2,10/1/94,M,GOA,1.00,3/8/16,101010,4.25\n",
         )
         .unwrap();
-        let first = process_file(&mut ctx, "run-1", &path, &mut Silent).unwrap();
+        let mut claimed = None;
+        let first = process_file(&mut ctx, "run-1", &path, &mut Silent, &mut claimed).unwrap();
+        let own = claimed.unwrap();
         assert_eq!(first.status, Outcome::Loaded);
         assert_eq!((first.rows_loaded, first.rows_rejected), (2, 1));
 
         // The same run tries again (its first attempt's reply was lost): the file is in
         // the catalog as loaded by this run, so it is reported loaded, with its counts.
-        let again = process_file(&mut ctx, "run-1", &path, &mut Silent).unwrap();
+        let again = process_file(&mut ctx, "run-1", &path, &mut Silent, &mut None).unwrap();
         assert_eq!(again.status, Outcome::DuplicateFile);
-        let reconciled = reconcile_retry(&mut ctx, "run-1", again).unwrap();
+        let reconciled = reconcile_retry(&mut ctx, "run-1", own, again).unwrap();
         assert_eq!(reconciled.status, Outcome::Loaded);
         assert_eq!(
             (
@@ -1171,9 +1200,30 @@ mod tests {
             (3, 2, 1, "29.75")
         );
 
+        // A file the earlier attempt recorded as failed (too many rejects) is reported
+        // failed, with its reason, not as a duplicate that would hide the failure.
+        let bad = dir.path().join("bad.csv");
+        std::fs::write(
+            &bad,
+            "TransactionID,CustomerID,CustomerDOB,CustGender,CustLocation,CustAccountBalance,TransactionDate,TransactionTime,TransactionAmount (INR)\n\
+             B1,C1,10/1/94,F,PUNE,1.00,2/8/16,143207,-1\n\
+             B2,C1,10/1/94,F,PUNE,1.00,2/8/16,143207,-2\n\
+             B3,C2,10/1/94,M,GOA,1.00,3/8/16,101010,4.25\n",
+        )
+        .unwrap();
+        let mut bad_claim = None;
+        let failed = process_file(&mut ctx, "run-1", &bad, &mut Silent, &mut bad_claim).unwrap();
+        assert_eq!(failed.status, Outcome::Failed);
+        let retry = process_file(&mut ctx, "run-1", &bad, &mut Silent, &mut None).unwrap();
+        assert_eq!(retry.status, Outcome::DuplicateFile);
+        let retry = reconcile_retry(&mut ctx, "run-1", bad_claim.unwrap(), retry).unwrap();
+        assert_eq!(retry.status, Outcome::Failed);
+        assert_eq!(retry.error, failed.error);
+        assert_eq!((retry.rows_read, retry.rows_rejected), (3, 2));
+
         // Another run meeting the same content: a duplicate file, as before.
-        let other = process_file(&mut ctx, "run-2", &path, &mut Silent).unwrap();
-        let other = reconcile_retry(&mut ctx, "run-2", other).unwrap();
+        let other = process_file(&mut ctx, "run-2", &path, &mut Silent, &mut None).unwrap();
+        let other = reconcile_retry(&mut ctx, "run-2", own, other).unwrap();
         assert_eq!(other.status, Outcome::DuplicateFile);
         assert_eq!(other.rows_loaded, 0);
     }

@@ -1,3 +1,3 @@
 -- What `bankpipe verify` last found for the file's raw object in the lake.
-ALTER TABLE files ADD COLUMN lake_status TEXT CHECK (lake_status IN ('intact', 'missing', 'corrupt'));
-ALTER TABLE files ADD COLUMN lake_checked_at TIMESTAMPTZ;
+ALTER TABLE files ADD COLUMN IF NOT EXISTS lake_status TEXT CHECK (lake_status IN ('intact', 'missing', 'corrupt'));
+ALTER TABLE files ADD COLUMN IF NOT EXISTS lake_checked_at TIMESTAMPTZ;

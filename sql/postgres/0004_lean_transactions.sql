@@ -17,7 +17,7 @@
 -- through while it scans the table, DROP INDEX would not (it takes an exclusive lock held
 -- to commit). On a large warehouse, run `bankpipe migrate` in a quiet window (see
 -- docs/UPGRADING.md).
-CREATE INDEX transactions_brin ON transactions USING brin (transaction_at, file_id)
+CREATE INDEX IF NOT EXISTS transactions_brin ON transactions USING brin (transaction_at, file_id)
     WITH (pages_per_range = 32, autosummarize = on);
 DROP INDEX IF EXISTS transactions_at_brin;
 DROP INDEX IF EXISTS transactions_file_brin;
