@@ -877,6 +877,15 @@ fn landed_or_fatal(
     }
 }
 
+/// Records `lake_status = corrupt` when reading the raw object failed because its bytes
+/// are damaged (digest mismatch or a chunk that does not authenticate).
+fn mark_if_corrupt(warehouse: &mut Warehouse, file_id: i64, error: &str) -> Result<(), RunError> {
+    if error.contains("is corrupt") {
+        warehouse.set_lake_status(file_id, "corrupt", &crate::clock::now_rfc3339())?;
+    }
+    Ok(())
+}
+
 /// Re-reads the warehouse after commit and compares with what the load counted.
 fn check_control_totals(
     warehouse: &mut Warehouse,
@@ -1055,13 +1064,7 @@ pub fn reprocess(
             // Unreadable raw object, or a contract that now rejects the whole file:
             // either way the previous load stays as it is.
             let msg = e.to_string();
-            if msg.contains("is corrupt") {
-                ctx.warehouse.set_lake_status(
-                    entry.file_id,
-                    "corrupt",
-                    &crate::clock::now_rfc3339(),
-                )?;
-            }
+            mark_if_corrupt(&mut ctx.warehouse, entry.file_id, &msg)?;
             error!(file_id = entry.file_id, error = %msg, "Reprocessing failed; the previous load is untouched.");
             after.error = Some(format!("{msg}; nothing changed"));
             return Ok(Reprocessed {
@@ -1111,13 +1114,7 @@ pub fn reprocess(
             after.record_load(&tally, scale);
         }
         Err(WarehouseError::Source(msg)) => {
-            if msg.contains("is corrupt") {
-                ctx.warehouse.set_lake_status(
-                    entry.file_id,
-                    "corrupt",
-                    &crate::clock::now_rfc3339(),
-                )?;
-            }
+            mark_if_corrupt(&mut ctx.warehouse, entry.file_id, &msg)?;
             error!(file_id = entry.file_id, error = %msg, "Reprocessing failed; the previous load is untouched.");
             after.error = Some(msg);
         }

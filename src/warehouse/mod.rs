@@ -688,14 +688,11 @@ impl Warehouse {
     /// # Errors
     /// On SQL failure.
     pub fn key_ids(&mut self) -> Result<BTreeMap<String, u64>> {
-        Ok(self
-            .files()?
-            .into_iter()
-            .filter_map(|f| f.key_id)
-            .fold(BTreeMap::new(), |mut m, k| {
-                *m.entry(k).or_insert(0) += 1;
-                m
-            }))
+        // Asked at the start of every run: one aggregate, not the whole catalog.
+        match self {
+            Warehouse::Sqlite(w) => w.key_ids(),
+            Warehouse::Postgres(w) => w.key_ids(),
+        }
     }
 
     /// Replaces wrapped data keys in one transaction, each only if the row still holds

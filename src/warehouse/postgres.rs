@@ -695,6 +695,19 @@ impl PgWarehouse {
         Ok(n as usize)
     }
 
+    pub(super) fn key_ids(&mut self) -> Result<std::collections::BTreeMap<String, u64>> {
+        Ok(self
+            .client
+            .query(
+                "SELECT key_id, COUNT(*) FROM files WHERE key_id IS NOT NULL GROUP BY key_id",
+                &[],
+            )
+            .map_err(pg("counting key ids"))?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
+            .collect())
+    }
+
     pub(super) fn rewrap(&mut self, changes: &[Rewrap]) -> Result<usize> {
         let mut tx = self
             .client

@@ -671,6 +671,20 @@ impl SqliteWarehouse {
             .map_err(sql("recording the landing"))
     }
 
+    pub(super) fn key_ids(&mut self) -> Result<std::collections::BTreeMap<String, u64>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key_id, COUNT(*) FROM files WHERE key_id IS NOT NULL GROUP BY key_id")
+            .map_err(sql("counting key ids"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })
+            .map_err(sql("counting key ids"))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(sql("counting key ids"))
+    }
+
     pub(super) fn rewrap(&mut self, changes: &[Rewrap]) -> Result<usize> {
         let tx = self
             .conn
