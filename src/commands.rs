@@ -433,6 +433,18 @@ fn reprocess(config: &Config, args: &crate::cli::ReprocessArgs) -> Result<ExitCo
             r.before.amount_loaded.clone(),
             r.after.amount_loaded.clone(),
         );
+        if r.rows_moved > 0 {
+            let to: Vec<String> = r
+                .moved_to
+                .iter()
+                .map(|m| format!("{} to file {} ({})", m.rows, m.file_id, m.name))
+                .collect();
+            println!(
+                "rows_moved       {} (other files carry them: {})",
+                r.rows_moved,
+                to.join(", ")
+            );
+        }
         if let Some(e) = &r.after.error {
             println!("error: {e}");
         }

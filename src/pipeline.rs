@@ -919,6 +919,13 @@ fn check_control_totals(
             expect_amount.to_text(scale)
         ));
     }
+    let expect_duplicates = if failed { 0 } else { tally.rows_duplicate };
+    if stored.duplicates != expect_duplicates {
+        broken.push(format!(
+            "duplicate_rows holds {} rows for the file, expected {expect_duplicates}",
+            stored.duplicates
+        ));
+    }
     if stored.rejected != tally.rows_rejected || stored.rejected_amount != tally.amount_rejected {
         broken.push(format!(
             "rejected_rows holds {} rows / {}, expected {} / {}",
@@ -988,6 +995,76 @@ pub struct Reprocessed {
     pub before: FileReport,
     /// Status and counts after (or that a real run would give).
     pub after: FileReport,
+    /// Rows of this file that other files counted as identical duplicates and that it
+    /// no longer loads: how many move (or would move) to other files.
+    pub rows_moved: u64,
+    /// Where they go, by receiving file.
+    pub moved_to: Vec<MovedRows>,
+}
+
+/// Rows `reprocess` moves from the reprocessed file to another file that carried them
+/// (see "Duplicate lineage" in `docs/ARCHITECTURE.md`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MovedRows {
+    /// The receiving file.
+    pub file_id: i64,
+    /// Its name as received.
+    pub name: String,
+    /// How many rows it now holds in place of the reprocessed file.
+    pub rows: u64,
+    /// Their exact sum.
+    pub amount: String,
+}
+
+/// The receiving files of a reprocess, named.
+fn moved_rows(
+    catalog: &[crate::warehouse::FileEntry],
+    tally: &crate::warehouse::Tally,
+    scale: u8,
+) -> Vec<MovedRows> {
+    tally
+        .rehomed
+        .iter()
+        .map(|m| MovedRows {
+            file_id: m.file_id,
+            name: catalog
+                .iter()
+                .find(|f| f.file_id == m.file_id)
+                .map(|f| f.original_name.clone())
+                .unwrap_or_default(),
+            rows: m.rows,
+            amount: m.amount.to_text(scale),
+        })
+        .collect()
+}
+
+/// Re-reads a file that received rows from another file's reprocess: its catalog
+/// counts still balance and match what `transactions` and `duplicate_rows` hold.
+fn check_receiving_file(warehouse: &mut Warehouse, file_id: i64, scale: u8) -> Result<(), String> {
+    let stored = warehouse
+        .stored(file_id, scale)
+        .map_err(|e| e.to_string())?;
+    let r = &stored.recorded;
+    if r.balances()
+        && stored.transactions == r.rows_loaded
+        && stored.transactions_amount == r.amount_loaded
+        && stored.duplicates == r.rows_duplicate
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "file {file_id} after receiving rows: read {} loaded {} rejected {} duplicate {}, \
+             transactions holds {} / {} (loaded {}), duplicate_rows holds {}",
+            r.rows_read,
+            r.rows_loaded,
+            r.rows_rejected,
+            r.rows_duplicate,
+            stored.transactions,
+            stored.transactions_amount.to_text(scale),
+            r.amount_loaded.to_text(scale),
+            stored.duplicates
+        ))
+    }
 }
 
 /// Reloads one landed file from its raw object in the lake (not from the inbox), under
@@ -1007,11 +1084,11 @@ pub fn reprocess(
         path: PathBuf::from(selector),
         reason,
     };
-    let entry = ctx
-        .warehouse
-        .files()?
-        .into_iter()
+    let catalog = ctx.warehouse.files()?;
+    let entry = catalog
+        .iter()
         .find(|f| f.file_id.to_string() == selector || f.sha256 == selector)
+        .cloned()
         .ok_or_else(|| unknown("no such file id or sha256 in the catalog".into()))?;
     if entry.status == "landing" {
         return Err(unknown(format!(
@@ -1073,6 +1150,8 @@ pub fn reprocess(
                 dry_run,
                 before,
                 after,
+                rows_moved: 0,
+                moved_to: Vec::new(),
             });
         }
     };
@@ -1099,12 +1178,29 @@ pub fn reprocess(
             }
         });
     drop(source);
+    let mut moved_to = Vec::new();
     match loaded {
         Ok(tally) => {
             after.record_load(&tally, scale);
-            if let Err(broken) =
+            moved_to = moved_rows(&catalog, &tally, scale);
+            let mut broken: Vec<String> =
                 check_control_totals(&mut ctx.warehouse, entry.file_id, scale, &tally)
-            {
+                    .err()
+                    .into_iter()
+                    .collect();
+            for m in &moved_to {
+                info!(
+                    file_id = entry.file_id,
+                    to_file = m.file_id,
+                    rows = m.rows,
+                    "Rows moved to another file that carries them."
+                );
+                if let Err(e) = check_receiving_file(&mut ctx.warehouse, m.file_id, scale) {
+                    broken.push(e);
+                }
+            }
+            if !broken.is_empty() {
+                let broken = broken.join("; ");
                 error!(file_id = entry.file_id, %broken, "Control totals do not hold after reprocessing.");
                 after.error = Some(format!("control totals do not hold: {broken}"));
             }
@@ -1112,6 +1208,7 @@ pub fn reprocess(
         Err(WarehouseError::Aborted(_)) if dry_run => {
             let tally = seen.unwrap_or_default();
             after.record_load(&tally, scale);
+            moved_to = moved_rows(&catalog, &tally, scale);
         }
         Err(WarehouseError::Source(msg)) => {
             mark_if_corrupt(&mut ctx.warehouse, entry.file_id, &msg)?;
@@ -1126,6 +1223,8 @@ pub fn reprocess(
         dry_run,
         before,
         after,
+        rows_moved: moved_to.iter().map(|m| m.rows).sum(),
+        moved_to,
     })
 }
 

@@ -22,9 +22,11 @@ ALTER TABLE files OWNER TO bankpipe_owner;
 ALTER TABLE transactions OWNER TO bankpipe_owner;
 ALTER TABLE rejected_rows OWNER TO bankpipe_owner;
 ALTER TABLE file_warnings OWNER TO bankpipe_owner;
+ALTER TABLE duplicate_rows OWNER TO bankpipe_owner;
 ALTER TABLE schema_migrations OWNER TO bankpipe_owner;
 
-REVOKE ALL ON runs, files, transactions, rejected_rows, file_warnings, schema_migrations
+REVOKE ALL ON runs, files, transactions, rejected_rows, file_warnings, duplicate_rows,
+    schema_migrations
     FROM bankpipe_loader, bankpipe_reader;
 GRANT USAGE ON SCHEMA public TO bankpipe_loader, bankpipe_reader;
 
@@ -33,7 +35,13 @@ GRANT SELECT, INSERT, UPDATE ON runs TO bankpipe_loader;
 GRANT SELECT, INSERT, UPDATE, DELETE ON files TO bankpipe_loader;
 GRANT SELECT, INSERT, DELETE ON transactions TO bankpipe_loader;
 GRANT SELECT, INSERT, DELETE ON rejected_rows, file_warnings TO bankpipe_loader;
+-- duplicate_rows: written by the merge, moved by `reprocess`, which also locks it (LOCK
+-- TABLE in SHARE ROW EXCLUSIVE mode needs UPDATE, DELETE or TRUNCATE: DELETE is enough).
+-- UPDATE on file_warnings: a row moved to another file adds to that file's warnings.
+GRANT SELECT, INSERT, DELETE ON duplicate_rows TO bankpipe_loader;
+GRANT UPDATE ON file_warnings TO bankpipe_loader;
 GRANT SELECT ON schema_migrations TO bankpipe_loader;
 
-GRANT SELECT ON transactions, files, file_warnings, runs, schema_migrations TO bankpipe_reader;
+GRANT SELECT ON transactions, files, file_warnings, duplicate_rows, runs, schema_migrations
+    TO bankpipe_reader;
 GRANT SELECT (file_id, line_no, rule, field, detail, amount) ON rejected_rows TO bankpipe_reader;

@@ -232,6 +232,29 @@ pub struct Tally {
     pub rejects: BTreeMap<Rule, u64>,
     /// Set when the file failed as a whole (too many rejects); nothing was loaded.
     pub failure: Option<String>,
+    /// Reprocess only: rows this file held before that it no longer loads, and that
+    /// other loaded files had counted as identical duplicates, moved to one of those
+    /// files (see [`Rehomed`]). Empty for a first load.
+    pub rehomed: Vec<Rehomed>,
+}
+
+/// Rows moved to one file by the reprocess of another (the duplicate lineage of
+/// `docs/ARCHITECTURE.md`).
+///
+/// The receiving file counted these rows as identical duplicates of the rows the
+/// reprocessed file held; once that file no longer loads them, they are stored again
+/// with the receiving file's `file_id` and `line_no`, and its catalog counts move them
+/// from duplicate to loaded (`rows_read` unchanged, so its totals still balance).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Rehomed {
+    /// The file that now holds the rows.
+    pub file_id: i64,
+    /// How many rows.
+    pub rows: u64,
+    /// Their exact sum (at the reprocessed file's scale: identical rows share the
+    /// currency).
+    #[serde(skip)]
+    pub amount: Total,
 }
 
 impl Tally {
@@ -294,6 +317,8 @@ pub struct Stored {
     pub rejected: u64,
     /// Sum of their parsed amounts.
     pub rejected_amount: Total,
+    /// `COUNT(*)` of the file's rows in `duplicate_rows` (its identical duplicates).
+    pub duplicates: u64,
 }
 
 /// One catalog row, for `bankpipe files` and reports.

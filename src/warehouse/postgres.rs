@@ -49,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "lean_transactions",
         include_str!("../../sql/postgres/0004_lean_transactions.sql"),
     ),
+    (
+        5,
+        "duplicate_lineage",
+        include_str!("../../sql/postgres/0005_duplicate_lineage.sql"),
+    ),
 ];
 
 /// Role set-up for `migrate --create-roles`.
@@ -498,12 +503,20 @@ impl PgWarehouse {
             });
         }
         if replaceable {
-            // Reprocessing: the previous outcome goes, atomically with the new one.
+            // Reprocessing: the previous outcome goes, atomically with the new one. Rows
+            // that other files counted as identical duplicates are kept aside first, to
+            // be stored again under one of those files if this load no longer has them.
+            snapshot_rehome(&mut tx, plan.file_id)?;
             tx.execute(
                 "DELETE FROM transactions WHERE file_id = $1",
                 &[&plan.file_id],
             )
             .map_err(pg("removing the previous rows"))?;
+            tx.execute(
+                "DELETE FROM duplicate_rows WHERE file_id = $1",
+                &[&plan.file_id],
+            )
+            .map_err(pg("removing the previous duplicates"))?;
             tx.execute(
                 "DELETE FROM rejected_rows WHERE file_id = $1",
                 &[&plan.file_id],
@@ -548,6 +561,15 @@ impl PgWarehouse {
                 &[&plan.file_id],
             )
             .map_err(pg("removing rows of a failed file"))?;
+            // A failed file holds nothing, so it vouches for nothing either.
+            tx.execute(
+                "DELETE FROM duplicate_rows WHERE file_id = $1",
+                &[&plan.file_id],
+            )
+            .map_err(pg("removing duplicates of a failed file"))?;
+        }
+        if replaceable {
+            tally.rehomed = rehome(&mut tx, plan.scale)?;
         }
         let (status, loaded, amount_loaded) = match &tally.failure {
             None => ("loaded", tally.rows_loaded, tally.amount_loaded),
@@ -626,6 +648,13 @@ impl PgWarehouse {
                 &[&file_id, &i32::from(scale)],
             )
             .map_err(pg("counting rejected rows"))?;
+        let d = self
+            .client
+            .query_one(
+                "SELECT COUNT(*) FROM duplicate_rows WHERE file_id = $1",
+                &[&file_id],
+            )
+            .map_err(pg("counting duplicate lineage"))?;
         let f = self
             .client
             .query_one(
@@ -660,6 +689,7 @@ impl PgWarehouse {
             transactions_amount: total(t.get(1)),
             rejected: r.get::<_, i64>(0) as u64,
             rejected_amount: total(r.get(1)),
+            duplicates: d.get::<_, i64>(0) as u64,
         })
     }
 
@@ -1066,6 +1096,11 @@ fn copy_staged(
             .map_err(|e| WarehouseError::Source(e.to_string()))?;
         writer.finish().map_err(pg("staging rows with COPY"))?;
     }
+    // Taken before the merge reads which ids exist: a reprocess moving rows between files
+    // (SHARE ROW EXCLUSIVE on duplicate_rows) either finishes before this merge looks,
+    // or waits until this file's duplicates are recorded and committed.
+    tx.batch_execute("LOCK TABLE duplicate_rows IN ROW EXCLUSIVE MODE")
+        .map_err(pg("locking duplicate lineage"))?;
     tx.execute(
         &format!(
             "WITH ins AS (
@@ -1156,7 +1191,130 @@ fn copy_staged(
         &[],
     )
     .map_err(pg("quarantining conflicting rows"))?;
+    record_duplicates(tx, same)?;
     Ok(tally)
+}
+
+/// Duplicate lineage: every staged row counted as an identical duplicate, with its line
+/// and warnings (see `sql/postgres/0005_duplicate_lineage.sql`). Kept apart from the
+/// classification above on purpose, and written with a hash join against
+/// `bankpipe_inserted` (no `IN (SELECT ...)` subplan), so it costs one pass over the
+/// staged rows whatever the merge's own SQL becomes. `same` is the merge's test of
+/// identical content between the staged row `s` and the stored row `t`.
+fn record_duplicates(tx: &mut Transaction<'_>, same: &str) -> Result<()> {
+    tx.execute(
+        &format!(
+            "INSERT INTO duplicate_rows (transaction_id, file_id, line_no, warnings)
+             SELECT s.transaction_id, s.file_id, s.line_no, s.warnings
+             FROM (SELECT *, ord = min(ord) OVER (PARTITION BY transaction_id) AS first_ord
+                   FROM bankpipe_staging) s
+             JOIN transactions t USING (transaction_id)
+             LEFT JOIN bankpipe_inserted i USING (transaction_id)
+             WHERE NOT (s.first_ord AND i.transaction_id IS NOT NULL) AND {same}"
+        ),
+        &[],
+    )
+    .map_err(pg("recording duplicate lineage"))?;
+    Ok(())
+}
+
+/// Keeps aside, before a reprocess deletes a file's rows, each of its rows that another
+/// loaded file counted as an identical duplicate, with the copy that would take it over:
+/// the earliest such file, at its first line carrying the id. Locks `duplicate_rows`
+/// against other reprocesses and against merges (see [`copy_staged`]) until commit, so
+/// no duplicate of these rows can be counted unseen meanwhile.
+fn snapshot_rehome(tx: &mut Transaction<'_>, file_id: i64) -> Result<()> {
+    tx.batch_execute(
+        "LOCK TABLE duplicate_rows IN SHARE ROW EXCLUSIVE MODE;
+         CREATE TEMP TABLE IF NOT EXISTS bankpipe_rehome (
+            transaction_id TEXT COLLATE \"C\", customer_id TEXT, customer_dob DATE, gender TEXT,
+            location TEXT, account_balance NUMERIC, transaction_at TIMESTAMP, amount NUMERIC,
+            currency TEXT, file_id BIGINT, line_no INTEGER, warnings INTEGER, dup TID)
+            ON COMMIT DROP;
+         TRUNCATE bankpipe_rehome;",
+    )
+    .map_err(pg("creating the rehome table"))?;
+    tx.execute(
+        "INSERT INTO bankpipe_rehome
+         SELECT DISTINCT ON (d.transaction_id)
+                t.transaction_id, t.customer_id, t.customer_dob, t.gender, t.location,
+                t.account_balance, t.transaction_at, t.amount, t.currency,
+                d.file_id, d.line_no, d.warnings, d.ctid
+         FROM duplicate_rows d
+         JOIN files f ON f.file_id = d.file_id AND f.status = 'loaded'
+         JOIN transactions t ON t.transaction_id = d.transaction_id AND t.file_id = $1
+         WHERE d.file_id <> $1
+         ORDER BY d.transaction_id, d.file_id, d.line_no, d.ctid",
+        &[&file_id],
+    )
+    .map_err(pg("keeping aside rows other files carry"))?;
+    Ok(())
+}
+
+/// After a reprocess loaded (or failed) its file: stores again, under the copy chosen by
+/// [`snapshot_rehome`], every kept-aside row whose id is no longer in `transactions`,
+/// and moves those rows from duplicate to loaded in the receiving files' counts,
+/// amounts and warnings (exact NUMERIC arithmetic). Rows the file loaded again keep its
+/// lineage.
+fn rehome(tx: &mut Transaction<'_>, scale: u8) -> Result<Vec<super::Rehomed>> {
+    let moved = tx
+        .query(
+            "WITH gone AS (
+                 DELETE FROM bankpipe_rehome r WHERE NOT EXISTS
+                     (SELECT 1 FROM transactions t WHERE t.transaction_id = r.transaction_id)
+                 RETURNING *),
+             stored AS (
+                 INSERT INTO transactions (transaction_id, customer_id, customer_dob, gender,
+                         location, account_balance, transaction_at, amount, currency, file_id, line_no)
+                 SELECT transaction_id, customer_id, customer_dob, gender, location,
+                        account_balance, transaction_at, amount, currency, file_id, line_no
+                 FROM gone),
+             undup AS (
+                 DELETE FROM duplicate_rows d USING gone g WHERE d.ctid = g.dup)
+             SELECT file_id, COUNT(*), round(SUM(amount), $1::int)::text,
+                    array_agg(warnings) FILTER (WHERE warnings <> 0)
+             FROM gone GROUP BY file_id ORDER BY file_id",
+            &[&i32::from(scale)],
+        )
+        .map_err(pg("storing moved rows under their new file"))?;
+    let mut out = Vec::with_capacity(moved.len());
+    for row in moved {
+        let file_id: i64 = row.get(0);
+        let rows: i64 = row.get(1);
+        let amount: String = row.get(2);
+        let bits: Option<Vec<i32>> = row.get(3);
+        tx.execute(
+            "UPDATE files SET rows_loaded = rows_loaded + $2, rows_duplicate = rows_duplicate - $2,
+                    amount_loaded = amount_loaded + $3::text::numeric,
+                    amount_duplicate = amount_duplicate - $3::text::numeric
+             WHERE file_id = $1",
+            &[&file_id, &rows, &amount],
+        )
+        .map_err(pg("moving counts of the receiving file"))?;
+        let mut warnings = crate::validate::WarningCounts::default();
+        for b in bits.unwrap_or_default() {
+            warnings.add(crate::validate::Warnings(u16::try_from(b).unwrap_or(0)));
+        }
+        for (rule, n) in warnings.iter() {
+            tx.execute(
+                "INSERT INTO file_warnings (file_id, rule, rows) VALUES ($1, $2, $3)
+                 ON CONFLICT (file_id, rule) DO UPDATE SET rows = file_warnings.rows + EXCLUDED.rows",
+                &[&file_id, &rule.name(), &(n as i64)],
+            )
+            .map_err(pg("moving warnings of the receiving file"))?;
+        }
+        let amount = Total::parse(&amount, scale).ok_or_else(|| {
+            WarehouseError::Aborted(format!(
+                "rows moved to file {file_id} sum to {amount}, not at scale {scale}"
+            ))
+        })?;
+        out.push(super::Rehomed {
+            file_id,
+            rows: rows as u64,
+            amount,
+        });
+    }
+    Ok(out)
 }
 
 /// Rejected rows of a file, encoded for one `COPY` into `rejected_rows` after the rows

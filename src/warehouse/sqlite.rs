@@ -17,7 +17,7 @@ use super::{
 use crate::crypt::Sealed;
 use crate::model::Total;
 use crate::scan::{Batch, BatchSource, ValidRow};
-use crate::validate::Rule;
+use crate::validate::{Rule, WarningCounts};
 
 /// Versioned migrations, applied in order.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "lean_transactions",
         include_str!("../../sql/sqlite/0004_lean_transactions.sql"),
+    ),
+    (
+        5,
+        "duplicate_lineage",
+        include_str!("../../sql/sqlite/0005_duplicate_lineage.sql"),
     ),
 ];
 
@@ -317,7 +322,10 @@ impl SqliteWarehouse {
             });
         }
         if replaceable {
-            // Reprocessing: the previous outcome goes, atomically with the new one.
+            // Reprocessing: the previous outcome goes, atomically with the new one. Rows
+            // that other files counted as identical duplicates are kept aside first, to
+            // be stored again under one of those files if this load no longer has them.
+            snapshot_rehome(&tx, plan.file_id)?;
             tx.execute(
                 "DELETE FROM transactions WHERE file_id = ?1
                    AND rowid BETWEEN (SELECT COALESCE(first_rowid, 0) FROM files WHERE file_id = ?1)
@@ -325,6 +333,14 @@ impl SqliteWarehouse {
                 [plan.file_id],
             )
             .map_err(sql("removing the previous rows"))?;
+            tx.execute_batch(&format!(
+                "DELETE FROM transactions WHERE file_id = {id}
+                   AND transaction_id IN (SELECT transaction_id FROM rehomed_rows WHERE file_id = {id});
+                 DELETE FROM rehomed_rows WHERE file_id = {id};
+                 DELETE FROM duplicate_rows WHERE file_id = {id};",
+                id = plan.file_id
+            ))
+            .map_err(sql("removing the previous rows moved in and duplicates"))?;
             tx.execute(
                 "DELETE FROM rejected_rows WHERE file_id = ?1",
                 [plan.file_id],
@@ -353,6 +369,14 @@ impl SqliteWarehouse {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
                 .map_err(sql("preparing quarantine"))?;
+            // Prepared here, executed only when an id collides: the clean path never
+            // touches duplicate_rows.
+            let mut duplicate = tx
+                .prepare_cached(
+                    "INSERT INTO duplicate_rows (transaction_id, file_id, line_no, warnings)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(sql("preparing duplicate lineage"))?;
             let mut full_group = tx
                 .prepare_cached(&insert_sql(INSERT_GROUP))
                 .map_err(sql("preparing insert"))?;
@@ -425,6 +449,14 @@ impl SqliteWarehouse {
                         if differs.is_empty() {
                             tally.rows_duplicate += 1;
                             tally.amount_duplicate.add(row.txn.amount);
+                            duplicate
+                                .execute(params![
+                                    id,
+                                    plan.file_id,
+                                    row.line as i64,
+                                    i64::from(row.warnings.0)
+                                ])
+                                .map_err(sql("recording duplicate lineage"))?;
                             continue;
                         }
                         tally.rows_rejected += 1;
@@ -488,6 +520,12 @@ impl SqliteWarehouse {
                 params![plan.file_id, first_rowid],
             )
             .map_err(sql("removing rows of a failed file"))?;
+            // A failed file holds nothing, so it vouches for nothing either.
+            tx.execute(
+                "DELETE FROM duplicate_rows WHERE file_id = ?1",
+                [plan.file_id],
+            )
+            .map_err(sql("removing duplicates of a failed file"))?;
         }
         let last_rowid: i64 = tx
             .query_row(
@@ -496,6 +534,10 @@ impl SqliteWarehouse {
                 |r| r.get(0),
             )
             .map_err(sql("reading the last rowid"))?;
+        if replaceable {
+            // After last_rowid: moved rows belong to other files, not to this range.
+            tally.rehomed = rehome(&tx, plan.scale)?;
+        }
         let (status, loaded, amount_loaded) = match &tally.failure {
             None => ("loaded", tally.rows_loaded, tally.amount_loaded),
             Some(_) => ("failed", 0, Total::default()),
@@ -570,6 +612,27 @@ impl SqliteWarehouse {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(sql("counting loaded rows"))?;
+        // Rows moved into the file by another file's reprocess lie outside its range.
+        let (moved, m_amount): (i64, i64) = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT COUNT(*), {minor_sum} FROM transactions
+                     WHERE transaction_id IN (SELECT transaction_id FROM rehomed_rows WHERE file_id = ?1)
+                       AND file_id = ?1 AND rowid NOT BETWEEN ?2 AND ?3"
+                ),
+                params![file_id, first.unwrap_or(0), last.unwrap_or(i64::MAX)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(sql("counting rows moved in"))?;
+        let duplicates: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM duplicate_rows WHERE file_id = ?1",
+                [file_id],
+                |r| r.get(0),
+            )
+            .map_err(sql("counting duplicate lineage"))?;
         let (rejected, r_amount): (i64, i64) = self
             .conn
             .query_row(
@@ -630,14 +693,15 @@ impl SqliteWarehouse {
                 amount_duplicate: total(&row.8),
                 ..Tally::default()
             },
-            transactions: transactions as u64,
+            transactions: (transactions + moved) as u64,
             transactions_amount: Total {
-                minor: i128::from(t_amount),
+                minor: i128::from(t_amount) + i128::from(m_amount),
             },
             rejected: rejected as u64,
             rejected_amount: Total {
                 minor: i128::from(r_amount),
             },
+            duplicates: duplicates as u64,
         })
     }
 
@@ -867,6 +931,141 @@ impl SqliteWarehouse {
             .map_err(sql("reading schema version"))?;
         Ok(s)
     }
+}
+
+/// Keeps aside, before a reprocess deletes a file's rows, each of its rows that another
+/// loaded file counted as an identical duplicate, with the copy that would take it over:
+/// the earliest such file, at its first line carrying the id. Scans `duplicate_rows`
+/// (only duplicates, never the clean rows) and probes `transactions` by key.
+fn snapshot_rehome(tx: &rusqlite::Transaction<'_>, file_id: i64) -> Result<()> {
+    tx.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS bankpipe_rehome (
+            transaction_id TEXT PRIMARY KEY, customer_id TEXT, customer_dob TEXT, gender TEXT,
+            location TEXT, account_balance TEXT, transaction_at TEXT, amount TEXT,
+            currency TEXT, file_id INTEGER, line_no INTEGER, warnings INTEGER, dup INTEGER);
+         DELETE FROM temp.bankpipe_rehome;",
+    )
+    .map_err(sql("creating the rehome table"))?;
+    tx.execute(
+        "INSERT INTO temp.bankpipe_rehome
+         SELECT t.transaction_id, t.customer_id, t.customer_dob, t.gender, t.location,
+                t.account_balance, t.transaction_at, t.amount, t.currency,
+                h.file_id, h.line_no, h.warnings, h.dup
+         FROM (SELECT d.transaction_id, d.file_id, d.line_no, d.warnings, d.rowid AS dup,
+                      ROW_NUMBER() OVER (PARTITION BY d.transaction_id
+                                         ORDER BY d.file_id, d.line_no, d.rowid) AS k
+               FROM duplicate_rows d JOIN files f ON f.file_id = d.file_id
+               WHERE d.file_id <> ?1 AND f.status = 'loaded') h
+         JOIN transactions t ON t.transaction_id = h.transaction_id
+         WHERE h.k = 1 AND t.file_id = ?1",
+        [file_id],
+    )
+    .map_err(sql("keeping aside rows other files carry"))?;
+    Ok(())
+}
+
+/// After a reprocess loaded (or failed) its file: stores again, under the copy chosen by
+/// [`snapshot_rehome`], every kept-aside row whose id is no longer in `transactions`,
+/// and moves those rows from duplicate to loaded in the receiving files' counts,
+/// amounts and warnings. Rows the file loaded again keep its lineage.
+fn rehome(tx: &rusqlite::Transaction<'_>, scale: u8) -> Result<Vec<super::Rehomed>> {
+    tx.execute(
+        "DELETE FROM temp.bankpipe_rehome WHERE EXISTS
+            (SELECT 1 FROM transactions t WHERE t.transaction_id = bankpipe_rehome.transaction_id)",
+        [],
+    )
+    .map_err(sql("keeping rows loaded again"))?;
+    let mut moved: std::collections::BTreeMap<i64, (super::Rehomed, WarningCounts)> =
+        std::collections::BTreeMap::new();
+    {
+        let mut stmt = tx
+            .prepare("SELECT file_id, amount, warnings FROM temp.bankpipe_rehome")
+            .map_err(sql("reading rows to move"))?;
+        let mut rows = stmt.query([]).map_err(sql("reading rows to move"))?;
+        while let Some(r) = rows.next().map_err(sql("reading rows to move"))? {
+            let file_id: i64 = r.get(0).map_err(sql("reading rows to move"))?;
+            let amount: String = r.get(1).map_err(sql("reading rows to move"))?;
+            let warnings: i64 = r.get(2).map_err(sql("reading rows to move"))?;
+            let amount = Total::parse(&amount, scale).ok_or_else(|| {
+                WarehouseError::Aborted(format!(
+                    "a row to move to file {file_id} has amount {amount}, not at scale {scale}"
+                ))
+            })?;
+            let (m, w) = moved.entry(file_id).or_insert_with(|| {
+                (
+                    super::Rehomed {
+                        file_id,
+                        ..Default::default()
+                    },
+                    WarningCounts::default(),
+                )
+            });
+            m.rows += 1;
+            m.amount.merge(amount);
+            w.add(crate::validate::Warnings(
+                u16::try_from(warnings).unwrap_or(0),
+            ));
+        }
+    }
+    if moved.is_empty() {
+        return Ok(Vec::new());
+    }
+    tx.execute_batch(
+        "INSERT INTO transactions (transaction_id, customer_id, customer_dob, gender, location,
+                                   account_balance, transaction_at, amount, currency, file_id, line_no)
+         SELECT transaction_id, customer_id, customer_dob, gender, location, account_balance,
+                transaction_at, amount, currency, file_id, line_no
+         FROM temp.bankpipe_rehome;
+         INSERT INTO rehomed_rows (transaction_id, file_id)
+         SELECT transaction_id, file_id FROM temp.bankpipe_rehome;
+         DELETE FROM duplicate_rows WHERE rowid IN (SELECT dup FROM temp.bankpipe_rehome);",
+    )
+    .map_err(sql("storing moved rows under their new file"))?;
+    for (m, warnings) in moved.values() {
+        let (loaded, duplicate): (Option<String>, Option<String>) = tx
+            .query_row(
+                "SELECT amount_loaded, amount_duplicate FROM files WHERE file_id = ?1",
+                [m.file_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(sql("reading the receiving file's totals"))?;
+        let parse = |t: Option<String>| {
+            t.as_deref()
+                .and_then(|t| Total::parse(t, scale))
+                .ok_or_else(|| {
+                    WarehouseError::Aborted(format!(
+                        "file {} has no exact totals at scale {scale}; cannot move rows to it",
+                        m.file_id
+                    ))
+                })
+        };
+        let (mut loaded, mut duplicate) = (parse(loaded)?, parse(duplicate)?);
+        loaded.merge(m.amount);
+        duplicate.merge(Total {
+            minor: -m.amount.minor,
+        });
+        tx.execute(
+            "UPDATE files SET rows_loaded = rows_loaded + ?2, rows_duplicate = rows_duplicate - ?2,
+                    amount_loaded = ?3, amount_duplicate = ?4
+             WHERE file_id = ?1",
+            params![
+                m.file_id,
+                m.rows as i64,
+                loaded.to_text(scale),
+                duplicate.to_text(scale)
+            ],
+        )
+        .map_err(sql("moving counts of the receiving file"))?;
+        for (rule, rows) in warnings.iter() {
+            tx.execute(
+                "INSERT INTO file_warnings (file_id, rule, rows) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (file_id, rule) DO UPDATE SET rows = rows + excluded.rows",
+                params![m.file_id, rule.name(), rows as i64],
+            )
+            .map_err(sql("moving warnings of the receiving file"))?;
+        }
+    }
+    Ok(moved.into_values().map(|(m, _)| m).collect())
 }
 
 /// Rows per multi-row `INSERT`: fewer statement executions per row, which is where

@@ -1,0 +1,26 @@
+-- Duplicate lineage (issue 8, section 4). A row a load counts as an identical duplicate
+-- is not stored again, so nothing said which files carry it besides the one holding it:
+-- `reprocess` of that one file, when it no longer loads the row, deleted a row that other
+-- files still counted as in the warehouse. One row here per identical duplicate a loaded
+-- file counted (its own line, and the warnings its copy would have), written only when an
+-- id collides, so a clean load writes nothing here. `reprocess` moves a stored row that
+-- its file no longer loads to the earliest loaded file listed here for that id (see
+-- docs/ARCHITECTURE.md, "Duplicate lineage").
+CREATE TABLE duplicate_rows (
+    transaction_id  TEXT NOT NULL,
+    file_id         INTEGER NOT NULL REFERENCES files (file_id),
+    line_no         INTEGER NOT NULL,
+    warnings        INTEGER NOT NULL DEFAULT 0   -- bit set of Rule::WARNINGS
+);
+-- Not unique: several identical records of a compact JSON array can share a line.
+CREATE INDEX duplicate_rows_file ON duplicate_rows (file_id);
+CREATE INDEX duplicate_rows_id ON duplicate_rows (transaction_id);
+
+-- SQLite only: rows moved into a file by `reprocess` of another file lie outside the
+-- file's rowid range (files.first_rowid/last_rowid); they are listed here so the file's
+-- read-back and its own reprocess still find every row it holds.
+CREATE TABLE rehomed_rows (
+    transaction_id  TEXT PRIMARY KEY,
+    file_id         INTEGER NOT NULL REFERENCES files (file_id)
+);
+CREATE INDEX rehomed_rows_file ON rehomed_rows (file_id);
