@@ -66,6 +66,11 @@ fn bulk_load_across_chunks() {
     on_fresh(common::bulk_load_across_chunks);
 }
 
+#[test]
+fn reprocess_keeps_rows_other_files_carry() {
+    on_fresh(common::reprocess_keeps_rows_other_files_carry);
+}
+
 /// Every check in sequence on one database file, closed and reopened between steps.
 #[test]
 fn whole_suite_on_one_reopened_database() {
@@ -114,7 +119,7 @@ fn migrations_fill_gaps_refuse_newer_schemas_and_name_failures() {
             .map(Result::unwrap)
             .collect()
     };
-    assert_eq!(versions(), [1, 2, 3, 4]);
+    assert_eq!(versions(), [1, 2, 3, 4, 5]);
 
     // A warehouse at {1, 2, 4} (migrated by a build that lacked 0003) gets 0003.
     sql("DELETE FROM schema_migrations WHERE version = 3;
@@ -122,7 +127,7 @@ fn migrations_fill_gaps_refuse_newer_schemas_and_name_failures() {
     let mut w = Warehouse::open(&url).unwrap();
     assert!(w.files().is_ok(), "key_id and wrapped_key are back");
     drop(w);
-    assert_eq!(versions(), [1, 2, 3, 4]);
+    assert_eq!(versions(), [1, 2, 3, 4, 5]);
 
     // Newer than this binary: refused.
     sql("INSERT INTO schema_migrations VALUES (99, 'future', 'x')");
@@ -145,8 +150,8 @@ fn migrations_fill_gaps_refuse_newer_schemas_and_name_failures() {
         }
         other => panic!("expected a Migration error, got {other:?}"),
     }
-    assert_eq!(versions(), [1, 2, 3], "nothing of 0004 was applied");
+    assert_eq!(versions(), [1, 2, 3, 5], "nothing of 0004 was applied");
     sql("DROP VIEW recent;");
     drop(Warehouse::open(&url).unwrap());
-    assert_eq!(versions(), [1, 2, 3, 4]);
+    assert_eq!(versions(), [1, 2, 3, 4, 5]);
 }

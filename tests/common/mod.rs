@@ -52,6 +52,10 @@ pub const SUITE: &[(&str, Check)] = &[
     ("warnings_counted", warnings_counted),
     ("runs", runs),
     ("bulk_load_across_chunks", bulk_load_across_chunks),
+    (
+        "reprocess_keeps_rows_other_files_carry",
+        reprocess_keeps_rows_other_files_carry,
+    ),
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -347,6 +351,11 @@ pub fn assert_control_totals(w: &mut Warehouse, file_id: i64, tally: &Tally) {
         (s.rejected, s.rejected_amount),
         (tally.rows_rejected, tally.amount_rejected),
         "file {file_id}: rows and amount in rejected_rows"
+    );
+    assert_eq!(
+        s.duplicates,
+        if failed { 0 } else { tally.rows_duplicate },
+        "file {file_id}: duplicate lineage rows (a failed file keeps none)"
     );
     let r = &s.recorded;
     assert_eq!(
@@ -1446,6 +1455,156 @@ pub fn whole_suite_reopening(open: &mut dyn FnMut() -> Warehouse) {
         w.claim(&file).expect("claim failed"),
         Claim::Duplicate { .. }
     ));
+}
+
+/// A reprocess plan: the file may already be finished; its outcome is replaced.
+pub fn replan(file_id: i64, run_id: &str, max_reject_share: f64) -> LoadPlan {
+    LoadPlan {
+        replace: true,
+        ..plan(file_id, run_id, max_reject_share)
+    }
+}
+
+/// Asserts that a file's catalog row balances and agrees with what `transactions` and
+/// `duplicate_rows` hold for it, and returns (loaded, duplicate) rows.
+pub fn assert_file_consistent(w: &mut Warehouse, file_id: i64) -> (u64, u64) {
+    let s = stored(w, file_id);
+    let r = &s.recorded;
+    assert!(
+        r.balances(),
+        "file {file_id}: recorded counts balance: {r:?}"
+    );
+    assert_eq!(
+        (s.transactions, s.transactions_amount),
+        (r.rows_loaded, r.amount_loaded),
+        "file {file_id}: transactions agree with the catalog"
+    );
+    assert_eq!(
+        s.duplicates, r.rows_duplicate,
+        "file {file_id}: duplicate lineage agrees with the catalog"
+    );
+    (r.rows_loaded, r.rows_duplicate)
+}
+
+/// Issue 8 section 4: file A loads T1, file B counts an identical T1 as a duplicate. A
+/// reprocess of A that now fails A as a whole keeps T1, moved to B (B's counts move it
+/// from duplicate to loaded); a dry run shows the move and changes nothing; reprocessing
+/// A so that it loads again counts T1 once (a duplicate in A now); and B failing in turn
+/// moves T1 back to A. Every file's totals hold throughout.
+pub fn reprocess_keeps_rows_other_files_carry(w: &mut Warehouse) {
+    let p = format!("move{}-", nonce());
+    let id = |s: &str| format!("{p}{s}");
+    let run = start_run(w, "move");
+    let t1 = Row::new(&id("t1"), "25.00").with(|r| r.location = String::new());
+    let file_a = csv_of(&[
+        t1.clone(),
+        Row::new(&id("a-bad"), "abc"), // invalid_amount: A fails at a share of 0
+        Row::new(&id("a1"), "1.00"),
+        Row::new(&id("a2"), "2.00"),
+    ]);
+    let file_b = csv_of(&[
+        Row::new(&id("b1"), "3.00"),
+        Row::new(&id("b-bad"), "-1"), // B can fail too
+        t1.clone(),                   // line 4: identical to A's line 2
+        Row::new(&id("b2"), "4.00"),
+    ]);
+    let start = summary(w);
+    let (a, ta) = ingest(w, &run, "move_a.csv", &file_a, NEVER_FAIL);
+    assert_eq!((ta.rows_loaded, ta.rows_rejected), (3, 1));
+    let (b, tb) = ingest(w, &run, "move_b.csv", &file_b, NEVER_FAIL);
+    assert_eq!(
+        (tb.rows_loaded, tb.rows_duplicate, tb.rows_rejected),
+        (2, 1, 1)
+    );
+
+    // Dry run: the move is reported, nothing changes.
+    let before = snapshot(w);
+    let mut seen = None;
+    let dry = load_with(w, &replan(a, &run, 0.0), &file_a, &mut |t| {
+        seen = Some(t.clone());
+        Err("dry run".into())
+    });
+    assert!(matches!(dry, Err(WarehouseError::Aborted(_))), "{dry:?}");
+    let seen = seen.expect("before_commit saw the tally");
+    assert!(seen.failure.is_some(), "A fails at a reject share of 0");
+    assert_eq!(
+        seen.rehomed,
+        [bankpipe::warehouse::Rehomed {
+            file_id: b,
+            rows: 1,
+            amount: total(&["25.00"]),
+        }],
+        "the dry run names the row that would move and where"
+    );
+    assert_eq!(snapshot(w), before, "a dry run changes nothing");
+
+    // A fails as a whole: T1 stays, now B's; a1 and a2 go.
+    let t = load(w, &replan(a, &run, 0.0), &file_a);
+    assert!(t.failure.is_some());
+    assert_eq!(t.rehomed, seen.rehomed);
+    assert_control_totals(w, a, &t);
+    assert_eq!(
+        assert_file_consistent(w, b),
+        (3, 0),
+        "B: T1 moved from duplicate to loaded"
+    );
+    let sb = stored(w, b);
+    assert_eq!(sb.recorded.amount_loaded, total(&["3", "25", "4"]));
+    assert_eq!(sb.recorded.amount_duplicate, Total::default());
+    let mid = summary(w);
+    assert_eq!(
+        delta(mid.transactions, start.transactions),
+        3,
+        "T1, b1, b2 stored"
+    );
+    assert_eq!(
+        count(&mid.warnings_by_rule, "missing_location"),
+        count(&start.warnings_by_rule, "missing_location") + 1,
+        "T1's warning moved to B with it"
+    );
+
+    // A loads again: T1 is counted once, as A's duplicate of B's row.
+    for _ in 0..2 {
+        let t = load(w, &replan(a, &run, NEVER_FAIL), &file_a);
+        assert_eq!(
+            (t.rows_loaded, t.rows_duplicate, t.rows_rejected),
+            (2, 1, 1)
+        );
+        assert!(t.rehomed.is_empty(), "T1 is B's now: nothing to move");
+        assert_control_totals(w, a, &t);
+        assert_eq!(assert_file_consistent(w, b), (3, 0));
+        assert_eq!(
+            delta(summary(w).transactions, start.transactions),
+            5,
+            "T1, a1, a2, b1, b2: each once"
+        );
+    }
+
+    // B fails in turn: T1 goes back to A, the file that still carries it.
+    let t = load(w, &replan(b, &run, 0.0), &file_b);
+    assert!(t.failure.is_some());
+    assert_eq!(
+        t.rehomed,
+        [bankpipe::warehouse::Rehomed {
+            file_id: a,
+            rows: 1,
+            amount: total(&["25.00"]),
+        }]
+    );
+    assert_control_totals(w, b, &t);
+    assert_eq!(assert_file_consistent(w, a), (3, 0));
+    assert_eq!(delta(summary(w).transactions, start.transactions), 3);
+
+    // A reprocess that loads T1 itself keeps it where it is.
+    let t = load(w, &replan(a, &run, NEVER_FAIL), &file_a);
+    assert!(t.rehomed.is_empty());
+    assert_control_totals(w, a, &t);
+    assert_eq!(
+        (t.rows_loaded, t.rows_duplicate),
+        (3, 0),
+        "A holds T1 again"
+    );
+    finish_run(w, &run);
 }
 
 /// A file already loaded cannot be loaded again under the same claim: the second load
