@@ -1034,6 +1034,144 @@ fn reprocess_reloads_from_the_lake_with_a_dry_run_first() {
     assert_eq!(status, "corrupt");
 }
 
+/// Issue 8 section 4: a row another file counted as an identical duplicate survives a
+/// reprocess that fails the file holding it, moved to the other file's line; a dry run
+/// shows the move first; reprocessing back counts the row once; a row another file had
+/// rejected as conflicting stays rejected.
+#[test]
+fn reprocess_moves_rows_other_files_carry_instead_of_losing_them() {
+    let w = Workdir::new();
+    let t1 = "T1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0";
+    let mut a = format!("{HEADER}\n{t1}\nT0,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,abc\n");
+    for i in 1..=8 {
+        a.push_str(&format!("A{i},C1,10/1/94,F,PUNE,1.0,2/8/16,143207,1.0\n"));
+    }
+    w.put("a.csv", a);
+    let (r, code) = w.run_json(&["--max-reject-share", "0.2"]);
+    assert_eq!(code, 0, "{r}");
+    w.put(
+        "b.csv",
+        format!(
+            "{HEADER}\nB1,C2,10/1/94,F,PUNE,1.0,2/8/16,143207,3.0\n{t1}\nB2,C2,10/1/94,F,PUNE,1.0,2/8/16,143207,4.0\n"
+        ),
+    );
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(file(&r, "b.csv")["rows_duplicate"], 1, "{r}");
+    w.put(
+        "c.csv",
+        format!(
+            "{HEADER}\nT1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,26.0\nC1,C3,10/1/94,F,PUNE,1.0,2/8/16,143207,5.0\n"
+        ),
+    );
+    let (r, code) = w.run_json(&["--max-reject-share", "0.5"]);
+    assert_eq!(code, 0, "{r}");
+    let lineage = "SELECT file_id * 1000 + line_no FROM transactions WHERE transaction_id = 'T1'";
+    assert_eq!(w.query_i64(lineage), 1002, "T1 from a.csv line 2");
+    let balanced = || {
+        w.query_i64(
+            "SELECT COUNT(*) FROM files WHERE status = 'loaded'
+               AND rows_read <> rows_loaded + rows_rejected + rows_duplicate",
+        )
+    };
+
+    // The dry run says which rows would move where, and changes nothing.
+    let dry = w.run(&[
+        "reprocess",
+        "1",
+        "--dry-run",
+        "--json",
+        "--max-reject-share",
+        "0",
+    ]);
+    assert_eq!(dry.status.code(), Some(1), "A would fail");
+    let d: Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(d["after"]["status"], "failed", "{d}");
+    assert_eq!(d["rows_moved"], 1, "{d}");
+    assert_eq!(d["moved_to"][0]["file_id"], 2, "{d}");
+    assert_eq!(d["moved_to"][0]["name"], "b.csv", "{d}");
+    assert_eq!(d["moved_to"][0]["rows"], 1, "{d}");
+    assert_eq!(d["moved_to"][0]["amount"], "25.00", "{d}");
+    let text = w.run(&["reprocess", "1", "--dry-run", "--max-reject-share", "0"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("rows_moved") && text.contains("1 to file 2 (b.csv)"),
+        "{text}"
+    );
+    assert_eq!(w.query_i64(lineage), 1002, "a dry run changes nothing");
+
+    // A fails as a whole: T1 stays, from b.csv line 3; B counts it loaded now.
+    let out = w.run(&["reprocess", "1", "--json", "--max-reject-share", "0"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let o: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(o["rows_moved"], 1, "{o}");
+    assert!(
+        o["after"]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("rejected-row share"),
+        "{o}"
+    );
+    assert_eq!(w.query_i64(lineage), 2003, "T1 now from b.csv line 3");
+    assert_eq!(
+        w.query_i64("SELECT amount = '25.00' FROM transactions WHERE transaction_id = 'T1'"),
+        1
+    );
+    assert_eq!(
+        w.query_i64("SELECT rows_loaded FROM files WHERE file_id = 2"),
+        3
+    );
+    assert_eq!(
+        w.query_i64("SELECT rows_duplicate FROM files WHERE file_id = 2"),
+        0
+    );
+    assert_eq!(
+        w.query_i64("SELECT amount_loaded = '32.00' FROM files WHERE file_id = 2"),
+        1
+    );
+    assert_eq!(
+        w.query_i64("SELECT COUNT(*) FROM transactions"),
+        4,
+        "T1, B1, B2, C1"
+    );
+    assert_eq!(balanced(), 0);
+    // C's conflicting T1 stays quarantined (see docs/ARCHITECTURE.md).
+    assert_eq!(
+        w.query_i64(
+            "SELECT COUNT(*) FROM rejected_rows WHERE file_id = 3 AND rule = 'conflicting_duplicate'"
+        ),
+        1
+    );
+
+    // A loads again: T1 counted once, B keeps it, A counts it a duplicate.
+    for _ in 0..2 {
+        let out = w.run(&["reprocess", "1", "--json", "--max-reject-share", "0.2"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let o: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(o["rows_moved"], 0, "{o}");
+        assert_eq!(o["after"]["rows_loaded"], 8, "{o}");
+        assert_eq!(o["after"]["rows_duplicate"], 1, "{o}");
+        assert_balances(&o["after"]);
+        assert_eq!(
+            w.query_i64("SELECT COUNT(*) FROM transactions WHERE transaction_id = 'T1'"),
+            1
+        );
+        assert_eq!(w.query_i64(lineage), 2003);
+        assert_eq!(w.query_i64("SELECT COUNT(*) FROM transactions"), 12);
+        assert_eq!(balanced(), 0);
+    }
+}
+
 /// A compact JSON array: many records on one line, with a repeated id and two rejects
 /// on that same line.
 pub const COMPACT_JSON: &str = r#"[{"transaction_id":"J1","customer_id":"C1","transaction_at":"2016-08-02T10:00:00","amount":"10.00","currency":"INR"},{"transaction_id":"J1","customer_id":"C1","transaction_at":"2016-08-02T10:00:00","amount":"10.00","currency":"INR"},{"transaction_id":"J2","customer_id":"C1","transaction_at":"2016-08-02T10:00:00","amount":"-1","currency":"INR"},{"transaction_id":"J3","customer_id":"","transaction_at":"2016-08-02T10:00:00","amount":"5","currency":"INR"},{"transaction_id":"J1","customer_id":"C1","transaction_at":"2016-08-02T10:00:00","amount":"11.00","currency":"INR"},{"transaction_id":"J4","customer_id":"C1","transaction_at":"2016-08-02T10:00:00","amount":"4.00","currency":"INR"}]"#;

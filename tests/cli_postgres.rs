@@ -601,6 +601,122 @@ fn reprocess_replaces_a_file_atomically_on_postgres() {
     assert_eq!(c.psql(&db.name, "SELECT COUNT(*) FROM rejected_rows"), "10");
 }
 
+/// Issue 8 section 4 on PostgreSQL, run as the least-privilege loader: a row another
+/// file counted as an identical duplicate survives a reprocess that fails the file
+/// holding it (moved to the other file's line, shown first by a dry run), and
+/// reprocessing back counts it once.
+#[test]
+fn reprocess_moves_rows_other_files_carry_on_postgres() {
+    let (dir, inbox) = workdir();
+    let c = PgCluster::shared();
+    let db = c.database();
+    let out = bankpipe(dir.path(), &db.url)
+        .args(["migrate", "--create-roles"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.psql(&db.name, "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'etl') THEN CREATE ROLE etl LOGIN; END IF; END $$; GRANT bankpipe_loader TO etl");
+    let url = format!(
+        "{}?options=-c%20role%3Dbankpipe_loader",
+        db.url.replacen("postgres@", "etl@", 1)
+    );
+    let t1 = "T1,C1,10/1/94,F,,1.0,2/8/16,143207,25.0";
+    let mut a = format!("{HEADER}\n{t1}\nT0,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,abc\n");
+    for i in 1..=8 {
+        a.push_str(&format!("A{i},C1,10/1/94,F,PUNE,1.0,2/8/16,143207,1.0\n"));
+    }
+    std::fs::write(inbox.join("a.csv"), a).unwrap();
+    let (r, code, err) = run_json_with(dir.path(), &url, &["--max-reject-share", "0.2"]);
+    assert_eq!(code, 0, "{r}\n{err}");
+    std::fs::write(
+        inbox.join("b.csv"),
+        format!(
+            "{HEADER}\nB1,C2,10/1/94,F,PUNE,1.0,2/8/16,143207,3.0\n{t1}\nB2,C2,10/1/94,F,PUNE,1.0,2/8/16,143207,4.0\n"
+        ),
+    )
+    .unwrap();
+    let (r, code, err) = run_json(dir.path(), &url);
+    assert_eq!(code, 0, "{r}\n{err}");
+    let lineage = "SELECT file_id || ':' || line_no || ' ' || amount FROM transactions WHERE transaction_id = 'T1'";
+    assert_eq!(c.psql(&db.name, lineage), "1:2 25.00");
+    assert_eq!(c.psql(&db.name, "SELECT COUNT(*) FROM duplicate_rows"), "1");
+    let catalog =
+        "SELECT string_agg(file_id || ' ' || status || ' ' || rows_read || '=' || rows_loaded
+                       || '+' || rows_rejected || '+' || rows_duplicate || ' ' || amount_loaded
+                       || ' ' || amount_duplicate, ', ' ORDER BY file_id) FROM files";
+    // Warnings of loaded files (a failed file keeps its own, uncounted).
+    let warnings = "SELECT string_agg(file_id || ' ' || rule || ' ' || rows, ', ' ORDER BY file_id)
+                    FROM file_warnings JOIN files USING (file_id) WHERE status = 'loaded'";
+    let reprocess = |args: &[&str]| -> (Value, i32) {
+        let out = bankpipe(dir.path(), &url)
+            .args(["reprocess", "1", "--json"])
+            .args(args)
+            .output()
+            .unwrap();
+        let v = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (v, out.status.code().unwrap())
+    };
+
+    let before = c.psql(&db.name, catalog);
+    let (d, code) = reprocess(&["--dry-run", "--max-reject-share", "0"]);
+    assert_eq!(code, 1, "{d}");
+    assert_eq!(d["rows_moved"], 1, "{d}");
+    assert_eq!(d["moved_to"][0]["file_id"], 2, "{d}");
+    assert_eq!(d["moved_to"][0]["name"], "b.csv", "{d}");
+    assert_eq!(
+        c.psql(&db.name, catalog),
+        before,
+        "a dry run changes nothing"
+    );
+    assert_eq!(c.psql(&db.name, lineage), "1:2 25.00");
+
+    let (o, code) = reprocess(&["--max-reject-share", "0"]);
+    assert_eq!(code, 1, "{o}");
+    assert_eq!(o["after"]["status"], "failed", "{o}");
+    assert_eq!(o["rows_moved"], 1, "{o}");
+    assert_eq!(
+        c.psql(&db.name, lineage),
+        "2:3 25.00",
+        "T1 now from b.csv line 3"
+    );
+    assert_eq!(
+        c.psql(&db.name, catalog),
+        "1 failed 10=0+1+0 0.00 0.00, 2 loaded 3=3+0+0 32.00 0.00"
+    );
+    assert_eq!(
+        c.psql(&db.name, warnings),
+        "2 missing_location 1",
+        "T1's warning moved with it"
+    );
+    assert_eq!(c.psql(&db.name, "SELECT COUNT(*) FROM transactions"), "3");
+    assert_eq!(c.psql(&db.name, "SELECT COUNT(*) FROM duplicate_rows"), "0");
+
+    for _ in 0..2 {
+        let (o, code) = reprocess(&["--max-reject-share", "0.2"]);
+        assert_eq!(code, 0, "{o}");
+        assert_eq!(o["rows_moved"], 0, "{o}");
+        assert_eq!(c.psql(&db.name, lineage), "2:3 25.00");
+        assert_eq!(
+            c.psql(&db.name, catalog),
+            "1 loaded 10=8+1+1 8.00 25.00, 2 loaded 3=3+0+0 32.00 0.00",
+            "T1 counted once: B loads it, A counts it a duplicate"
+        );
+        assert_eq!(c.psql(&db.name, "SELECT COUNT(*) FROM transactions"), "11");
+        assert_eq!(
+            c.psql(
+                &db.name,
+                "SELECT file_id || ':' || line_no FROM duplicate_rows"
+            ),
+            "1:2"
+        );
+    }
+}
+
 #[test]
 fn records_sharing_a_line_on_postgres() {
     let (dir, inbox) = workdir();
