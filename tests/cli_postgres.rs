@@ -707,6 +707,7 @@ fn reprocess_moves_rows_other_files_carry_on_postgres() {
             "T1 counted once: B loads it, A counts it a duplicate"
         );
         assert_eq!(c.psql(&db.name, "SELECT COUNT(*) FROM transactions"), "11");
+        assert_eq!(c.psql(&db.name, warnings), "2 missing_location 1");
         assert_eq!(
             c.psql(
                 &db.name,
