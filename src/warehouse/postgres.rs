@@ -1199,14 +1199,17 @@ fn copy_staged(
 /// and warnings (see `sql/postgres/0005_duplicate_lineage.sql`). Kept apart from the
 /// classification above on purpose, and written with a hash join against
 /// `bankpipe_inserted` (no `IN (SELECT ...)` subplan), so it costs one pass over the
-/// staged rows whatever the merge's own SQL becomes. `same` is the merge's test of
+/// staged rows whatever the merge's own SQL becomes; the raw text is left out of the
+/// window's sort. (Should the merge come to materialize its classification, this
+/// becomes a plain copy of the rows classified duplicate.) `same` is the merge's test of
 /// identical content between the staged row `s` and the stored row `t`.
 fn record_duplicates(tx: &mut Transaction<'_>, same: &str) -> Result<()> {
     tx.execute(
         &format!(
             "INSERT INTO duplicate_rows (transaction_id, file_id, line_no, warnings)
              SELECT s.transaction_id, s.file_id, s.line_no, s.warnings
-             FROM (SELECT *, ord = min(ord) OVER (PARTITION BY transaction_id) AS first_ord
+             FROM (SELECT {TXN_COLUMNS}, warnings,
+                          ord = min(ord) OVER (PARTITION BY transaction_id) AS first_ord
                    FROM bankpipe_staging) s
              JOIN transactions t USING (transaction_id)
              LEFT JOIN bankpipe_inserted i USING (transaction_id)
