@@ -1296,7 +1296,10 @@ fn rehome(tx: &mut Transaction<'_>, scale: u8) -> Result<Vec<super::Rehomed>> {
         .map_err(pg("moving counts of the receiving file"))?;
         let mut warnings = crate::validate::WarningCounts::default();
         for b in bits.unwrap_or_default() {
-            warnings.add(crate::validate::Warnings(u16::try_from(b).unwrap_or(0)));
+            let bits = u16::try_from(b).map_err(|_| {
+                WarehouseError::Aborted(format!("duplicate_rows holds warning bits {b}"))
+            })?;
+            warnings.add(crate::validate::Warnings(bits));
         }
         for (rule, n) in warnings.iter() {
             tx.execute(

@@ -1002,9 +1002,10 @@ fn rehome(tx: &rusqlite::Transaction<'_>, scale: u8) -> Result<Vec<super::Rehome
             });
             m.rows += 1;
             m.amount.merge(amount);
-            w.add(crate::validate::Warnings(
-                u16::try_from(warnings).unwrap_or(0),
-            ));
+            let bits = u16::try_from(warnings).map_err(|_| {
+                WarehouseError::Aborted(format!("duplicate_rows holds warning bits {warnings}"))
+            })?;
+            w.add(crate::validate::Warnings(bits));
         }
     }
     if moved.is_empty() {
