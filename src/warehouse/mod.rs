@@ -11,6 +11,9 @@
 //!   rejection. The first occurrence in file order wins.
 //! - **Resumable claims:** a file claimed but not finished (status `landing`) is handed
 //!   back by the next claim of the same content.
+//! - **Duplicate lineage:** every identical duplicate a loaded file counted is listed in
+//!   `duplicate_rows` (written only when ids collide); a reprocess that no longer loads
+//!   such a row moves it to one of those files instead of deleting it ([`Rehomed`]).
 
 pub mod pg_connect;
 pub mod pg_copy;
