@@ -23,9 +23,10 @@ ALTER TABLE transactions OWNER TO bankpipe_owner;
 ALTER TABLE rejected_rows OWNER TO bankpipe_owner;
 ALTER TABLE file_warnings OWNER TO bankpipe_owner;
 ALTER TABLE schema_migrations OWNER TO bankpipe_owner;
+ALTER TABLE lake_master_key OWNER TO bankpipe_owner;
 
-REVOKE ALL ON runs, files, transactions, rejected_rows, file_warnings, schema_migrations
-    FROM bankpipe_loader, bankpipe_reader;
+REVOKE ALL ON runs, files, transactions, rejected_rows, file_warnings, schema_migrations,
+    lake_master_key FROM bankpipe_loader, bankpipe_reader;
 GRANT USAGE ON SCHEMA public TO bankpipe_loader, bankpipe_reader;
 
 GRANT SELECT, INSERT, UPDATE ON runs TO bankpipe_loader;
@@ -34,6 +35,10 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON files TO bankpipe_loader;
 GRANT SELECT, INSERT, DELETE ON transactions TO bankpipe_loader;
 GRANT SELECT, INSERT, DELETE ON rejected_rows, file_warnings TO bankpipe_loader;
 GRANT SELECT ON schema_migrations TO bankpipe_loader;
+-- INSERT: the first encrypted landing records its key id; UPDATE: rotate-key, and the
+-- FOR SHARE lock a landing takes on the row (PostgreSQL requires UPDATE for it).
+GRANT SELECT, INSERT, UPDATE ON lake_master_key TO bankpipe_loader;
 
-GRANT SELECT ON transactions, files, file_warnings, runs, schema_migrations TO bankpipe_reader;
+GRANT SELECT ON transactions, files, file_warnings, runs, schema_migrations, lake_master_key
+    TO bankpipe_reader;
 GRANT SELECT (file_id, line_no, rule, field, detail, amount) ON rejected_rows TO bankpipe_reader;
