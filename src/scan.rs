@@ -236,9 +236,10 @@ pub fn start(
     workers: usize,
     prepare_load: bool,
 ) -> Result<Scanner, FileError> {
-    // The header is cut alone (a one-byte target) so that its field count is known to
-    // the splitter before any data record is cut: see `Splitter::expect_columns`.
-    let mut splitter = Splitter::new(input, format, 1);
+    // A CSV header is cut alone (a one-byte target) so that its field count is known
+    // to the splitter before any data record is cut: see `Splitter::expect_columns`.
+    let first_target = if format == Format::Csv { 1 } else { CHUNK_BYTES };
+    let mut splitter = Splitter::new(input, format, first_target);
     let mut first = splitter
         .next_chunk()
         .map_err(FileError::Read)?
