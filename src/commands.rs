@@ -55,6 +55,7 @@ impl From<WarehouseError> for Failure {
     fn from(e: WarehouseError) -> Failure {
         match e {
             WarehouseError::UnsupportedUrl(_)
+            | WarehouseError::WrongMasterKey { .. }
             | WarehouseError::Migration { .. }
             | WarehouseError::SchemaTooNew { .. } => Failure::usage(e.to_string()),
             _ => Failure::unreachable(e.to_string()),
@@ -178,23 +179,72 @@ fn run(config: &Config, args: &RunArgs) -> Result<ExitCode, Failure> {
     }
     let rt = runtime()?;
     let mut ctx = open_context(config, &rt)?;
-    if config.master_key.is_none() {
-        // One worker missing the key must not quietly store new files in clear next to
-        // encrypted ones.
-        let ids = ctx.warehouse.key_ids()?;
-        if !ids.is_empty() {
-            let ids: Vec<&str> = ids.keys().map(String::as_str).collect();
-            return Err(Failure::usage(format!(
-                "the lake holds objects encrypted under master key id {}: set BANKPIPE_MASTER_KEY or \
-                 BANKPIPE_MASTER_KEY_FILE (without it new files would be stored in clear)",
-                ids.join(", ")
-            )));
-        }
-    }
+    require_current_key(&mut ctx.warehouse, config.master_key.as_deref(), false)?;
     let mut progress = progress_for(args.json, args.no_progress);
     let report = pipeline::run(&mut ctx, progress.as_mut())?;
     print_run(&report, args.json);
     Ok(exit_for(&report))
+}
+
+/// Refuses (exit 2) to `run` or `reprocess` with a master key other than the catalog's
+/// current one, or with none while the catalog holds encrypted objects. Names key ids,
+/// never keys; `none_ok` lets a command that writes no object go on without a key. A
+/// run that passes can still be refused per file: the landing re-checks
+/// the key in its own transaction (`Warehouse::record_landing`), which closes the race
+/// with a rotation committing after this check.
+fn require_current_key(
+    warehouse: &mut Warehouse,
+    configured: Option<&crate::crypt::MasterKey>,
+    none_ok: bool,
+) -> Result<(), Failure> {
+    if configured.is_none() && none_ok {
+        return Ok(());
+    }
+    let current = warehouse.master_key_id()?;
+    match (configured, current) {
+        (Some(key), Some(current)) if key.id() == current => Ok(()),
+        (Some(key), Some(current)) => Err(WarehouseError::WrongMasterKey {
+            configured: key.id().to_owned(),
+            current,
+        }
+        .into()),
+        (Some(key), None) => {
+            // No current key yet: the first encrypted landing sets it. A catalog from
+            // before schema 6 with objects under several ids has none; the configured
+            // key must be one of them.
+            let ids = warehouse.key_ids()?;
+            if ids.is_empty() || ids.contains_key(key.id()) {
+                Ok(())
+            } else {
+                let ids: Vec<&str> = ids.keys().map(String::as_str).collect();
+                Err(Failure::usage(format!(
+                    "wrong master key: the configured master key has id {}, but the lake's objects are \
+                     encrypted under master key id {}: configure one of those keys",
+                    key.id(),
+                    ids.join(", ")
+                )))
+            }
+        }
+        (None, current) => {
+            // One worker missing the key must not quietly store new files in clear next
+            // to encrypted ones.
+            let mut ids: Vec<String> = warehouse.key_ids()?.into_keys().collect();
+            if let Some(c) = current
+                && !ids.contains(&c)
+            {
+                ids.push(c);
+            }
+            if ids.is_empty() {
+                Ok(())
+            } else {
+                Err(Failure::usage(format!(
+                    "the lake holds objects encrypted under master key id {}: set BANKPIPE_MASTER_KEY or \
+                     BANKPIPE_MASTER_KEY_FILE (without it new files would be stored in clear)",
+                    ids.join(", ")
+                )))
+            }
+        }
+    }
 }
 
 fn exit_for(report: &RunReport) -> ExitCode {
@@ -382,6 +432,9 @@ fn demo(overrides: &Overrides, args: &DemoArgs) -> Result<ExitCode, Failure> {
 fn reprocess(config: &Config, args: &crate::cli::ReprocessArgs) -> Result<ExitCode, Failure> {
     let rt = runtime()?;
     let mut ctx = open_context(config, &rt)?;
+    // Reprocess writes no new object: without a key it may still reload a file stored
+    // in clear (an encrypted one is refused by the lake, exit 2).
+    require_current_key(&mut ctx.warehouse, config.master_key.as_deref(), true)?;
     let r = pipeline::reprocess(&mut ctx, &args.file, args.dry_run).map_err(|e| match e {
         RunError::Inbox { reason, path } => {
             Failure::usage(format!("reprocess {}: {reason}", path.display()))
@@ -621,9 +674,10 @@ fn status(config: &Config, json: bool) -> Result<ExitCode, Failure> {
 }
 
 /// `bankpipe rotate-key`: every data key wrapped by the current master key is
-/// re-wrapped by the new one, in one transaction; the objects are not touched. Files
-/// already under the new key are left as they are (so a rerun after an interruption
-/// finishes the job); files under any other key make the exit status 1.
+/// re-wrapped by the new one, in the transaction that makes the new key the catalog's
+/// current one; the objects are not touched. Files already under the new key are left
+/// as they are (so a rerun finishes the job and exits 0); files under any other key make
+/// the exit status 1. Refused (exit 2) when the catalog's current key is neither.
 fn rotate_key(config: &Config, args: &RotateKeyArgs) -> Result<ExitCode, Failure> {
     let current = config.master_key.clone().ok_or_else(|| {
         Failure::usage(
@@ -652,47 +706,50 @@ fn rotate_key(config: &Config, args: &RotateKeyArgs) -> Result<ExitCode, Failure
         )));
     }
     let mut w = Warehouse::open(&config.warehouse_url)?;
-    let mut changes = Vec::new();
-    let (mut already, mut clear) = (0usize, 0usize);
+    if let Some(id) = w.master_key_id()?
+        && id != current.id()
+        && id != new.id()
+    {
+        return Err(WarehouseError::WrongMasterKey {
+            configured: current.id().to_owned(),
+            current: id,
+        }
+        .into());
+    }
+    // What the catalog holds now, for the report and the dry run. The rotation itself
+    // reads the wrappings again with the current-key row locked, so a file landed
+    // meanwhile under the old key is re-wrapped too, and none can be landed after.
+    let (mut to_rotate, mut already, mut clear) = (0usize, 0usize, 0usize);
     let mut other = Vec::new();
     for f in w.files()? {
-        let Some(sealed) = f.sealed() else {
-            clear += 1;
-            continue;
-        };
-        if sealed.key_id == new.id() {
-            already += 1;
-        } else if sealed.key_id == current.id() {
-            let rewrapped = current
-                .rewrap(&sealed, &f.sha256, &new)
-                .map_err(|e| Failure {
-                    code: 1,
-                    message: format!("file {}: {e}; nothing changed", f.file_id),
-                })?;
-            changes.push(crate::warehouse::Rewrap {
-                file_id: f.file_id,
-                old: sealed,
-                new: rewrapped,
-            });
-        } else {
-            other.push(serde_json::json!({ "file_id": f.file_id, "key_id": sealed.key_id }));
+        match f.sealed() {
+            None => clear += 1,
+            Some(s) if s.key_id == new.id() => already += 1,
+            Some(s) if s.key_id == current.id() => to_rotate += 1,
+            Some(s) => {
+                other.push(serde_json::json!({ "file_id": f.file_id, "key_id": s.key_id }));
+            }
         }
     }
-    let rotated = if args.dry_run { 0 } else { w.rewrap(&changes)? };
-    // Files changed or landed under the current key while this ran (a run still using
-    // it): the old key is still needed until a rerun re-wraps them.
-    let raced = if args.dry_run {
+    let rotated = if args.dry_run {
         0
     } else {
-        let left = w.key_ids()?.get(current.id()).copied().unwrap_or(0) as usize;
-        left.max(changes.len() - rotated)
+        w.rotate_master_key(current.id(), new.id(), &mut |sha256, sealed| {
+            current.rewrap(sealed, sha256, &new)
+        })
+        .map_err(|e| match e {
+            WarehouseError::Rewrap { .. } => Failure {
+                code: 1,
+                message: e.to_string(),
+            },
+            e => e.into(),
+        })?
     };
     tracing::info!(
         from = current.id(),
         to = new.id(),
         rotated,
         already,
-        raced,
         "Data keys re-wrapped."
     );
     if args.json {
@@ -702,33 +759,25 @@ fn rotate_key(config: &Config, args: &RotateKeyArgs) -> Result<ExitCode, Failure
                 "from_key_id": current.id(),
                 "to_key_id": new.id(),
                 "dry_run": args.dry_run,
-                "to_rotate": changes.len(),
+                "to_rotate": to_rotate,
                 "rotated": rotated,
                 "already_rotated": already,
-                "changed_meanwhile": raced,
                 "in_clear": clear,
                 "other_keys": other,
             })
         );
     } else {
-        let verb = if args.dry_run {
-            "would re-wrap"
+        let (verb, n) = if args.dry_run {
+            ("would re-wrap", to_rotate)
         } else {
-            "re-wrapped"
+            ("re-wrapped", rotated)
         };
-        let n = if args.dry_run { changes.len() } else { rotated };
         println!(
             "{verb} {n} data keys from {} to {}; {already} already under {}; {clear} objects stored in clear (not encrypted by rotation)",
             current.id(),
             new.id(),
             new.id()
         );
-        if raced > 0 {
-            println!(
-                "{raced} files are still under {} (landed or changed during the rotation): run rotate-key again",
-                current.id()
-            );
-        }
         for o in &other {
             println!(
                 "file {} is under another master key ({}): not rotated",
@@ -736,13 +785,16 @@ fn rotate_key(config: &Config, args: &RotateKeyArgs) -> Result<ExitCode, Failure
                 o["key_id"].as_str().unwrap_or("")
             );
         }
-        if !args.dry_run && raced == 0 && other.is_empty() {
+        if !args.dry_run {
             println!(
-                "now set BANKPIPE_MASTER_KEY (or BANKPIPE_MASTER_KEY_FILE) to the new key; the old one is no longer needed"
+                "{} is now the catalog's current master key id: set BANKPIPE_MASTER_KEY (or \
+                 BANKPIPE_MASTER_KEY_FILE) to the new key on every worker; runs still holding {} are refused",
+                new.id(),
+                current.id()
             );
         }
     }
-    Ok(if other.is_empty() && raced == 0 {
+    Ok(if other.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -684,6 +684,15 @@ fn process_file(
             report.status = Outcome::DuplicateFile;
             return Ok(finish(report, progress));
         }
+        Err(e @ WarehouseError::WrongMasterKey { .. }) => {
+            // A rotation committed since this run checked its key at start: nothing
+            // was recorded under the retired key. Withdraw the claim and stop the run
+            // (exit 2), as a wrong key at start would.
+            if let Err(w) = ctx.warehouse.abandon(file_id) {
+                warn!(file_id, error = %w, "Could not withdraw the claim of a file that was not landed; the next run resumes it.");
+            }
+            return Err(e.into());
+        }
         Err(e) => return Err(e.into()),
     };
     report.lake_key = Some(key.clone());

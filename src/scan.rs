@@ -236,7 +236,10 @@ pub fn start(
     workers: usize,
     prepare_load: bool,
 ) -> Result<Scanner, FileError> {
-    let mut splitter = Splitter::new(input, format, CHUNK_BYTES);
+    // A CSV header is cut alone (a one-byte target) so that its field count is known
+    // to the splitter before any data record is cut: see `Splitter::expect_columns`.
+    let first_target = if format == Format::Csv { 1 } else { CHUNK_BYTES };
+    let mut splitter = Splitter::new(input, format, first_target);
     let mut first = splitter
         .next_chunk()
         .map_err(FileError::Read)?
@@ -266,6 +269,10 @@ pub fn start(
         ),
     };
     let binding = profile::detect(profiles, &names)?;
+    splitter.set_target(CHUNK_BYTES);
+    if format == Format::Csv {
+        splitter.expect_columns(columns);
+    }
     if format == Format::Csv {
         first.records.remove(0);
         if first.records.is_empty() {

@@ -1292,3 +1292,96 @@ fn a_master_key_file_in_bankpipe_toml_turns_encryption_on() {
         serde_json::json!(["raw/kaggle-bank/2016/08/deadbeef.csv.00000000.enc"])
     );
 }
+
+/// The exact line of issue 8 §5: a quote opened in CustLocation that never closes on its
+/// line.
+const STRAY_QUOTE_LINE: &str = "T991,C5393377,1/1/1800,M,\"YATA,23393.64,24/9/16,141411,25.0";
+
+/// `rows` clean data lines `T{first}..`, each with a LF.
+fn clean_rows(first: u64, rows: u64) -> String {
+    (first..first + rows)
+        .map(|i| format!("T{i},C{i},10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"))
+        .collect()
+}
+
+/// Loads `text` as `name` and checks that every one of its `rows` data lines was read as a
+/// row, that exactly the line `bad_line` was rejected (as `malformed_row`, raw text
+/// `STRAY_QUOTE_LINE`), and that all the others were loaded.
+fn assert_only_the_stray_line_is_lost(name: &str, text: String, rows: u64, bad_line: u64) {
+    let w = Workdir::new();
+    w.put(name, text);
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{r}");
+    let f = file(&r, name);
+    assert_eq!(n(&f["rows_read"]), rows, "{f}");
+    assert_eq!(n(&f["rows_rejected"]), 1, "{f}");
+    assert_eq!(f["rejects"]["malformed_row"], 1, "{f}");
+    assert_eq!(n(&f["rows_loaded"]), rows - 1, "{f}");
+    assert_balances(f);
+    let out = w.run(&["rejects", "--json"]);
+    let reject: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(n(&reject["line_no"]), bad_line);
+    assert_eq!(reject["raw"], STRAY_QUOTE_LINE);
+}
+
+#[test]
+fn a_stray_quote_does_not_swallow_the_rows_after_it() {
+    let w = Workdir::new();
+    let path = w.generate("g.csv", 3_000, &["--seed", "7", "--defects", "0"]);
+    let mut lines: Vec<String> = std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    // As in the issue: the next quote character comes 98 lines after the stray one.
+    let quoted = (100..lines.len())
+        .find(|&i| lines[i].contains('"'))
+        .unwrap();
+    lines[quoted - 98] = STRAY_QUOTE_LINE.to_owned();
+    let text = lines.join("\n") + "\n";
+    assert_only_the_stray_line_is_lost("g.csv", text, 3_000, quoted as u64 - 97);
+}
+
+#[test]
+fn a_stray_quote_whose_next_quote_is_past_64_kib_or_never_comes() {
+    // The next quote 2,000 rows (> 64 KiB) later.
+    let text = format!(
+        "{HEADER}\n{}{STRAY_QUOTE_LINE}\n{}T9000,C1,10/1/94,F,\"PUNE, MH\",1.0,2/8/16,143207,25.0\n{}",
+        clean_rows(0, 10),
+        clean_rows(10, 2_000),
+        clean_rows(2_010, 10)
+    );
+    assert!(text.len() > 64 * 1024 + 2_000);
+    assert_only_the_stray_line_is_lost("far.csv", text, 2_022, 12);
+    // No other quote before the end of the file.
+    let text = format!(
+        "{HEADER}\n{}{STRAY_QUOTE_LINE}\n{}",
+        clean_rows(0, 30),
+        clean_rows(30, 30)
+    );
+    assert_only_the_stray_line_is_lost("eof.csv", text, 61, 32);
+}
+
+#[test]
+fn a_quoted_field_holding_a_newline_loads_with_it() {
+    let w = Workdir::new();
+    let text = format!(
+        "{HEADER}\r\n{}T500,C500,10/1/94,F,\"NEW\nDELHI\",1.0,2/8/16,143207,25.0\r\n{}",
+        clean_rows(0, 20),
+        clean_rows(20, 20)
+    );
+    w.put("nl.csv", text);
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{r}");
+    let f = file(&r, "nl.csv");
+    assert_eq!((n(&f["rows_read"]), n(&f["rows_loaded"])), (41, 41), "{f}");
+    let conn = rusqlite::Connection::open(w.db()).unwrap();
+    let location: String = conn
+        .query_row(
+            "SELECT location FROM transactions WHERE transaction_id = 'T500'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(location, "NEW\nDELHI");
+}

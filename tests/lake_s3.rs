@@ -2,8 +2,11 @@
 //! multipart objects over 64 MB, `verify` catching a changed byte, and clear exit-3
 //! errors for a missing bucket, wrong credentials or an unreachable endpoint, with no
 //! secret in any output. Encryption at rest runs the same scenario on S3 and on the
-//! local-folder lake.
+//! local-folder lake; the catalog's current master key (wrong and retired keys refused)
+//! is checked on both warehouses.
 
+#[path = "support/pg.rs"]
+mod pg;
 #[path = "support/s3.rs"]
 mod s3;
 
@@ -492,4 +495,137 @@ fn a_landing_that_fails_after_retries_leaves_no_catalog_entry() {
     assert_eq!(again.status.code(), Some(0), "{}", all_output(&again));
     let r: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(r["files"][0]["rows_loaded"], 300_000, "{r}");
+}
+
+/// Issue 8 §7: the catalog records its current master key id. A run (or reprocess) with
+/// another key is refused with exit 2 naming both ids; after `rotate-key` a worker still
+/// holding the old key is refused too, so no object is ever landed under a retired key:
+/// `verify` with the new key finds every object intact and a rerun of the rotation
+/// exits 0. `warehouse`: `None` for the default SQLite one.
+fn a_wrong_or_retired_master_key_is_refused(warehouse: Option<&str>) {
+    let server = S3Server::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake").display().to_string();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    generate(&inbox.join("jan.csv"), 2_000);
+    let (a, b) = (key_text(1), key_text(2));
+    let id = |k: &str| {
+        bankpipe::crypt::MasterKey::from_base64(k, "test")
+            .unwrap()
+            .id()
+            .to_owned()
+    };
+    let (id_a, id_b) = (id(&a), id(&b));
+    let cmd = |args: &[&str], key: &str, new_key: Option<&str>| {
+        let mut c = bankpipe(dir.path(), &server, &lake);
+        c.args(args)
+            .env("BANKPIPE_MASTER_KEY", key)
+            .env_remove("BANKPIPE_MASTER_KEY_FILE");
+        if let Some(url) = warehouse {
+            c.env("BANKPIPE_WAREHOUSE_URL", url);
+        }
+        if let Some(k) = new_key {
+            c.env("BANKPIPE_NEW_MASTER_KEY", k);
+        }
+        let out = c.output().unwrap();
+        let text = all_output(&out);
+        assert!(
+            !text.contains(&a) && !text.contains(&b),
+            "a key leaked: {text}"
+        );
+        (out.status.code(), text, out.stdout)
+    };
+    let refused = |(code, text, _): (Option<i32>, String, Vec<u8>), configured: &str| {
+        assert_eq!(code, Some(2), "{text}");
+        assert!(
+            text.contains(&format!("configured master key has id {configured}")),
+            "{text}"
+        );
+        assert!(text.contains(&id_a) && text.contains(&id_b), "{text}");
+    };
+    let catalog = || -> Vec<Value> {
+        let (code, text, stdout) = cmd(&["files", "--json"], &a, None);
+        assert_eq!(code, Some(0), "{text}");
+        serde_json::from_slice(&stdout).unwrap()
+    };
+    let objects = || all_files(&dir.path().join("lake")).len();
+
+    let (code, text, _) = cmd(&["run"], &a, None);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(catalog()[0]["key_id"], id_a.as_str());
+    let landed = objects();
+
+    // Another key: refused before anything is claimed or landed.
+    generate(&inbox.join("feb.csv"), 1_000);
+    std::fs::write(
+        inbox.join("feb.csv"),
+        std::fs::read_to_string(inbox.join("feb.csv"))
+            .unwrap()
+            .replace("\nT", "\nF"),
+    )
+    .unwrap();
+    refused(cmd(&["run"], &b, None), &id_b);
+    refused(cmd(&["reprocess", "1"], &b, None), &id_b);
+    assert_eq!(catalog().len(), 1);
+    assert_eq!(objects(), landed);
+
+    let (code, text, stdout) = cmd(&["rotate-key", "--json"], &a, Some(&b));
+    assert_eq!(code, Some(0), "{text}");
+    let r: Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!(r["rotated"], 1, "{r}");
+
+    // A worker still holding the retired key.
+    refused(cmd(&["run"], &a, None), &id_a);
+    refused(cmd(&["reprocess", "1"], &a, None), &id_a);
+    assert_eq!(catalog().len(), 1);
+    assert_eq!(objects(), landed);
+
+    let (code, text, stdout) = cmd(&["verify", "--json"], &b, None);
+    assert_eq!(code, Some(0), "{text}");
+    let v: Value = serde_json::from_slice(&stdout).unwrap();
+    assert!(
+        v["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["status"] == "intact"),
+        "{v}"
+    );
+    let (code, text, stdout) = cmd(&["rotate-key", "--json"], &a, Some(&b));
+    assert_eq!(
+        code,
+        Some(0),
+        "a rerun of the rotation finds nothing to do: {text}"
+    );
+    let r: Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!(
+        (r["rotated"].as_u64(), r["already_rotated"].as_u64()),
+        (Some(0), Some(1))
+    );
+    // Rotating back from a key that is not current is refused.
+    refused(cmd(&["rotate-key"], &a, Some(&key_text(3))), &id_a);
+
+    // The new key lands the waiting file; everything reads back under it.
+    let (code, text, _) = cmd(&["run"], &b, None);
+    assert_eq!(code, Some(0), "{text}");
+    let files = catalog();
+    assert_eq!(files.len(), 2);
+    assert!(
+        files.iter().all(|f| f["key_id"] == id_b.as_str()),
+        "{files:?}"
+    );
+    let (code, text, _) = cmd(&["verify"], &b, None);
+    assert_eq!(code, Some(0), "{text}");
+}
+
+#[test]
+fn a_wrong_or_retired_master_key_is_refused_on_sqlite() {
+    a_wrong_or_retired_master_key_is_refused(None);
+}
+
+#[test]
+fn a_wrong_or_retired_master_key_is_refused_on_postgres() {
+    let db = pg::PgCluster::shared().database();
+    a_wrong_or_retired_master_key_is_refused(Some(&db.url));
 }

@@ -24,9 +24,10 @@ ALTER TABLE rejected_rows OWNER TO bankpipe_owner;
 ALTER TABLE file_warnings OWNER TO bankpipe_owner;
 ALTER TABLE duplicate_rows OWNER TO bankpipe_owner;
 ALTER TABLE schema_migrations OWNER TO bankpipe_owner;
+ALTER TABLE lake_master_key OWNER TO bankpipe_owner;
 
 REVOKE ALL ON runs, files, transactions, rejected_rows, file_warnings, duplicate_rows,
-    schema_migrations
+    schema_migrations, lake_master_key
     FROM bankpipe_loader, bankpipe_reader;
 GRANT USAGE ON SCHEMA public TO bankpipe_loader, bankpipe_reader;
 
@@ -41,7 +42,11 @@ GRANT SELECT, INSERT, DELETE ON rejected_rows, file_warnings TO bankpipe_loader;
 GRANT SELECT, INSERT, DELETE ON duplicate_rows TO bankpipe_loader;
 GRANT UPDATE ON file_warnings TO bankpipe_loader;
 GRANT SELECT ON schema_migrations TO bankpipe_loader;
+-- INSERT: the first encrypted landing records its key id; UPDATE: rotate-key, and the
+-- FOR SHARE lock a landing takes on the row (PostgreSQL requires UPDATE for it).
+GRANT SELECT, INSERT, UPDATE ON lake_master_key TO bankpipe_loader;
 
-GRANT SELECT ON transactions, files, file_warnings, duplicate_rows, runs, schema_migrations
+GRANT SELECT ON transactions, files, file_warnings, duplicate_rows, runs, schema_migrations,
+    lake_master_key
     TO bankpipe_reader;
 GRANT SELECT (file_id, line_no, rule, field, detail, amount) ON rejected_rows TO bankpipe_reader;

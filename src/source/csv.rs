@@ -92,6 +92,53 @@ pub fn split<'a>(record: &'a str, cells: &mut Vec<Cow<'a, str>>) -> Result<(), C
     }
 }
 
+/// The number of cells [`split`] would make of `record`, without building them: the
+/// splitter uses it to decide whether a record that spans several lines is real (see
+/// `split::Splitter::expect_columns`). Works on bytes because the record may not be
+/// UTF-8 yet (that is the worker's rejection to make).
+///
+/// # Errors
+/// The same [`CellError`] as [`split`].
+pub fn count_fields(record: &[u8]) -> Result<usize, CellError> {
+    let mut fields = 1;
+    let mut pos = 0;
+    loop {
+        let mut i = pos;
+        while i < record.len() && (record[i] == b' ' || record[i] == b'\t') {
+            i += 1;
+        }
+        let end = if i < record.len() && record[i] == b'"' {
+            let mut j = i + 1;
+            let close = loop {
+                match memchr::memchr(b'"', &record[j..]) {
+                    None => return Err(CellError::Unterminated),
+                    Some(off) if record.get(j + off + 1) == Some(&b'"') => j += off + 2,
+                    Some(off) => break j + off,
+                }
+            };
+            let mut k = close + 1;
+            while k < record.len() && (record[k] == b' ' || record[k] == b'\t') {
+                k += 1;
+            }
+            match record.get(k) {
+                None | Some(b',') => k,
+                Some(_) => return Err(CellError::TextAfterQuote),
+            }
+        } else {
+            let end = memchr::memchr(b',', &record[pos..]).map_or(record.len(), |o| pos + o);
+            if memchr::memchr(b'"', &record[pos..end]).is_some() {
+                return Err(CellError::StrayQuote);
+            }
+            end
+        };
+        if end == record.len() {
+            return Ok(fields);
+        }
+        fields += 1;
+        pos = end + 1;
+    }
+}
+
 /// Strips spaces and tabs from both ends (ASCII only, so slicing stays on char
 /// boundaries).
 fn trim_blanks(cell: &str) -> &str {
@@ -136,6 +183,29 @@ mod tests {
             ["line\r\nbreak", "2"]
         );
         assert_eq!(cells(r#""""#).unwrap(), [""]);
+    }
+
+    #[test]
+    fn count_fields_agrees_with_split() {
+        for record in [
+            "a, b ,\tc",
+            "",
+            "a,,",
+            r#"1," NAVI MUMBAI, MH ",x"#,
+            r#" "a" ,"b""c""""#,
+            "\"line\r\nbreak\",2",
+            r#""""#,
+            r#"a"b,c"#,
+            r#""a"b,c"#,
+            r#""abc"#,
+            "T991,C1,1/1/1800,M,\"YATA,1.0\nT992,C2,\"X, Y\",3",
+        ] {
+            assert_eq!(
+                count_fields(record.as_bytes()),
+                cells(record).map(|c| c.len()),
+                "{record:?}"
+            );
+        }
     }
 
     #[test]

@@ -8,7 +8,22 @@
 //! - a record longer than [`MAX_ROW_BYTES`] is cut at its line end and flagged
 //!   [`Flaw::TooLong`], keeping only its first 64 KiB so memory stays bounded;
 //! - a CSV quote left open (at end of file, or past 64 KiB) makes only its first physical
-//!   line a [`Flaw::Malformed`] record, and scanning resumes on the next line.
+//!   line a [`Flaw::Malformed`] record, and scanning resumes on the next line;
+//! - a CSV record that spans several physical lines (a quoted field holding a newline)
+//!   is kept only if it parses: every closing quote followed by a delimiter, blanks or
+//!   the end of the record, and exactly the header's number of fields
+//!   ([`Splitter::expect_columns`]). Otherwise it is a stray quote swallowing the lines
+//!   after it, so the record is re-read line by line: its first line becomes a
+//!   [`Flaw::Malformed`] record and scanning resumes on the next line, which is parsed
+//!   as a record of its own. A real multi-line field (`"NEW\nDELHI"`) in a row of the
+//!   right width is therefore kept whole; a row that is *also* the wrong width is split
+//!   into several rejected lines instead of one.
+//!
+//! The check runs only on multi-line records (rare), on bytes already in the buffer
+//! (at most 64 KiB), so the common path costs nothing more. The lines a resync re-reads
+//! hold no unpaired quote (the first one would have ended the quoted field), so they
+//! cannot open a quote again: each byte is scanned at most twice, and memory stays
+//! bounded by the 64 KiB cap.
 
 use std::io::{self, Read};
 
@@ -18,6 +33,12 @@ use super::Format;
 
 /// Longest record accepted; longer ones are rejected as `row_too_long`.
 pub const MAX_ROW_BYTES: usize = 64 * 1024;
+
+/// Why the first line of a multi-line record that does not parse is rejected.
+const SWALLOWING_QUOTE: &str = "quote opened on this line does not close into a valid record";
+
+/// Bytes a CSV/NDJSON record may span before its line end: the record and a `\r`.
+const SCAN_LIMIT: usize = MAX_ROW_BYTES + 1;
 
 /// Bytes asked of the reader at a time.
 const READ_SIZE: usize = 256 * 1024;
@@ -82,6 +103,8 @@ pub struct Splitter<R> {
     json: JsonPhase,
     seq: u64,
     target: usize,
+    columns: Option<usize>,
+    read_size: usize,
 }
 
 impl<R: Read> Splitter<R> {
@@ -98,7 +121,23 @@ impl<R: Read> Splitter<R> {
             json: JsonPhase::Before,
             seq: 0,
             target: target.max(1),
+            columns: None,
+            read_size: READ_SIZE,
         }
+    }
+
+    /// Sets the number of fields every CSV record must have (the header's). From then
+    /// on, a record spanning several lines with another field count is re-read line by
+    /// line (see the module doc). Before it is known, such a record is only required to
+    /// parse. Call it before the records it should apply to are cut: `scan::start` reads
+    /// the header alone (a first chunk with a target of one byte) for that reason.
+    pub fn expect_columns(&mut self, columns: usize) {
+        self.columns = Some(columns);
+    }
+
+    /// Changes the size of the chunks emitted from now on.
+    pub fn set_target(&mut self, target: usize) {
+        self.target = target.max(1);
     }
 
     /// The next chunk, or `None` at the end of the input.
@@ -134,7 +173,7 @@ impl<R: Read> Splitter<R> {
     fn fill(&mut self) -> io::Result<()> {
         // `read_to_end` reads into spare capacity without zeroing it first.
         let n = (&mut self.reader)
-            .take(READ_SIZE as u64)
+            .take(self.read_size as u64)
             .read_to_end(&mut self.buf)?;
         if n == 0 {
             self.eof = true;
@@ -192,6 +231,10 @@ impl<R: Read> Splitter<R> {
                             break (e, n, c, Some(Flaw::Malformed("unterminated quote")));
                         }
                         let len = self.buf.len();
+                        if quotes && inner_newlines > 0 && !too_long && !self.parses(start, len) {
+                            let (e, n, c) = self.first_line(start);
+                            break (e, n, c, Some(Flaw::Malformed(SWALLOWING_QUOTE)));
+                        }
                         break (len, len, inner_newlines, too_long.then_some(Flaw::TooLong));
                     }
                     if too_long {
@@ -208,6 +251,11 @@ impl<R: Read> Splitter<R> {
                 };
                 match found {
                     None => i = self.buf.len(),
+                    Some(off) if !too_long && i + off - start > SCAN_LIMIT => {
+                        // A quote or newline past the limit: decide with the state the
+                        // scan had at the limit, as a smaller read would have.
+                        i = start + SCAN_LIMIT + 1;
+                    }
                     Some(off) => {
                         let at = i + off;
                         i = at + 1;
@@ -232,6 +280,9 @@ impl<R: Read> Splitter<R> {
                             // change the record's extent; the cell parser rejects the row.
                         } else if in_quotes {
                             inner_newlines += 1;
+                        } else if inner_newlines > 0 && !too_long && !self.parses(start, at) {
+                            let (e, n, c) = self.first_line(start);
+                            break (e, n, c, Some(Flaw::Malformed(SWALLOWING_QUOTE)));
                         } else {
                             break (
                                 at,
@@ -242,7 +293,7 @@ impl<R: Read> Splitter<R> {
                         }
                     }
                 }
-                if !too_long && i - start > MAX_ROW_BYTES {
+                if !too_long && i - start > SCAN_LIMIT {
                     if in_quotes && memchr(b'\n', &self.buf[start..start + MAX_ROW_BYTES]).is_some()
                     {
                         let (e, n, c) = self.first_line(start);
@@ -277,6 +328,19 @@ impl<R: Read> Splitter<R> {
                 line,
                 flaw,
             }));
+        }
+    }
+
+    /// Whether the multi-line record `buf[start..end]` (without its line end) is a
+    /// record: it parses as CSV, with the expected number of fields when known.
+    fn parses(&self, start: usize, end: usize) -> bool {
+        let mut record = &self.buf[start..end];
+        if let Some(rest) = record.strip_suffix(b"\r") {
+            record = rest;
+        }
+        match super::csv::count_fields(record) {
+            Ok(n) => self.columns.is_none_or(|c| c == n),
+            Err(_) => false,
         }
     }
 
@@ -469,9 +533,29 @@ mod tests {
 
     /// (line, text, flaw) of every record, for every read size and a tiny chunk target.
     fn records(format: Format, input: &[u8]) -> Vec<(u64, String, Option<Flaw>)> {
+        records_of(format, input, None)
+    }
+
+    /// As [`records`], with the header's field count known to the splitter.
+    fn records_of(
+        format: Format,
+        input: &[u8],
+        columns: Option<usize>,
+    ) -> Vec<(u64, String, Option<Flaw>)> {
         let mut reference = None;
-        for (step, target) in [(usize::MAX, 1 << 20), (1, 1), (7, 10), (4096, 100)] {
+        for (step, target) in [
+            (usize::MAX, 1 << 20),
+            (1, 1),
+            (7, 10),
+            (4096, 100),
+            (65_537, 3),
+        ] {
             let mut s = Splitter::new(Trickle { data: input, step }, format, target);
+            // Each fill reads `step` bytes, so records cross buffer ends everywhere.
+            s.read_size = step.min(READ_SIZE);
+            if let Some(c) = columns {
+                s.expect_columns(c);
+            }
             let mut out = Vec::new();
             while let Some(chunk) = s.next_chunk().unwrap() {
                 for r in &chunk.records {
@@ -649,5 +733,75 @@ mod tests {
         assert_eq!(recs[1].2, Some(Flaw::TooLong));
         assert_eq!(recs[2], ok(3, "next,1"));
         assert_eq!(recs[3], ok(4, "last,2"));
+    }
+
+    #[test]
+    fn a_stray_quote_does_not_swallow_the_rows_after_it() {
+        let input = b"a,b,c\n1,\"open,x\n2,b,c\n3,\"q, r\",z\n4,d,e\n";
+        let swallowed = Some(Flaw::Malformed(SWALLOWING_QUOTE));
+        let expected = [
+            ok(1, "a,b,c"),
+            (2, "1,\"open,x".into(), swallowed),
+            ok(3, "2,b,c"),
+            ok(4, "3,\"q, r\",z"),
+            ok(5, "4,d,e"),
+        ];
+        assert_eq!(records_of(Format::Csv, input, Some(3)), expected);
+        // Without the field count, the text after the closing quote gives it away.
+        assert_eq!(records(Format::Csv, input), expected);
+    }
+
+    #[test]
+    fn a_multi_line_record_of_the_wrong_width_is_reread_line_by_line() {
+        // Parses (the closing quote ends a field), but with 4 fields instead of 3.
+        let input = b"a,b,c\n1,\"open,x\n2,x\",c,d\n3,d,e\r\n";
+        assert_eq!(
+            records_of(Format::Csv, input, Some(3)),
+            [
+                ok(1, "a,b,c"),
+                (
+                    2,
+                    "1,\"open,x".into(),
+                    Some(Flaw::Malformed(SWALLOWING_QUOTE))
+                ),
+                ok(3, "2,x\",c,d"),
+                ok(4, "3,d,e"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_real_multi_line_field_is_one_record() {
+        let input = b"a,b,c\n1,\"NEW\nDELHI\",x\n2,\"A\r\n\"\"B\"\"\",y\r\n3,z,w";
+        assert_eq!(
+            records_of(Format::Csv, input, Some(3)),
+            [
+                ok(1, "a,b,c"),
+                ok(2, "1,\"NEW\nDELHI\",x"),
+                ok(4, "2,\"A\r\n\"\"B\"\"\",y"),
+                ok(6, "3,z,w"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_stray_quote_at_the_end_of_a_file_spoils_only_its_line() {
+        let input = b"a,b\n1,2\n3,\"x\n4,5\n6,7";
+        let recs = records_of(Format::Csv, input, Some(2));
+        assert_eq!(recs.len(), 5);
+        assert_eq!(recs[2].2, Some(Flaw::Malformed("unterminated quote")));
+        assert_eq!((&recs[3], &recs[4]), (&ok(4, "4,5"), &ok(5, "6,7")));
+    }
+
+    #[test]
+    fn a_quoted_field_ending_past_the_limit_is_cut_the_same_at_every_read_size() {
+        let mut input = b"h\n\"a\nb\",".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 70_000));
+        input.extend_from_slice(b"\nnext,1\n");
+        let recs = records(Format::Csv, &input);
+        assert_eq!(recs[1], (2, "\"a".into(), Some(Flaw::TooLong)));
+        assert_eq!(recs[2].0, 3);
+        assert_eq!(recs[2].2, Some(Flaw::TooLong));
+        assert_eq!(recs[3], ok(4, "next,1"));
     }
 }

@@ -94,6 +94,29 @@ pub enum WarehouseError {
         /// Its status (or `missing`).
         status: String,
     },
+    /// An encrypted object was about to be recorded (or a rotation started) under a
+    /// master key that is not the catalog's current one: nothing changed. Names key
+    /// ids only, never keys.
+    #[error(
+        "wrong master key: the configured master key has id {configured}, but the catalog's \
+         current master key id is {current} (set by the first encrypted run or by rotate-key): \
+         configure the key with id {current}"
+    )]
+    WrongMasterKey {
+        /// Id of the key this process holds.
+        configured: String,
+        /// The catalog's current key id.
+        current: String,
+    },
+    /// A data key could not be re-wrapped during `rotate-key` (nothing changed).
+    #[error("file {file_id}: {source}; nothing changed")]
+    Rewrap {
+        /// Catalog id of the file.
+        file_id: i64,
+        /// Why its wrapping did not open.
+        #[source]
+        source: crate::crypt::KeyError,
+    },
     /// The rows could not all be read (rolled back).
     #[error("{0}")]
     Source(String),
@@ -379,16 +402,10 @@ impl FileEntry {
     }
 }
 
-/// One re-wrapped data key for `rotate-key`.
-#[derive(Debug, Clone)]
-pub struct Rewrap {
-    /// File id.
-    pub file_id: i64,
-    /// The wrapping read from the catalog.
-    pub old: crate::crypt::Sealed,
-    /// The new wrapping.
-    pub new: crate::crypt::Sealed,
-}
+/// Re-wraps one data key during [`Warehouse::rotate_master_key`]: given the file's
+/// content digest and its wrapping under the old key, the wrapping under the new one.
+pub type RewrapFn<'a> = dyn FnMut(&str, &crate::crypt::Sealed) -> Result<crate::crypt::Sealed, crate::crypt::KeyError>
+    + 'a;
 
 /// One quarantined row, for `bankpipe rejects`.
 #[derive(Debug, Clone, Serialize)]
@@ -688,9 +705,16 @@ impl Warehouse {
     /// (the key names the data key), so a late upload of an earlier attempt can never
     /// replace the object the catalog describes.
     ///
+    /// An encrypted landing is recorded only under the catalog's current master key
+    /// ([`Warehouse::master_key_id`]; the first one sets it when empty), checked in the
+    /// same transaction with the key row locked against a concurrent rotation: a worker
+    /// that started before a rotation committed cannot land a file under the retired key.
+    ///
     /// # Errors
     /// [`WarehouseError::NotClaimed`] when the file is no longer `landing` (another
-    /// worker finished it): nothing must be landed then. SQL failures.
+    /// worker finished it): nothing must be landed then.
+    /// [`WarehouseError::WrongMasterKey`] when `sealed` names another key id than the
+    /// current one (nothing recorded). SQL failures.
     pub fn record_landing(
         &mut self,
         file_id: i64,
@@ -723,15 +747,36 @@ impl Warehouse {
         }
     }
 
-    /// Replaces wrapped data keys in one transaction, each only if the row still holds
-    /// the wrapping it was read with (`old`); returns how many rows changed.
+    /// The catalog's current master key id: the only one new objects may be encrypted
+    /// under (`None`: no encrypted landing or rotation yet).
     ///
     /// # Errors
-    /// On SQL failure (nothing changed).
-    pub fn rewrap(&mut self, changes: &[Rewrap]) -> Result<usize> {
+    /// On SQL failure.
+    pub fn master_key_id(&mut self) -> Result<Option<String>> {
         match self {
-            Warehouse::Sqlite(w) => w.rewrap(changes),
-            Warehouse::Postgres(w) => w.rewrap(changes),
+            Warehouse::Sqlite(w) => w.master_key_id(),
+            Warehouse::Postgres(w) => w.master_key_id(),
+        }
+    }
+
+    /// `rotate-key` in one transaction: with the current-key row locked (so no landing
+    /// can be recorded meanwhile), every data key wrapped by `from` is re-wrapped by
+    /// `rewrap`, and `to` becomes the current key id. Returns how many were re-wrapped.
+    /// Allowed when the current id is `from`, `to` (a rerun) or not set yet.
+    ///
+    /// # Errors
+    /// [`WarehouseError::WrongMasterKey`] when the current id is another key;
+    /// [`WarehouseError::Rewrap`] when a wrapping does not open. Nothing changes then,
+    /// nor on SQL failure.
+    pub fn rotate_master_key(
+        &mut self,
+        from: &str,
+        to: &str,
+        rewrap: &mut RewrapFn<'_>,
+    ) -> Result<usize> {
+        match self {
+            Warehouse::Sqlite(w) => w.rotate_master_key(from, to, rewrap),
+            Warehouse::Postgres(w) => w.rotate_master_key(from, to, rewrap),
         }
     }
 

@@ -23,8 +23,8 @@ use postgres::{Client, Transaction};
 use super::pg_connect::{ConnectError, Target};
 use super::pg_copy as enc;
 use super::{
-    Claim, FileEntry, FileStatus, LoadPlan, NewFile, RejectEntry, RejectFilter, Result, Rewrap,
-    RunEntry, Stored, Summary, Tally, WarehouseError,
+    Claim, FileEntry, FileStatus, LoadPlan, NewFile, RejectEntry, RejectFilter, Result, RunEntry,
+    Stored, Summary, Tally, WarehouseError,
 };
 use crate::crypt::Sealed;
 use crate::model::Total;
@@ -53,6 +53,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "duplicate_lineage",
         include_str!("../../sql/postgres/0005_duplicate_lineage.sql"),
+    ),
+    (
+        6,
+        "master_key",
+        include_str!("../../sql/postgres/0006_master_key.sql"),
     ),
 ];
 
@@ -709,8 +714,22 @@ impl PgWarehouse {
         lake_key: &str,
         sealed: Option<&Sealed>,
     ) -> Result<usize> {
-        let n = self
+        let mut tx = self
             .client
+            .transaction()
+            .map_err(pg("recording the landing"))?;
+        if let Some(s) = sealed {
+            // FOR SHARE: a rotation (FOR UPDATE) waits for this landing to commit and
+            // re-wraps it, or commits first and this landing sees the new key id.
+            let current = adopt_master_key(&mut tx, &s.key_id, "FOR SHARE")?;
+            if current != s.key_id {
+                return Err(WarehouseError::WrongMasterKey {
+                    configured: s.key_id.clone(),
+                    current,
+                });
+            }
+        }
+        let n = tx
             .execute(
                 "UPDATE files SET lake_key = $2, key_id = $3, wrapped_key = $4
                  WHERE file_id = $1 AND status = 'landing'",
@@ -722,7 +741,66 @@ impl PgWarehouse {
                 ],
             )
             .map_err(pg("recording the landing"))?;
+        if n == 1 {
+            tx.commit().map_err(pg("recording the landing"))?;
+        }
         Ok(n as usize)
+    }
+
+    pub(super) fn master_key_id(&mut self) -> Result<Option<String>> {
+        Ok(self
+            .client
+            .query_opt("SELECT key_id FROM lake_master_key WHERE id = 1", &[])
+            .map_err(pg("reading the master key id"))?
+            .map(|r| r.get(0)))
+    }
+
+    pub(super) fn rotate_master_key(
+        &mut self,
+        from: &str,
+        to: &str,
+        rewrap: &mut super::RewrapFn<'_>,
+    ) -> Result<usize> {
+        let mut tx = self
+            .client
+            .transaction()
+            .map_err(pg("rotating the master key"))?;
+        // FOR UPDATE: waits for landings being recorded under `from` (they hold the row
+        // FOR SHARE) and keeps new ones out until `to` is current.
+        let current = adopt_master_key(&mut tx, from, "FOR UPDATE")?;
+        if current != from && current != to {
+            return Err(WarehouseError::WrongMasterKey {
+                configured: from.to_owned(),
+                current,
+            });
+        }
+        let wrapped = tx
+            .query(
+                "SELECT file_id, sha256, wrapped_key FROM files WHERE key_id = $1",
+                &[&from],
+            )
+            .map_err(pg("reading wrapped data keys"))?;
+        let update = tx
+            .prepare("UPDATE files SET key_id = $2, wrapped_key = $3 WHERE file_id = $1")
+            .map_err(pg("re-wrapping data keys"))?;
+        for row in &wrapped {
+            let file_id: i64 = row.get(0);
+            let old = Sealed {
+                key_id: from.to_owned(),
+                wrapped: row.get(2),
+            };
+            let new = rewrap(row.get(1), &old)
+                .map_err(|source| WarehouseError::Rewrap { file_id, source })?;
+            tx.execute(&update, &[&file_id, &new.key_id, &new.wrapped])
+                .map_err(pg("re-wrapping data keys"))?;
+        }
+        tx.execute(
+            "UPDATE lake_master_key SET key_id = $1, since = now() WHERE id = 1 AND key_id <> $1",
+            &[&to],
+        )
+        .map_err(pg("recording the current master key"))?;
+        tx.commit().map_err(pg("rotating the master key"))?;
+        Ok(wrapped.len())
     }
 
     pub(super) fn key_ids(&mut self) -> Result<std::collections::BTreeMap<String, u64>> {
@@ -736,36 +814,6 @@ impl PgWarehouse {
             .iter()
             .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
             .collect())
-    }
-
-    pub(super) fn rewrap(&mut self, changes: &[Rewrap]) -> Result<usize> {
-        let mut tx = self
-            .client
-            .transaction()
-            .map_err(pg("re-wrapping data keys"))?;
-        let stmt = tx
-            .prepare(
-                "UPDATE files SET key_id = $2, wrapped_key = $3
-                 WHERE file_id = $1 AND key_id = $4 AND wrapped_key = $5",
-            )
-            .map_err(pg("re-wrapping data keys"))?;
-        let mut changed = 0;
-        for c in changes {
-            changed += tx
-                .execute(
-                    &stmt,
-                    &[
-                        &c.file_id,
-                        &c.new.key_id,
-                        &c.new.wrapped,
-                        &c.old.key_id,
-                        &c.old.wrapped,
-                    ],
-                )
-                .map_err(pg("re-wrapping data keys"))?;
-        }
-        tx.commit().map_err(pg("re-wrapping data keys"))?;
-        Ok(changed as usize)
     }
 
     pub(super) fn files(&mut self) -> Result<Vec<FileEntry>> {
@@ -1402,4 +1450,23 @@ impl RejectBuffer {
         .map_err(pg("quarantining rows"))?;
         Ok(())
     }
+}
+
+/// The catalog's current master key id, first set to `key_id` when there is none yet,
+/// with its row locked (`lock`: `FOR SHARE` or `FOR UPDATE`) until `tx` ends. The insert
+/// comes first so that the row exists to be locked: a concurrent first insert makes it
+/// wait, not slip past the lock.
+fn adopt_master_key(tx: &mut Transaction<'_>, key_id: &str, lock: &str) -> Result<String> {
+    tx.execute(
+        "INSERT INTO lake_master_key (id, key_id) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+        &[&key_id],
+    )
+    .map_err(pg("recording the current master key"))?;
+    Ok(tx
+        .query_one(
+            &format!("SELECT key_id FROM lake_master_key WHERE id = 1 {lock}"),
+            &[],
+        )
+        .map_err(pg("reading the master key id"))?
+        .get(0))
 }

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Claim, FileEntry, FileStatus, LoadPlan, NewFile, RejectEntry, RejectFilter, Result, Rewrap,
-    RunEntry, Stored, Summary, Tally, WarehouseError,
+    Claim, FileEntry, FileStatus, LoadPlan, NewFile, RejectEntry, RejectFilter, Result, RunEntry,
+    Stored, Summary, Tally, WarehouseError,
 };
 use crate::crypt::Sealed;
 use crate::model::Total;
@@ -41,6 +41,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "duplicate_lineage",
         include_str!("../../sql/sqlite/0005_duplicate_lineage.sql"),
+    ),
+    (
+        6,
+        "master_key",
+        include_str!("../../sql/sqlite/0006_master_key.sql"),
     ),
 ];
 
@@ -721,7 +726,20 @@ impl SqliteWarehouse {
         lake_key: &str,
         sealed: Option<&Sealed>,
     ) -> Result<usize> {
-        self.conn
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("recording the landing"))?;
+        if let Some(s) = sealed {
+            let current = adopt_master_key(&tx, &s.key_id)?;
+            if current != s.key_id {
+                return Err(WarehouseError::WrongMasterKey {
+                    configured: s.key_id.clone(),
+                    current,
+                });
+            }
+        }
+        let n = tx
             .execute(
                 "UPDATE files SET lake_key = ?2, key_id = ?3, wrapped_key = ?4
                  WHERE file_id = ?1 AND status = 'landing'",
@@ -732,7 +750,73 @@ impl SqliteWarehouse {
                     sealed.map(|s| &s.wrapped)
                 ],
             )
-            .map_err(sql("recording the landing"))
+            .map_err(sql("recording the landing"))?;
+        if n == 1 {
+            tx.commit().map_err(sql("recording the landing"))?;
+        }
+        Ok(n)
+    }
+
+    pub(super) fn master_key_id(&mut self) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT key_id FROM lake_master_key WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql("reading the master key id"))
+    }
+
+    pub(super) fn rotate_master_key(
+        &mut self,
+        from: &str,
+        to: &str,
+        rewrap: &mut super::RewrapFn<'_>,
+    ) -> Result<usize> {
+        // IMMEDIATE: the write lock is taken first, so no landing is recorded between
+        // reading the wrappings and making `to` current.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("rotating the master key"))?;
+        let current = adopt_master_key(&tx, from)?;
+        if current != from && current != to {
+            return Err(WarehouseError::WrongMasterKey {
+                configured: from.to_owned(),
+                current,
+            });
+        }
+        let wrapped: Vec<(i64, String, String)> = tx
+            .prepare("SELECT file_id, sha256, wrapped_key FROM files WHERE key_id = ?1")
+            .and_then(|mut st| {
+                st.query_map([from], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .map_err(sql("reading wrapped data keys"))?;
+        {
+            let mut update = tx
+                .prepare("UPDATE files SET key_id = ?2, wrapped_key = ?3 WHERE file_id = ?1")
+                .map_err(sql("re-wrapping data keys"))?;
+            for (file_id, sha256, old) in &wrapped {
+                let old = Sealed {
+                    key_id: from.to_owned(),
+                    wrapped: old.clone(),
+                };
+                let new = rewrap(sha256, &old).map_err(|source| WarehouseError::Rewrap {
+                    file_id: *file_id,
+                    source,
+                })?;
+                update
+                    .execute(params![file_id, new.key_id, new.wrapped])
+                    .map_err(sql("re-wrapping data keys"))?;
+            }
+        }
+        tx.execute(
+            "UPDATE lake_master_key SET key_id = ?1, since = ?2 WHERE id = 1 AND key_id <> ?1",
+            params![to, crate::clock::now_rfc3339()],
+        )
+        .map_err(sql("recording the current master key"))?;
+        tx.commit().map_err(sql("rotating the master key"))?;
+        Ok(wrapped.len())
     }
 
     pub(super) fn key_ids(&mut self) -> Result<std::collections::BTreeMap<String, u64>> {
@@ -747,35 +831,6 @@ impl SqliteWarehouse {
             .map_err(sql("counting key ids"))?;
         rows.collect::<std::result::Result<_, _>>()
             .map_err(sql("counting key ids"))
-    }
-
-    pub(super) fn rewrap(&mut self, changes: &[Rewrap]) -> Result<usize> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql("re-wrapping data keys"))?;
-        let mut changed = 0;
-        {
-            let mut stmt = tx
-                .prepare(
-                    "UPDATE files SET key_id = ?2, wrapped_key = ?3
-                     WHERE file_id = ?1 AND key_id = ?4 AND wrapped_key = ?5",
-                )
-                .map_err(sql("re-wrapping data keys"))?;
-            for c in changes {
-                changed += stmt
-                    .execute(params![
-                        c.file_id,
-                        c.new.key_id,
-                        c.new.wrapped,
-                        c.old.key_id,
-                        c.old.wrapped
-                    ])
-                    .map_err(sql("re-wrapping data keys"))?;
-            }
-        }
-        tx.commit().map_err(sql("re-wrapping data keys"))?;
-        Ok(changed)
     }
 
     pub(super) fn files(&mut self) -> Result<Vec<FileEntry>> {
@@ -1225,4 +1280,18 @@ fn insert_reject(
     ])
     .map_err(sql("quarantining a row"))?;
     Ok(())
+}
+
+/// The catalog's current master key id, first set to `key_id` when there is none yet.
+/// Called inside a write transaction.
+fn adopt_master_key(tx: &rusqlite::Transaction<'_>, key_id: &str) -> Result<String> {
+    tx.execute(
+        "INSERT OR IGNORE INTO lake_master_key (id, key_id, since) VALUES (1, ?1, ?2)",
+        params![key_id, crate::clock::now_rfc3339()],
+    )
+    .map_err(sql("recording the current master key"))?;
+    tx.query_row("SELECT key_id FROM lake_master_key WHERE id = 1", [], |r| {
+        r.get(0)
+    })
+    .map_err(sql("reading the master key id"))
 }

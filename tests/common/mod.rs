@@ -1634,7 +1634,6 @@ pub fn loading_a_finished_file_is_refused(w: &mut Warehouse) {
 /// only where the row still holds the one it was read with.
 pub fn data_keys_are_recorded_and_rewrapped(w: &mut Warehouse) {
     use bankpipe::crypt::Sealed;
-    use bankpipe::warehouse::Rewrap;
     let sealed = |id: &str, wrapped: &str| Sealed {
         key_id: id.into(),
         wrapped: wrapped.into(),
@@ -1644,41 +1643,90 @@ pub fn data_keys_are_recorded_and_rewrapped(w: &mut Warehouse) {
     let id = claim_new(w, &new_file(&bytes, "keys.csv", "r1"));
     let entry = |w: &mut Warehouse| file_entry(w, id);
     assert_eq!(entry(w).sealed(), None);
+    assert_eq!(w.master_key_id().unwrap(), None);
+    w.record_landing(id, "raw/k.csv", None).unwrap();
+    assert_eq!(
+        w.master_key_id().unwrap(),
+        None,
+        "a clear landing sets no key"
+    );
     w.record_landing(id, "raw/k.csv.0001.enc", Some(&sealed("mk-a", "w1")))
         .unwrap();
     assert_eq!(entry(w).sealed(), Some(sealed("mk-a", "w1")));
     assert_eq!(entry(w).lake_key, "raw/k.csv.0001.enc");
-    w.record_landing(id, "raw/k.csv", None).unwrap();
-    assert_eq!(entry(w).sealed(), None);
-    assert_eq!(entry(w).lake_key, "raw/k.csv");
+    assert_eq!(
+        w.master_key_id().unwrap().as_deref(),
+        Some("mk-a"),
+        "the first encrypted landing sets the current key"
+    );
+    // Another key is refused and changes nothing.
+    match w.record_landing(id, "raw/k.csv.0009.enc", Some(&sealed("mk-z", "zz"))) {
+        Err(WarehouseError::WrongMasterKey {
+            configured,
+            current,
+        }) => assert_eq!((configured.as_str(), current.as_str()), ("mk-z", "mk-a")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(entry(w).sealed(), Some(sealed("mk-a", "w1")));
     w.record_landing(id, "raw/k.csv.0002.enc", Some(&sealed("mk-a", "w2")))
         .unwrap();
     load(w, &plan(id, "r1", 1.0), &bytes);
     // Loaded: a late attempt is refused and changes nothing; only rotation may change
     // the wrapping now.
     assert!(matches!(
-        w.record_landing(id, "raw/k.csv.0003.enc", Some(&sealed("mk-z", "zz"))),
+        w.record_landing(id, "raw/k.csv.0003.enc", Some(&sealed("mk-a", "w9"))),
         Err(WarehouseError::NotClaimed { .. })
     ));
     assert_eq!(entry(w).sealed(), Some(sealed("mk-a", "w2")));
     assert_eq!(entry(w).lake_key, "raw/k.csv.0002.enc");
-    let stale = Rewrap {
-        file_id: id,
-        old: sealed("mk-a", "w1"),
-        new: sealed("mk-b", "x"),
-    };
-    let fresh = Rewrap {
-        file_id: id,
-        old: sealed("mk-a", "w2"),
-        new: sealed("mk-b", "w3"),
-    };
-    assert_eq!(
-        w.rewrap(&[stale]).unwrap(),
-        0,
-        "a stale wrapping is not overwritten"
-    );
+
+    // A rotation from a key that is not current is refused, nothing changes.
+    assert!(matches!(
+        w.rotate_master_key("mk-x", "mk-y", &mut |_, _| unreachable!()),
+        Err(WarehouseError::WrongMasterKey { .. })
+    ));
+    // A wrapping that does not open aborts the whole rotation.
+    assert!(matches!(
+        w.rotate_master_key("mk-a", "mk-b", &mut |_, _| Err(
+            bankpipe::crypt::KeyError::Unwrap {
+                key_id: "mk-a".into()
+            }
+        )),
+        Err(WarehouseError::Rewrap { file_id, .. }) if file_id == id
+    ));
     assert_eq!(entry(w).sealed(), Some(sealed("mk-a", "w2")));
-    assert_eq!(w.rewrap(&[fresh]).unwrap(), 1);
+    assert_eq!(w.master_key_id().unwrap().as_deref(), Some("mk-a"));
+
+    // A second file claimed by a worker that checked its key (mk-a) before the rotation.
+    let bytes2 = csv_of(&[Row::new(&format!("{tag}-k2"), "2.00")]);
+    let id2 = claim_new(w, &new_file(&bytes2, "keys2.csv", "r2"));
+    let mut seen = Vec::new();
+    let rotated = w
+        .rotate_master_key("mk-a", "mk-b", &mut |sha256, old| {
+            seen.push((sha256.to_owned(), old.clone()));
+            Ok(sealed("mk-b", "w3"))
+        })
+        .unwrap();
+    assert_eq!(rotated, 1);
+    assert_eq!(seen, [(entry(w).sha256, sealed("mk-a", "w2"))]);
     assert_eq!(entry(w).sealed(), Some(sealed("mk-b", "w3")));
-    assert_eq!(entry(w).key_id.as_deref(), Some("mk-b"));
+    assert_eq!(w.master_key_id().unwrap().as_deref(), Some("mk-b"));
+    // That worker now records its landing: refused, naming both ids; nothing recorded.
+    match w.record_landing(id2, "raw/k2.csv.0001.enc", Some(&sealed("mk-a", "v1"))) {
+        Err(e @ WarehouseError::WrongMasterKey { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("mk-a") && text.contains("mk-b"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(file_entry(w, id2).sealed(), None);
+    w.record_landing(id2, "raw/k2.csv.0002.enc", Some(&sealed("mk-b", "v2")))
+        .unwrap();
+    // A rerun of the same rotation finds nothing left under the old key.
+    assert_eq!(
+        w.rotate_master_key("mk-a", "mk-b", &mut |_, _| unreachable!())
+            .unwrap(),
+        0
+    );
+    assert_eq!(w.master_key_id().unwrap().as_deref(), Some("mk-b"));
 }
