@@ -1,16 +1,22 @@
 //! Carries out each command: resolves configuration, opens what the command needs, and
 //! writes its output (stdout for results, stderr for logs and progress).
 //!
-//! Exit statuses (the contract of issue #2): 0 every file loaded or skipped as a
-//! duplicate; 1 a file failed (or a check found a failing file); 2 usage or
-//! configuration error; 3 warehouse or lake unreachable.
+//! Exit statuses (issues #2 and #9; the table is in the README): 0 every file loaded or
+//! skipped as a duplicate; 1 a file failed (or a check found a failing file); 2 usage,
+//! configuration, authentication or permission error (never retried); 3 warehouse or
+//! lake unreachable after bounded retries.
+//!
+//! Results go to stdout through `writeln!(out, ..)?`: a reader that went away (`bankpipe
+//! files | head -1`) turns into [`Failure::closed_pipe`], which `main` ends quietly with
+//! status 0, instead of the panic `println!` would raise.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::{
-    CheckArgs, Cli, Command, DemoArgs, GenFormat, GenerateArgs, RejectsArgs, RotateKeyArgs, RunArgs,
+    CheckArgs, Cli, Command, DemoArgs, GenFormat, GenerateArgs, MigrateArgs, RejectsArgs,
+    RotateKeyArgs, RunArgs,
 };
 use crate::config::{Config, ConfigError, Overrides, redact_url};
 use crate::generate::{GenerateOptions, OutputFormat};
@@ -18,7 +24,7 @@ use crate::lake::{Lake, LakeError};
 use crate::pipeline::{self, Context, RunError};
 use crate::progress::{Bars, Progress, Silent};
 use crate::report::RunReport;
-use crate::warehouse::{RejectFilter, Warehouse, WarehouseError};
+use crate::warehouse::{Access, Fault, RejectFilter, Warehouse, WarehouseError};
 
 /// A command that could not do its job, with its exit status.
 #[derive(Debug)]
@@ -30,6 +36,19 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// The reader of stdout went away (a closed pipe): nothing more to say, status 0.
+    pub fn closed_pipe() -> Failure {
+        Failure {
+            code: 0,
+            message: String::new(),
+        }
+    }
+
+    /// Whether this is [`Failure::closed_pipe`].
+    pub fn is_closed_pipe(&self) -> bool {
+        self.code == 0
+    }
+
     fn usage(message: impl Into<String>) -> Failure {
         Failure {
             code: 2,
@@ -51,13 +70,26 @@ impl From<ConfigError> for Failure {
     }
 }
 
+/// Writing results failed: quietly done when the reader closed the pipe, else status 1
+/// (the output is incomplete).
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Failure {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Failure::closed_pipe()
+        } else {
+            Failure {
+                code: 1,
+                message: format!("writing the output: {e}"),
+            }
+        }
+    }
+}
+
 impl From<WarehouseError> for Failure {
     fn from(e: WarehouseError) -> Failure {
-        match e {
-            WarehouseError::UnsupportedUrl(_)
-            | WarehouseError::Migration { .. }
-            | WarehouseError::SchemaTooNew { .. } => Failure::usage(e.to_string()),
-            _ => Failure::unreachable(e.to_string()),
+        match e.fault() {
+            Fault::Setup => Failure::usage(e.to_string()),
+            Fault::Transient | Fault::Other => Failure::unreachable(e.to_string()),
         }
     }
 }
@@ -70,7 +102,9 @@ impl From<LakeError> for Failure {
                 source: crate::crypt::KeyError::Random,
                 ..
             } => Failure::unreachable(e.to_string()),
-            LakeError::UnsupportedUrl(_) | LakeError::Key { .. } => Failure::usage(e.to_string()),
+            LakeError::UnsupportedUrl(_) | LakeError::Key { .. } | LakeError::Setup { .. } => {
+                Failure::usage(e.to_string())
+            }
             _ => Failure::unreachable(e.to_string()),
         }
     }
@@ -121,23 +155,69 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
             reprocess(&Config::resolve(&overrides)?, &a)
         }
         Command::RotateKey(a) => rotate_key(&Config::resolve(&overrides)?, &a),
-        Command::Migrate(args) => {
-            let config = Config::resolve(&overrides)?;
-            let mut w = Warehouse::open(&config.warehouse_url)?;
-            if args.create_roles {
-                w.create_roles().map_err(|e| Failure {
-                    code: 1,
-                    message: e.to_string(),
-                })?;
-                println!("roles bankpipe_owner, bankpipe_loader, bankpipe_reader are in place");
+        Command::Migrate(args) => migrate(&Config::resolve(&overrides)?, &args),
+    }
+}
+
+/// `bankpipe migrate`: the one command meant to create a warehouse and change its
+/// schema; says what it applied, or that nothing was pending. With `--dry-run` it only
+/// lists what it would apply, creating nothing.
+fn migrate(config: &Config, args: &MigrateArgs) -> Result<ExitCode, Failure> {
+    let mut out = std::io::stdout().lock();
+    let url = redact_url(&config.warehouse_url);
+    if args.dry_run {
+        let (mut w, pending) = match Warehouse::connect(&config.warehouse_url, Access::Existing) {
+            Ok(mut w) => {
+                let pending = w.pending()?;
+                (Some(w), pending)
             }
-            println!(
-                "warehouse {} is at the latest schema",
-                redact_url(&config.warehouse_url)
-            );
-            Ok(ExitCode::SUCCESS)
+            Err(WarehouseError::NoWarehouse { reason, .. })
+                if crate::warehouse::sqlite::path_from_url(&config.warehouse_url).is_some() =>
+            {
+                writeln!(
+                    out,
+                    "no warehouse at {url} ({reason}); `bankpipe migrate` would create it"
+                )?;
+                (None, crate::warehouse::sqlite::known_migrations())
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if pending.is_empty() {
+            let version = w.as_mut().map_or(Ok(0), Warehouse::schema_version)?;
+            writeln!(
+                out,
+                "nothing pending: warehouse {url} is at schema version {version}"
+            )?;
+        } else {
+            writeln!(out, "would apply to {url}:")?;
+            for m in &pending {
+                writeln!(out, "  {m}")?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut w = Warehouse::connect(&config.warehouse_url, Access::Create)?;
+    let applied = w.migrate()?;
+    if applied.is_empty() {
+        writeln!(
+            out,
+            "nothing pending: warehouse {url} is at schema version {}",
+            w.schema_version()?
+        )?;
+    } else {
+        writeln!(out, "applied to {url}:")?;
+        for m in &applied {
+            writeln!(out, "  {m}")?;
         }
     }
+    if args.create_roles {
+        w.create_roles()?;
+        writeln!(
+            out,
+            "roles bankpipe_owner, bankpipe_loader, bankpipe_reader are in place"
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn progress_for(json: bool, no_progress: bool) -> Box<dyn Progress> {
@@ -157,8 +237,32 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure::unreachable(format!("cannot start the I/O runtime: {e}")))
 }
 
-fn open_context(config: &Config, rt: &tokio::runtime::Runtime) -> Result<Context, Failure> {
-    let warehouse = Warehouse::open(&config.warehouse_url)?;
+/// `reprocess` and `rotate-key` change an existing warehouse: they never create one
+/// (there would be nothing to reprocess or re-wrap), but apply pending migrations as
+/// `run` does, since they write.
+fn open_existing(url: &str) -> Result<Warehouse, Failure> {
+    let mut w = Warehouse::connect(url, Access::Existing)?;
+    match w.require_current() {
+        Ok(()) => {}
+        Err(WarehouseError::SchemaBehind { .. }) => {
+            for m in w.migrate()? {
+                tracing::info!(migration = %m, "Applied a pending migration.");
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(w)
+}
+
+fn open_context(
+    config: &Config,
+    rt: &tokio::runtime::Runtime,
+    access: Access,
+) -> Result<Context, Failure> {
+    let warehouse = match access {
+        Access::Create => Warehouse::open(&config.warehouse_url)?,
+        Access::Existing => open_existing(&config.warehouse_url)?,
+    };
     let lake = Lake::open(&config.lake_url, rt.handle().clone())?
         .with_master_key(config.master_key.clone());
     lake.check()?;
@@ -177,7 +281,7 @@ fn run(config: &Config, args: &RunArgs) -> Result<ExitCode, Failure> {
         )));
     }
     let rt = runtime()?;
-    let mut ctx = open_context(config, &rt)?;
+    let mut ctx = open_context(config, &rt, Access::Create)?;
     if config.master_key.is_none() {
         // One worker missing the key must not quietly store new files in clear next to
         // encrypted ones.
@@ -193,7 +297,7 @@ fn run(config: &Config, args: &RunArgs) -> Result<ExitCode, Failure> {
     }
     let mut progress = progress_for(args.json, args.no_progress);
     let report = pipeline::run(&mut ctx, progress.as_mut())?;
-    print_run(&report, args.json);
+    print_run(&report, args.json)?;
     Ok(exit_for(&report))
 }
 
@@ -205,13 +309,14 @@ fn exit_for(report: &RunReport) -> ExitCode {
     }
 }
 
-fn print_run(report: &RunReport, json: bool) {
+fn print_run(report: &RunReport, json: bool) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     if json {
-        let _ = writeln!(out, "{}", serde_json::to_string(report).unwrap_or_default());
+        writeln!(out, "{}", serde_json::to_string(report).unwrap_or_default())?;
     } else {
-        let _ = write!(out, "{}", report.table());
+        write!(out, "{}", report.table())?;
     }
+    Ok(())
 }
 
 fn check(config: &Config, args: &CheckArgs) -> Result<ExitCode, Failure> {
@@ -233,7 +338,7 @@ fn check(config: &Config, args: &CheckArgs) -> Result<ExitCode, Failure> {
         elapsed_s: started.elapsed().as_secs_f64(),
         files,
     };
-    print_run(&report, args.json);
+    print_run(&report, args.json)?;
     Ok(exit_for(&report))
 }
 
@@ -269,9 +374,12 @@ fn generate(args: &GenerateArgs) -> Result<ExitCode, Failure> {
     } else {
         write_generated(&opts, &args.out)
     }
-    .map_err(|e| Failure {
-        code: 1,
-        message: format!("writing {}: {e}", args.out.display()),
+    .map_err(|e| match e.kind() {
+        std::io::ErrorKind::BrokenPipe => Failure::closed_pipe(),
+        _ => Failure {
+            code: 1,
+            message: format!("writing {}: {e}", args.out.display()),
+        },
     })?;
     let defects: u64 = stats.defects.values().sum();
     eprintln!(
@@ -353,35 +461,44 @@ fn demo(overrides: &Overrides, args: &DemoArgs) -> Result<ExitCode, Failure> {
         ..config
     };
     let rt = runtime()?;
-    let mut ctx = open_context(&config, &rt)?;
+    let mut ctx = open_context(&config, &rt, Access::Create)?;
     let mut progress = progress_for(false, false);
+    let mut out = std::io::stdout().lock();
     let report = pipeline::run(&mut ctx, progress.as_mut())?;
-    print!("{}", report.table());
+    write!(out, "{}", report.table())?;
     let summary = ctx.warehouse.summary()?;
-    println!();
-    println!("Rejected rows by rule (quarantined with file, line and raw text):");
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Rejected rows by rule (quarantined with file, line and raw text):"
+    )?;
     for (rule, n) in &summary.rejects_by_rule {
-        println!("  {rule:<26} {n:>8}");
+        writeln!(out, "  {rule:<26} {n:>8}")?;
     }
-    println!("Attributes set to NULL by rule (rows loaded with a warning):");
+    writeln!(
+        out,
+        "Attributes set to NULL by rule (rows loaded with a warning):"
+    )?;
     for (rule, n) in &summary.warnings_by_rule {
-        println!("  {rule:<26} {n:>8}");
+        writeln!(out, "  {rule:<26} {n:>8}")?;
     }
     let d = dir.display();
-    println!(
+    writeln!(
+        out,
         "\nTry next:\n  \
          bankpipe --data-dir {d} status\n  \
          bankpipe --data-dir {d} rejects --rule invalid_transaction_date --limit 5\n  \
          bankpipe --data-dir {d} run            # again: every file is a duplicate_file, nothing loads twice\n  \
          bankpipe check {d}/inbox/bank_transactions_2016_08.csv\n  \
          sqlite3 {d}/warehouse.db \"SELECT location, COUNT(*) FROM transactions GROUP BY 1 ORDER BY 2 DESC LIMIT 5\""
-    );
+    )?;
     Ok(exit_for(&report))
 }
 
 fn reprocess(config: &Config, args: &crate::cli::ReprocessArgs) -> Result<ExitCode, Failure> {
     let rt = runtime()?;
-    let mut ctx = open_context(config, &rt)?;
+    let mut ctx = open_context(config, &rt, Access::Existing)?;
+    let mut out = std::io::stdout().lock();
     let r = pipeline::reprocess(&mut ctx, &args.file, args.dry_run).map_err(|e| match e {
         RunError::Inbox { reason, path } => {
             Failure::usage(format!("reprocess {}: {reason}", path.display()))
@@ -389,9 +506,10 @@ fn reprocess(config: &Config, args: &crate::cli::ReprocessArgs) -> Result<ExitCo
         other => other.into(),
     })?;
     if args.json {
-        println!("{}", serde_json::to_string(&r).unwrap_or_default());
+        writeln!(out, "{}", serde_json::to_string(&r).unwrap_or_default())?;
     } else {
-        println!(
+        writeln!(
+            out,
             "file {} ({}){}",
             r.file_id,
             r.name,
@@ -400,41 +518,45 @@ fn reprocess(config: &Config, args: &crate::cli::ReprocessArgs) -> Result<ExitCo
             } else {
                 ""
             }
-        );
-        println!("{:<16} {:>14} {:>14}", "", "before", "after");
-        let row = |label: &str, a: String, b: String| println!("{label:<16} {a:>14} {b:>14}");
-        row(
-            "status",
-            r.before.status.name().into(),
-            r.after.status.name().into(),
-        );
-        row(
-            "rows_read",
-            r.before.rows_read.to_string(),
-            r.after.rows_read.to_string(),
-        );
-        row(
-            "rows_loaded",
-            r.before.rows_loaded.to_string(),
-            r.after.rows_loaded.to_string(),
-        );
-        row(
-            "rows_rejected",
-            r.before.rows_rejected.to_string(),
-            r.after.rows_rejected.to_string(),
-        );
-        row(
-            "rows_duplicate",
-            r.before.rows_duplicate.to_string(),
-            r.after.rows_duplicate.to_string(),
-        );
-        row(
-            "amount_loaded",
-            r.before.amount_loaded.clone(),
-            r.after.amount_loaded.clone(),
-        );
+        )?;
+        writeln!(out, "{:<16} {:>14} {:>14}", "", "before", "after")?;
+        let (x, y) = (&r.before, &r.after);
+        for (label, a, b) in [
+            (
+                "status",
+                x.status.name().to_owned(),
+                y.status.name().to_owned(),
+            ),
+            (
+                "rows_read",
+                x.rows_read.to_string(),
+                y.rows_read.to_string(),
+            ),
+            (
+                "rows_loaded",
+                x.rows_loaded.to_string(),
+                y.rows_loaded.to_string(),
+            ),
+            (
+                "rows_rejected",
+                x.rows_rejected.to_string(),
+                y.rows_rejected.to_string(),
+            ),
+            (
+                "rows_duplicate",
+                x.rows_duplicate.to_string(),
+                y.rows_duplicate.to_string(),
+            ),
+            (
+                "amount_loaded",
+                x.amount_loaded.clone(),
+                y.amount_loaded.clone(),
+            ),
+        ] {
+            writeln!(out, "{label:<16} {a:>14} {b:>14}")?;
+        }
         if let Some(e) = &r.after.error {
-            println!("error: {e}");
+            writeln!(out, "error: {e}")?;
         }
     }
     // 1 when the file fails (or would fail) under the current contract, or could not
@@ -452,7 +574,18 @@ fn reprocess(config: &Config, args: &crate::cli::ReprocessArgs) -> Result<ExitCo
 /// exit status 1.
 fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     let rt = runtime()?;
-    let mut warehouse = Warehouse::open(&config.warehouse_url)?;
+    let mut warehouse = Warehouse::open_read_only(&config.warehouse_url)?;
+    // Opening a folder lake creates it; verify must not (a mistyped lake_url would
+    // otherwise report every object missing from a new, empty folder).
+    if let Some(folder) = crate::lake::local_folder(&config.lake_url)
+        && !folder.is_dir()
+    {
+        return Err(Failure::usage(format!(
+            "no lake at {}: check lake_url (BANKPIPE_LAKE_URL) or --data-dir",
+            folder.display()
+        )));
+    }
+    let mut out = std::io::stdout().lock();
     let lake = Lake::open(&config.lake_url, rt.handle().clone())?
         .with_master_key(config.master_key.clone());
     let mut results = Vec::new();
@@ -521,46 +654,56 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
         .map(|(key, _)| key)
         .filter(|key| key.starts_with("raw/") && !named.contains(key.as_str()))
         .collect();
+    let explained: Vec<Orphan> = orphans
+        .iter()
+        .map(|key| Orphan::explain(key, catalog.iter().chain(&now)))
+        .collect();
     if json {
-        println!(
+        writeln!(
+            out,
             "{}",
             serde_json::json!({
                 "checked": results.len(),
                 "not_intact": bad,
                 "objects": results,
                 "orphans": orphans,
+                "orphan_details": explained,
             })
-        );
+        )?;
     } else {
         for r in &results {
-            println!(
+            writeln!(
+                out,
                 "{:<8} {:>5}  {}  {}",
                 r["status"].as_str().unwrap_or(""),
                 r["file_id"],
                 r["name"].as_str().unwrap_or(""),
                 r["lake_key"].as_str().unwrap_or("")
-            );
+            )?;
             if let Some(actual) = r["actual_sha256"].as_str() {
-                println!(
+                writeln!(
+                    out,
                     "         expected sha256 {} but the object hashes to {actual}",
                     r["expected_sha256"].as_str().unwrap_or("")
-                );
+                )?;
             }
             if let Some(reason) = r["reason"].as_str() {
-                println!("         {reason}");
+                writeln!(out, "         {reason}")?;
             }
         }
-        println!(
+        writeln!(
+            out,
             "{} objects checked, {bad} missing, corrupt or unreadable",
             results.len()
-        );
-        if !orphans.is_empty() {
-            println!(
-                "{} raw objects are named by no catalog entry (left by interrupted attempts; safe to delete):",
-                orphans.len()
-            );
-            for key in &orphans {
-                println!("         {key}");
+        )?;
+        if !explained.is_empty() {
+            writeln!(
+                out,
+                "{} raw objects are named by no catalog entry (verify deletes nothing):",
+                explained.len()
+            )?;
+            for o in &explained {
+                writeln!(out, "         {}\n           {}", o.key, o.what)?;
             }
         }
     }
@@ -571,39 +714,90 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     })
 }
 
+/// A raw object no catalog entry names, and what it is, as far as its key tells.
+/// Never called "safe to delete": another warehouse sharing the lake, or an older copy
+/// of this catalog restored from a backup, may name it.
+#[derive(Debug, serde::Serialize)]
+struct Orphan {
+    key: String,
+    /// The content digest in its key, when it has one.
+    sha256: Option<String>,
+    /// The catalog entry of the same content, when there is one.
+    file_id: Option<i64>,
+    what: String,
+}
+
+impl Orphan {
+    fn explain<'a>(
+        key: &str,
+        catalog: impl Iterator<Item = &'a crate::warehouse::FileEntry>,
+    ) -> Orphan {
+        // raw/<profile>/<yyyy>/<mm>/<sha256>.<ext>[.<data-key tag>.enc]
+        let sha = key
+            .rsplit('/')
+            .next()
+            .and_then(|name| name.split('.').next())
+            .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(str::to_owned);
+        let mut catalog = catalog;
+        let entry = sha
+            .as_deref()
+            .and_then(|sha| catalog.find(|f| f.sha256 == sha));
+        let what = match (&sha, entry) {
+            (Some(_), Some(f)) => format!(
+                "an earlier landing attempt of file {} ({}); the catalog reads that file from {}",
+                f.file_id, f.original_name, f.lake_key
+            ),
+            (Some(_), None) => "a raw copy of content this catalog does not hold: a landing \
+                 whose claim was withdrawn, or an object that another warehouse sharing this lake \
+                 (or an older copy of this catalog) names"
+                .to_owned(),
+            (None, _) => "not a key bankpipe writes (no content digest in its name)".to_owned(),
+        };
+        Orphan {
+            key: key.to_owned(),
+            sha256: sha,
+            file_id: entry.map(|f| f.file_id),
+            what,
+        }
+    }
+}
+
 fn status(config: &Config, json: bool) -> Result<ExitCode, Failure> {
-    let mut w = Warehouse::open(&config.warehouse_url)?;
+    let mut w = Warehouse::open_read_only(&config.warehouse_url)?;
     let s = w.summary()?;
+    let mut out = std::io::stdout().lock();
     if json {
-        println!("{}", serde_json::to_string(&s).unwrap_or_default());
+        writeln!(out, "{}", serde_json::to_string(&s).unwrap_or_default())?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("warehouse     {}", redact_url(&config.warehouse_url));
-    println!("schema        v{}", s.schema_version);
+    writeln!(out, "warehouse     {}", redact_url(&config.warehouse_url))?;
+    writeln!(out, "schema        v{}", s.schema_version)?;
     let files: Vec<String> = s.files.iter().map(|(k, v)| format!("{v} {k}")).collect();
-    println!(
+    writeln!(
+        out,
         "files         {}",
         if files.is_empty() {
             "none".into()
         } else {
             files.join(", ")
         }
-    );
-    println!("transactions  {}", s.transactions);
+    )?;
+    writeln!(out, "transactions  {}", s.transactions)?;
     if let Some((a, b)) = &s.transaction_span {
-        println!("time span     {a} .. {b}");
+        writeln!(out, "time span     {a} .. {b}")?;
     }
-    println!("rejected rows {}", s.rejected_rows);
+    writeln!(out, "rejected rows {}", s.rejected_rows)?;
     for (rule, n) in &s.rejects_by_rule {
-        println!("  {rule:<26} {n:>8}");
+        writeln!(out, "  {rule:<26} {n:>8}")?;
     }
-    println!("warnings (loaded with NULL)");
+    writeln!(out, "warnings (loaded with NULL)")?;
     for (rule, n) in &s.warnings_by_rule {
-        println!("  {rule:<26} {n:>8}");
+        writeln!(out, "  {rule:<26} {n:>8}")?;
     }
-    println!("recent runs");
+    writeln!(out, "recent runs")?;
     for r in &s.recent_runs {
-        println!("  {}  {}  {}", r.run_id, r.started_at, r.status);
+        writeln!(out, "  {}  {}  {}", r.run_id, r.started_at, r.status)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -639,7 +833,8 @@ fn rotate_key(config: &Config, args: &RotateKeyArgs) -> Result<ExitCode, Failure
             current.id()
         )));
     }
-    let mut w = Warehouse::open(&config.warehouse_url)?;
+    let mut w = open_existing(&config.warehouse_url)?;
+    let mut out = std::io::stdout().lock();
     let mut changes = Vec::new();
     let (mut already, mut clear) = (0usize, 0usize);
     let mut other = Vec::new();
@@ -675,16 +870,27 @@ fn rotate_key(config: &Config, args: &RotateKeyArgs) -> Result<ExitCode, Failure
         let left = w.key_ids()?.get(current.id()).copied().unwrap_or(0) as usize;
         left.max(changes.len() - rotated)
     };
-    tracing::info!(
-        from = current.id(),
-        to = new.id(),
-        rotated,
-        already,
-        raced,
-        "Data keys re-wrapped."
-    );
+    if args.dry_run {
+        tracing::info!(
+            from = current.id(),
+            to = new.id(),
+            to_rotate = changes.len(),
+            already,
+            "Dry run: data keys checked, nothing changed."
+        );
+    } else {
+        tracing::info!(
+            from = current.id(),
+            to = new.id(),
+            rotated,
+            already,
+            raced,
+            "Data keys re-wrapped."
+        );
+    }
     if args.json {
-        println!(
+        writeln!(
+            out,
             "{}",
             serde_json::json!({
                 "from_key_id": current.id(),
@@ -697,7 +903,7 @@ fn rotate_key(config: &Config, args: &RotateKeyArgs) -> Result<ExitCode, Failure
                 "in_clear": clear,
                 "other_keys": other,
             })
-        );
+        )?;
     } else {
         let verb = if args.dry_run {
             "would re-wrap"
@@ -705,29 +911,33 @@ fn rotate_key(config: &Config, args: &RotateKeyArgs) -> Result<ExitCode, Failure
             "re-wrapped"
         };
         let n = if args.dry_run { changes.len() } else { rotated };
-        println!(
+        writeln!(
+            out,
             "{verb} {n} data keys from {} to {}; {already} already under {}; {clear} objects stored in clear (not encrypted by rotation)",
             current.id(),
             new.id(),
             new.id()
-        );
+        )?;
         if raced > 0 {
-            println!(
+            writeln!(
+                out,
                 "{raced} files are still under {} (landed or changed during the rotation): run rotate-key again",
                 current.id()
-            );
+            )?;
         }
         for o in &other {
-            println!(
+            writeln!(
+                out,
                 "file {} is under another master key ({}): not rotated",
                 o["file_id"],
                 o["key_id"].as_str().unwrap_or("")
-            );
+            )?;
         }
         if !args.dry_run && raced == 0 && other.is_empty() {
-            println!(
+            writeln!(
+                out,
                 "now set BANKPIPE_MASTER_KEY (or BANKPIPE_MASTER_KEY_FILE) to the new key; the old one is no longer needed"
-            );
+            )?;
         }
     }
     Ok(if other.is_empty() && raced == 0 {
@@ -738,13 +948,15 @@ fn rotate_key(config: &Config, args: &RotateKeyArgs) -> Result<ExitCode, Failure
 }
 
 fn files(config: &Config, json: bool) -> Result<ExitCode, Failure> {
-    let mut w = Warehouse::open(&config.warehouse_url)?;
+    let mut w = Warehouse::open_read_only(&config.warehouse_url)?;
     let files = w.files()?;
+    let mut out = std::io::stdout().lock();
     if json {
-        println!("{}", serde_json::to_string(&files).unwrap_or_default());
+        writeln!(out, "{}", serde_json::to_string(&files).unwrap_or_default())?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    writeln!(
+        out,
         "{:>4}  {:<32}  {:<8}  {:<12}  {:>9}  {:>9}  {:>8}  {:>8}  {:<12}  {:<19}",
         "id",
         "name",
@@ -756,10 +968,11 @@ fn files(config: &Config, json: bool) -> Result<ExitCode, Failure> {
         "dup",
         "sha256",
         "encrypted"
-    );
+    )?;
     for f in files {
-        let name: String = f.original_name.chars().take(32).collect();
-        println!(
+        let name = crate::report::shorten(&f.original_name, 32);
+        writeln!(
+            out,
             "{:>4}  {name:<32}  {:<8}  {:<12}  {:>9}  {:>9}  {:>8}  {:>8}  {:<12}  {:<19}",
             f.file_id,
             f.status,
@@ -770,9 +983,9 @@ fn files(config: &Config, json: bool) -> Result<ExitCode, Failure> {
             f.rows_duplicate.unwrap_or(0),
             &f.sha256[..12.min(f.sha256.len())],
             f.key_id.as_deref().unwrap_or("no")
-        );
+        )?;
         if let Some(e) = f.error {
-            println!("      error: {e}");
+            writeln!(out, "      error: {e}")?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -792,27 +1005,48 @@ fn rejects(config: &Config, args: &RejectsArgs) -> Result<ExitCode, Failure> {
             names.join(", ")
         )));
     }
-    let mut w = Warehouse::open(&config.warehouse_url)?;
+    let mut w = Warehouse::open_read_only(&config.warehouse_url)?;
+    if let Some(id) = args.file
+        && !w.files()?.iter().any(|f| f.file_id == id)
+    {
+        return Err(Failure::usage(format!(
+            "no file {id} in the catalog of {} (`bankpipe files` lists them)",
+            w.display_url()
+        )));
+    }
     let rows = w.rejects(&RejectFilter {
         file_id: args.file,
         rule: args.rule.clone(),
         limit: args.limit,
     })?;
+    let hidden = !w.can_read_raw()?;
+    if hidden {
+        eprintln!(
+            "bankpipe: note: the raw text of rejected rows is hidden for this role (it may hold \
+             personal data; bankpipe_reader cannot read rejected_rows.raw)"
+        );
+    }
     let mut out = std::io::stdout().lock();
     for r in rows {
         if args.json {
-            let _ = writeln!(out, "{}", serde_json::to_string(&r).unwrap_or_default());
+            let mut v = serde_json::to_value(&r).unwrap_or_default();
+            if hidden {
+                v["raw"] = serde_json::Value::Null;
+            }
+            writeln!(out, "{v}")?;
         } else {
-            let _ = writeln!(
+            writeln!(
                 out,
-                "{}:{}  {}  {}  {}\n    {}",
+                "{}:{}  {}  {}  {}",
                 r.file,
                 r.line_no,
                 r.rule,
                 r.field.as_deref().unwrap_or("-"),
                 r.detail.as_deref().unwrap_or(""),
-                r.raw
-            );
+            )?;
+            if !hidden {
+                writeln!(out, "    {}", r.raw)?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -33,6 +33,8 @@ fn main() -> ExitCode {
         .init();
     match bankpipe::commands::execute(cli) {
         Ok(code) => code,
+        // The reader of our output went away (`bankpipe files | head -1`): done.
+        Err(failure) if failure.is_closed_pipe() => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("bankpipe: error: {}", failure.message);
             ExitCode::from(failure.code)

@@ -550,10 +550,10 @@ fn exit_status_2_for_usage_and_configuration_errors() {
 }
 
 #[test]
-fn exit_status_3_when_warehouse_or_lake_is_unreachable() {
+fn exit_status_2_when_warehouse_or_lake_path_is_not_usable() {
     let w = Workdir::new();
     w.generate("a.csv", 10, &[]);
-    // The warehouse path is a folder.
+    // The warehouse path is a folder: a setting to fix, not an outage.
     let out = w
         .cmd()
         .args(["run"])
@@ -563,8 +563,9 @@ fn exit_status_3_when_warehouse_or_lake_is_unreachable() {
         )
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("warehouse unreachable"));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warehouse_url"), "names the setting: {err}");
     // The lake path is a file.
     let lake_file = w.path().join("lake-is-a-file");
     std::fs::write(&lake_file, "x").unwrap();
@@ -574,8 +575,31 @@ fn exit_status_3_when_warehouse_or_lake_is_unreachable() {
         .env("BANKPIPE_LAKE_URL", &lake_file)
         .output()
         .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lake_url"), "names the setting: {err}");
+}
+
+#[test]
+fn exit_status_3_when_the_warehouse_is_unreachable_after_retries() {
+    let w = Workdir::new();
+    w.generate("a.csv", 10, &[]);
+    // Nothing listens on port 9: connection refused, retried, then given up.
+    let out = w
+        .cmd()
+        .args(["run"])
+        .env("BANKPIPE_LOG", "warn")
+        .env(
+            "BANKPIPE_WAREHOUSE_URL",
+            "postgres://loader:Pw0rdNeverShown@127.0.0.1:9/bank?sslmode=disable",
+        )
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("lake unreachable"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warehouse unreachable"), "{err}");
+    assert!(err.contains("retrying"), "retried first: {err}");
+    assert!(!err.contains("Pw0rdNeverShown"), "{err}");
 }
 
 #[test]
