@@ -575,17 +575,21 @@ fn reprocess(config: &Config, args: &crate::cli::ReprocessArgs) -> Result<ExitCo
 fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     let rt = runtime()?;
     let mut warehouse = Warehouse::open_read_only(&config.warehouse_url)?;
+    let mut out = std::io::stdout().lock();
     // Opening a folder lake creates it; verify must not (a mistyped lake_url would
     // otherwise report every object missing from a new, empty folder).
     if let Some(folder) = crate::lake::local_folder(&config.lake_url)
         && !folder.is_dir()
     {
+        if warehouse.files()?.is_empty() {
+            writeln!(out, "0 objects checked: the catalog is empty")?;
+            return Ok(ExitCode::SUCCESS);
+        }
         return Err(Failure::usage(format!(
             "no lake at {}: check lake_url (BANKPIPE_LAKE_URL) or --data-dir",
             folder.display()
         )));
     }
-    let mut out = std::io::stdout().lock();
     let lake = Lake::open(&config.lake_url, rt.handle().clone())?
         .with_master_key(config.master_key.clone());
     let mut results = Vec::new();
