@@ -807,6 +807,38 @@ mod tests {
     }
 
     #[test]
+    fn store_errors_are_explained_without_the_xml_reply() {
+        let body = "Error performing GET http://127.0.0.1:9000/lake/k in 2ms - Server returned \
+                    non-2xx status code: 500 Internal Server Error: <?xml version=\"1.0\"?>\
+                    <Error><Code>InternalError</Code><Message>We encountered an internal \
+                    error</Message><RequestId>abc</RequestId></Error>";
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: body.into(),
+        };
+        let (setup, text) = explain(&e);
+        assert!(!setup);
+        assert!(!text.contains('<'), "{text}");
+        assert!(
+            text.contains("InternalError: We encountered an internal error"),
+            "{text}"
+        );
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: "Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?>\
+                     <Error><Code>SignatureDoesNotMatch</Code></Error>"
+                .into(),
+        };
+        let (setup, text) = explain(&e);
+        assert!(setup);
+        assert_eq!(
+            text,
+            "access denied: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and the bucket \
+             policy) (SignatureDoesNotMatch)"
+        );
+    }
+
+    #[test]
     fn unsupported_urls_are_refused() {
         let rt = runtime();
         assert!(matches!(

@@ -284,7 +284,7 @@ mod tests {
         let widths: Vec<usize> = table
             .lines()
             .take(3)
-            .map(|l| l.find("  ").unwrap_or(0))
+            .map(|l| l[..l.find("  ").unwrap_or(0)].chars().count())
             .collect();
         assert!(widths.iter().all(|w| *w == 48), "{table}");
         assert!(table.contains('…'), "{table}");
