@@ -1515,3 +1515,44 @@ fn check_shortens_long_names_with_an_ellipsis() {
     assert_eq!(at(lines[1], "checked"), at(lines[0], "status"), "{text}");
     assert_eq!(at(lines[2], "checked"), at(lines[0], "status"), "{text}");
 }
+
+#[test]
+fn rotate_key_dry_run_logs_nothing_as_re_wrapped_and_needs_a_warehouse() {
+    let mut w = Workdir::new();
+    // base64 of 32 bytes 0x01 and 32 bytes 0x02.
+    let old = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+    let new = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+    // No warehouse yet: rotate-key and reprocess write, but never create one.
+    w.key = Some(old.into());
+    for args in [&["rotate-key"][..], &["reprocess", "1"]] {
+        let out = w
+            .cmd()
+            .args(args)
+            .env("BANKPIPE_NEW_MASTER_KEY", new)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("no warehouse at"), "{args:?}: {err}");
+        assert!(!w.db().exists(), "{args:?} created a warehouse");
+    }
+    w.put(
+        "k.csv",
+        format!("{HEADER}\nR1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"),
+    );
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{r}");
+    let out = w
+        .cmd()
+        .args(["rotate-key", "--dry-run"])
+        .env("BANKPIPE_NEW_MASTER_KEY", new)
+        .env("BANKPIPE_LOG", "info")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("would re-wrap 1"), "{stdout}");
+    assert!(!stderr.contains("re-wrapped"), "{stderr}");
+    assert!(stderr.contains("nothing changed"), "{stderr}");
+}
