@@ -96,16 +96,10 @@ impl From<WarehouseError> for Failure {
 
 impl From<LakeError> for Failure {
     fn from(e: LakeError) -> Failure {
-        match e {
-            // The system's random generator failing is not a configuration problem.
-            LakeError::Key {
-                source: crate::crypt::KeyError::Random,
-                ..
-            } => Failure::unreachable(e.to_string()),
-            LakeError::UnsupportedUrl(_) | LakeError::Key { .. } | LakeError::Setup { .. } => {
-                Failure::usage(e.to_string())
-            }
-            _ => Failure::unreachable(e.to_string()),
+        if e.is_setup() {
+            Failure::usage(e.to_string())
+        } else {
+            Failure::unreachable(e.to_string())
         }
     }
 }
@@ -597,6 +591,7 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     // object landed while this runs is never taken for an orphan.
     let listed = lake.list()?;
     let catalog = warehouse.files()?;
+    let mut record_status = true;
     for f in &catalog {
         if f.status == "landing" {
             continue; // not landed yet (or being landed right now)
@@ -627,8 +622,16 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
             Err(reason) => ("unreadable", None, Some(reason.clone())),
         };
         // `unreadable` is about the key, not the object: the lake status is not changed.
-        if state != "unreadable" {
-            warehouse.set_lake_status(f.file_id, state, &crate::clock::now_rfc3339())?;
+        // A role that may only read (bankpipe_reader) still gets the whole report.
+        if state != "unreadable" && record_status {
+            match warehouse.set_lake_status(f.file_id, state, &crate::clock::now_rfc3339()) {
+                Ok(()) => {}
+                Err(e) if e.fault() == Fault::Setup => {
+                    tracing::warn!(error = %e, "Cannot record lake status with this role; the report is complete, the catalog is not updated.");
+                    record_status = false;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         if state != "intact" {
             tracing::error!(file_id = f.file_id, key = %f.lake_key, state, expected = %f.sha256, actual = actual.as_deref().unwrap_or("-"), reason = reason.as_deref().unwrap_or("-"), "Lake object is not intact.");

@@ -108,6 +108,20 @@ pub enum LakeError {
     },
 }
 
+impl LakeError {
+    /// Whether a setting or credential must change (exit status 2) rather than the
+    /// store coming back (exit status 3): a bucket, key or endpoint refused mid-run is
+    /// the same mistake as at start.
+    pub fn is_setup(&self) -> bool {
+        match self {
+            LakeError::Setup { .. } | LakeError::UnsupportedUrl(_) => true,
+            LakeError::Key { source, .. } => !matches!(source, KeyError::Random),
+            LakeError::Read { source, .. } | LakeError::Write { source, .. } => explain(source).0,
+            _ => false,
+        }
+    }
+}
+
 /// An object store holding raw files.
 #[derive(Debug, Clone)]
 pub struct Lake {

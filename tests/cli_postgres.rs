@@ -981,11 +981,18 @@ fn permission_errors_exit_2_and_the_reader_sees_rejects_without_raw_text() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("Q2,C1,10/1/94"));
-    // Read-only commands work for the reader.
-    for args in [&["status"][..], &["files"]] {
+    // Read-only commands work for the reader; verify reports without recording.
+    for args in [&["status"][..], &["files"], &["verify"]] {
         let out = bankpipe(dir.path(), &analyst).args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", output_text(&out));
     }
+    let out = bankpipe(dir.path(), &analyst)
+        .args(["verify"])
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(text.contains("1 objects checked, 0 missing"), "{text}");
+    assert!(text.contains("catalog is not updated"), "{text}");
 }
 
 #[test]
