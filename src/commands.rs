@@ -6,9 +6,9 @@
 //! configuration, authentication or permission error (never retried); 3 warehouse or
 //! lake unreachable after bounded retries.
 //!
-//! Results go to stdout through `writeln!(out, ..)?`: a reader that went away (`bankpipe
-//! files | head -1`) turns into [`Failure::closed_pipe`], which `main` ends quietly with
-//! status 0, instead of the panic `println!` would raise.
+//! Results go to stdout through [`Stdout`]: once the reader has gone away (`bankpipe
+//! files | head -1`) the rest is discarded, so the command ends quietly with the status
+//! of what it did, instead of the panic `println!` raises on a closed pipe.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -26,6 +26,52 @@ use crate::progress::{Bars, Progress, Silent};
 use crate::report::RunReport;
 use crate::warehouse::{Access, Fault, RejectFilter, Warehouse, WarehouseError};
 
+/// Standard output for results. Once its reader has gone away (a closed pipe:
+/// `bankpipe run | head -1`, `status | true`) the rest of the output is discarded: the
+/// command still finishes and exits with the status of what it did (a failed file is
+/// still 1), and nothing panics or reports an error.
+struct Stdout {
+    inner: std::io::StdoutLock<'static>,
+    closed: bool,
+}
+
+fn stdout() -> Stdout {
+    Stdout {
+        inner: std::io::stdout().lock(),
+        closed: false,
+    }
+}
+
+impl Stdout {
+    fn closed_is_done<T>(&mut self, r: std::io::Result<T>, done: T) -> std::io::Result<T> {
+        match r {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(done)
+            }
+            other => other,
+        }
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        let r = self.inner.write(buf);
+        self.closed_is_done(r, buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        let r = self.inner.flush();
+        self.closed_is_done(r, ())
+    }
+}
+
 /// A command that could not do its job, with its exit status.
 #[derive(Debug)]
 pub struct Failure {
@@ -36,7 +82,8 @@ pub struct Failure {
 }
 
 impl Failure {
-    /// The reader of stdout went away (a closed pipe): nothing more to say, status 0.
+    /// The reader of stdout went away while `generate --out -` was writing (a closed
+    /// pipe): nothing more to say, status 0.
     pub fn closed_pipe() -> Failure {
         Failure {
             code: 0,
@@ -70,17 +117,13 @@ impl From<ConfigError> for Failure {
     }
 }
 
-/// Writing results failed: quietly done when the reader closed the pipe, else status 1
-/// (the output is incomplete).
+/// Writing results failed (a closed pipe never gets here, see [`Stdout`]): status 1,
+/// the output is incomplete.
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Failure {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            Failure::closed_pipe()
-        } else {
-            Failure {
-                code: 1,
-                message: format!("writing the output: {e}"),
-            }
+        Failure {
+            code: 1,
+            message: format!("writing the output: {e}"),
         }
     }
 }
@@ -157,7 +200,7 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
 /// schema; says what it applied, or that nothing was pending. With `--dry-run` it only
 /// lists what it would apply, creating nothing.
 fn migrate(config: &Config, args: &MigrateArgs) -> Result<ExitCode, Failure> {
-    let mut out = std::io::stdout().lock();
+    let mut out = stdout();
     let url = redact_url(&config.warehouse_url);
     if args.dry_run {
         let (mut w, pending) = match Warehouse::connect(&config.warehouse_url, Access::Existing) {
@@ -304,7 +347,7 @@ fn exit_for(report: &RunReport) -> ExitCode {
 }
 
 fn print_run(report: &RunReport, json: bool) -> Result<(), Failure> {
-    let mut out = std::io::stdout().lock();
+    let mut out = stdout();
     if json {
         writeln!(out, "{}", serde_json::to_string(report).unwrap_or_default())?;
     } else {
@@ -457,7 +500,7 @@ fn demo(overrides: &Overrides, args: &DemoArgs) -> Result<ExitCode, Failure> {
     let rt = runtime()?;
     let mut ctx = open_context(&config, &rt, Access::Create)?;
     let mut progress = progress_for(false, false);
-    let mut out = std::io::stdout().lock();
+    let mut out = stdout();
     let report = pipeline::run(&mut ctx, progress.as_mut())?;
     write!(out, "{}", report.table())?;
     let summary = ctx.warehouse.summary()?;
@@ -492,7 +535,7 @@ fn demo(overrides: &Overrides, args: &DemoArgs) -> Result<ExitCode, Failure> {
 fn reprocess(config: &Config, args: &crate::cli::ReprocessArgs) -> Result<ExitCode, Failure> {
     let rt = runtime()?;
     let mut ctx = open_context(config, &rt, Access::Existing)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = stdout();
     let r = pipeline::reprocess(&mut ctx, &args.file, args.dry_run).map_err(|e| match e {
         RunError::Inbox { reason, path } => {
             Failure::usage(format!("reprocess {}: {reason}", path.display()))
@@ -569,7 +612,7 @@ fn reprocess(config: &Config, args: &crate::cli::ReprocessArgs) -> Result<ExitCo
 fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     let rt = runtime()?;
     let mut warehouse = Warehouse::open_read_only(&config.warehouse_url)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = stdout();
     // Opening a folder lake creates it; verify must not (a mistyped lake_url would
     // otherwise report every object missing from a new, empty folder).
     if let Some(folder) = crate::lake::local_folder(&config.lake_url)
@@ -773,7 +816,7 @@ impl Orphan {
 fn status(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     let mut w = Warehouse::open_read_only(&config.warehouse_url)?;
     let s = w.summary()?;
-    let mut out = std::io::stdout().lock();
+    let mut out = stdout();
     if json {
         writeln!(out, "{}", serde_json::to_string(&s).unwrap_or_default())?;
         return Ok(ExitCode::SUCCESS);
@@ -841,7 +884,7 @@ fn rotate_key(config: &Config, args: &RotateKeyArgs) -> Result<ExitCode, Failure
         )));
     }
     let mut w = open_existing(&config.warehouse_url)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = stdout();
     let mut changes = Vec::new();
     let (mut already, mut clear) = (0usize, 0usize);
     let mut other = Vec::new();
@@ -957,7 +1000,7 @@ fn rotate_key(config: &Config, args: &RotateKeyArgs) -> Result<ExitCode, Failure
 fn files(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     let mut w = Warehouse::open_read_only(&config.warehouse_url)?;
     let files = w.files()?;
-    let mut out = std::io::stdout().lock();
+    let mut out = stdout();
     if json {
         writeln!(out, "{}", serde_json::to_string(&files).unwrap_or_default())?;
         return Ok(ExitCode::SUCCESS);
@@ -1033,7 +1076,7 @@ fn rejects(config: &Config, args: &RejectsArgs) -> Result<ExitCode, Failure> {
              personal data; bankpipe_reader cannot read rejected_rows.raw)"
         );
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = stdout();
     for r in rows {
         if args.json {
             let mut v = serde_json::to_value(&r).unwrap_or_default();

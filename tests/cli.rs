@@ -1225,6 +1225,18 @@ fn writing_to_a_closed_pipe_ends_quietly() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert!(!err.contains("error"), "{args:?}: {err}");
     }
+    // The status still tells what happened: a failed file is 1 even if nobody reads.
+    for (i, args) in [&["run"][..], &["run", "--json"]].into_iter().enumerate() {
+        // A header without rows (different bytes each time, so not a duplicate) fails.
+        w.put(
+            &format!("empty{i}.csv"),
+            format!("{HEADER}{}", "\n".repeat(i + 1)),
+        );
+        let out = run_into_closed_pipe(&w, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
 }
 
 #[test]
