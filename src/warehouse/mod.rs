@@ -611,7 +611,7 @@ impl Warehouse {
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(Warehouse::Postgres(Box::new(
-                postgres::PgWarehouse::connect(url, access)?,
+                postgres::PgWarehouse::connect(url)?,
             )));
         }
         Err(WarehouseError::UnsupportedUrl(crate::config::redact_url(

@@ -23,7 +23,7 @@ use postgres::{Client, Transaction};
 use super::pg_connect::{ConnectError, Target};
 use super::pg_copy as enc;
 use super::{
-    Access, Claim, Fault, FileEntry, FileStatus, LoadPlan, MigrationInfo, NewFile, RejectEntry,
+    Claim, Fault, FileEntry, FileStatus, LoadPlan, MigrationInfo, NewFile, RejectEntry,
     RejectFilter, Result, Rewrap, RunEntry, Stored, Summary, Tally, WarehouseError,
 };
 use crate::crypt::Sealed;
@@ -265,15 +265,16 @@ impl std::fmt::Debug for PgWarehouse {
 }
 
 impl PgWarehouse {
-    /// Connects; applies no migration. The database must exist (bankpipe never
-    /// creates databases, only its schema inside one).
+    /// Connects; applies no migration. The database must exist whatever the
+    /// [`Access`]: bankpipe never creates databases, only its schema inside one (by
+    /// migrating), so the difference lies in who calls [`PgWarehouse::migrate`].
     ///
     /// # Errors
     /// [`WarehouseError::Unreachable`] when the server cannot be reached (after
     /// retries), [`WarehouseError::Setup`] when the URL is invalid or the server refuses
     /// the login (never retried), [`WarehouseError::NoWarehouse`] when the database
     /// does not exist; the message never holds the password.
-    pub fn connect(url: &str, _access: Access) -> Result<PgWarehouse> {
+    pub fn connect(url: &str) -> Result<PgWarehouse> {
         let target = Target::parse(url).map_err(|e| WarehouseError::Setup {
             url: e.url.clone(),
             reason: e.reason,
