@@ -174,6 +174,9 @@ pub struct MigrateArgs {
     /// bankpipe_reader (PostgreSQL).
     #[arg(long)]
     pub create_roles: bool,
+    /// List the pending migrations; apply nothing, create nothing.
+    #[arg(long, conflicts_with = "create_roles")]
+    pub dry_run: bool,
 }
 
 /// `reprocess` options.

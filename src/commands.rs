@@ -1,16 +1,22 @@
 //! Carries out each command: resolves configuration, opens what the command needs, and
 //! writes its output (stdout for results, stderr for logs and progress).
 //!
-//! Exit statuses (the contract of issue #2): 0 every file loaded or skipped as a
-//! duplicate; 1 a file failed (or a check found a failing file); 2 usage or
-//! configuration error; 3 warehouse or lake unreachable.
+//! Exit statuses (issues #2 and #9; the table is in the README): 0 every file loaded or
+//! skipped as a duplicate; 1 a file failed (or a check found a failing file); 2 usage,
+//! configuration, authentication or permission error (never retried); 3 warehouse or
+//! lake unreachable after bounded retries.
+//!
+//! Results go to stdout through [`Stdout`]: once the reader has gone away (`bankpipe
+//! files | head -1`) the rest is discarded, so the command ends quietly with the status
+//! of what it did, instead of the panic `println!` raises on a closed pipe.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::{
-    CheckArgs, Cli, Command, DemoArgs, GenFormat, GenerateArgs, RejectsArgs, RotateKeyArgs, RunArgs,
+    CheckArgs, Cli, Command, DemoArgs, GenFormat, GenerateArgs, MigrateArgs, RejectsArgs,
+    RotateKeyArgs, RunArgs,
 };
 use crate::config::{Config, ConfigError, Overrides, redact_url};
 use crate::generate::{GenerateOptions, OutputFormat};
@@ -18,7 +24,53 @@ use crate::lake::{Lake, LakeError};
 use crate::pipeline::{self, Context, RunError};
 use crate::progress::{Bars, Progress, Silent};
 use crate::report::RunReport;
-use crate::warehouse::{RejectFilter, Warehouse, WarehouseError};
+use crate::warehouse::{Access, Fault, RejectFilter, Warehouse, WarehouseError};
+
+/// Standard output for results. Once its reader has gone away (a closed pipe:
+/// `bankpipe run | head -1`, `status | true`) the rest of the output is discarded: the
+/// command still finishes and exits with the status of what it did (a failed file is
+/// still 1), and nothing panics or reports an error.
+struct Stdout {
+    inner: std::io::StdoutLock<'static>,
+    closed: bool,
+}
+
+fn stdout() -> Stdout {
+    Stdout {
+        inner: std::io::stdout().lock(),
+        closed: false,
+    }
+}
+
+impl Stdout {
+    fn closed_is_done<T>(&mut self, r: std::io::Result<T>, done: T) -> std::io::Result<T> {
+        match r {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(done)
+            }
+            other => other,
+        }
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        let r = self.inner.write(buf);
+        self.closed_is_done(r, buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        let r = self.inner.flush();
+        self.closed_is_done(r, ())
+    }
+}
 
 /// A command that could not do its job, with its exit status.
 #[derive(Debug)]
@@ -30,6 +82,20 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// The reader of stdout went away while `generate --out -` was writing (a closed
+    /// pipe): nothing more to say, status 0.
+    pub fn closed_pipe() -> Failure {
+        Failure {
+            code: 0,
+            message: String::new(),
+        }
+    }
+
+    /// Whether this is [`Failure::closed_pipe`].
+    pub fn is_closed_pipe(&self) -> bool {
+        self.code == 0
+    }
+
     fn usage(message: impl Into<String>) -> Failure {
         Failure {
             code: 2,
@@ -51,28 +117,32 @@ impl From<ConfigError> for Failure {
     }
 }
 
+/// Writing results failed (a closed pipe never gets here, see [`Stdout`]): status 1,
+/// the output is incomplete.
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Failure {
+        Failure {
+            code: 1,
+            message: format!("writing the output: {e}"),
+        }
+    }
+}
+
 impl From<WarehouseError> for Failure {
     fn from(e: WarehouseError) -> Failure {
-        match e {
-            WarehouseError::UnsupportedUrl(_)
-            | WarehouseError::WrongMasterKey { .. }
-            | WarehouseError::Migration { .. }
-            | WarehouseError::SchemaTooNew { .. } => Failure::usage(e.to_string()),
-            _ => Failure::unreachable(e.to_string()),
+        match e.fault() {
+            Fault::Setup => Failure::usage(e.to_string()),
+            Fault::Transient | Fault::Other => Failure::unreachable(e.to_string()),
         }
     }
 }
 
 impl From<LakeError> for Failure {
     fn from(e: LakeError) -> Failure {
-        match e {
-            // The system's random generator failing is not a configuration problem.
-            LakeError::Key {
-                source: crate::crypt::KeyError::Random,
-                ..
-            } => Failure::unreachable(e.to_string()),
-            LakeError::UnsupportedUrl(_) | LakeError::Key { .. } => Failure::usage(e.to_string()),
-            _ => Failure::unreachable(e.to_string()),
+        if e.is_setup() {
+            Failure::usage(e.to_string())
+        } else {
+            Failure::unreachable(e.to_string())
         }
     }
 }
@@ -122,23 +192,69 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
             reprocess(&Config::resolve(&overrides)?, &a)
         }
         Command::RotateKey(a) => rotate_key(&Config::resolve(&overrides)?, &a),
-        Command::Migrate(args) => {
-            let config = Config::resolve(&overrides)?;
-            let mut w = Warehouse::open(&config.warehouse_url)?;
-            if args.create_roles {
-                w.create_roles().map_err(|e| Failure {
-                    code: 1,
-                    message: e.to_string(),
-                })?;
-                println!("roles bankpipe_owner, bankpipe_loader, bankpipe_reader are in place");
+        Command::Migrate(args) => migrate(&Config::resolve(&overrides)?, &args),
+    }
+}
+
+/// `bankpipe migrate`: the one command meant to create a warehouse and change its
+/// schema; says what it applied, or that nothing was pending. With `--dry-run` it only
+/// lists what it would apply, creating nothing.
+fn migrate(config: &Config, args: &MigrateArgs) -> Result<ExitCode, Failure> {
+    let mut out = stdout();
+    let url = redact_url(&config.warehouse_url);
+    if args.dry_run {
+        let (mut w, pending) = match Warehouse::connect(&config.warehouse_url, Access::Existing) {
+            Ok(mut w) => {
+                let pending = w.pending()?;
+                (Some(w), pending)
             }
-            println!(
-                "warehouse {} is at the latest schema",
-                redact_url(&config.warehouse_url)
-            );
-            Ok(ExitCode::SUCCESS)
+            Err(WarehouseError::NoWarehouse { reason, .. })
+                if crate::warehouse::sqlite::path_from_url(&config.warehouse_url).is_some() =>
+            {
+                writeln!(
+                    out,
+                    "no warehouse at {url} ({reason}); `bankpipe migrate` would create it"
+                )?;
+                (None, crate::warehouse::sqlite::known_migrations())
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if pending.is_empty() {
+            let version = w.as_mut().map_or(Ok(0), Warehouse::schema_version)?;
+            writeln!(
+                out,
+                "nothing pending: warehouse {url} is at schema version {version}"
+            )?;
+        } else {
+            writeln!(out, "would apply to {url}:")?;
+            for m in &pending {
+                writeln!(out, "  {m}")?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut w = Warehouse::connect(&config.warehouse_url, Access::Create)?;
+    let applied = w.migrate()?;
+    if applied.is_empty() {
+        writeln!(
+            out,
+            "nothing pending: warehouse {url} is at schema version {}",
+            w.schema_version()?
+        )?;
+    } else {
+        writeln!(out, "applied to {url}:")?;
+        for m in &applied {
+            writeln!(out, "  {m}")?;
         }
     }
+    if args.create_roles {
+        w.create_roles()?;
+        writeln!(
+            out,
+            "roles bankpipe_owner, bankpipe_loader, bankpipe_reader are in place"
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn progress_for(json: bool, no_progress: bool) -> Box<dyn Progress> {
@@ -158,8 +274,32 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure::unreachable(format!("cannot start the I/O runtime: {e}")))
 }
 
-fn open_context(config: &Config, rt: &tokio::runtime::Runtime) -> Result<Context, Failure> {
-    let warehouse = Warehouse::open(&config.warehouse_url)?;
+/// `reprocess` and `rotate-key` change an existing warehouse: they never create one
+/// (there would be nothing to reprocess or re-wrap), but apply pending migrations as
+/// `run` does, since they write.
+fn open_existing(url: &str) -> Result<Warehouse, Failure> {
+    let mut w = Warehouse::connect(url, Access::Existing)?;
+    match w.require_current() {
+        Ok(()) => {}
+        Err(WarehouseError::SchemaBehind { .. }) => {
+            for m in w.migrate()? {
+                tracing::info!(migration = %m, "Applied a pending migration.");
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(w)
+}
+
+fn open_context(
+    config: &Config,
+    rt: &tokio::runtime::Runtime,
+    access: Access,
+) -> Result<Context, Failure> {
+    let warehouse = match access {
+        Access::Create => Warehouse::open(&config.warehouse_url)?,
+        Access::Existing => open_existing(&config.warehouse_url)?,
+    };
     let lake = Lake::open(&config.lake_url, rt.handle().clone())?
         .with_master_key(config.master_key.clone());
     lake.check()?;
@@ -178,11 +318,11 @@ fn run(config: &Config, args: &RunArgs) -> Result<ExitCode, Failure> {
         )));
     }
     let rt = runtime()?;
-    let mut ctx = open_context(config, &rt)?;
+    let mut ctx = open_context(config, &rt, Access::Create)?;
     require_current_key(&mut ctx.warehouse, config.master_key.as_deref(), false)?;
     let mut progress = progress_for(args.json, args.no_progress);
     let report = pipeline::run(&mut ctx, progress.as_mut())?;
-    print_run(&report, args.json);
+    print_run(&report, args.json)?;
     Ok(exit_for(&report))
 }
 
@@ -255,13 +395,14 @@ fn exit_for(report: &RunReport) -> ExitCode {
     }
 }
 
-fn print_run(report: &RunReport, json: bool) {
-    let mut out = std::io::stdout().lock();
+fn print_run(report: &RunReport, json: bool) -> Result<(), Failure> {
+    let mut out = stdout();
     if json {
-        let _ = writeln!(out, "{}", serde_json::to_string(report).unwrap_or_default());
+        writeln!(out, "{}", serde_json::to_string(report).unwrap_or_default())?;
     } else {
-        let _ = write!(out, "{}", report.table());
+        write!(out, "{}", report.table())?;
     }
+    Ok(())
 }
 
 fn check(config: &Config, args: &CheckArgs) -> Result<ExitCode, Failure> {
@@ -283,7 +424,7 @@ fn check(config: &Config, args: &CheckArgs) -> Result<ExitCode, Failure> {
         elapsed_s: started.elapsed().as_secs_f64(),
         files,
     };
-    print_run(&report, args.json);
+    print_run(&report, args.json)?;
     Ok(exit_for(&report))
 }
 
@@ -319,9 +460,12 @@ fn generate(args: &GenerateArgs) -> Result<ExitCode, Failure> {
     } else {
         write_generated(&opts, &args.out)
     }
-    .map_err(|e| Failure {
-        code: 1,
-        message: format!("writing {}: {e}", args.out.display()),
+    .map_err(|e| match e.kind() {
+        std::io::ErrorKind::BrokenPipe => Failure::closed_pipe(),
+        _ => Failure {
+            code: 1,
+            message: format!("writing {}: {e}", args.out.display()),
+        },
     })?;
     let defects: u64 = stats.defects.values().sum();
     eprintln!(
@@ -403,38 +547,47 @@ fn demo(overrides: &Overrides, args: &DemoArgs) -> Result<ExitCode, Failure> {
         ..config
     };
     let rt = runtime()?;
-    let mut ctx = open_context(&config, &rt)?;
+    let mut ctx = open_context(&config, &rt, Access::Create)?;
     let mut progress = progress_for(false, false);
+    let mut out = stdout();
     let report = pipeline::run(&mut ctx, progress.as_mut())?;
-    print!("{}", report.table());
+    write!(out, "{}", report.table())?;
     let summary = ctx.warehouse.summary()?;
-    println!();
-    println!("Rejected rows by rule (quarantined with file, line and raw text):");
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Rejected rows by rule (quarantined with file, line and raw text):"
+    )?;
     for (rule, n) in &summary.rejects_by_rule {
-        println!("  {rule:<26} {n:>8}");
+        writeln!(out, "  {rule:<26} {n:>8}")?;
     }
-    println!("Attributes set to NULL by rule (rows loaded with a warning):");
+    writeln!(
+        out,
+        "Attributes set to NULL by rule (rows loaded with a warning):"
+    )?;
     for (rule, n) in &summary.warnings_by_rule {
-        println!("  {rule:<26} {n:>8}");
+        writeln!(out, "  {rule:<26} {n:>8}")?;
     }
     let d = dir.display();
-    println!(
+    writeln!(
+        out,
         "\nTry next:\n  \
          bankpipe --data-dir {d} status\n  \
          bankpipe --data-dir {d} rejects --rule invalid_transaction_date --limit 5\n  \
          bankpipe --data-dir {d} run            # again: every file is a duplicate_file, nothing loads twice\n  \
          bankpipe check {d}/inbox/bank_transactions_2016_08.csv\n  \
          sqlite3 {d}/warehouse.db \"SELECT location, COUNT(*) FROM transactions GROUP BY 1 ORDER BY 2 DESC LIMIT 5\""
-    );
+    )?;
     Ok(exit_for(&report))
 }
 
 fn reprocess(config: &Config, args: &crate::cli::ReprocessArgs) -> Result<ExitCode, Failure> {
     let rt = runtime()?;
-    let mut ctx = open_context(config, &rt)?;
+    let mut ctx = open_context(config, &rt, Access::Existing)?;
     // Reprocess writes no new object: without a key it may still reload a file stored
     // in clear (an encrypted one is refused by the lake, exit 2).
     require_current_key(&mut ctx.warehouse, config.master_key.as_deref(), true)?;
+    let mut out = stdout();
     let r = pipeline::reprocess(&mut ctx, &args.file, args.dry_run).map_err(|e| match e {
         RunError::Inbox { reason, path } => {
             Failure::usage(format!("reprocess {}: {reason}", path.display()))
@@ -442,9 +595,10 @@ fn reprocess(config: &Config, args: &crate::cli::ReprocessArgs) -> Result<ExitCo
         other => other.into(),
     })?;
     if args.json {
-        println!("{}", serde_json::to_string(&r).unwrap_or_default());
+        writeln!(out, "{}", serde_json::to_string(&r).unwrap_or_default())?;
     } else {
-        println!(
+        writeln!(
+            out,
             "file {} ({}){}",
             r.file_id,
             r.name,
@@ -453,53 +607,58 @@ fn reprocess(config: &Config, args: &crate::cli::ReprocessArgs) -> Result<ExitCo
             } else {
                 ""
             }
-        );
-        println!("{:<16} {:>14} {:>14}", "", "before", "after");
-        let row = |label: &str, a: String, b: String| println!("{label:<16} {a:>14} {b:>14}");
-        row(
-            "status",
-            r.before.status.name().into(),
-            r.after.status.name().into(),
-        );
-        row(
-            "rows_read",
-            r.before.rows_read.to_string(),
-            r.after.rows_read.to_string(),
-        );
-        row(
-            "rows_loaded",
-            r.before.rows_loaded.to_string(),
-            r.after.rows_loaded.to_string(),
-        );
-        row(
-            "rows_rejected",
-            r.before.rows_rejected.to_string(),
-            r.after.rows_rejected.to_string(),
-        );
-        row(
-            "rows_duplicate",
-            r.before.rows_duplicate.to_string(),
-            r.after.rows_duplicate.to_string(),
-        );
-        row(
-            "amount_loaded",
-            r.before.amount_loaded.clone(),
-            r.after.amount_loaded.clone(),
-        );
+        )?;
+        writeln!(out, "{:<16} {:>14} {:>14}", "", "before", "after")?;
+        let (x, y) = (&r.before, &r.after);
+        for (label, a, b) in [
+            (
+                "status",
+                x.status.name().to_owned(),
+                y.status.name().to_owned(),
+            ),
+            (
+                "rows_read",
+                x.rows_read.to_string(),
+                y.rows_read.to_string(),
+            ),
+            (
+                "rows_loaded",
+                x.rows_loaded.to_string(),
+                y.rows_loaded.to_string(),
+            ),
+            (
+                "rows_rejected",
+                x.rows_rejected.to_string(),
+                y.rows_rejected.to_string(),
+            ),
+            (
+                "rows_duplicate",
+                x.rows_duplicate.to_string(),
+                y.rows_duplicate.to_string(),
+            ),
+            (
+                "amount_loaded",
+                x.amount_loaded.clone(),
+                y.amount_loaded.clone(),
+            ),
+        ] {
+            writeln!(out, "{label:<16} {a:>14} {b:>14}")?;
+        }
         if r.rows_moved > 0 {
             let to: Vec<String> = r
                 .moved_to
                 .iter()
                 .map(|m| format!("{} to file {} ({})", m.rows, m.file_id, m.name))
                 .collect();
-            println!(
+            writeln!(
+                out,
                 "rows_moved       {} (other files carry them: {})",
                 r.rows_moved,
                 to.join(", ")
-            );
+            )?;
         }
         if let Some(e) = &r.after.error {
-            println!("error: {e}");
+            writeln!(out, "error: {e}")?;
         }
     }
     // 1 when the file fails (or would fail) under the current contract, or could not
@@ -517,7 +676,22 @@ fn reprocess(config: &Config, args: &crate::cli::ReprocessArgs) -> Result<ExitCo
 /// exit status 1.
 fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     let rt = runtime()?;
-    let mut warehouse = Warehouse::open(&config.warehouse_url)?;
+    let mut warehouse = Warehouse::open_read_only(&config.warehouse_url)?;
+    let mut out = stdout();
+    // Opening a folder lake creates it; verify must not (a mistyped lake_url would
+    // otherwise report every object missing from a new, empty folder).
+    if let Some(folder) = crate::lake::local_folder(&config.lake_url)
+        && !folder.is_dir()
+    {
+        if warehouse.files()?.is_empty() {
+            writeln!(out, "0 objects checked: the catalog is empty")?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        return Err(Failure::usage(format!(
+            "no lake at {}: check lake_url (BANKPIPE_LAKE_URL) or --data-dir",
+            folder.display()
+        )));
+    }
     let lake = Lake::open(&config.lake_url, rt.handle().clone())?
         .with_master_key(config.master_key.clone());
     let mut results = Vec::new();
@@ -525,6 +699,7 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     // object landed while this runs is never taken for an orphan.
     let listed = lake.list()?;
     let catalog = warehouse.files()?;
+    let mut record_status = true;
     for f in &catalog {
         if f.status == "landing" {
             continue; // not landed yet (or being landed right now)
@@ -555,8 +730,16 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
             Err(reason) => ("unreadable", None, Some(reason.clone())),
         };
         // `unreadable` is about the key, not the object: the lake status is not changed.
-        if state != "unreadable" {
-            warehouse.set_lake_status(f.file_id, state, &crate::clock::now_rfc3339())?;
+        // A role that may only read (bankpipe_reader) still gets the whole report.
+        if state != "unreadable" && record_status {
+            match warehouse.set_lake_status(f.file_id, state, &crate::clock::now_rfc3339()) {
+                Ok(()) => {}
+                Err(e) if e.fault() == Fault::Setup => {
+                    tracing::warn!(error = %e, "Cannot record lake status with this role; the report is complete, the catalog is not updated.");
+                    record_status = false;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         if state != "intact" {
             tracing::error!(file_id = f.file_id, key = %f.lake_key, state, expected = %f.sha256, actual = actual.as_deref().unwrap_or("-"), reason = reason.as_deref().unwrap_or("-"), "Lake object is not intact.");
@@ -586,46 +769,56 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
         .map(|(key, _)| key)
         .filter(|key| key.starts_with("raw/") && !named.contains(key.as_str()))
         .collect();
+    let explained: Vec<Orphan> = orphans
+        .iter()
+        .map(|key| Orphan::explain(key, catalog.iter().chain(&now)))
+        .collect();
     if json {
-        println!(
+        writeln!(
+            out,
             "{}",
             serde_json::json!({
                 "checked": results.len(),
                 "not_intact": bad,
                 "objects": results,
                 "orphans": orphans,
+                "orphan_details": explained,
             })
-        );
+        )?;
     } else {
         for r in &results {
-            println!(
+            writeln!(
+                out,
                 "{:<8} {:>5}  {}  {}",
                 r["status"].as_str().unwrap_or(""),
                 r["file_id"],
                 r["name"].as_str().unwrap_or(""),
                 r["lake_key"].as_str().unwrap_or("")
-            );
+            )?;
             if let Some(actual) = r["actual_sha256"].as_str() {
-                println!(
+                writeln!(
+                    out,
                     "         expected sha256 {} but the object hashes to {actual}",
                     r["expected_sha256"].as_str().unwrap_or("")
-                );
+                )?;
             }
             if let Some(reason) = r["reason"].as_str() {
-                println!("         {reason}");
+                writeln!(out, "         {reason}")?;
             }
         }
-        println!(
+        writeln!(
+            out,
             "{} objects checked, {bad} missing, corrupt or unreadable",
             results.len()
-        );
-        if !orphans.is_empty() {
-            println!(
-                "{} raw objects are named by no catalog entry (left by interrupted attempts; safe to delete):",
-                orphans.len()
-            );
-            for key in &orphans {
-                println!("         {key}");
+        )?;
+        if !explained.is_empty() {
+            writeln!(
+                out,
+                "{} raw objects are named by no catalog entry (verify deletes nothing):",
+                explained.len()
+            )?;
+            for o in &explained {
+                writeln!(out, "         {}\n           {}", o.key, o.what)?;
             }
         }
     }
@@ -636,39 +829,90 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     })
 }
 
+/// A raw object no catalog entry names, and what it is, as far as its key tells.
+/// Never called "safe to delete": another warehouse sharing the lake, or an older copy
+/// of this catalog restored from a backup, may name it.
+#[derive(Debug, serde::Serialize)]
+struct Orphan {
+    key: String,
+    /// The content digest in its key, when it has one.
+    sha256: Option<String>,
+    /// The catalog entry of the same content, when there is one.
+    file_id: Option<i64>,
+    what: String,
+}
+
+impl Orphan {
+    fn explain<'a>(
+        key: &str,
+        catalog: impl Iterator<Item = &'a crate::warehouse::FileEntry>,
+    ) -> Orphan {
+        // raw/<profile>/<yyyy>/<mm>/<sha256>.<ext>[.<data-key tag>.enc]
+        let sha = key
+            .rsplit('/')
+            .next()
+            .and_then(|name| name.split('.').next())
+            .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(str::to_owned);
+        let mut catalog = catalog;
+        let entry = sha
+            .as_deref()
+            .and_then(|sha| catalog.find(|f| f.sha256 == sha));
+        let what = match (&sha, entry) {
+            (Some(_), Some(f)) => format!(
+                "an earlier landing attempt of file {} ({}); the catalog reads that file from {}",
+                f.file_id, f.original_name, f.lake_key
+            ),
+            (Some(_), None) => "a raw copy of content this catalog does not hold: a landing \
+                 whose claim was withdrawn, or an object that another warehouse sharing this lake \
+                 (or an older copy of this catalog) names"
+                .to_owned(),
+            (None, _) => "not a key bankpipe writes (no content digest in its name)".to_owned(),
+        };
+        Orphan {
+            key: key.to_owned(),
+            sha256: sha,
+            file_id: entry.map(|f| f.file_id),
+            what,
+        }
+    }
+}
+
 fn status(config: &Config, json: bool) -> Result<ExitCode, Failure> {
-    let mut w = Warehouse::open(&config.warehouse_url)?;
+    let mut w = Warehouse::open_read_only(&config.warehouse_url)?;
     let s = w.summary()?;
+    let mut out = stdout();
     if json {
-        println!("{}", serde_json::to_string(&s).unwrap_or_default());
+        writeln!(out, "{}", serde_json::to_string(&s).unwrap_or_default())?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("warehouse     {}", redact_url(&config.warehouse_url));
-    println!("schema        v{}", s.schema_version);
+    writeln!(out, "warehouse     {}", redact_url(&config.warehouse_url))?;
+    writeln!(out, "schema        v{}", s.schema_version)?;
     let files: Vec<String> = s.files.iter().map(|(k, v)| format!("{v} {k}")).collect();
-    println!(
+    writeln!(
+        out,
         "files         {}",
         if files.is_empty() {
             "none".into()
         } else {
             files.join(", ")
         }
-    );
-    println!("transactions  {}", s.transactions);
+    )?;
+    writeln!(out, "transactions  {}", s.transactions)?;
     if let Some((a, b)) = &s.transaction_span {
-        println!("time span     {a} .. {b}");
+        writeln!(out, "time span     {a} .. {b}")?;
     }
-    println!("rejected rows {}", s.rejected_rows);
+    writeln!(out, "rejected rows {}", s.rejected_rows)?;
     for (rule, n) in &s.rejects_by_rule {
-        println!("  {rule:<26} {n:>8}");
+        writeln!(out, "  {rule:<26} {n:>8}")?;
     }
-    println!("warnings (loaded with NULL)");
+    writeln!(out, "warnings (loaded with NULL)")?;
     for (rule, n) in &s.warnings_by_rule {
-        println!("  {rule:<26} {n:>8}");
+        writeln!(out, "  {rule:<26} {n:>8}")?;
     }
-    println!("recent runs");
+    writeln!(out, "recent runs")?;
     for r in &s.recent_runs {
-        println!("  {}  {}  {}", r.run_id, r.started_at, r.status);
+        writeln!(out, "  {}  {}  {}", r.run_id, r.started_at, r.status)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -705,7 +949,8 @@ fn rotate_key(config: &Config, args: &RotateKeyArgs) -> Result<ExitCode, Failure
             current.id()
         )));
     }
-    let mut w = Warehouse::open(&config.warehouse_url)?;
+    let mut w = open_existing(&config.warehouse_url)?;
+    let mut out = stdout();
     if let Some(id) = w.master_key_id()?
         && id != current.id()
         && id != new.id()
@@ -745,15 +990,26 @@ fn rotate_key(config: &Config, args: &RotateKeyArgs) -> Result<ExitCode, Failure
             e => e.into(),
         })?
     };
-    tracing::info!(
-        from = current.id(),
-        to = new.id(),
-        rotated,
-        already,
-        "Data keys re-wrapped."
-    );
+    if args.dry_run {
+        tracing::info!(
+            from = current.id(),
+            to = new.id(),
+            to_rotate,
+            already,
+            "Dry run: data keys checked, nothing changed."
+        );
+    } else {
+        tracing::info!(
+            from = current.id(),
+            to = new.id(),
+            rotated,
+            already,
+            "Data keys re-wrapped."
+        );
+    }
     if args.json {
-        println!(
+        writeln!(
+            out,
             "{}",
             serde_json::json!({
                 "from_key_id": current.id(),
@@ -765,33 +1021,36 @@ fn rotate_key(config: &Config, args: &RotateKeyArgs) -> Result<ExitCode, Failure
                 "in_clear": clear,
                 "other_keys": other,
             })
-        );
+        )?;
     } else {
         let (verb, n) = if args.dry_run {
             ("would re-wrap", to_rotate)
         } else {
             ("re-wrapped", rotated)
         };
-        println!(
+        writeln!(
+            out,
             "{verb} {n} data keys from {} to {}; {already} already under {}; {clear} objects stored in clear (not encrypted by rotation)",
             current.id(),
             new.id(),
             new.id()
-        );
+        )?;
         for o in &other {
-            println!(
+            writeln!(
+                out,
                 "file {} is under another master key ({}): not rotated",
                 o["file_id"],
                 o["key_id"].as_str().unwrap_or("")
-            );
+            )?;
         }
         if !args.dry_run {
-            println!(
+            writeln!(
+                out,
                 "{} is now the catalog's current master key id: set BANKPIPE_MASTER_KEY (or \
                  BANKPIPE_MASTER_KEY_FILE) to the new key on every worker; runs still holding {} are refused",
                 new.id(),
                 current.id()
-            );
+            )?;
         }
     }
     Ok(if other.is_empty() {
@@ -802,13 +1061,15 @@ fn rotate_key(config: &Config, args: &RotateKeyArgs) -> Result<ExitCode, Failure
 }
 
 fn files(config: &Config, json: bool) -> Result<ExitCode, Failure> {
-    let mut w = Warehouse::open(&config.warehouse_url)?;
+    let mut w = Warehouse::open_read_only(&config.warehouse_url)?;
     let files = w.files()?;
+    let mut out = stdout();
     if json {
-        println!("{}", serde_json::to_string(&files).unwrap_or_default());
+        writeln!(out, "{}", serde_json::to_string(&files).unwrap_or_default())?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    writeln!(
+        out,
         "{:>4}  {:<32}  {:<8}  {:<12}  {:>9}  {:>9}  {:>8}  {:>8}  {:<12}  {:<19}",
         "id",
         "name",
@@ -820,10 +1081,11 @@ fn files(config: &Config, json: bool) -> Result<ExitCode, Failure> {
         "dup",
         "sha256",
         "encrypted"
-    );
+    )?;
     for f in files {
-        let name: String = f.original_name.chars().take(32).collect();
-        println!(
+        let name = crate::report::shorten(&f.original_name, 32);
+        writeln!(
+            out,
             "{:>4}  {name:<32}  {:<8}  {:<12}  {:>9}  {:>9}  {:>8}  {:>8}  {:<12}  {:<19}",
             f.file_id,
             f.status,
@@ -834,9 +1096,9 @@ fn files(config: &Config, json: bool) -> Result<ExitCode, Failure> {
             f.rows_duplicate.unwrap_or(0),
             &f.sha256[..12.min(f.sha256.len())],
             f.key_id.as_deref().unwrap_or("no")
-        );
+        )?;
         if let Some(e) = f.error {
-            println!("      error: {e}");
+            writeln!(out, "      error: {e}")?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -856,27 +1118,48 @@ fn rejects(config: &Config, args: &RejectsArgs) -> Result<ExitCode, Failure> {
             names.join(", ")
         )));
     }
-    let mut w = Warehouse::open(&config.warehouse_url)?;
+    let mut w = Warehouse::open_read_only(&config.warehouse_url)?;
+    if let Some(id) = args.file
+        && !w.files()?.iter().any(|f| f.file_id == id)
+    {
+        return Err(Failure::usage(format!(
+            "no file {id} in the catalog of {} (`bankpipe files` lists them)",
+            w.display_url()
+        )));
+    }
     let rows = w.rejects(&RejectFilter {
         file_id: args.file,
         rule: args.rule.clone(),
         limit: args.limit,
     })?;
-    let mut out = std::io::stdout().lock();
+    let hidden = !w.can_read_raw()?;
+    if hidden {
+        eprintln!(
+            "bankpipe: note: the raw text of rejected rows is hidden for this role (it may hold \
+             personal data; bankpipe_reader cannot read rejected_rows.raw)"
+        );
+    }
+    let mut out = stdout();
     for r in rows {
         if args.json {
-            let _ = writeln!(out, "{}", serde_json::to_string(&r).unwrap_or_default());
+            let mut v = serde_json::to_value(&r).unwrap_or_default();
+            if hidden {
+                v["raw"] = serde_json::Value::Null;
+            }
+            writeln!(out, "{v}")?;
         } else {
-            let _ = writeln!(
+            writeln!(
                 out,
-                "{}:{}  {}  {}  {}\n    {}",
+                "{}:{}  {}  {}  {}",
                 r.file,
                 r.line_no,
                 r.rule,
                 r.field.as_deref().unwrap_or("-"),
                 r.detail.as_deref().unwrap_or(""),
-                r.raw
-            );
+            )?;
+            if !hidden {
+                writeln!(out, "    {}", r.raw)?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,9 +1,15 @@
 //! Configuration, resolved once: flags > environment > `bankpipe.toml` > defaults.
 //!
 //! Raw inputs (`FileConfig`, flag values) become a [`Config`] of resolved values here;
-//! nothing downstream reads the environment or a config file. Variables read:
-//! `BANKPIPE_CONFIG`, `BANKPIPE_DATA_DIR`, `BANKPIPE_INBOX`, `BANKPIPE_WAREHOUSE_URL`,
-//! `BANKPIPE_LAKE_URL`, `BANKPIPE_MASTER_KEY`, `BANKPIPE_MASTER_KEY_FILE`.
+//! nothing downstream reads the environment or a config file. Variables read: see
+//! [`ENV_VARS`]. A variable a user sets is never silently ignored (issue #9): a value
+//! that does not parse is an error naming the variable, and a `BANKPIPE_*` variable
+//! bankpipe does not know is warned about (a typo would otherwise change nothing).
+//!
+//! Relative paths inside a config file (`data_dir`, `inbox`, `master_key_file`, a
+//! `sqlite://` warehouse, a folder lake) are relative to that file's folder, so a
+//! scheduler can run `bankpipe --config /etc/bankpipe/bankpipe.toml` from anywhere.
+//! Paths in flags and variables stay relative to the working folder.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,6 +18,33 @@ use serde::Deserialize;
 
 use crate::crypt::{KeyError, MasterKey};
 use crate::profile::{Profile, ProfileError, ProfileSpec, builtin_specs};
+
+/// Every environment variable bankpipe reads (besides the standard `AWS_*` ones of an
+/// `s3://` lake or inbox). Add a new one here, or `BANKPIPE_*` warns about it.
+pub const ENV_VARS: &[&str] = &[
+    "BANKPIPE_CONFIG",
+    "BANKPIPE_DATA_DIR",
+    "BANKPIPE_INBOX",
+    "BANKPIPE_WAREHOUSE_URL",
+    "BANKPIPE_LAKE_URL",
+    "BANKPIPE_MAX_REJECT_SHARE",
+    "BANKPIPE_WORKERS",
+    "BANKPIPE_PARALLEL",
+    "BANKPIPE_MASTER_KEY",
+    "BANKPIPE_MASTER_KEY_FILE",
+    "BANKPIPE_NEW_MASTER_KEY",
+    "BANKPIPE_NEW_MASTER_KEY_FILE",
+    "BANKPIPE_LOG",
+];
+
+/// `BANKPIPE_*` variables that are set but not in [`ENV_VARS`] (probably typos), for a
+/// warning.
+pub fn unknown_env_vars() -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| k.starts_with("BANKPIPE_") && !ENV_VARS.contains(&k.as_str()))
+        .collect()
+}
 
 /// Default share of rejected rows above which a file fails.
 pub const DEFAULT_MAX_REJECT_SHARE: f64 = 0.05;
@@ -108,6 +141,16 @@ pub enum ConfigError {
     /// The master key is not usable.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// An environment variable holds a value that does not parse.
+    #[error("invalid {name}={value:?}: {why}")]
+    Env {
+        /// Variable.
+        name: &'static str,
+        /// Value as set.
+        value: String,
+        /// What it must be.
+        why: &'static str,
+    },
     /// A value is out of range.
     #[error("invalid {name}: {value} ({why})")]
     Value {
@@ -130,6 +173,69 @@ fn env_string(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// A number from the environment; unset or empty is `None`, anything that does not
+/// parse is an error naming the variable.
+fn env_number<T: std::str::FromStr>(
+    name: &'static str,
+    why: &'static str,
+) -> Result<Option<T>, ConfigError> {
+    match std::env::var(name) {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => v.trim().parse().map(Some).map_err(|_| ConfigError::Env {
+            name,
+            value: v,
+            why,
+        }),
+        Err(std::env::VarError::NotUnicode(v)) => Err(ConfigError::Env {
+            name,
+            value: v.to_string_lossy().into_owned(),
+            why,
+        }),
+    }
+}
+
+/// The first value set, with the name of where it came from (for range errors).
+fn first<T>(choices: [(Option<T>, &'static str); 3]) -> Option<(T, &'static str)> {
+    choices
+        .into_iter()
+        .find_map(|(v, from)| v.map(|v| (v, from)))
+}
+
+impl FileConfig {
+    /// Makes the relative paths of a config file relative to its folder `base`.
+    fn rebase(mut self, base: &Path) -> FileConfig {
+        if base.as_os_str().is_empty() {
+            return self;
+        }
+        let join = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+        self.data_dir = self.data_dir.map(join);
+        self.inbox = self.inbox.map(|p| {
+            if p.to_string_lossy().contains("://") {
+                p
+            } else {
+                join(p)
+            }
+        });
+        self.master_key_file = self.master_key_file.map(join);
+        self.warehouse_url =
+            self.warehouse_url
+                .map(|url| match crate::warehouse::sqlite::path_from_url(&url) {
+                    Some(p) if p.is_relative() && p.as_os_str() != ":memory:" => {
+                        format!("sqlite://{}", base.join(p).display())
+                    }
+                    _ => url,
+                });
+        self.lake_url = self
+            .lake_url
+            .map(|url| match crate::lake::local_folder(&url) {
+                Some(p) if p.is_relative() => base.join(p).display().to_string(),
+                _ => url,
+            });
+        self
+    }
+}
+
 impl Config {
     /// Resolves flags, environment, config file and defaults.
     ///
@@ -138,7 +244,7 @@ impl Config {
     pub fn resolve(flags: &Overrides) -> Result<Config, ConfigError> {
         let explicit = flags.config.clone().or_else(|| env_path("BANKPIPE_CONFIG"));
         let file = match &explicit {
-            Some(path) => load_file(path)?,
+            Some(path) => load_file(path)?.rebase(path.parent().unwrap_or(Path::new(""))),
             None if Path::new("bankpipe.toml").exists() => load_file(Path::new("bankpipe.toml"))?,
             None => FileConfig::default(),
         };
@@ -160,32 +266,55 @@ impl Config {
         let lake_url = env_string("BANKPIPE_LAKE_URL")
             .or(file.lake_url)
             .unwrap_or_else(|| data_dir.join("lake").display().to_string());
-        let max_reject_share = flags
-            .max_reject_share
-            .or(file.max_reject_share)
-            .unwrap_or(DEFAULT_MAX_REJECT_SHARE);
+        let (max_reject_share, from) = first([
+            (flags.max_reject_share, "--max-reject-share"),
+            (
+                env_number("BANKPIPE_MAX_REJECT_SHARE", "a number between 0 and 1")?,
+                "BANKPIPE_MAX_REJECT_SHARE",
+            ),
+            (file.max_reject_share, "max_reject_share"),
+        ])
+        .unwrap_or((DEFAULT_MAX_REJECT_SHARE, "max_reject_share"));
         if !(0.0..=1.0).contains(&max_reject_share) {
             return Err(ConfigError::Value {
-                name: "max_reject_share",
+                name: from,
                 value: max_reject_share.to_string(),
                 why: "must be between 0 and 1",
             });
         }
-        let workers = flags
-            .workers
-            .or(file.workers)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let (workers, from) = first([
+            (flags.workers, "--workers"),
+            (
+                env_number("BANKPIPE_WORKERS", "a whole number of threads, 1 to 256")?,
+                "BANKPIPE_WORKERS",
+            ),
+            (file.workers, "workers"),
+        ])
+        .unwrap_or_else(|| {
+            (
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+                "workers",
+            )
+        });
         if workers == 0 || workers > 256 {
             return Err(ConfigError::Value {
-                name: "workers",
+                name: from,
                 value: workers.to_string(),
                 why: "must be between 1 and 256",
             });
         }
-        let parallel = flags.parallel.or(file.parallel).unwrap_or(1);
+        let (parallel, from) = first([
+            (flags.parallel, "--parallel"),
+            (
+                env_number("BANKPIPE_PARALLEL", "a whole number of files, 1 to 64")?,
+                "BANKPIPE_PARALLEL",
+            ),
+            (file.parallel, "parallel"),
+        ])
+        .unwrap_or((1, "parallel"));
         if parallel == 0 || parallel > 64 {
             return Err(ConfigError::Value {
-                name: "parallel",
+                name: from,
                 value: parallel.to_string(),
                 why: "must be between 1 and 64",
             });

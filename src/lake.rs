@@ -42,13 +42,22 @@ pub enum LakeError {
         /// Cause.
         reason: String,
     },
+    /// The lake refused for a reason retrying cannot fix: a wrong setting or
+    /// credential (exit status 2). The reason names the setting to change.
+    #[error("lake {url}: {reason}")]
+    Setup {
+        /// URL (no secrets).
+        url: String,
+        /// What is wrong and what to change.
+        reason: String,
+    },
     /// The URL scheme is not supported.
     #[error(
         "unsupported lake URL {0} (use a folder path, file:///PATH, s3://BUCKET/PREFIX or memory://)"
     )]
     UnsupportedUrl(String),
     /// Reading an object back failed.
-    #[error("reading lake object {key}: {source}")]
+    #[error("reading lake object {key}: {}", explain(source).1)]
     Read {
         /// Object key.
         key: String,
@@ -80,7 +89,7 @@ pub enum LakeError {
         source: KeyError,
     },
     /// Writing the object failed.
-    #[error("writing lake object {key}: {source}")]
+    #[error("writing lake object {key}: {}", explain(source).1)]
     Write {
         /// Object key.
         key: String,
@@ -97,6 +106,20 @@ pub enum LakeError {
         /// Digest while landing.
         actual: String,
     },
+}
+
+impl LakeError {
+    /// Whether a setting or credential must change (exit status 2) rather than the
+    /// store coming back (exit status 3): a bucket, key or endpoint refused mid-run is
+    /// the same mistake as at start.
+    pub fn is_setup(&self) -> bool {
+        match self {
+            LakeError::Setup { .. } | LakeError::UnsupportedUrl(_) => true,
+            LakeError::Key { source, .. } => !matches!(source, KeyError::Random),
+            LakeError::Read { source, .. } | LakeError::Write { source, .. } => explain(source).0,
+            _ => false,
+        }
+    }
 }
 
 /// An object store holding raw files.
@@ -159,9 +182,9 @@ impl Lake {
                     retry_timeout: Duration::from_secs(30),
                 })
                 .build()
-                .map_err(|e| LakeError::Unreachable {
+                .map_err(|e| LakeError::Setup {
                     url: crate::config::redact_url(url),
-                    reason: one_line(&e),
+                    reason: format!("{}; check lake_url and the AWS_* variables", one_line(&e)),
                 })?;
             if prefix.trim_matches('/').is_empty() {
                 Arc::new(s3)
@@ -176,12 +199,17 @@ impl Lake {
                 }
                 None => std::path::PathBuf::from(url),
             };
-            let unreachable = |e: &dyn std::fmt::Display| LakeError::Unreachable {
+            // A local folder that cannot be made or used is a setting to fix, not an
+            // outage: nothing would change by waiting.
+            let setup = |e: &dyn std::fmt::Display| LakeError::Setup {
                 url: url.to_owned(),
-                reason: e.to_string(),
+                reason: format!(
+                    "{e}; check lake_url (BANKPIPE_LAKE_URL) or --data-dir: it must be a folder \
+                     bankpipe may write"
+                ),
             };
-            std::fs::create_dir_all(&path).map_err(|e| unreachable(&e))?;
-            Arc::new(LocalFileSystem::new_with_prefix(&path).map_err(|e| unreachable(&e))?)
+            std::fs::create_dir_all(&path).map_err(|e| setup(&e))?;
+            Arc::new(LocalFileSystem::new_with_prefix(&path).map_err(|e| setup(&e))?)
         };
         Ok(Lake {
             store,
@@ -243,10 +271,24 @@ impl Lake {
                 store.put(&probe, "ok".into()).await?;
                 store.delete(&probe).await
             })
-            .map_err(|e| LakeError::Unreachable {
+            .map_err(|e| self.failure(&e))
+    }
+
+    /// A store failure as a [`LakeError`]: [`LakeError::Setup`] when a setting or
+    /// credential is wrong, [`LakeError::Unreachable`] otherwise.
+    fn failure(&self, e: &object_store::Error) -> LakeError {
+        let (setup, reason) = explain(e);
+        if setup {
+            LakeError::Setup {
                 url: self.url.clone(),
-                reason: explain(&e),
-            })
+                reason,
+            }
+        } else {
+            LakeError::Unreachable {
+                url: self.url.clone(),
+                reason,
+            }
+        }
     }
 
     /// Streams an object back (decrypting it when `sealed`) and compares the SHA-256
@@ -469,10 +511,7 @@ impl Lake {
             let mut out = Vec::new();
             let mut stream = self.store.list(None);
             while let Some(meta) = stream.next().await {
-                let meta = meta.map_err(|e| LakeError::Unreachable {
-                    url: self.url.clone(),
-                    reason: explain(&e),
-                })?;
+                let meta = meta.map_err(|e| self.failure(&e))?;
                 out.push((meta.location.to_string(), meta.size));
             }
             out.sort();
@@ -607,12 +646,18 @@ pub enum Verified {
     },
 }
 
-/// A store error as one actionable line: what is wrong, then the driver's first words.
-fn explain(e: &object_store::Error) -> String {
-    let raw = one_line(e);
-    let says = |needles: &[&str]| needles.iter().any(|n| raw.contains(n));
-    let what = if says(&["NoSuchBucket", "404 Not Found"]) {
-        "bucket not found"
+/// A store error as one actionable line, and whether it is a setting or credential to
+/// fix (`true`) rather than an outage. Never the raw response: S3 error bodies are XML
+/// documents, of which only the `<Code>` and `<Message>` are kept.
+fn explain(e: &object_store::Error) -> (bool, String) {
+    let full = chain(e);
+    let says = |needles: &[&str]| needles.iter().any(|n| full.contains(n));
+    let code = xml_element(&full, "Code");
+    let (setup, what) = if says(&["NoSuchBucket"]) {
+        (
+            true,
+            "bucket not found: check the bucket in lake_url (or --inbox)",
+        )
     } else if says(&[
         "SignatureDoesNotMatch",
         "InvalidAccessKeyId",
@@ -620,7 +665,17 @@ fn explain(e: &object_store::Error) -> String {
         "403 Forbidden",
         "401 Unauthorized",
     ]) {
-        "access denied: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        (
+            true,
+            "access denied: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and the bucket policy)",
+        )
+    } else if says(&["URL scheme is not allowed", "https_only", "HTTPS only"]) {
+        (
+            true,
+            "the endpoint is plain http://: set AWS_ALLOW_HTTP=true to allow it, or use https://",
+        )
+    } else if matches!(e, object_store::Error::NotFound { .. }) {
+        (false, "object not found")
     } else if says(&[
         "error sending request",
         "Connection refused",
@@ -628,21 +683,56 @@ fn explain(e: &object_store::Error) -> String {
         "timed out",
         "dns",
     ]) {
-        "cannot connect to the endpoint (AWS_ENDPOINT_URL)"
+        (false, "cannot connect to the endpoint (AWS_ENDPOINT_URL)")
     } else {
-        return raw;
+        // Unrecognised: the driver's first line, cut before any response body.
+        let text = one_line(e);
+        let text = text
+            .find('<')
+            .map_or(text.as_str(), |at| {
+                text[..at].trim_end_matches([' ', ':', '-'])
+            })
+            .to_owned();
+        let detail = match (code.as_deref(), xml_element(&full, "Message")) {
+            (Some(c), Some(m)) => format!(" ({c}: {m})"),
+            (Some(c), None) => format!(" ({c})"),
+            _ => String::new(),
+        };
+        return (false, format!("{text}{detail}"));
     };
-    let code = [
-        "NoSuchBucket",
-        "SignatureDoesNotMatch",
-        "InvalidAccessKeyId",
-        "AccessDenied",
-    ]
-    .into_iter()
-    .find(|c| raw.contains(c));
     match code {
-        Some(c) => format!("{what} ({c})"),
-        None => what.to_owned(),
+        Some(c) if !what.contains(&c) => (setup, format!("{what} ({c})")),
+        _ => (setup, what.to_owned()),
+    }
+}
+
+/// The text of the first `<name>…</name>` element of an S3 error document.
+fn xml_element(text: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let start = text.find(&open)? + open.len();
+    let end = text[start..].find("</")? + start;
+    Some(text[start..end].chars().take(200).collect())
+}
+
+/// An error and all its causes on one string, for recognising what went wrong.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
+/// The folder of a lake URL that names a local folder (a plain path or `file://`);
+/// `None` for an object store.
+pub fn local_folder(url: &str) -> Option<std::path::PathBuf> {
+    match url.strip_prefix("file://") {
+        Some(p) => Some(std::path::PathBuf::from(p)),
+        None if url.contains("://") => None,
+        None => Some(std::path::PathBuf::from(url)),
     }
 }
 
@@ -727,6 +817,38 @@ mod tests {
         assert_eq!(
             fingerprint(&b"abc"[..]).unwrap().0,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn store_errors_are_explained_without_the_xml_reply() {
+        let body = "Error performing GET http://127.0.0.1:9000/lake/k in 2ms - Server returned \
+                    non-2xx status code: 500 Internal Server Error: <?xml version=\"1.0\"?>\
+                    <Error><Code>InternalError</Code><Message>We encountered an internal \
+                    error</Message><RequestId>abc</RequestId></Error>";
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: body.into(),
+        };
+        let (setup, text) = explain(&e);
+        assert!(!setup);
+        assert!(!text.contains('<'), "{text}");
+        assert!(
+            text.contains("InternalError: We encountered an internal error"),
+            "{text}"
+        );
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: "Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?>\
+                     <Error><Code>SignatureDoesNotMatch</Code></Error>"
+                .into(),
+        };
+        let (setup, text) = explain(&e);
+        assert!(setup);
+        assert_eq!(
+            text,
+            "access denied: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and the bucket \
+             policy) (SignatureDoesNotMatch)"
         );
     }
 

@@ -24,15 +24,32 @@ fn main() -> ExitCode {
     } else {
         "info"
     };
-    let filter =
-        EnvFilter::try_from_env("BANKPIPE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // A BANKPIPE_LOG that does not parse is refused, not replaced by the default: a
+    // variable a user sets is never silently ignored.
+    let filter = match std::env::var("BANKPIPE_LOG") {
+        Ok(v) if !v.trim().is_empty() => match EnvFilter::try_new(&v) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!(
+                    "bankpipe: error: invalid BANKPIPE_LOG={v:?}: {e} (use e.g. warn, info, debug)"
+                );
+                return ExitCode::from(2);
+            }
+        },
+        _ => EnvFilter::new(default),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(bankpipe::progress::LogWriter)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    for name in bankpipe::config::unknown_env_vars() {
+        tracing::warn!(variable = %name, "Unknown BANKPIPE_ variable ignored (a typo?); see the README's configuration table.");
+    }
     match bankpipe::commands::execute(cli) {
         Ok(code) => code,
+        // The reader of our output went away (`bankpipe files | head -1`): done.
+        Err(failure) if failure.is_closed_pipe() => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("bankpipe: error: {}", failure.message);
             ExitCode::from(failure.code)

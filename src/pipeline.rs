@@ -1123,8 +1123,42 @@ pub fn reprocess(
     let lake = ctx.lake.clone();
     let (key, sha, sealed) = (entry.lake_key.clone(), entry.sha256.clone(), entry.sealed());
     let open = || lake.open_read(&key, &sha, sealed.as_ref());
+    let first = match open() {
+        Ok(reader) => reader,
+        Err(LakeError::Read {
+            source: object_store::Error::NotFound { .. },
+            ..
+        }) => {
+            // Said in the file's terms: which object, of which file, in which lake.
+            ctx.warehouse.set_lake_status(
+                entry.file_id,
+                "missing",
+                &crate::clock::now_rfc3339(),
+            )?;
+            let msg = format!(
+                "the raw object {key} of file {} ({}) is missing from the lake {}: it cannot be \
+                 reprocessed; nothing changed (`bankpipe verify` checks every object)",
+                entry.file_id,
+                entry.original_name,
+                lake.url()
+            );
+            error!(file_id = entry.file_id, key = %key, "Raw object missing; nothing reprocessed.");
+            let mut after = before.clone();
+            after.error = Some(msg);
+            return Ok(Reprocessed {
+                file_id: entry.file_id,
+                name: entry.original_name,
+                dry_run,
+                before,
+                after,
+                rows_moved: 0,
+                moved_to: Vec::new(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut head = Vec::with_capacity(64 * 1024);
-    open()?.take(64 * 1024).read_to_end(&mut head).ok();
+    first.take(64 * 1024).read_to_end(&mut head).ok();
     let compression = Compression::sniff(&head);
     let mut decoded = Vec::new();
     if let Ok(d) = source::decoder(std::io::Cursor::new(head), compression) {

@@ -192,7 +192,7 @@ impl RunReport {
         );
         let (mut read, mut loaded, mut rejected, mut dup) = (0, 0, 0, 0);
         for f in &self.files {
-            let name: String = f.name.chars().take(name_width).collect();
+            let name = shorten(&f.name, name_width);
             let _ = writeln!(
                 out,
                 "{name:<name_width$}  {:<14}  {:>10}  {:>10}  {:>9}  {:>9}  {:>18}",
@@ -227,5 +227,66 @@ impl RunReport {
             self.run_id, self.elapsed_s
         );
         out
+    }
+}
+/// `text` in at most `width` characters: a longer one keeps its start and its end
+/// (where a path's file name and extension are) around an ellipsis, so names stay
+/// recognisable and table columns stay aligned.
+pub fn shorten(text: &str, width: usize) -> String {
+    let count = text.chars().count();
+    if count <= width {
+        return text.to_owned();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let keep = width - 1;
+    let tail = keep / 2;
+    let head = keep - tail;
+    let mut out: String = text.chars().take(head).collect();
+    out.push('…');
+    out.extend(text.chars().skip(count - tail));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_names_are_shortened_in_the_middle_to_the_width() {
+        assert_eq!(shorten("short.csv", 12), "short.csv");
+        let long = "/data/exports/2016/very_long_folder_name/bank_transactions_2016_08.csv";
+        let s = shorten(long, 24);
+        assert_eq!(s.chars().count(), 24);
+        assert!(
+            s.starts_with("/data/export") && s.ends_with("2016_08.csv"),
+            "{s}"
+        );
+        assert!(s.contains('…'));
+        assert_eq!(shorten("ééééé", 3), "é…é");
+    }
+
+    #[test]
+    fn the_table_stays_aligned_with_long_names() {
+        let mut a = FileReport::new(&"x".repeat(100), Outcome::Checked);
+        a.rows_read = 1;
+        let b = FileReport::new("b.csv", Outcome::Checked);
+        let report = RunReport {
+            run_id: "check".into(),
+            status: "ok".into(),
+            started_at: String::new(),
+            finished_at: String::new(),
+            elapsed_s: 0.0,
+            files: vec![a, b],
+        };
+        let table = report.table();
+        // The status column starts at the same character on every line.
+        let at = |line: &str, word: &str| line[..line.find(word).unwrap()].chars().count();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(at(lines[0], "status"), 50, "{table}");
+        assert_eq!(at(lines[1], "checked"), 50, "{table}");
+        assert_eq!(at(lines[2], "checked"), 50, "{table}");
+        assert!(table.contains('…'), "{table}");
     }
 }

@@ -550,10 +550,10 @@ fn exit_status_2_for_usage_and_configuration_errors() {
 }
 
 #[test]
-fn exit_status_3_when_warehouse_or_lake_is_unreachable() {
+fn exit_status_2_when_warehouse_or_lake_path_is_not_usable() {
     let w = Workdir::new();
     w.generate("a.csv", 10, &[]);
-    // The warehouse path is a folder.
+    // The warehouse path is a folder: a setting to fix, not an outage.
     let out = w
         .cmd()
         .args(["run"])
@@ -563,8 +563,9 @@ fn exit_status_3_when_warehouse_or_lake_is_unreachable() {
         )
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("warehouse unreachable"));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warehouse_url"), "names the setting: {err}");
     // The lake path is a file.
     let lake_file = w.path().join("lake-is-a-file");
     std::fs::write(&lake_file, "x").unwrap();
@@ -574,8 +575,31 @@ fn exit_status_3_when_warehouse_or_lake_is_unreachable() {
         .env("BANKPIPE_LAKE_URL", &lake_file)
         .output()
         .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lake_url"), "names the setting: {err}");
+}
+
+#[test]
+fn exit_status_3_when_the_warehouse_is_unreachable_after_retries() {
+    let w = Workdir::new();
+    w.generate("a.csv", 10, &[]);
+    // Nothing listens on port 9: connection refused, retried, then given up.
+    let out = w
+        .cmd()
+        .args(["run"])
+        .env("BANKPIPE_LOG", "warn")
+        .env(
+            "BANKPIPE_WAREHOUSE_URL",
+            "postgres://loader:Pw0rdNeverShown@127.0.0.1:9/bank?sslmode=disable",
+        )
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("lake unreachable"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warehouse unreachable"), "{err}");
+    assert!(err.contains("retrying"), "retried first: {err}");
+    assert!(!err.contains("Pw0rdNeverShown"), "{err}");
 }
 
 #[test]
@@ -1384,4 +1408,394 @@ fn a_quoted_field_holding_a_newline_loads_with_it() {
         )
         .unwrap();
     assert_eq!(location, "NEW\nDELHI");
+}
+
+/// Runs `args` with stdout a pipe whose reading end is already closed, so the first
+/// write fails with `EPIPE` (deterministically: no race with a reader exiting).
+fn run_into_closed_pipe(w: &Workdir, args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = w
+        .cmd()
+        .args(args)
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let status = child.wait().unwrap();
+    Output {
+        status,
+        stdout: Vec::new(),
+        stderr: stderr.into_bytes(),
+    }
+}
+
+#[test]
+fn writing_to_a_closed_pipe_ends_quietly() {
+    let w = Workdir::new();
+    let mut text = format!("{HEADER}\n");
+    text.push_str("P1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n");
+    text.push_str("P2,C1,10/1/94,F,PUNE,1.0,31/2/16,143207,25.0\n");
+    w.put("p.csv", text);
+    let (r, code) = w.run_json(&["--max-reject-share", "0.6"]);
+    assert_eq!(code, 0, "{r}");
+    for args in [
+        &["files"][..],
+        &["status"],
+        &["status", "--json"],
+        &["rejects"],
+        &["verify"],
+        &["migrate"],
+        &["generate", "--rows", "100000", "--out", "-"],
+    ] {
+        let out = run_into_closed_pipe(&w, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(!err.contains("error"), "{args:?}: {err}");
+    }
+    // The status still tells what happened: a failed file is 1 even if nobody reads.
+    for (i, args) in [&["run"][..], &["run", "--json"]].into_iter().enumerate() {
+        // A header without rows (different bytes each time, so not a duplicate) fails.
+        w.put(
+            &format!("empty{i}.csv"),
+            format!("{HEADER}{}", "\n".repeat(i + 1)),
+        );
+        let out = run_into_closed_pipe(&w, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn read_only_commands_create_nothing_where_the_url_points_nowhere() {
+    let w = Workdir::new();
+    for args in [
+        &["status"][..],
+        &["files"],
+        &["rejects"],
+        &["verify"],
+        &["status", "--json"],
+    ] {
+        let out = w.run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("no warehouse at sqlite://{}", w.db().display())),
+            "{args:?}: {err}"
+        );
+    }
+    let nested = w.path().join("typo/w.db");
+    let out = w
+        .cmd()
+        .arg("files")
+        .env(
+            "BANKPIPE_WAREHOUSE_URL",
+            format!("sqlite://{}", nested.display()),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!w.db().exists(), "no warehouse created");
+    assert!(!w.path().join("typo").exists(), "no folder created");
+    assert!(!w.path().join("lake").exists(), "no lake created");
+    // `check` needs no warehouse at all.
+    let f = w.generate("c.csv", 10, &[]);
+    assert!(w.run(&["check", f.to_str().unwrap()]).status.success());
+    assert!(!w.db().exists());
+    // A dry run of migrate says what it would do, and does nothing.
+    let out = w.run(&["migrate", "--dry-run"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text.contains("would create"), "{text}");
+    assert!(text.contains("0001 init"), "{text}");
+    assert!(!w.db().exists());
+    // `migrate` creates it and says what it applied; the read-only commands then work.
+    let out = w.run(&["migrate"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        text.contains("applied") && text.contains("0001 init"),
+        "{text}"
+    );
+    let out = w.run(&["migrate"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("nothing pending"), "{text}");
+    for args in [&["status"][..], &["files"], &["rejects"], &["verify"]] {
+        let out = w.run(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+    }
+}
+
+#[test]
+fn a_schema_behind_says_run_migrate_and_migrate_applies_what_is_pending() {
+    let w = Workdir::new();
+    // A warehouse made by a bankpipe that knew migrations 1 to 3.
+    let conn = rusqlite::Connection::open(w.db()).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE schema_migrations (
+            version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+    )
+    .unwrap();
+    for (v, name, sql) in [
+        (1, "init", include_str!("../sql/sqlite/0001_init.sql")),
+        (
+            2,
+            "lake_status",
+            include_str!("../sql/sqlite/0002_lake_status.sql"),
+        ),
+        (
+            3,
+            "encryption",
+            include_str!("../sql/sqlite/0003_encryption.sql"),
+        ),
+    ] {
+        conn.execute_batch(sql).unwrap();
+        conn.execute(
+            "INSERT INTO schema_migrations VALUES (?1, ?2, '2026-01-01T00:00:00Z')",
+            rusqlite::params![v, name],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let version = || w.query_i64("SELECT MAX(version) FROM schema_migrations");
+    for args in [&["status"][..], &["files"], &["rejects"], &["verify"]] {
+        let out = w.run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("run `bankpipe migrate`"), "{args:?}: {err}");
+        assert!(err.contains("0004 lean_transactions"), "{args:?}: {err}");
+    }
+    assert_eq!(version(), 3, "read-only commands migrate nothing");
+    let out = w.run(&["migrate", "--dry-run"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text.contains("would apply") && text.contains("0004 lean_transactions"),
+        "{text}"
+    );
+    assert!(!text.contains("0003"), "{text}");
+    assert_eq!(version(), 3, "a dry run migrates nothing");
+    let out = w.run(&["migrate"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("applied") && text.contains("0004 lean_transactions"),
+        "{text}"
+    );
+    assert!(version() >= 4);
+    assert!(w.run(&["status"]).status.success());
+}
+
+#[test]
+fn paths_in_a_config_file_are_relative_to_its_folder() {
+    let top = tempfile::tempdir().unwrap();
+    let conf = top.path().join("conf");
+    std::fs::create_dir_all(conf.join("in")).unwrap();
+    std::fs::write(
+        conf.join("bankpipe.toml"),
+        "data_dir = \"data\"\ninbox = \"in\"\n",
+    )
+    .unwrap();
+    let mut text = format!("{HEADER}\n");
+    text.push_str("K1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n");
+    std::fs::write(conf.join("in/k.csv"), text).unwrap();
+    let elsewhere = top.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let bankpipe = |cwd: &Path| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_bankpipe"));
+        c.current_dir(cwd)
+            .env_remove("BANKPIPE_WAREHOUSE_URL")
+            .env_remove("BANKPIPE_LAKE_URL")
+            .env_remove("BANKPIPE_INBOX")
+            .env_remove("BANKPIPE_DATA_DIR")
+            .env_remove("BANKPIPE_CONFIG")
+            .env_remove("BANKPIPE_MASTER_KEY")
+            .env_remove("BANKPIPE_MASTER_KEY_FILE")
+            .env("BANKPIPE_LOG", "warn");
+        c
+    };
+    // --config given relative to the working folder.
+    let out = bankpipe(top.path())
+        .args(["--config", "conf/bankpipe.toml", "run", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["files"][0]["rows_loaded"], 1, "{r}");
+    assert!(conf.join("data/warehouse.db").exists());
+    assert!(conf.join("data/lake").is_dir());
+    assert!(!top.path().join("data").exists());
+    // BANKPIPE_CONFIG, from another folder.
+    let out = bankpipe(&elsewhere)
+        .env("BANKPIPE_CONFIG", conf.join("bankpipe.toml"))
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["transactions"], 1);
+}
+
+#[test]
+fn environment_variables_are_honoured_or_refused_never_ignored() {
+    let w = Workdir::new();
+    let mut text = format!("{HEADER}\n");
+    for i in 0..10 {
+        let date = if i % 5 == 0 { "31/2/16" } else { "2/8/16" };
+        text.push_str(&format!("E{i},C1,10/1/94,F,PUNE,1.0,{date},143207,25.0\n"));
+    }
+    w.put("e.csv", text);
+    // 20% rejected: over the default 5%, under the variable's 30%.
+    let out = w
+        .cmd()
+        .args(["run", "--json", "--no-progress"])
+        .env("BANKPIPE_MAX_REJECT_SHARE", "0.3")
+        .env("BANKPIPE_WORKERS", "1")
+        .env("BANKPIPE_PARALLEL", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["files"][0]["rows_loaded"], 8, "{r}");
+    for (var, value) in [
+        ("BANKPIPE_MAX_REJECT_SHARE", "5%"),
+        ("BANKPIPE_MAX_REJECT_SHARE", "7"),
+        ("BANKPIPE_WORKERS", "two"),
+        ("BANKPIPE_WORKERS", "0"),
+        ("BANKPIPE_PARALLEL", "-1"),
+        ("BANKPIPE_LOG", "debug,[[bad"),
+    ] {
+        let out = w.cmd().arg("status").env(var, value).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {err}");
+        assert!(err.contains(var), "{var}={value}: {err}");
+    }
+    // A flag still wins over the variable.
+    let out = w
+        .cmd()
+        .args(["check", "--workers", "2"])
+        .arg(w.inbox().join("e.csv"))
+        .env("BANKPIPE_WORKERS", "0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    // A misspelt variable is not silently ignored.
+    let out = w
+        .cmd()
+        .arg("status")
+        .env("BANKPIPE_WAREHOUSE", "postgres://x")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("BANKPIPE_WAREHOUSE"), "{err}");
+}
+
+#[test]
+fn verify_says_what_an_orphan_object_is_and_never_that_it_is_safe_to_delete() {
+    let w = Workdir::new();
+    w.generate("o.csv", 100, &["--defects", "0"]);
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{r}");
+    let sha = file(&r, "o.csv")["sha256"].as_str().unwrap().to_owned();
+    let dir = w.path().join("lake/raw/kaggle-bank/2016/08");
+    std::fs::create_dir_all(&dir).unwrap();
+    // An earlier encrypted attempt at the same content, and content no entry holds.
+    std::fs::write(dir.join(format!("{sha}.csv.0011aabb.enc")), b"BPENC").unwrap();
+    std::fs::write(dir.join(format!("{}.csv", "f".repeat(64))), b"x").unwrap();
+    let out = w.run(&["verify"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("safe to delete"), "{text}");
+    assert!(
+        text.contains("earlier landing attempt of file 1 (o.csv)"),
+        "{text}"
+    );
+    assert!(text.contains("another warehouse"), "{text}");
+    let out = w.run(&["verify", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["orphans"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["orphan_details"][0]["file_id"], 1, "{v}");
+}
+
+#[test]
+fn rejects_of_an_unknown_file_says_so() {
+    let w = Workdir::new();
+    w.generate("a.csv", 100, &[]);
+    let (_, code) = w.run_json(&[]);
+    assert_eq!(code, 0);
+    let out = w.run(&["rejects", "--file", "999"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no file 999"), "{err}");
+    assert!(w.run(&["rejects", "--file", "1"]).status.success());
+}
+
+#[test]
+fn check_shortens_long_names_with_an_ellipsis() {
+    let w = Workdir::new();
+    let long = format!("{}_end.csv", "a_very_long_export_name".repeat(4));
+    let f = w.put(
+        &long,
+        format!("{HEADER}\nL1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"),
+    );
+    let short = w.put(
+        "s.csv",
+        format!("{HEADER}\nL2,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"),
+    );
+    let out = w.run(&["check", f.to_str().unwrap(), short.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[1].contains('…') && lines[1].contains("_end.csv"),
+        "{text}"
+    );
+    // Columns line up: the status column starts at the same character in every row.
+    let at = |line: &str, word: &str| line[..line.find(word).unwrap()].chars().count();
+    assert_eq!(at(lines[1], "checked"), at(lines[0], "status"), "{text}");
+    assert_eq!(at(lines[2], "checked"), at(lines[0], "status"), "{text}");
+}
+
+#[test]
+fn rotate_key_dry_run_logs_nothing_as_re_wrapped_and_needs_a_warehouse() {
+    let mut w = Workdir::new();
+    // base64 of 32 bytes 0x01 and 32 bytes 0x02.
+    let old = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+    let new = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+    // No warehouse yet: rotate-key and reprocess write, but never create one.
+    w.key = Some(old.into());
+    for args in [&["rotate-key"][..], &["reprocess", "1"]] {
+        let out = w
+            .cmd()
+            .args(args)
+            .env("BANKPIPE_NEW_MASTER_KEY", new)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("no warehouse at"), "{args:?}: {err}");
+        assert!(!w.db().exists(), "{args:?} created a warehouse");
+    }
+    w.put(
+        "k.csv",
+        format!("{HEADER}\nR1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"),
+    );
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{r}");
+    let out = w
+        .cmd()
+        .args(["rotate-key", "--dry-run"])
+        .env("BANKPIPE_NEW_MASTER_KEY", new)
+        .env("BANKPIPE_LOG", "info")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("would re-wrap 1"), "{stdout}");
+    assert!(!stderr.contains("re-wrapped"), "{stderr}");
+    assert!(stderr.contains("nothing changed"), "{stderr}");
 }

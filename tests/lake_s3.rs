@@ -1,9 +1,10 @@
 //! The lake on a real S3-compatible server (s3s-fs, `tests/support/s3.rs`): landing,
-//! multipart objects over 64 MB, `verify` catching a changed byte, and clear exit-3
-//! errors for a missing bucket, wrong credentials or an unreachable endpoint, with no
-//! secret in any output. Encryption at rest runs the same scenario on S3 and on the
-//! local-folder lake; the catalog's current master key (wrong and retired keys refused)
-//! is checked on both warehouses.
+//! multipart objects over 64 MB, `verify` catching a changed byte, clear exit-2 errors
+//! for a missing bucket, wrong credentials or a plain-http endpoint without
+//! `AWS_ALLOW_HTTP`, exit 3 for an unreachable endpoint, a missing object named with
+//! its file, with no secret and no raw XML in any output. Encryption at rest runs the
+//! same scenario on S3 and on the local-folder lake; the catalog's current master key
+//! (wrong and retired keys refused) is checked on both warehouses.
 
 #[path = "support/pg.rs"]
 mod pg;
@@ -138,31 +139,44 @@ fn lands_large_files_in_s3_and_verify_catches_a_changed_byte() {
 }
 
 #[test]
-fn missing_bucket_wrong_keys_and_unreachable_endpoint_exit_3_without_secrets() {
+fn missing_bucket_and_wrong_keys_exit_2_an_unreachable_endpoint_3_without_secrets() {
     let server = S3Server::start(&["lake"]);
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
     generate(&dir.path().join("inbox/a.csv"), 10);
 
+    // Settings to fix: exit 2 at once, naming the setting, never the raw XML reply.
     let missing = bankpipe(dir.path(), &server, "s3://no-such-bucket/x")
         .arg("run")
         .output()
         .unwrap();
-    assert_eq!(missing.status.code(), Some(3), "{}", all_output(&missing));
+    let text = all_output(&missing);
+    assert_eq!(missing.status.code(), Some(2), "{text}");
     assert!(
-        all_output(&missing).contains("lake unreachable"),
-        "{}",
-        all_output(&missing)
+        text.contains("bucket not found") && text.contains("lake_url"),
+        "{text}"
     );
+    assert!(!text.contains('<'), "no XML: {text}");
 
     let wrong = bankpipe(dir.path(), &server, "s3://lake/x")
         .arg("run")
         .env("AWS_SECRET_ACCESS_KEY", "WrongSecretValue123")
         .output()
         .unwrap();
-    assert_eq!(wrong.status.code(), Some(3), "{}", all_output(&wrong));
+    assert_eq!(wrong.status.code(), Some(2), "{}", all_output(&wrong));
     let text = all_output(&wrong);
     assert!(!text.contains("WrongSecretValue123"), "{text}");
+    assert!(text.contains("AWS_SECRET_ACCESS_KEY"), "{text}");
+    assert!(!text.contains('<'), "no XML: {text}");
+
+    let plain_http = bankpipe(dir.path(), &server, "s3://lake/x")
+        .arg("run")
+        .env_remove("AWS_ALLOW_HTTP")
+        .output()
+        .unwrap();
+    let text = all_output(&plain_http);
+    assert_eq!(plain_http.status.code(), Some(2), "{text}");
+    assert!(text.contains("set AWS_ALLOW_HTTP=true"), "{text}");
     assert_eq!(
         text.lines().filter(|l| l.contains("error")).count(),
         1,
@@ -628,4 +642,30 @@ fn a_wrong_or_retired_master_key_is_refused_on_sqlite() {
 fn a_wrong_or_retired_master_key_is_refused_on_postgres() {
     let db = pg::PgCluster::shared().database();
     a_wrong_or_retired_master_key_is_refused(Some(&db.url));
+}
+
+#[test]
+fn reprocess_of_a_missing_object_names_the_object_and_its_file_without_xml() {
+    let server = S3Server::start(&["lake"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
+    generate(&dir.path().join("inbox/gone.csv"), 100);
+    let out = bankpipe(dir.path(), &server, "s3://lake/raw")
+        .args(["run", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = r["files"][0]["lake_key"].as_str().unwrap().to_owned();
+    std::fs::remove_file(server.root().join("lake/raw").join(&key)).unwrap();
+    let out = bankpipe(dir.path(), &server, "s3://lake/raw")
+        .args(["reprocess", "1"])
+        .output()
+        .unwrap();
+    let text = all_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains(&key), "names the object: {text}");
+    assert!(text.contains("file 1 (gone.csv)"), "names the file: {text}");
+    assert!(text.contains("is missing"), "{text}");
+    assert!(!text.contains('<'), "no XML: {text}");
 }

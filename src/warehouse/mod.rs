@@ -40,6 +40,39 @@ pub enum WarehouseError {
         /// What went wrong.
         reason: String,
     },
+    /// The warehouse refused for a reason retrying cannot fix: a wrong setting,
+    /// credential or privilege. The reason names the setting to change.
+    #[error("warehouse {url}: {reason}")]
+    Setup {
+        /// URL with any password removed.
+        url: String,
+        /// What is wrong and what to change.
+        reason: String,
+    },
+    /// The URL points at nothing bankpipe made: no database file, no database, or a
+    /// database without the bankpipe schema. Read-only commands stop here instead of
+    /// creating one.
+    #[error("no warehouse at {url}: {reason}")]
+    NoWarehouse {
+        /// URL with any password removed.
+        url: String,
+        /// What was found instead, and the command that creates it.
+        reason: String,
+    },
+    /// The schema misses migrations this binary knows; only `migrate`, `run`, `demo`,
+    /// `reprocess` and `rotate-key` apply them.
+    #[error(
+        "warehouse schema is at version {found}, this bankpipe needs {known}: run `bankpipe migrate` \
+         (pending: {pending})"
+    )]
+    SchemaBehind {
+        /// Highest version applied.
+        found: i64,
+        /// Highest version this binary knows.
+        known: i64,
+        /// The pending migrations, `NNNN name` joined by commas.
+        pending: String,
+    },
     /// A schema migration could not be applied (nothing of it was).
     #[error(
         "warehouse migration {version:04} ({name}) failed: {reason} (nothing of it was applied; see \
@@ -422,7 +455,8 @@ pub struct RejectEntry {
     pub field: Option<String>,
     /// Explanation.
     pub detail: Option<String>,
-    /// Raw text (lossy UTF-8 for `invalid_encoding` rows).
+    /// Raw text (lossy UTF-8 for `invalid_encoding` rows); empty when the role may not
+    /// read it (see [`Warehouse::can_read_raw`]).
     pub raw: String,
 }
 
@@ -471,15 +505,36 @@ pub struct RunEntry {
     pub status: String,
 }
 
+/// What kind of failure a warehouse error is: decides whether it is retried and which
+/// exit status it gives (issue #9: a wrong password retried as if transient can lock
+/// the account).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// A setting, credential or privilege is wrong: never retried (exit status 2).
+    Setup,
+    /// The network or the server is unavailable for now: retried with backoff (exit
+    /// status 3 once the retries run out).
+    Transient,
+    /// Anything else the warehouse failed at: not retried (exit status 3).
+    Other,
+}
+
 impl WarehouseError {
-    /// Whether retrying after a reconnect may succeed (connection lost, server
-    /// restarting, serialization failure, too many connections).
-    pub fn is_transient(&self) -> bool {
+    /// The kind of failure (see [`Fault`]).
+    pub fn fault(&self) -> Fault {
         match self {
-            WarehouseError::Pg { source, .. } => postgres::is_transient(source),
+            WarehouseError::Setup { .. }
+            | WarehouseError::NoWarehouse { .. }
+            | WarehouseError::SchemaBehind { .. }
+            | WarehouseError::SchemaTooNew { .. }
+            | WarehouseError::Migration { .. }
+            | WarehouseError::WrongMasterKey { .. }
+            | WarehouseError::UnsupportedUrl(_) => Fault::Setup,
+            WarehouseError::Pg { source, .. } => postgres::fault(source),
+            WarehouseError::Sql { source, .. } => sqlite::fault(source),
             WarehouseError::Unreachable { reason, .. } => {
                 let r = reason.to_ascii_lowercase();
-                [
+                let transient = [
                     "connection refused",
                     "connection reset",
                     "too many",
@@ -487,12 +542,28 @@ impl WarehouseError {
                     "starting up",
                     "timed out",
                     "error connecting",
+                    "error communicating",
+                    "database is locked",
                 ]
                 .iter()
-                .any(|s| r.contains(s))
+                .any(|s| r.contains(s));
+                if transient {
+                    Fault::Transient
+                } else {
+                    Fault::Other
+                }
             }
-            _ => false,
+            WarehouseError::NotClaimed { .. }
+            | WarehouseError::Rewrap { .. }
+            | WarehouseError::Source(_)
+            | WarehouseError::Aborted(_) => Fault::Other,
         }
+    }
+
+    /// Whether retrying after a reconnect may succeed (connection lost, server
+    /// restarting, serialization failure, too many connections).
+    pub fn is_transient(&self) -> bool {
+        self.fault() == Fault::Transient
     }
 }
 
@@ -505,24 +576,182 @@ pub enum Warehouse {
     Postgres(Box<postgres::PgWarehouse>),
 }
 
+/// How a command opens the warehouse. Only the commands that write create one (issue
+/// #9): `status` against a mistyped URL must say so, not leave an empty warehouse there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Create the warehouse when the URL points at nothing (SQLite: the file and its
+    /// folder; PostgreSQL: the schema, in an existing database).
+    Create,
+    /// The warehouse must exist: [`WarehouseError::NoWarehouse`] otherwise.
+    Existing,
+}
+
+/// One schema migration, as `migrate` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MigrationInfo {
+    /// Version (the `NNNN` of `sql/<backend>/NNNN_name.sql`).
+    pub version: i64,
+    /// Name.
+    pub name: &'static str,
+}
+
+impl std::fmt::Display for MigrationInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04} {}", self.version, self.name)
+    }
+}
+
+/// The migrations of `known` not in `done`, after refusing a schema newer than them.
+fn pending_of(known: &[(i64, &'static str, &str)], done: &[i64]) -> Result<Vec<MigrationInfo>> {
+    let newest = known.last().map_or(0, |m| m.0);
+    if let Some(&found) = done.iter().max().filter(|f| **f > newest) {
+        return Err(WarehouseError::SchemaTooNew {
+            found,
+            known: newest,
+        });
+    }
+    Ok(known
+        .iter()
+        .filter(|m| !done.contains(&m.0))
+        .map(|&(version, name, _)| MigrationInfo { version, name })
+        .collect())
+}
+
 impl Warehouse {
-    /// Opens the warehouse named by `url` and applies pending migrations.
+    /// Opens the warehouse named by `url`, creating it when missing, and applies
+    /// pending migrations: what `run` and `demo` do.
     ///
     /// # Errors
-    /// [`WarehouseError::Unreachable`] when it cannot be opened,
-    /// [`WarehouseError::UnsupportedUrl`] for an unknown scheme.
+    /// [`WarehouseError::Unreachable`] when it cannot be reached,
+    /// [`WarehouseError::Setup`] when it refuses (credentials, privileges),
+    /// [`WarehouseError::UnsupportedUrl`] for an unknown scheme, migration failures.
     pub fn open(url: &str) -> Result<Warehouse> {
+        let mut w = Warehouse::connect(url, Access::Create)?;
+        w.migrate()?;
+        Ok(w)
+    }
+
+    /// Opens an existing warehouse without changing its schema, and checks that the
+    /// schema is the one this binary knows: what the read-only commands do.
+    ///
+    /// # Errors
+    /// [`WarehouseError::NoWarehouse`] when the URL points at nothing bankpipe made,
+    /// [`WarehouseError::SchemaBehind`] / [`WarehouseError::SchemaTooNew`], and the
+    /// errors of [`Warehouse::open`].
+    pub fn open_read_only(url: &str) -> Result<Warehouse> {
+        let mut w = Warehouse::connect(url, Access::Existing)?;
+        w.require_current()?;
+        Ok(w)
+    }
+
+    /// Opens the warehouse named by `url` without applying migrations.
+    ///
+    /// # Errors
+    /// As [`Warehouse::open`]; with [`Access::Existing`],
+    /// [`WarehouseError::NoWarehouse`] when there is none.
+    pub fn connect(url: &str, access: Access) -> Result<Warehouse> {
         if let Some(path) = sqlite::path_from_url(url) {
-            return Ok(Warehouse::Sqlite(sqlite::SqliteWarehouse::open(&path)?));
+            return Ok(Warehouse::Sqlite(sqlite::SqliteWarehouse::connect(
+                &path, access,
+            )?));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(Warehouse::Postgres(Box::new(postgres::PgWarehouse::open(
-                url,
-            )?)));
+            return Ok(Warehouse::Postgres(Box::new(
+                postgres::PgWarehouse::connect(url)?,
+            )));
         }
         Err(WarehouseError::UnsupportedUrl(crate::config::redact_url(
             url,
         )))
+    }
+
+    /// The URL of this warehouse, without secrets.
+    pub fn display_url(&self) -> String {
+        match self {
+            Warehouse::Sqlite(w) => w.display_url(),
+            Warehouse::Postgres(w) => w.display_url().to_owned(),
+        }
+    }
+
+    /// Applies pending migrations (each once, all-or-nothing; safe when several
+    /// processes start at once) and returns those applied, oldest first.
+    ///
+    /// # Errors
+    /// [`WarehouseError::Migration`], [`WarehouseError::SchemaTooNew`], SQL failures.
+    pub fn migrate(&mut self) -> Result<Vec<MigrationInfo>> {
+        match self {
+            Warehouse::Sqlite(w) => w.migrate(),
+            Warehouse::Postgres(w) => w.migrate(),
+        }
+    }
+
+    /// The migrations [`Warehouse::migrate`] would apply, without applying them.
+    ///
+    /// # Errors
+    /// [`WarehouseError::SchemaTooNew`], SQL failures.
+    pub fn pending(&mut self) -> Result<Vec<MigrationInfo>> {
+        let done = self.applied()?.unwrap_or_default();
+        pending_of(self.known(), &done)
+    }
+
+    /// The migrations this binary knows for this backend.
+    fn known(&self) -> &'static [(i64, &'static str, &'static str)] {
+        match self {
+            Warehouse::Sqlite(_) => sqlite::MIGRATIONS,
+            Warehouse::Postgres(_) => postgres::MIGRATIONS,
+        }
+    }
+
+    /// Refuses a warehouse without the bankpipe schema, or whose schema is behind or
+    /// ahead of this binary.
+    ///
+    /// # Errors
+    /// [`WarehouseError::NoWarehouse`], [`WarehouseError::SchemaBehind`],
+    /// [`WarehouseError::SchemaTooNew`], SQL failures.
+    pub fn require_current(&mut self) -> Result<()> {
+        let Some(done) = self.applied()? else {
+            return Err(WarehouseError::NoWarehouse {
+                url: self.display_url(),
+                reason: "it holds no bankpipe schema; `bankpipe migrate` (or `bankpipe run`) \
+                         creates it"
+                    .into(),
+            });
+        };
+        let pending = pending_of(self.known(), &done)?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        Err(WarehouseError::SchemaBehind {
+            found: done.iter().copied().max().unwrap_or(0),
+            known: self.known().last().map_or(0, |m| m.0),
+            pending: pending
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// The highest migration applied (0 for none).
+    ///
+    /// # Errors
+    /// SQL failures.
+    pub fn schema_version(&mut self) -> Result<i64> {
+        Ok(self
+            .applied()?
+            .unwrap_or_default()
+            .into_iter()
+            .max()
+            .unwrap_or(0))
+    }
+
+    /// Versions recorded in `schema_migrations`; `None` when that table does not exist.
+    fn applied(&mut self) -> Result<Option<Vec<i64>>> {
+        match self {
+            Warehouse::Sqlite(w) => w.applied(),
+            Warehouse::Postgres(w) => w.applied(),
+        }
     }
 
     /// Records the start of a run; runs left `running` by a dead process become
@@ -635,10 +864,12 @@ impl Warehouse {
     /// On SQL failure, or for a backend without roles.
     pub fn create_roles(&mut self) -> Result<()> {
         match self {
-            Warehouse::Sqlite(_) => Err(WarehouseError::Aborted(
-                "roles exist only in PostgreSQL; SQLite access is controlled by file permissions"
+            Warehouse::Sqlite(w) => Err(WarehouseError::Setup {
+                url: w.display_url(),
+                reason: "roles exist only in PostgreSQL; SQLite access is controlled by file \
+                         permissions"
                     .into(),
-            )),
+            }),
             Warehouse::Postgres(w) => w.create_roles(),
         }
     }
@@ -791,7 +1022,8 @@ impl Warehouse {
         }
     }
 
-    /// Quarantined rows.
+    /// Quarantined rows; with an empty raw text when the role may not read it
+    /// ([`Warehouse::can_read_raw`]).
     ///
     /// # Errors
     /// On SQL failure.
@@ -799,6 +1031,18 @@ impl Warehouse {
         match self {
             Warehouse::Sqlite(w) => w.rejects(filter),
             Warehouse::Postgres(w) => w.rejects(filter),
+        }
+    }
+
+    /// Whether this session may read the raw text of rejected rows: not as PostgreSQL
+    /// `bankpipe_reader`, since it may hold personal data.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn can_read_raw(&mut self) -> Result<bool> {
+        match self {
+            Warehouse::Sqlite(_) => Ok(true),
+            Warehouse::Postgres(w) => w.can_read_raw(),
         }
     }
 

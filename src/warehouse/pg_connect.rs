@@ -84,7 +84,12 @@ impl Target {
                         "require" => SslMode::Require,
                         "verify-ca" => SslMode::VerifyCa,
                         "verify-full" => SslMode::VerifyFull,
-                        other => return Err(bad(format!("unknown sslmode {other:?}"))),
+                        other => {
+                            return Err(bad(format!(
+                                "unknown sslmode {other:?}: use disable, allow, prefer, require, \
+                                 verify-ca or verify-full"
+                            )));
+                        }
                     }
                 }
                 "sslrootcert" => root_cert = Some(v.into_owned()),
@@ -103,7 +108,7 @@ impl Target {
         let text = parsed.as_str().replace('+', "%20");
         let mut config: postgres::Config = text
             .parse()
-            .map_err(|e: postgres::Error| bad(e.to_string()))?;
+            .map_err(|e: postgres::Error| bad(super::postgres::describe(&e)))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }

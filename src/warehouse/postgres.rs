@@ -23,8 +23,8 @@ use postgres::{Client, Transaction};
 use super::pg_connect::{ConnectError, Target};
 use super::pg_copy as enc;
 use super::{
-    Claim, FileEntry, FileStatus, LoadPlan, NewFile, RejectEntry, RejectFilter, Result, RunEntry,
-    Stored, Summary, Tally, WarehouseError,
+    Claim, Fault, FileEntry, FileStatus, LoadPlan, MigrationInfo, NewFile, RejectEntry,
+    RejectFilter, Result, RunEntry, Stored, Summary, Tally, WarehouseError,
 };
 use crate::crypt::Sealed;
 use crate::model::Total;
@@ -32,7 +32,7 @@ use crate::scan::{Batch, BatchSource, ValidRow};
 use crate::validate::Rule;
 
 /// Versioned migrations, applied in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../sql/postgres/0001_init.sql")),
     (
         2,
@@ -83,9 +83,10 @@ fn pg(context: &'static str) -> impl FnOnce(postgres::Error) -> WarehouseError {
 }
 
 /// A driver error as one line: the server's severity, SQLSTATE and message (the bare
-/// `Display` says only "db error"), or the client-side cause.
+/// `Display` says only "db error"), or the client-side cause; then, for a failure an
+/// operator must fix, what to change ([`remedy`]).
 pub fn describe(e: &postgres::Error) -> String {
-    match e.as_db_error() {
+    let mut s = match e.as_db_error() {
         Some(db) => {
             let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
             if let Some(d) = db.detail() {
@@ -93,41 +94,161 @@ pub fn describe(e: &postgres::Error) -> String {
             }
             s
         }
-        None => {
-            let mut s = e.to_string();
-            let mut cause = std::error::Error::source(e);
-            while let Some(c) = cause {
-                s.push_str(&format!(": {c}"));
-                cause = c.source();
-            }
-            s
-        }
+        None => describe_chain(e),
+    };
+    if let Some(fix) = remedy(e) {
+        s.push_str("; ");
+        s.push_str(fix);
     }
+    s
 }
 
 /// Whether a driver error is worth retrying: connection loss, server shutdown,
 /// serialization failures, deadlocks, too many connections.
 pub fn is_transient(e: &postgres::Error) -> bool {
+    fault(e) == Fault::Transient
+}
+
+/// What kind of failure a driver error is. Authentication, a missing database, a
+/// privilege the role lacks, a read-only server, TLS the server or its certificate
+/// cannot provide, and a client-side configuration error are [`Fault::Setup`]: the
+/// same attempt would fail the same way, and retrying a wrong password can lock the
+/// account.
+pub fn fault(e: &postgres::Error) -> Fault {
     if e.is_closed() {
-        return true;
+        return Fault::Transient;
     }
-    match e.code() {
-        Some(code) => {
-            let c = code.code();
-            c.starts_with("08")
-                || [
-                    SqlState::ADMIN_SHUTDOWN,
-                    SqlState::CRASH_SHUTDOWN,
-                    SqlState::CANNOT_CONNECT_NOW,
-                    SqlState::T_R_SERIALIZATION_FAILURE,
-                    SqlState::T_R_DEADLOCK_DETECTED,
-                    SqlState::TOO_MANY_CONNECTIONS,
-                ]
-                .contains(code)
+    if let Some(code) = e.code() {
+        let c = code.code();
+        return if c.starts_with("08")
+            || [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+                SqlState::T_R_SERIALIZATION_FAILURE,
+                SqlState::T_R_DEADLOCK_DETECTED,
+                SqlState::TOO_MANY_CONNECTIONS,
+            ]
+            .contains(code)
+        {
+            Fault::Transient
+        } else if c.starts_with("28")
+            || [
+                SqlState::INVALID_CATALOG_NAME,
+                SqlState::INSUFFICIENT_PRIVILEGE,
+                SqlState::INVALID_SCHEMA_NAME,
+                SqlState::READ_ONLY_SQL_TRANSACTION,
+            ]
+            .contains(code)
+        {
+            Fault::Setup
+        } else {
+            Fault::Other
+        };
+    }
+    // No SQLSTATE: the driver's own error; its kind is private, but its `Display` is
+    // exactly the kind's phrase (the cause is only in `source()`).
+    match e.to_string().as_str() {
+        "error communicating with the server"
+        | "error connecting to server"
+        | "timeout waiting for server" => Fault::Transient,
+        "error performing TLS handshake" => {
+            // A certificate rustls refuses, or a server without TLS, is a setting; a
+            // connection cut during the handshake is not.
+            if tls_refusal(e) {
+                Fault::Setup
+            } else {
+                Fault::Transient
+            }
         }
-        // No SQLSTATE: an I/O error (refused, reset) or a timeout.
-        None => e.as_db_error().is_none(),
+        "authentication error" | "invalid configuration" | "invalid connection string" => {
+            Fault::Setup
+        }
+        _ => Fault::Other,
     }
+}
+
+/// Whether a TLS handshake failed on a setting: rustls refused the server (its
+/// certificate), or the server offers no TLS.
+fn tls_refusal(e: &postgres::Error) -> bool {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.is::<rustls::Error>() || c.to_string().contains("does not support TLS") {
+            return true;
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// What to change for a failure an operator must fix, naming the setting.
+pub fn remedy(e: &postgres::Error) -> Option<&'static str> {
+    if let Some(code) = e.code() {
+        let c = code.code();
+        return Some(match c {
+            "28P01" => {
+                "check the password in the warehouse URL (BANKPIPE_WAREHOUSE_URL or warehouse_url); \
+                 bankpipe does not retry it, so a wrong one cannot lock the account"
+            }
+            _ if c.starts_with("28") => {
+                "check the user name in the warehouse URL (BANKPIPE_WAREHOUSE_URL or warehouse_url) \
+                 and the server's pg_hba.conf"
+            }
+            "3D000" => {
+                "create the database (createdb), or fix the database name in the warehouse URL \
+                 (BANKPIPE_WAREHOUSE_URL or warehouse_url)"
+            }
+            "42501" => {
+                "this login lacks a privilege: `run` and `reprocess` need a role granted \
+                 bankpipe_loader, `migrate` needs bankpipe_owner, reading needs bankpipe_reader \
+                 (docs/POSTGRES.md); or fix the user in the warehouse URL"
+            }
+            "3F000" => {
+                "the schema is missing: check `options=-c search_path=...` in the warehouse URL"
+            }
+            "25006" => {
+                "the server is read-only (a standby?): point the warehouse URL at the primary"
+            }
+            _ => return None,
+        });
+    }
+    let text = describe_chain(e);
+    Some(if text.contains("password missing") {
+        "the server asks for a password: put it in the warehouse URL \
+         (postgres://user:PASSWORD@host/db, BANKPIPE_WAREHOUSE_URL or warehouse_url)"
+    } else if text.contains("does not support TLS") {
+        "the server offers no TLS: set sslmode=disable in the warehouse URL, or turn ssl on \
+         at the server"
+    } else if fault(e) == Fault::Setup && text.contains("TLS") {
+        "the server's certificate is not trusted: set sslrootcert=/path/to/ca.pem in the \
+         warehouse URL (and, for verify-full, use the host name the certificate names)"
+    } else if text.contains("unknown option") {
+        "remove or correct that parameter in the warehouse URL (BANKPIPE_WAREHOUSE_URL or \
+         warehouse_url)"
+    } else if fault(e) == Fault::Setup {
+        "check the warehouse URL (BANKPIPE_WAREHOUSE_URL or warehouse_url)"
+    } else {
+        return None;
+    })
+}
+
+/// The error and its causes, for matching the driver's client-side messages.
+fn describe_chain(e: &postgres::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
 }
 
 fn backend_pid(client: &mut Client) -> Result<i32> {
@@ -154,25 +275,58 @@ impl std::fmt::Debug for PgWarehouse {
 }
 
 impl PgWarehouse {
-    /// Connects and applies pending migrations.
+    /// Connects; applies no migration. The database must exist whatever the
+    /// [`Access`]: bankpipe never creates databases, only its schema inside one (by
+    /// migrating), so the difference lies in who calls [`PgWarehouse::migrate`].
     ///
     /// # Errors
-    /// [`WarehouseError::Unreachable`] when the server cannot be reached or refuses the
-    /// login; the message never holds the password.
-    pub fn open(url: &str) -> Result<PgWarehouse> {
-        let target = Target::parse(url).map_err(|e| WarehouseError::Unreachable {
+    /// [`WarehouseError::Unreachable`] when the server cannot be reached (after
+    /// retries), [`WarehouseError::Setup`] when the URL is invalid or the server refuses
+    /// the login (never retried), [`WarehouseError::NoWarehouse`] when the database
+    /// does not exist; the message never holds the password.
+    pub fn connect(url: &str) -> Result<PgWarehouse> {
+        let target = Target::parse(url).map_err(|e| WarehouseError::Setup {
             url: e.url.clone(),
             reason: e.reason,
         })?;
         let mut client = connect(&target)?;
         let pid = backend_pid(&mut client)?;
-        let mut w = PgWarehouse {
+        Ok(PgWarehouse {
             target,
             client,
             pid,
-        };
-        w.migrate()?;
-        Ok(w)
+        })
+    }
+
+    /// The URL without secrets.
+    pub fn display_url(&self) -> &str {
+        &self.target.display
+    }
+
+    /// Versions recorded in `schema_migrations`; `None` when there is no such table.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn applied(&mut self) -> Result<Option<Vec<i64>>> {
+        let exists: bool = self
+            .client
+            .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+            .map_err(pg("reading schema version"))?
+            .get(0);
+        if !exists {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.client
+                .query(
+                    "SELECT version FROM schema_migrations ORDER BY version",
+                    &[],
+                )
+                .map_err(pg("reading schema version"))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+        ))
     }
 
     /// Drops the session and connects again (after a transient failure). Claims held
@@ -198,11 +352,11 @@ impl PgWarehouse {
     }
 
     /// Applies pending migrations under an advisory lock (several workers may start at
-    /// once); returns how many ran.
+    /// once); returns those applied.
     ///
     /// # Errors
     /// SQL failures (for example a role without DDL rights facing a pending migration).
-    pub fn migrate(&mut self) -> Result<usize> {
+    pub fn migrate(&mut self) -> Result<Vec<MigrationInfo>> {
         let mut tx = self
             .client
             .transaction()
@@ -230,7 +384,7 @@ impl PgWarehouse {
         if let Some(&found) = done.iter().max().filter(|f| **f > known) {
             return Err(WarehouseError::SchemaTooNew { found, known });
         }
-        let mut applied = 0;
+        let mut applied = Vec::new();
         // Every missing version is applied, not only those above the highest.
         for (version, name, text) in MIGRATIONS {
             if done.contains(version) {
@@ -255,7 +409,10 @@ impl PgWarehouse {
                 &[version, name],
             )
             .map_err(pg("recording migration"))?;
-            applied += 1;
+            applied.push(MigrationInfo {
+                version: *version,
+                name,
+            });
         }
         tx.commit().map_err(pg("committing migration"))?;
         Ok(applied)
@@ -266,9 +423,22 @@ impl PgWarehouse {
     /// # Errors
     /// SQL failures (it needs a role allowed to create roles).
     pub fn create_roles(&mut self) -> Result<()> {
-        self.client
-            .batch_execute(ROLES)
-            .map_err(pg("creating roles"))
+        self.client.batch_execute(ROLES).map_err(|e| {
+            if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+                WarehouseError::Setup {
+                    url: self.target.display.clone(),
+                    reason: format!(
+                        "{}: `bankpipe migrate --create-roles` may be run only by a superuser, \
+                             or by the role that owns the bankpipe tables if it also has \
+                             CREATEROLE; user {:?} is neither",
+                        e.as_db_error().map_or("permission denied", |d| d.message()),
+                        self.target.config.get_user().unwrap_or("?")
+                    ),
+                }
+            } else {
+                pg("creating roles")(e)
+            }
+        })
     }
 
     pub(super) fn start_run(&mut self, run_id: &str, started_at: &str) -> Result<()> {
@@ -856,15 +1026,35 @@ impl PgWarehouse {
             .collect())
     }
 
+    pub(super) fn can_read_raw(&mut self) -> Result<bool> {
+        Ok(self
+            .client
+            .query_one(
+                "SELECT has_column_privilege('rejected_rows', 'raw', 'SELECT')",
+                &[],
+            )
+            .map_err(pg("checking privileges"))?
+            .get(0))
+    }
+
     pub(super) fn rejects(&mut self, filter: &RejectFilter) -> Result<Vec<RejectEntry>> {
+        // bankpipe_reader may read every column of rejected_rows but `raw` (it may hold
+        // personal data): ask first rather than fail on the column grant.
+        let raw = if self.can_read_raw()? {
+            "r.raw"
+        } else {
+            "NULL::text"
+        };
         let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
         let rows = self
             .client
             .query(
-                "SELECT r.file_id, f.original_name, r.line_no, r.rule, r.field, r.detail, r.raw
-                 FROM rejected_rows r JOIN files f ON f.file_id = r.file_id
-                 WHERE ($1::bigint IS NULL OR r.file_id = $1) AND ($2::text IS NULL OR r.rule = $2)
-                 ORDER BY r.file_id, r.line_no LIMIT $3",
+                &format!(
+                    "SELECT r.file_id, f.original_name, r.line_no, r.rule, r.field, r.detail, {raw}
+                     FROM rejected_rows r JOIN files f ON f.file_id = r.file_id
+                     WHERE ($1::bigint IS NULL OR r.file_id = $1) AND ($2::text IS NULL OR r.rule = $2)
+                     ORDER BY r.file_id, r.line_no LIMIT $3"
+                ),
                 &[&filter.file_id, &filter.rule, &limit],
             )
             .map_err(pg("listing rejects"))?;
@@ -947,8 +1137,10 @@ impl PgWarehouse {
 
 /// Connects, retrying transient refusals (server restarting, connection refused or
 /// reset, too many connections) with the shared backoff (`retry::backoff`, 4 retries,
-/// ~3-5 s in all); a wrong
-/// password or a missing database fails at once.
+/// ~3-5 s in all). A refusal retrying cannot fix (wrong password, missing database or
+/// password, TLS the server or its certificate cannot provide) fails at once as
+/// [`WarehouseError::Setup`] (or [`WarehouseError::NoWarehouse`] for a missing
+/// database).
 fn connect(target: &Target) -> Result<Client> {
     let mut attempt = 1;
     loop {
@@ -956,15 +1148,22 @@ fn connect(target: &Target) -> Result<Client> {
             Ok(client) => return Ok(client),
             Err(e) => e,
         };
-        let transient = matches!(&err, ConnectError::Driver(d) if is_transient(d));
-        let error = WarehouseError::Unreachable {
-            url: target.display.clone(),
-            reason: match err {
-                ConnectError::Driver(d) => describe(&d),
-                ConnectError::Tls(t) => t,
-            },
+        let (fault, reason) = match &err {
+            ConnectError::Driver(d) => (fault(d), describe(d)),
+            ConnectError::Tls(t) => (
+                Fault::Setup,
+                format!("{t}; fix sslrootcert in the warehouse URL"),
+            ),
         };
-        if !transient || attempt >= 5 {
+        let url = target.display.clone();
+        let error = match (&err, fault) {
+            (ConnectError::Driver(d), _) if d.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {
+                WarehouseError::NoWarehouse { url, reason }
+            }
+            (_, Fault::Setup) => WarehouseError::Setup { url, reason },
+            _ => WarehouseError::Unreachable { url, reason },
+        };
+        if fault != Fault::Transient || attempt >= 5 {
             return Err(error);
         }
         let delay = crate::retry::backoff(attempt);

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Claim, FileEntry, FileStatus, LoadPlan, NewFile, RejectEntry, RejectFilter, Result, RunEntry,
-    Stored, Summary, Tally, WarehouseError,
+    Access, Claim, Fault, FileEntry, FileStatus, LoadPlan, MigrationInfo, NewFile, RejectEntry,
+    RejectFilter, Result, RunEntry, Stored, Summary, Tally, WarehouseError,
 };
 use crate::crypt::Sealed;
 use crate::model::Total;
@@ -20,7 +20,7 @@ use crate::scan::{Batch, BatchSource, ValidRow};
 use crate::validate::{Rule, WarningCounts};
 
 /// Versioned migrations, applied in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../sql/sqlite/0001_init.sql")),
     (
         2,
@@ -49,6 +49,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// Every migration this binary knows, for `migrate --dry-run` where no warehouse exists
+/// yet.
+pub fn known_migrations() -> Vec<MigrationInfo> {
+    MIGRATIONS
+        .iter()
+        .map(|&(version, name, _)| MigrationInfo { version, name })
+        .collect()
+}
+
 /// Refuses a warehouse migrated by a newer bankpipe: its schema may lack what this
 /// binary writes (a column a newer migration dropped).
 fn check_not_newer(done: &[i64]) -> Result<()> {
@@ -73,29 +82,83 @@ fn sql(context: &'static str) -> impl FnOnce(rusqlite::Error) -> WarehouseError 
     move |source| WarehouseError::Sql { context, source }
 }
 
+/// What kind of failure a SQLite error is: a file that is not a database, cannot be
+/// opened or written for lack of permission is a setting to fix; a locked database is
+/// worth waiting for.
+pub fn fault(e: &rusqlite::Error) -> Fault {
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(C::DatabaseBusy | C::DatabaseLocked) => Fault::Transient,
+        Some(
+            C::NotADatabase
+            | C::CannotOpen
+            | C::ReadOnly
+            | C::PermissionDenied
+            | C::AuthorizationForStatementDenied,
+        ) => Fault::Setup,
+        _ => Fault::Other,
+    }
+}
+
 /// The SQLite backend.
 #[derive(Debug)]
 pub struct SqliteWarehouse {
     conn: Connection,
+    path: PathBuf,
 }
 
 impl SqliteWarehouse {
-    /// Opens (creating if needed) the database and migrates it.
+    /// Opens the database; with [`Access::Create`] its folder and file are created when
+    /// missing. Applies no migration.
     ///
     /// # Errors
-    /// [`WarehouseError::Unreachable`] when the file cannot be opened or is not a
-    /// database.
-    pub fn open(path: &Path) -> Result<SqliteWarehouse> {
-        let unreachable = |reason: String| WarehouseError::Unreachable {
-            url: format!("sqlite://{}", path.display()),
-            reason,
+    /// [`WarehouseError::NoWarehouse`] when it must exist and does not,
+    /// [`WarehouseError::Setup`] when the file is not a database or may not be opened,
+    /// [`WarehouseError::Unreachable`] for other failures.
+    pub fn connect(path: &Path, access: Access) -> Result<SqliteWarehouse> {
+        let url = format!("sqlite://{}", path.display());
+        let failed = |e: rusqlite::Error| {
+            if fault(&e) == Fault::Setup {
+                WarehouseError::Setup {
+                    url: url.clone(),
+                    reason: format!(
+                        "{e}: check the path and permissions of the database file (warehouse_url)"
+                    ),
+                }
+            } else {
+                WarehouseError::Unreachable {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                }
+            }
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
-            && path.as_os_str() != ":memory:"
-        {
-            std::fs::create_dir_all(parent).map_err(|e| unreachable(e.to_string()))?;
+        let memory = path.as_os_str() == ":memory:";
+        let mut flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        match access {
+            Access::Create => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+                    && !memory
+                {
+                    std::fs::create_dir_all(parent).map_err(|e| WarehouseError::Setup {
+                        url: url.clone(),
+                        reason: format!("cannot create its folder {}: {e}", parent.display()),
+                    })?;
+                }
+                flags |= rusqlite::OpenFlags::SQLITE_OPEN_CREATE;
+            }
+            Access::Existing if memory || !path.is_file() => {
+                return Err(WarehouseError::NoWarehouse {
+                    url,
+                    reason: "no such database file; check warehouse_url (or --data-dir), or \
+                             create it with `bankpipe migrate`"
+                        .into(),
+                });
+            }
+            Access::Existing => {}
         }
-        let conn = Connection::open(path).map_err(|e| unreachable(e.to_string()))?;
+        let conn = Connection::open_with_flags(path, flags).map_err(failed)?;
         // Durable commits with a rollback journal: WAL is slower for one large
         // transaction per file, and process crashes are covered either way.
         conn.execute_batch(
@@ -106,28 +169,54 @@ impl SqliteWarehouse {
              PRAGMA cache_size = -65536;
              PRAGMA temp_store = MEMORY;",
         )
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(failed)?;
         conn.set_prepared_statement_cache_capacity(64);
-        let mut w = SqliteWarehouse { conn };
-        w.migrate().map_err(|e| match e {
-            e @ (WarehouseError::Migration { .. } | WarehouseError::SchemaTooNew { .. }) => e,
-            e => unreachable(e.to_string()),
-        })?;
-        Ok(w)
+        Ok(SqliteWarehouse {
+            conn,
+            path: path.to_owned(),
+        })
     }
 
-    /// Applies pending migrations; returns how many ran.
+    /// `sqlite://PATH`.
+    pub fn display_url(&self) -> String {
+        format!("sqlite://{}", self.path.display())
+    }
+
+    /// Versions recorded in `schema_migrations`; `None` when there is no such table.
     ///
     /// # Errors
     /// On SQL failure.
-    pub fn migrate(&mut self) -> Result<usize> {
+    pub fn applied(&mut self) -> Result<Option<Vec<i64>>> {
+        let exists: bool = self
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql("reading schema version"))?;
+        if !exists {
+            return Ok(None);
+        }
+        self.conn
+            .prepare("SELECT version FROM schema_migrations ORDER BY version")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map(Some)
+            .map_err(sql("reading schema version"))
+    }
+
+    /// Applies pending migrations; returns those applied.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn migrate(&mut self) -> Result<Vec<MigrationInfo>> {
         self.conn
             .execute_batch(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (
                     version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
             )
             .map_err(sql("creating schema_migrations"))?;
-        let mut applied = 0;
+        let mut applied = Vec::new();
         for (version, name, text) in MIGRATIONS {
             // The versions are read inside the write transaction: two processes opening a
             // new warehouse at once apply each migration once. Every missing version is
@@ -156,7 +245,10 @@ impl SqliteWarehouse {
             )
             .map_err(sql("recording migration"))?;
             tx.commit().map_err(sql("committing migration"))?;
-            applied += 1;
+            applied.push(MigrationInfo {
+                version: *version,
+                name,
+            });
         }
         Ok(applied)
     }
