@@ -367,16 +367,16 @@ fn process_with_retries(
             }
             other => {
                 if let Ok(report) = &other
-                    && let Some(id) = report
-                        .file_id
-                        .filter(|_| report.status != Outcome::DuplicateFile)
+                    && let Some(id) = report.file_id.filter(|_| {
+                        report.duplicate_of.is_none() && report.status != Outcome::DuplicateFile
+                    })
                 {
                     // Best effort: a dropped session releases its claims anyway.
                     let _ = ctx.warehouse.release(id);
                 }
                 if let (Some(own), Ok(report)) = (earlier_claim, &other)
                     && report.file_id == Some(own)
-                    && report.status == Outcome::DuplicateFile
+                    && (report.duplicate_of.is_some() || report.status == Outcome::DuplicateFile)
                 {
                     let report = report.clone();
                     return Ok(match reconcile_retry(ctx, run_id, own, report.clone()) {
@@ -436,6 +436,8 @@ fn reconcile_retry(
         }
         _ => return Ok(report),
     }
+    // Its own earlier attempt, not another file's content.
+    report.duplicate_of = None;
     report.profile = entry.profile;
     report.lake_key = Some(entry.lake_key);
     Ok(report)
@@ -565,12 +567,10 @@ fn process_file(
     tracing::debug!(file = %name, elapsed_s = clock.elapsed().as_secs_f64(), "Fingerprinted.");
     progress.file_started(&name, bytes);
 
-    if let Some((file_id, original, status)) = ctx.warehouse.find_file(&sha256)?
+    if let Some((file_id, _, status)) = ctx.warehouse.find_file(&sha256)?
         && status != FileStatus::Landing
     {
-        report.status = Outcome::DuplicateFile;
-        report.file_id = Some(file_id);
-        info!(file = %name, duplicate_of = %original, file_id, "Same content already processed; skipped.");
+        seen_before(ctx, &mut report, file_id)?;
         return Ok(finish(report, progress));
     }
 
@@ -630,8 +630,7 @@ fn process_file(
             (file_id, key, true)
         }
         Claim::Duplicate { file_id, .. } => {
-            report.status = Outcome::DuplicateFile;
-            report.file_id = Some(file_id);
+            seen_before(ctx, &mut report, file_id)?;
             return Ok(finish(report, progress));
         }
         Claim::Busy { file_id } => {
@@ -681,7 +680,7 @@ fn process_file(
         Err(WarehouseError::NotClaimed { .. }) => {
             // Another worker finished it since our claim.
             let _ = ctx.warehouse.release(file_id);
-            report.status = Outcome::DuplicateFile;
+            seen_before(ctx, &mut report, file_id)?;
             return Ok(finish(report, progress));
         }
         Err(e) => return Err(e.into()),
@@ -834,7 +833,7 @@ fn process_file(
                 let _ = join_landing(h);
             }
             let _ = ctx.warehouse.release(file_id);
-            report.status = Outcome::DuplicateFile;
+            seen_before(ctx, &mut report, file_id)?;
         }
         Err(e) => {
             if let Some(h) = landing.take() {
@@ -844,6 +843,39 @@ fn process_file(
         }
     }
     Ok(finish(report, progress))
+}
+
+/// Content the catalog already holds under `earlier`: a duplicate of a loaded file, or,
+/// when that file failed, a failure again with the earlier id, its reason and the way
+/// out. Skipping content that failed must not read as success (issue 8 §3): it counts as
+/// a failed file for the exit status, and `duplicate_of` names the earlier file either
+/// way.
+fn seen_before(ctx: &mut Context, report: &mut FileReport, earlier: i64) -> Result<(), RunError> {
+    report.file_id = Some(earlier);
+    report.status = Outcome::DuplicateFile;
+    let Some(entry) = ctx.warehouse.file(earlier)? else {
+        return Ok(());
+    };
+    if entry.status == FileStatus::Failed.name() {
+        report.status = Outcome::Failed;
+        report.error = Some(format!(
+            "same content as file {earlier} ({}), which failed: {}; nothing loaded. Put a \
+             corrected file in the inbox, or load this content again from the lake with \
+             `bankpipe reprocess {earlier}` (with --max-reject-share if the reject share was the \
+             reason)",
+            entry.original_name,
+            entry.error.as_deref().unwrap_or("no reason recorded")
+        ));
+        warn!(file = %report.name, duplicate_of = %entry.original_name, file_id = earlier, "Same content already failed; failed again.");
+    } else {
+        info!(file = %report.name, duplicate_of = %entry.original_name, file_id = earlier, "Same content already processed; skipped.");
+    }
+    report.duplicate_of = Some(crate::report::DuplicateOf {
+        file_id: earlier,
+        name: entry.original_name,
+        status: entry.status,
+    });
+    Ok(())
 }
 
 /// A landing error is fatal for the run (lake unreachable), except a source that changed
@@ -1212,9 +1244,11 @@ mod tests {
         let failed = process_file(&mut ctx, "run-1", &bad, &mut Silent, &mut bad_claim).unwrap();
         assert_eq!(failed.status, Outcome::Failed);
         let retry = process_file(&mut ctx, "run-1", &bad, &mut Silent, &mut None).unwrap();
-        assert_eq!(retry.status, Outcome::DuplicateFile);
+        assert_eq!(retry.status, Outcome::Failed);
+        assert_eq!(retry.duplicate_of.as_ref().map(|d| d.file_id), bad_claim);
         let retry = reconcile_retry(&mut ctx, "run-1", bad_claim.unwrap(), retry).unwrap();
         assert_eq!(retry.status, Outcome::Failed);
+        assert_eq!(retry.duplicate_of, None);
         assert_eq!(retry.error, failed.error);
         assert_eq!((retry.rows_read, retry.rows_rejected), (3, 2));
 

@@ -532,6 +532,110 @@ fn a_higher_reject_share_lets_a_file_load() {
     assert_eq!(n(&file(&r, "f.csv")["rows_loaded"]), 90);
 }
 
+/// Issue 8 §3: content that already failed is never a successful duplicate.
+#[test]
+fn content_that_already_failed_fails_again_with_the_way_out() {
+    let w = Workdir::new();
+    let mut bad = format!("{HEADER}\n");
+    for i in 0..10 {
+        let date = if i % 2 == 0 { "31/2/16" } else { "2/8/16" };
+        bad.push_str(&format!("B{i},C1,10/1/94,F,PUNE,1.0,{date},143207,25.0\n"));
+    }
+    w.put("bad.csv", &bad);
+    w.put("empty.csv", "");
+    w.put("header-only.csv", format!("{HEADER}\n"));
+    w.put(
+        "good.csv",
+        format!("{HEADER}\nG1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"),
+    );
+    let (r1, c1) = w.run_json(&[]);
+    assert_eq!(c1, 1, "{r1}");
+    let id = |r: &Value, name: &str| file(r, name)["file_id"].as_i64().unwrap();
+    let bad_id = id(&r1, "bad.csv");
+    assert_eq!(file(&r1, "bad.csv")["status"], "failed");
+    assert_eq!(file(&r1, "bad.csv")["duplicate_of"], Value::Null);
+
+    // The same content again, even with a share that would let it load, and the same
+    // bytes as the empty and header-only files under new names.
+    w.put("bad-again.csv", &bad);
+    w.put("empty-2.csv", "");
+    w.put("header-only-2.csv", format!("{HEADER}\n"));
+    w.put(
+        "good-copy.csv",
+        std::fs::read(w.inbox().join("good.csv")).unwrap(),
+    );
+    let (r2, c2) = w.run_json(&["--max-reject-share", "0.6"]);
+    assert_eq!(c2, 1, "content that failed fails the run again: {r2}");
+    assert_eq!(r2["status"], "failed");
+    for (name, earlier) in [
+        ("bad.csv", "bad.csv"),
+        ("bad-again.csv", "bad.csv"),
+        ("empty-2.csv", "empty.csv"),
+        ("header-only-2.csv", "header-only.csv"),
+    ] {
+        let f = file(&r2, name);
+        let earlier_id = id(&r1, earlier);
+        assert_eq!(f["status"], "failed", "{f}");
+        assert_eq!(
+            f["duplicate_of"],
+            serde_json::json!({"file_id": earlier_id, "name": earlier, "status": "failed"}),
+            "{f}"
+        );
+        let e = f["error"].as_str().unwrap();
+        let reason = file(&r1, earlier)["error"].as_str().unwrap();
+        assert!(e.contains(&format!("file {earlier_id} ({earlier})")), "{e}");
+        assert!(e.contains(reason), "{e} lacks the earlier reason {reason}");
+        assert!(
+            e.contains(&format!("bankpipe reprocess {earlier_id}")),
+            "{e}"
+        );
+    }
+    // A true duplicate of a loaded file names it too, and stays a success.
+    for name in ["good.csv", "good-copy.csv"] {
+        let f = file(&r2, name);
+        assert_eq!(f["status"], "duplicate_file", "{f}");
+        assert_eq!(f["error"], Value::Null);
+        assert_eq!(
+            f["duplicate_of"],
+            serde_json::json!({"file_id": id(&r1, "good.csv"), "name": "good.csv", "status": "loaded"})
+        );
+    }
+    let table = String::from_utf8(w.run(&["run"]).stdout).unwrap();
+    assert!(
+        table.contains(&format!("bankpipe reprocess {bad_id}")),
+        "{table}"
+    );
+
+    // The way out works; afterwards the content is a plain duplicate of a loaded file.
+    let out = w.run(&[
+        "reprocess",
+        &bad_id.to_string(),
+        "--max-reject-share",
+        "0.6",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for name in [
+        "empty.csv",
+        "empty-2.csv",
+        "header-only.csv",
+        "header-only-2.csv",
+    ] {
+        std::fs::remove_file(w.inbox().join(name)).unwrap();
+    }
+    let (r3, c3) = w.run_json(&[]);
+    assert_eq!(c3, 0, "{r3}");
+    assert_eq!(file(&r3, "bad-again.csv")["status"], "duplicate_file");
+    assert_eq!(
+        file(&r3, "bad-again.csv")["duplicate_of"]["status"],
+        "loaded"
+    );
+    assert_eq!(w.query_i64("SELECT COUNT(*) FROM transactions"), 6);
+}
+
 #[test]
 fn exit_status_2_for_usage_and_configuration_errors() {
     let w = Workdir::new();

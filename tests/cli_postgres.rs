@@ -804,3 +804,68 @@ fn a_warehouse_at_version_2_upgrades_keeping_its_rows() {
         "4"
     );
 }
+
+/// Issue 8 §3 on PostgreSQL: content that already failed fails again, naming the
+/// earlier file, its reason and the way out; a true duplicate names the loaded file.
+#[test]
+fn content_that_already_failed_fails_again_on_postgres() {
+    let (dir, inbox) = workdir();
+    let mut bad = format!("{HEADER}\n");
+    for i in 0..10 {
+        let date = if i % 2 == 0 { "31/2/16" } else { "2/8/16" };
+        bad.push_str(&format!("B{i},C1,10/1/94,F,PUNE,1.0,{date},143207,25.0\n"));
+    }
+    std::fs::write(inbox.join("bad.csv"), &bad).unwrap();
+    std::fs::write(inbox.join("header-only.csv"), format!("{HEADER}\n")).unwrap();
+    let good = format!("{HEADER}\nG1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n");
+    std::fs::write(inbox.join("good.csv"), &good).unwrap();
+    let c = PgCluster::shared();
+    let db = c.database();
+    let (r1, code, err) = run_json(dir.path(), &db.url);
+    assert_eq!(code, 1, "{r1}\n{err}");
+    let entry = |r: &Value, name: &str| -> Value {
+        files(r)
+            .iter()
+            .find(|f| f["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {r}"))
+    };
+    let bad_id = entry(&r1, "bad.csv")["file_id"].as_i64().unwrap();
+    let header_id = entry(&r1, "header-only.csv")["file_id"].as_i64().unwrap();
+    let good_id = entry(&r1, "good.csv")["file_id"].as_i64().unwrap();
+
+    std::fs::write(inbox.join("bad-again.csv"), &bad).unwrap();
+    std::fs::write(inbox.join("header-only-2.csv"), format!("{HEADER}\n")).unwrap();
+    std::fs::write(inbox.join("good-copy.csv"), &good).unwrap();
+    let (r2, code, err) = run_json_with(dir.path(), &db.url, &["--max-reject-share", "0.6"]);
+    assert_eq!(code, 1, "{r2}\n{err}");
+    assert_eq!(r2["status"], "failed");
+    for (name, earlier, earlier_id) in [
+        ("bad.csv", "bad.csv", bad_id),
+        ("bad-again.csv", "bad.csv", bad_id),
+        ("header-only-2.csv", "header-only.csv", header_id),
+    ] {
+        let f = entry(&r2, name);
+        assert_eq!(f["status"], "failed", "{f}");
+        assert_eq!(
+            f["duplicate_of"],
+            serde_json::json!({"file_id": earlier_id, "name": earlier, "status": "failed"})
+        );
+        let e = f["error"].as_str().unwrap();
+        let reason = entry(&r1, earlier)["error"].as_str().unwrap().to_owned();
+        assert!(e.contains(&reason), "{e}");
+        assert!(
+            e.contains(&format!("bankpipe reprocess {earlier_id}")),
+            "{e}"
+        );
+    }
+    for name in ["good.csv", "good-copy.csv"] {
+        let f = entry(&r2, name);
+        assert_eq!(f["status"], "duplicate_file", "{f}");
+        assert_eq!(
+            f["duplicate_of"],
+            serde_json::json!({"file_id": good_id, "name": "good.csv", "status": "loaded"})
+        );
+    }
+    assert_eq!(c.psql(&db.name, "SELECT COUNT(*) FROM transactions"), "1");
+}

@@ -713,9 +713,21 @@ impl Warehouse {
     /// On SQL failure.
     pub fn files(&mut self) -> Result<Vec<FileEntry>> {
         match self {
-            Warehouse::Sqlite(w) => w.files(),
-            Warehouse::Postgres(w) => w.files(),
+            Warehouse::Sqlite(w) => w.files(None),
+            Warehouse::Postgres(w) => w.files(None),
         }
+    }
+
+    /// One catalog row, by id.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn file(&mut self, file_id: i64) -> Result<Option<FileEntry>> {
+        let rows = match self {
+            Warehouse::Sqlite(w) => w.files(Some(file_id))?,
+            Warehouse::Postgres(w) => w.files(Some(file_id))?,
+        };
+        Ok(rows.into_iter().next())
     }
 
     /// Quarantined rows.

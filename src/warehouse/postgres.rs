@@ -738,7 +738,7 @@ impl PgWarehouse {
         Ok(changed as usize)
     }
 
-    pub(super) fn files(&mut self) -> Result<Vec<FileEntry>> {
+    pub(super) fn files(&mut self, only: Option<i64>) -> Result<Vec<FileEntry>> {
         let rows = self
             .client
             .query(
@@ -746,11 +746,11 @@ impl PgWarehouse {
                     "SELECT file_id, sha256, original_name, bytes, profile, status, {}, {},
                             rows_read, rows_loaded, rows_rejected, rows_duplicate,
                             amount_loaded::text, lake_key, error, key_id, wrapped_key, run_id
-                     FROM files ORDER BY file_id",
+                     FROM files WHERE ($1::bigint IS NULL OR file_id = $1) ORDER BY file_id",
                     ts("received_at"),
                     ts("processed_at")
                 ),
-                &[],
+                &[&only],
             )
             .map_err(pg("listing files"))?;
         Ok(rows

@@ -714,18 +714,18 @@ impl SqliteWarehouse {
         Ok(changed)
     }
 
-    pub(super) fn files(&mut self) -> Result<Vec<FileEntry>> {
+    pub(super) fn files(&mut self, only: Option<i64>) -> Result<Vec<FileEntry>> {
         let mut stmt = self
             .conn
             .prepare(
                 "SELECT file_id, sha256, original_name, bytes, profile, status, received_at,
                         processed_at, rows_read, rows_loaded, rows_rejected, rows_duplicate,
                         amount_loaded, lake_key, error, key_id, wrapped_key, run_id
-                 FROM files ORDER BY file_id",
+                 FROM files WHERE (?1 IS NULL OR file_id = ?1) ORDER BY file_id",
             )
             .map_err(sql("listing files"))?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map([only], |r| {
                 Ok(FileEntry {
                     file_id: r.get(0)?,
                     sha256: r.get(1)?,
