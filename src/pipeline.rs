@@ -794,11 +794,20 @@ fn process_file(
     drop(source);
     tracing::debug!(file = %name, elapsed_s = clock.elapsed().as_secs_f64(), "Load committed.");
     match loaded {
-        Ok(tally) => {
-            report.record_load(&tally, scale);
-            if let Err(broken) = check_control_totals(&mut ctx.warehouse, file_id, scale, &tally) {
-                error!(file = %name, file_id, %broken, "Control totals do not hold after commit.");
-                report.error = Some(format!("control totals do not hold: {broken}"));
+        // The control totals were read back and checked inside the load transaction.
+        Ok(tally) => report.record_load(&tally, scale),
+        Err(e @ WarehouseError::ControlTotals(_)) => {
+            // Rolled back: the file is recorded failed with the reason, never left
+            // `loaded` under a run that says its totals do not hold.
+            error!(file = %name, file_id, error = %e, "Control totals do not hold; rolled back.");
+            if let Some(h) = landing.take() {
+                landed_or_fatal(join_landing(h), &mut report, &mut ctx.warehouse, file_id)?;
+            }
+            if report.error.is_none() {
+                let msg = e.to_string();
+                ctx.warehouse
+                    .fail_file(file_id, run_id, &msg, &crate::clock::now_rfc3339())?;
+                report.error = Some(msg);
             }
         }
         Err(WarehouseError::Source(msg)) => {
@@ -918,73 +927,19 @@ fn mark_if_corrupt(warehouse: &mut Warehouse, file_id: i64, error: &str) -> Resu
     Ok(())
 }
 
-/// Re-reads the warehouse after commit and compares with what the load counted.
+/// Re-reads the warehouse and compares with what the load counted (see
+/// [`crate::warehouse::Stored::check`]); for a commit made by an earlier attempt whose
+/// reply was lost. Loads themselves check before they commit.
 fn check_control_totals(
     warehouse: &mut Warehouse,
     file_id: i64,
     scale: u8,
     tally: &crate::warehouse::Tally,
 ) -> Result<(), String> {
-    let stored = warehouse
+    warehouse
         .stored(file_id, scale)
-        .map_err(|e| e.to_string())?;
-    let mut broken = Vec::new();
-    if !tally.balances() {
-        broken.push(format!(
-            "rows read {} != loaded {} + rejected {} + duplicate {} (or amounts differ)",
-            tally.rows_read, tally.rows_loaded, tally.rows_rejected, tally.rows_duplicate
-        ));
-    }
-    let failed = tally.failure.is_some();
-    let expect_rows = if failed { 0 } else { tally.rows_loaded };
-    let expect_amount = if failed {
-        crate::model::Total::default()
-    } else {
-        tally.amount_loaded
-    };
-    if stored.transactions != expect_rows || stored.transactions_amount != expect_amount {
-        broken.push(format!(
-            "transactions holds {} rows / {} for the file, expected {} / {}",
-            stored.transactions,
-            stored.transactions_amount.to_text(scale),
-            expect_rows,
-            expect_amount.to_text(scale)
-        ));
-    }
-    if stored.rejected != tally.rows_rejected || stored.rejected_amount != tally.amount_rejected {
-        broken.push(format!(
-            "rejected_rows holds {} rows / {}, expected {} / {}",
-            stored.rejected,
-            stored.rejected_amount.to_text(scale),
-            tally.rows_rejected,
-            tally.amount_rejected.to_text(scale)
-        ));
-    }
-    let r = &stored.recorded;
-    if r.rows_read != tally.rows_read
-        || r.rows_loaded != expect_rows
-        || r.rows_rejected != tally.rows_rejected
-        || r.rows_duplicate != tally.rows_duplicate
-        || r.amount_read != tally.amount_read
-        || r.amount_loaded != expect_amount
-        || r.amount_rejected != tally.amount_rejected
-        || r.amount_duplicate != tally.amount_duplicate
-    {
-        broken.push("the files catalog row disagrees with the load".into());
-    }
-    let want_status = if failed {
-        FileStatus::Failed
-    } else {
-        FileStatus::Loaded
-    };
-    if stored.status != Some(want_status) {
-        broken.push(format!("catalog status is {:?}", stored.status));
-    }
-    if broken.is_empty() {
-        Ok(())
-    } else {
-        Err(broken.join("; "))
-    }
+        .map_err(|e| e.to_string())?
+        .check(tally, scale)
 }
 
 fn log_outcome(r: &FileReport) {
@@ -1132,14 +1087,12 @@ pub fn reprocess(
         });
     drop(source);
     match loaded {
-        Ok(tally) => {
-            after.record_load(&tally, scale);
-            if let Err(broken) =
-                check_control_totals(&mut ctx.warehouse, entry.file_id, scale, &tally)
-            {
-                error!(file_id = entry.file_id, %broken, "Control totals do not hold after reprocessing.");
-                after.error = Some(format!("control totals do not hold: {broken}"));
-            }
+        // Checked inside the transaction: a reload whose totals do not hold is rolled
+        // back and the previous load stays.
+        Ok(tally) => after.record_load(&tally, scale),
+        Err(e @ WarehouseError::ControlTotals(_)) => {
+            error!(file_id = entry.file_id, error = %e, "Reprocessing failed; the previous load is untouched.");
+            after.error = Some(e.to_string());
         }
         Err(WarehouseError::Aborted(_)) if dry_run => {
             let tally = seen.unwrap_or_default();

@@ -636,6 +636,128 @@ fn content_that_already_failed_fails_again_with_the_way_out() {
     assert_eq!(w.query_i64("SELECT COUNT(*) FROM transactions"), 6);
 }
 
+/// Issue 8 §6: amounts of any size above the maximum are `amount_above_max`, counted
+/// exactly in the totals, and the exact read-back holds.
+#[test]
+fn huge_amounts_are_above_max_and_counted_exactly() {
+    let w = Workdir::new();
+    let twenty_a = "92233720368547758070";
+    let twenty_b = "98765432109876543210";
+    let forty = "1234567890123456789012345678901234567890";
+    let mut text = format!("{HEADER}\n");
+    for i in 0..100 {
+        text.push_str(&format!("H{i},C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"));
+    }
+    for (id, amount) in [("BIG1", twenty_a), ("BIG2", twenty_b), ("BIG3", forty)] {
+        text.push_str(&format!(
+            "{id},C1,10/1/94,F,PUNE,1.0,2/8/16,143207,{amount}\n"
+        ));
+    }
+    w.put("huge.csv", &text);
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["status"], "ok");
+    let f = file(&r, "huge.csv");
+    assert_eq!(f["status"], "loaded", "{f}");
+    assert_eq!(f["error"], Value::Null, "{f}");
+    assert_eq!(f["rejects"], serde_json::json!({"amount_above_max": 3}));
+    assert_eq!((n(&f["rows_read"]), n(&f["rows_loaded"])), (103, 100));
+    // Exactly, digit for digit (python: sum of the three + 100 × 25).
+    assert_eq!(
+        f["amount_rejected"],
+        "1234567890123456789203344831379658869170.00"
+    );
+    assert_eq!(
+        f["amount_read"],
+        "1234567890123456789203344831379658871670.00"
+    );
+    assert_eq!(f["amount_loaded"], "2500.00");
+    // The read-back sums the stored text exactly; the catalog holds the same.
+    let conn = rusqlite::Connection::open(w.db()).unwrap();
+    let (read, rejected): (String, String) = conn
+        .query_row("SELECT amount_read, amount_rejected FROM files", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(read, "1234567890123456789203344831379658871670.00");
+    assert_eq!(rejected, "1234567890123456789203344831379658869170.00");
+    let stored: Vec<String> = conn
+        .prepare("SELECT amount FROM rejected_rows ORDER BY line_no")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        stored,
+        [
+            format!("{twenty_a}.00"),
+            format!("{twenty_b}.00"),
+            format!("{forty}.00")
+        ]
+    );
+    // Committed once: the next run calls it a duplicate of a loaded file.
+    let (again, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(file(&again, "huge.csv")["duplicate_of"]["status"], "loaded");
+}
+
+/// Issue 8 §6: the control totals are checked before commit; a load whose read-back
+/// does not hold is rolled back and the file recorded failed with the reason, never left
+/// `loaded` while the run says failed.
+#[test]
+fn control_totals_that_do_not_hold_roll_the_load_back() {
+    let w = Workdir::new();
+    w.put(
+        "ok.csv",
+        format!("{HEADER}\nK1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"),
+    );
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{r}");
+    // Something between the loader and the table changes a stored amount.
+    rusqlite::Connection::open(w.db())
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER skew AFTER INSERT ON transactions WHEN NEW.transaction_id = 'S2'
+             BEGIN UPDATE transactions SET amount = '1.00' WHERE transaction_id = 'S2'; END;",
+        )
+        .unwrap();
+    let mut text = format!("{HEADER}\n");
+    for i in 0..5 {
+        text.push_str(&format!("S{i},C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"));
+    }
+    w.put("skewed.csv", &text);
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 1, "{r}");
+    let f = file(&r, "skewed.csv");
+    assert_eq!(f["status"], "failed", "{f}");
+    let e = f["error"].as_str().unwrap();
+    assert!(e.contains("control totals do not hold"), "{e}");
+    assert_eq!(
+        w.query_i64("SELECT COUNT(*) FROM transactions WHERE transaction_id LIKE 'S%'"),
+        0,
+        "rolled back"
+    );
+    let files: Value = serde_json::from_slice(&w.run(&["files", "--json"]).stdout).unwrap();
+    let entry = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["original_name"] == "skewed.csv")
+        .unwrap();
+    assert_eq!(entry["status"], "failed");
+    assert!(
+        entry["error"]
+            .as_str()
+            .unwrap()
+            .contains("control totals do not hold")
+    );
+    // The next run says so again instead of calling it a duplicate.
+    let (again, code) = w.run_json(&[]);
+    assert_eq!(code, 1, "{again}");
+    assert_eq!(file(&again, "skewed.csv")["status"], "failed");
+}
+
 #[test]
 fn exit_status_2_for_usage_and_configuration_errors() {
     let w = Workdir::new();

@@ -869,3 +869,56 @@ fn content_that_already_failed_fails_again_on_postgres() {
     }
     assert_eq!(c.psql(&db.name, "SELECT COUNT(*) FROM transactions"), "1");
 }
+
+/// Issue 8 §6 on PostgreSQL: two 20-digit amounts and a 40-digit one are
+/// `amount_above_max`, in the totals exactly (NUMERIC from binary COPY), and the file
+/// loads once with control totals that hold.
+#[test]
+fn huge_amounts_are_above_max_and_counted_exactly_on_postgres() {
+    let (dir, inbox) = workdir();
+    let huge = [
+        "92233720368547758070",
+        "98765432109876543210",
+        "1234567890123456789012345678901234567890",
+    ];
+    let mut text = format!("{HEADER}\n");
+    for i in 0..100 {
+        text.push_str(&format!("H{i},C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"));
+    }
+    for (i, amount) in huge.iter().enumerate() {
+        text.push_str(&format!(
+            "BIG{i},C1,10/1/94,F,PUNE,1.0,2/8/16,143207,{amount}\n"
+        ));
+    }
+    std::fs::write(inbox.join("huge.csv"), &text).unwrap();
+    let c = PgCluster::shared();
+    let db = c.database();
+    let (r, code, err) = run_json(dir.path(), &db.url);
+    assert_eq!(code, 0, "{r}\n{err}");
+    let f = &files(&r)[0];
+    assert_eq!(f["status"], "loaded", "{f}");
+    assert_eq!(f["error"], Value::Null);
+    assert_eq!(f["rejects"], serde_json::json!({"amount_above_max": 3}));
+    let rejected = "1234567890123456789203344831379658869170.00";
+    let read = "1234567890123456789203344831379658871670.00";
+    assert_eq!(f["amount_rejected"], rejected);
+    assert_eq!(f["amount_read"], read);
+    assert_eq!(f["amount_loaded"], "2500.00");
+    assert_eq!(
+        c.psql(
+            &db.name,
+            "SELECT status, amount_read::text, amount_rejected::text FROM files"
+        ),
+        format!("loaded|{read}|{rejected}")
+    );
+    assert_eq!(
+        c.psql(
+            &db.name,
+            "SELECT string_agg(amount::text, ',' ORDER BY line_no) FROM rejected_rows"
+        ),
+        huge.map(|a| format!("{a}.00")).join(",")
+    );
+    let (again, code, _) = run_json(dir.path(), &db.url);
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(files(&again)[0]["duplicate_of"]["status"], "loaded");
+}

@@ -97,6 +97,10 @@ pub enum WarehouseError {
     /// The load was abandoned before commit (rolled back).
     #[error("load abandoned before commit: {0}")]
     Aborted(String),
+    /// What the load transaction wrote does not add up to what it counted; found by
+    /// reading it back before commit, so nothing was committed.
+    #[error("control totals do not hold: {0}; nothing loaded")]
+    ControlTotals(String),
 }
 
 /// Result alias for warehouse calls.
@@ -237,9 +241,9 @@ pub struct Tally {
 impl Tally {
     /// Whether rows and amounts add up: read = loaded + rejected + duplicate.
     pub fn balances(&self) -> bool {
-        let mut sum = self.amount_loaded;
-        sum.merge(self.amount_rejected);
-        sum.merge(self.amount_duplicate);
+        let mut sum = self.amount_loaded.clone();
+        sum.merge(&self.amount_rejected);
+        sum.merge(&self.amount_duplicate);
         self.rows_read == self.rows_loaded + self.rows_rejected + self.rows_duplicate
             && self.amount_read == sum
     }
@@ -294,6 +298,76 @@ pub struct Stored {
     pub rejected: u64,
     /// Sum of their parsed amounts.
     pub rejected_amount: Total,
+}
+
+impl Stored {
+    /// Compares what the warehouse holds for a file with what its load counted: rows
+    /// and exact sums in `transactions` and `rejected_rows`, the `files` row, and the
+    /// balance read = loaded + rejected + duplicate. Backends call it inside the load
+    /// transaction, before commit, so a file is never left `loaded` by a run that says
+    /// its totals do not hold (issue 8 §6).
+    ///
+    /// # Errors
+    /// Every difference found, as one message.
+    pub fn check(&self, tally: &Tally, scale: u8) -> Result<(), String> {
+        let mut broken = Vec::new();
+        if !tally.balances() {
+            broken.push(format!(
+                "rows read {} != loaded {} + rejected {} + duplicate {} (or amounts differ)",
+                tally.rows_read, tally.rows_loaded, tally.rows_rejected, tally.rows_duplicate
+            ));
+        }
+        let failed = tally.failure.is_some();
+        let expect_rows = if failed { 0 } else { tally.rows_loaded };
+        let expect_amount = if failed {
+            Total::default()
+        } else {
+            tally.amount_loaded.clone()
+        };
+        if self.transactions != expect_rows || self.transactions_amount != expect_amount {
+            broken.push(format!(
+                "transactions holds {} rows / {} for the file, expected {} / {}",
+                self.transactions,
+                self.transactions_amount.to_text(scale),
+                expect_rows,
+                expect_amount.to_text(scale)
+            ));
+        }
+        if self.rejected != tally.rows_rejected || self.rejected_amount != tally.amount_rejected {
+            broken.push(format!(
+                "rejected_rows holds {} rows / {}, expected {} / {}",
+                self.rejected,
+                self.rejected_amount.to_text(scale),
+                tally.rows_rejected,
+                tally.amount_rejected.to_text(scale)
+            ));
+        }
+        let r = &self.recorded;
+        if r.rows_read != tally.rows_read
+            || r.rows_loaded != expect_rows
+            || r.rows_rejected != tally.rows_rejected
+            || r.rows_duplicate != tally.rows_duplicate
+            || r.amount_read != tally.amount_read
+            || r.amount_loaded != expect_amount
+            || r.amount_rejected != tally.amount_rejected
+            || r.amount_duplicate != tally.amount_duplicate
+        {
+            broken.push("the files catalog row disagrees with the load".into());
+        }
+        let want_status = if failed {
+            FileStatus::Failed
+        } else {
+            FileStatus::Loaded
+        };
+        if self.status != Some(want_status) {
+            broken.push(format!("catalog status is {:?}", self.status));
+        }
+        if broken.is_empty() {
+            Ok(())
+        } else {
+            Err(broken.join("; "))
+        }
+    }
 }
 
 /// One catalog row, for `bankpipe files` and reports.

@@ -550,7 +550,7 @@ impl PgWarehouse {
             .map_err(pg("removing rows of a failed file"))?;
         }
         let (status, loaded, amount_loaded) = match &tally.failure {
-            None => ("loaded", tally.rows_loaded, tally.amount_loaded),
+            None => ("loaded", tally.rows_loaded, tally.amount_loaded.clone()),
             Some(_) => ("failed", 0, Total::default()),
         };
         let s = plan.scale;
@@ -589,6 +589,10 @@ impl PgWarehouse {
             )
             .map_err(pg("recording warnings"))?;
         }
+        // Read back inside the transaction: totals that do not hold roll everything back.
+        stored_in(&mut tx, plan.file_id, plan.scale)?
+            .check(&tally, plan.scale)
+            .map_err(WarehouseError::ControlTotals)?;
         let recorded = started.elapsed();
         before_commit(&tally).map_err(WarehouseError::Aborted)?;
         let checked = started.elapsed();
@@ -605,62 +609,7 @@ impl PgWarehouse {
     }
 
     pub(super) fn stored(&mut self, file_id: i64, scale: u8) -> Result<Stored> {
-        let total = |t: Option<String>| {
-            t.and_then(|t| Total::parse(&t, scale))
-                .unwrap_or(Total { minor: -1 })
-        };
-        let started = std::time::Instant::now();
-        let t = self
-            .client
-            .query_one(
-                "SELECT COUNT(*), round(COALESCE(SUM(amount), 0), $2::int)::text
-                 FROM transactions WHERE file_id = $1",
-                &[&file_id, &i32::from(scale)],
-            )
-            .map_err(pg("counting loaded rows"))?;
-        let r = self
-            .client
-            .query_one(
-                "SELECT COUNT(*), round(COALESCE(SUM(amount), 0), $2::int)::text
-                 FROM rejected_rows WHERE file_id = $1",
-                &[&file_id, &i32::from(scale)],
-            )
-            .map_err(pg("counting rejected rows"))?;
-        let f = self
-            .client
-            .query_one(
-                "SELECT status, rows_read, rows_loaded, rows_rejected, rows_duplicate,
-                        round(amount_read, $2::int)::text, round(amount_loaded, $2::int)::text,
-                        round(amount_rejected, $2::int)::text, round(amount_duplicate, $2::int)::text
-                 FROM files WHERE file_id = $1",
-                &[&file_id, &i32::from(scale)],
-            )
-            .map_err(pg("reading the file's catalog row"))?;
-        tracing::debug!(
-            file_id,
-            elapsed_s = started.elapsed().as_secs_f64(),
-            "Read back what the warehouse stored."
-        );
-        let count = |n: Option<i64>| n.unwrap_or(-1) as u64;
-        let status: String = f.get(0);
-        Ok(Stored {
-            status: FileStatus::from_name(&status),
-            recorded: Tally {
-                rows_read: count(f.get(1)),
-                rows_loaded: count(f.get(2)),
-                rows_rejected: count(f.get(3)),
-                rows_duplicate: count(f.get(4)),
-                amount_read: total(f.get(5)),
-                amount_loaded: total(f.get(6)),
-                amount_rejected: total(f.get(7)),
-                amount_duplicate: total(f.get(8)),
-                ..Tally::default()
-            },
-            transactions: t.get::<_, i64>(0) as u64,
-            transactions_amount: total(t.get(1)),
-            rejected: r.get::<_, i64>(0) as u64,
-            rejected_amount: total(r.get(1)),
-        })
+        stored_in(&mut self.client, file_id, scale)
     }
 
     pub(super) fn set_lake_status(&mut self, file_id: i64, status: &str, at: &str) -> Result<()> {
@@ -958,7 +907,7 @@ fn copy_direct(
         timing.source += waited.elapsed();
         let encoding = std::time::Instant::now();
         tally.rows_read += batch.rows_read;
-        tally.amount_read.merge(batch.amount_read);
+        tally.amount_read.merge(&batch.amount_read);
         // Key order within a batch keeps the primary-key inserts on neighbouring index
         // pages. Order does not matter here: any repeated id aborts this COPY.
         let mut order: Vec<&ValidRow> = batch.rows.iter().collect();
@@ -1039,7 +988,7 @@ fn copy_staged(
         let mut ord = 0i64;
         while let Some(batch) = source.next_batch() {
             tally.rows_read += batch.rows_read;
-            tally.amount_read.merge(batch.amount_read);
+            tally.amount_read.merge(&batch.amount_read);
             for row in &batch.rows {
                 let start = buf.len();
                 encode_row(&mut buf, row, plan.file_id);
@@ -1121,7 +1070,7 @@ fn copy_staged(
     tally.amount_duplicate = total(3);
     let conflicts = row.get::<_, i64>(4) as u64;
     tally.rows_rejected += conflicts;
-    tally.amount_rejected.merge(total(5));
+    tally.amount_rejected.merge(&total(5));
     if conflicts > 0 {
         *tally.rejects.entry(Rule::ConflictingDuplicate).or_default() += conflicts;
     }
@@ -1174,8 +1123,8 @@ impl RejectBuffer {
         for r in &batch.rejects {
             let rej = &r.rejection;
             tally.rows_rejected += 1;
-            if let Some(a) = rej.amount {
-                tally.amount_rejected.add(a);
+            if let Some(a) = &rej.amount {
+                tally.amount_rejected.add_parsed(a);
             }
             *tally.rejects.entry(rej.rule).or_default() += 1;
             enc::row(&mut self.buf, 7);
@@ -1184,7 +1133,7 @@ impl RejectBuffer {
             enc::text(&mut self.buf, rej.rule.name());
             enc::opt_text(&mut self.buf, rej.field.map(crate::profile::Field::name));
             enc::text(&mut self.buf, &rej.detail);
-            enc::opt_numeric(&mut self.buf, rej.amount);
+            enc::opt_parsed_numeric(&mut self.buf, rej.amount.as_ref());
             enc::text(&mut self.buf, &String::from_utf8_lossy(batch.raw(r.span)));
             self.rows += 1;
         }
@@ -1238,4 +1187,63 @@ impl RejectBuffer {
         .map_err(pg("quarantining rows"))?;
         Ok(())
     }
+}
+
+/// What the warehouse holds for a file (see [`Stored`]), read on `client`: the load's own
+/// transaction before it commits, or the session afterwards. `NUMERIC` sums are exact at
+/// any size.
+fn stored_in(client: &mut impl postgres::GenericClient, file_id: i64, scale: u8) -> Result<Stored> {
+    let total = |t: Option<String>| {
+        t.and_then(|t| Total::parse(&t, scale))
+            .unwrap_or(Total::from_minor(-1))
+    };
+    let started = std::time::Instant::now();
+    let t = client
+        .query_one(
+            "SELECT COUNT(*), round(COALESCE(SUM(amount), 0), $2::int)::text
+             FROM transactions WHERE file_id = $1",
+            &[&file_id, &i32::from(scale)],
+        )
+        .map_err(pg("counting loaded rows"))?;
+    let r = client
+        .query_one(
+            "SELECT COUNT(*), round(COALESCE(SUM(amount), 0), $2::int)::text
+             FROM rejected_rows WHERE file_id = $1",
+            &[&file_id, &i32::from(scale)],
+        )
+        .map_err(pg("counting rejected rows"))?;
+    let f = client
+        .query_one(
+            "SELECT status, rows_read, rows_loaded, rows_rejected, rows_duplicate,
+                    round(amount_read, $2::int)::text, round(amount_loaded, $2::int)::text,
+                    round(amount_rejected, $2::int)::text, round(amount_duplicate, $2::int)::text
+             FROM files WHERE file_id = $1",
+            &[&file_id, &i32::from(scale)],
+        )
+        .map_err(pg("reading the file's catalog row"))?;
+    tracing::debug!(
+        file_id,
+        elapsed_s = started.elapsed().as_secs_f64(),
+        "Read back what the warehouse stored."
+    );
+    let count = |n: Option<i64>| n.unwrap_or(-1) as u64;
+    let status: String = f.get(0);
+    Ok(Stored {
+        status: FileStatus::from_name(&status),
+        recorded: Tally {
+            rows_read: count(f.get(1)),
+            rows_loaded: count(f.get(2)),
+            rows_rejected: count(f.get(3)),
+            rows_duplicate: count(f.get(4)),
+            amount_read: total(f.get(5)),
+            amount_loaded: total(f.get(6)),
+            amount_rejected: total(f.get(7)),
+            amount_duplicate: total(f.get(8)),
+            ..Tally::default()
+        },
+        transactions: t.get::<_, i64>(0) as u64,
+        transactions_amount: total(t.get(1)),
+        rejected: r.get::<_, i64>(0) as u64,
+        rejected_amount: total(r.get(1)),
+    })
 }

@@ -377,7 +377,7 @@ impl SqliteWarehouse {
                 };
                 waited += wait_start.elapsed();
                 tally.rows_read += batch.rows_read;
-                tally.amount_read.merge(batch.amount_read);
+                tally.amount_read.merge(&batch.amount_read);
                 for group in batch.rows.chunks(INSERT_GROUP) {
                     let mut tail;
                     let insert = if group.len() == INSERT_GROUP {
@@ -451,8 +451,8 @@ impl SqliteWarehouse {
                 for r in &batch.rejects {
                     let rej = &r.rejection;
                     tally.rows_rejected += 1;
-                    if let Some(a) = rej.amount {
-                        tally.amount_rejected.add(a);
+                    if let Some(a) = &rej.amount {
+                        tally.amount_rejected.add_parsed(a);
                     }
                     *tally.rejects.entry(rej.rule).or_default() += 1;
                     insert_reject(
@@ -462,7 +462,7 @@ impl SqliteWarehouse {
                         rej.rule,
                         rej.field.map(crate::profile::Field::name),
                         &rej.detail,
-                        rej.amount.map(crate::model::Amount::to_text),
+                        rej.amount.as_ref().map(crate::model::ParsedAmount::to_text),
                         batch.raw(r.span),
                     )?;
                 }
@@ -497,7 +497,7 @@ impl SqliteWarehouse {
             )
             .map_err(sql("reading the last rowid"))?;
         let (status, loaded, amount_loaded) = match &tally.failure {
-            None => ("loaded", tally.rows_loaded, tally.amount_loaded),
+            None => ("loaded", tally.rows_loaded, tally.amount_loaded.clone()),
             Some(_) => ("failed", 0, Total::default()),
         };
         tx.execute(
@@ -539,6 +539,10 @@ impl SqliteWarehouse {
         }
         tracing::debug!(rows = tally.rows_read, "All batches inserted.");
         source.finish().map_err(WarehouseError::Source)?;
+        // Read back inside the transaction: totals that do not hold roll everything back.
+        stored_in(&tx, plan.file_id, plan.scale)?
+            .check(&tally, plan.scale)
+            .map_err(WarehouseError::ControlTotals)?;
         before_commit(&tally).map_err(WarehouseError::Aborted)?;
         tracing::debug!("Landing and reading confirmed; committing.");
         tx.commit().map_err(sql("committing load"))?;
@@ -546,99 +550,7 @@ impl SqliteWarehouse {
     }
 
     pub(super) fn stored(&mut self, file_id: i64, scale: u8) -> Result<Stored> {
-        // Amounts are canonical text at the file's scale, so removing the point gives
-        // exact minor units; SQLite's integer SUM raises an error rather than overflow.
-        let minor_sum = "COALESCE(SUM(CAST(REPLACE(amount, '.', '') AS INTEGER)), 0)";
-        let (first, last): (Option<i64>, Option<i64>) = self
-            .conn
-            .query_row(
-                "SELECT first_rowid, last_rowid FROM files WHERE file_id = ?1",
-                [file_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(sql("reading the file's rowid range"))?;
-        // Rows of the file outside its recorded range would be a bug; count them too
-        // when the range is unknown.
-        let (transactions, t_amount): (i64, i64) = self
-            .conn
-            .query_row(
-                &format!(
-                    "SELECT COUNT(*), {minor_sum} FROM transactions
-                     WHERE rowid BETWEEN ?2 AND ?3 AND file_id = ?1"
-                ),
-                params![file_id, first.unwrap_or(0), last.unwrap_or(i64::MAX)],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(sql("counting loaded rows"))?;
-        let (rejected, r_amount): (i64, i64) = self
-            .conn
-            .query_row(
-                &format!("SELECT COUNT(*), {minor_sum} FROM rejected_rows WHERE file_id = ?1"),
-                [file_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(sql("counting rejected rows"))?;
-        type Row = (
-            String,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        );
-        let row: Row = self
-            .conn
-            .query_row(
-                "SELECT status, rows_read, rows_loaded, rows_rejected, rows_duplicate,
-                        amount_read, amount_loaded, amount_rejected, amount_duplicate
-                 FROM files WHERE file_id = ?1",
-                [file_id],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                        r.get(8)?,
-                    ))
-                },
-            )
-            .map_err(sql("reading the file's catalog row"))?;
-        let total = |t: &Option<String>| {
-            t.as_deref()
-                .and_then(|t| Total::parse(t, scale))
-                .unwrap_or(Total { minor: -1 })
-        };
-        let count = |n: Option<i64>| n.unwrap_or(-1) as u64;
-        Ok(Stored {
-            status: FileStatus::from_name(&row.0),
-            recorded: Tally {
-                rows_read: count(row.1),
-                rows_loaded: count(row.2),
-                rows_rejected: count(row.3),
-                rows_duplicate: count(row.4),
-                amount_read: total(&row.5),
-                amount_loaded: total(&row.6),
-                amount_rejected: total(&row.7),
-                amount_duplicate: total(&row.8),
-                ..Tally::default()
-            },
-            transactions: transactions as u64,
-            transactions_amount: Total {
-                minor: i128::from(t_amount),
-            },
-            rejected: rejected as u64,
-            rejected_amount: Total {
-                minor: i128::from(r_amount),
-            },
-        })
+        stored_in(&self.conn, file_id, scale)
     }
 
     pub(super) fn set_lake_status(&mut self, file_id: i64, status: &str, at: &str) -> Result<()> {
@@ -1025,4 +937,133 @@ fn insert_reject(
     ])
     .map_err(sql("quarantining a row"))?;
     Ok(())
+}
+
+/// What the warehouse holds for a file (see [`Stored`]), read on `conn`: the load's own
+/// transaction before it commits, or the connection afterwards.
+fn stored_in(conn: &Connection, file_id: i64, scale: u8) -> Result<Stored> {
+    let (first, last): (Option<i64>, Option<i64>) = conn
+        .query_row(
+            "SELECT first_rowid, last_rowid FROM files WHERE file_id = ?1",
+            [file_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(sql("reading the file's rowid range"))?;
+    // Rows of the file outside its recorded range would be a bug; count them too
+    // when the range is unknown.
+    let (transactions, t_amount) = exact_sum(
+        conn,
+        scale,
+        "transactions WHERE rowid BETWEEN ?2 AND ?3 AND file_id = ?1",
+        params![file_id, first.unwrap_or(0), last.unwrap_or(i64::MAX)],
+        "counting loaded rows",
+    )?;
+    let (rejected, r_amount) = exact_sum(
+        conn,
+        scale,
+        "rejected_rows WHERE file_id = ?1",
+        params![file_id],
+        "counting rejected rows",
+    )?;
+    type Row = (
+        String,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let row: Row = conn
+        .query_row(
+            "SELECT status, rows_read, rows_loaded, rows_rejected, rows_duplicate,
+                    amount_read, amount_loaded, amount_rejected, amount_duplicate
+             FROM files WHERE file_id = ?1",
+            [file_id],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                ))
+            },
+        )
+        .map_err(sql("reading the file's catalog row"))?;
+    let total = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| Total::parse(t, scale))
+            .unwrap_or(Total::from_minor(-1))
+    };
+    let count = |n: Option<i64>| n.unwrap_or(-1) as u64;
+    Ok(Stored {
+        status: FileStatus::from_name(&row.0),
+        recorded: Tally {
+            rows_read: count(row.1),
+            rows_loaded: count(row.2),
+            rows_rejected: count(row.3),
+            rows_duplicate: count(row.4),
+            amount_read: total(&row.5),
+            amount_loaded: total(&row.6),
+            amount_rejected: total(&row.7),
+            amount_duplicate: total(&row.8),
+            ..Tally::default()
+        },
+        transactions,
+        transactions_amount: t_amount,
+        rejected,
+        rejected_amount: r_amount,
+    })
+}
+
+/// `COUNT(*)` and the exact sum of the canonical-decimal TEXT `amount` over `from_where`
+/// (a table and its `WHERE`), whatever the row count and the amounts' size (issue 8 §6).
+///
+/// Removing the point gives minor units. SQLite's integer `SUM` errors on overflow and a
+/// `CAST` clamps a longer number, so SQL only sums values of at most 18 digits, split in
+/// two halves of at most 9 digits each (no overflow below 9·10^9 rows); the rare longer
+/// ones (amounts rejected `amount_above_max`) are read and added exactly here.
+fn exact_sum(
+    conn: &Connection,
+    scale: u8,
+    from_where: &str,
+    params: &[&dyn rusqlite::ToSql],
+    context: &'static str,
+) -> Result<(u64, Total)> {
+    const SHORT: &str = "length(REPLACE(REPLACE(amount, '.', ''), '-', '')) <= 18";
+    let minor = "CAST(REPLACE(amount, '.', '') AS INTEGER)";
+    let (count, high, low): (i64, i64, i64) = conn
+        .query_row(
+            &format!(
+                "SELECT COUNT(*),
+                        COALESCE(SUM(CASE WHEN {SHORT} THEN {minor} / 1000000000 END), 0),
+                        COALESCE(SUM(CASE WHEN {SHORT} THEN {minor} % 1000000000 END), 0)
+                 FROM {from_where}"
+            ),
+            params,
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .map_err(sql(context))?;
+    let mut total = Total::from_minor(i128::from(high) * 1_000_000_000 + i128::from(low));
+    let mut long = conn
+        .prepare(&format!(
+            "SELECT amount FROM {from_where} AND amount IS NOT NULL AND NOT ({SHORT})"
+        ))
+        .map_err(sql(context))?;
+    let texts = long
+        .query_map(params, |r| r.get::<_, String>(0))
+        .map_err(sql(context))?;
+    for text in texts {
+        let text = text.map_err(sql(context))?;
+        // Not canonical text would be a bug; it makes the totals differ, loudly.
+        total.merge(&Total::parse(&text, scale).unwrap_or(Total::from_minor(-1)));
+    }
+    Ok((count as u64, total))
 }

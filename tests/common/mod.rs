@@ -329,7 +329,7 @@ pub fn assert_control_totals(w: &mut Warehouse, file_id: i64, tally: &Tally) {
     let (rows, amount) = if failed {
         (0, Total::default())
     } else {
-        (tally.rows_loaded, tally.amount_loaded)
+        (tally.rows_loaded, tally.amount_loaded.clone())
     };
     let s = stored(w, file_id);
     let want_status = if failed {
@@ -340,12 +340,12 @@ pub fn assert_control_totals(w: &mut Warehouse, file_id: i64, tally: &Tally) {
     assert_eq!(s.status, Some(want_status), "file {file_id}: status");
     assert_eq!(
         (s.transactions, s.transactions_amount),
-        (rows, amount),
+        (rows, amount.clone()),
         "file {file_id}: rows and amount in transactions"
     );
     assert_eq!(
         (s.rejected, s.rejected_amount),
-        (tally.rows_rejected, tally.amount_rejected),
+        (tally.rows_rejected, tally.amount_rejected.clone()),
         "file {file_id}: rows and amount in rejected_rows"
     );
     let r = &s.recorded;
@@ -366,16 +366,16 @@ pub fn assert_control_totals(w: &mut Warehouse, file_id: i64, tally: &Tally) {
     );
     assert_eq!(
         (
-            r.amount_read,
-            r.amount_loaded,
-            r.amount_rejected,
-            r.amount_duplicate
+            r.amount_read.clone(),
+            r.amount_loaded.clone(),
+            r.amount_rejected.clone(),
+            r.amount_duplicate.clone()
         ),
         (
-            tally.amount_read,
+            tally.amount_read.clone(),
             amount,
-            tally.amount_rejected,
-            tally.amount_duplicate
+            tally.amount_rejected.clone(),
+            tally.amount_duplicate.clone()
         ),
         "file {file_id}: amounts recorded in files"
     );
@@ -1371,10 +1371,10 @@ pub fn bulk_load_across_chunks(w: &mut Warehouse) {
         (1, t.rows_loaded + t.rows_duplicate, t.rows_rejected),
         "a re-delivery only loads the new row"
     );
-    assert_eq!(t2.amount_duplicate.minor, {
-        let mut d = t.amount_loaded;
-        d.merge(t.amount_duplicate);
-        d.minor
+    assert_eq!(t2.amount_duplicate, {
+        let mut d = t.amount_loaded.clone();
+        d.merge(&t.amount_duplicate);
+        d
     });
     finish_run(w, &run);
 }
