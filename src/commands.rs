@@ -460,9 +460,22 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     // object landed while this runs is never taken for an orphan.
     let listed = lake.list()?;
     let catalog = warehouse.files()?;
+    let present: std::collections::HashSet<&str> =
+        listed.iter().map(|(key, _)| key.as_str()).collect();
+    // Claimed but not finished: listed as what they are (their object, if any, is the
+    // raw copy of content that may still load), not checked (it may be being written)
+    // and never offered as orphans.
+    let mut unfinished = Vec::new();
     for f in &catalog {
         if f.status == "landing" {
-            continue; // not landed yet (or being landed right now)
+            unfinished.push(serde_json::json!({
+                "file_id": f.file_id,
+                "name": f.original_name,
+                "lake_key": f.lake_key,
+                "object_present": present.contains(f.lake_key.as_str()),
+                "reason": f.error,
+            }));
+            continue;
         }
         let outcome = match lake.verify(&f.lake_key, &f.sha256, f.sealed().as_ref()) {
             Ok(outcome) => Ok(outcome),
@@ -529,6 +542,7 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
                 "not_intact": bad,
                 "objects": results,
                 "orphans": orphans,
+                "unfinished": unfinished,
             })
         );
     } else {
@@ -554,6 +568,32 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
             "{} objects checked, {bad} missing, corrupt or unreadable",
             results.len()
         );
+        if !unfinished.is_empty() {
+            println!(
+                "{} files are claimed but not finished (status landing; not checked, not orphans; \
+                 the next run resumes one whose content arrives again):",
+                unfinished.len()
+            );
+            for u in &unfinished {
+                println!(
+                    "unfinished {:>5}  {}  {} (object {})",
+                    u["file_id"],
+                    u["name"].as_str().unwrap_or(""),
+                    u["lake_key"].as_str().unwrap_or(""),
+                    if u["object_present"] == true {
+                        "present"
+                    } else {
+                        "absent"
+                    }
+                );
+                println!(
+                    "         {}",
+                    u["reason"].as_str().unwrap_or(
+                        "no reason recorded: being processed now, or left by a run that died"
+                    )
+                );
+            }
+        }
         if !orphans.is_empty() {
             println!(
                 "{} raw objects are named by no catalog entry (left by interrupted attempts; safe to delete):",
@@ -600,6 +640,20 @@ fn status(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     println!("warnings (loaded with NULL)");
     for (rule, n) in &s.warnings_by_rule {
         println!("  {rule:<26} {n:>8}");
+    }
+    if !s.unfinished.is_empty() {
+        println!("unfinished (landing)");
+        for u in &s.unfinished {
+            println!(
+                "  {:>5}  {}  {}",
+                u.file_id,
+                u.name,
+                u.reason.as_deref().unwrap_or(
+                    "no reason recorded: being processed now, or left by a run that died \
+                     (the next run resumes it)"
+                )
+            );
+        }
     }
     println!("recent runs");
     for r in &s.recent_runs {

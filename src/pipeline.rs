@@ -737,6 +737,7 @@ fn process_file(
                     &crate::clock::now_rfc3339(),
                 )?;
             }
+            withdraw_earlier_versions(ctx, &name, file_id);
             return Ok(finish(report, progress));
         }
     };
@@ -825,6 +826,7 @@ fn process_file(
             if let Some(h) = landing.take() {
                 let _ = join_landing(h);
             }
+            stop_claim(&mut ctx.warehouse, file_id, &msg)?;
             report.error = Some(msg);
         }
         Err(WarehouseError::Aborted(msg)) => match lake_error {
@@ -851,7 +853,46 @@ fn process_file(
             return Err(e.into());
         }
     }
+    if !changed {
+        withdraw_earlier_versions(ctx, &name, file_id);
+    }
     Ok(finish(report, progress))
+}
+
+/// Records on a claim why it stopped (issue 8 §8): without it, `files` showed a
+/// `landing` file with no reason, forever.
+fn stop_claim(warehouse: &mut Warehouse, file_id: i64, reason: &str) -> Result<(), RunError> {
+    warn!(
+        file_id,
+        reason, "Claim stopped; it stays open for the same content."
+    );
+    warehouse.stop_claim(file_id, &format!("stopped: {reason}"))?;
+    Ok(())
+}
+
+/// Once a version of the inbox file `name` is finished (as `file_id`), the claims of
+/// earlier versions that stopped because the file changed while being read are
+/// withdrawn with their raw objects: they were snapshots of a file being written. Best
+/// effort: a claim left behind stays listed by `status` and `verify`, with its reason.
+fn withdraw_earlier_versions(ctx: &mut Context, name: &str, file_id: i64) {
+    // Finished means recorded loaded or failed; a claim that stopped itself is not.
+    match ctx.warehouse.file(file_id) {
+        Ok(Some(f)) if f.status != FileStatus::Landing.name() => {}
+        _ => return,
+    }
+    let withdrawn = match ctx.warehouse.withdraw_stopped(name, file_id) {
+        Ok(w) => w,
+        Err(e) => {
+            warn!(file = %name, error = %e, "Could not withdraw the stopped claims of earlier versions.");
+            return;
+        }
+    };
+    for u in withdrawn {
+        info!(file = %name, withdrawn = u.file_id, superseded_by = file_id, "Withdrew the claim of an earlier version that changed while being read.");
+        if let Err(e) = ctx.lake.remove(&u.lake_key) {
+            warn!(key = %u.lake_key, error = %e, "Could not remove the raw object of a withdrawn claim; `verify` lists it as an orphan.");
+        }
+    }
 }
 
 /// Content the catalog already holds under `earlier`: a duplicate of a loaded file, or,
@@ -904,9 +945,9 @@ fn landed_or_fatal(
         Err(e @ LakeError::Changed { .. }) => {
             // The claim stays `landing` (not `failed`): the same content arriving again
             // must still load. The next run fingerprints the file anew.
-            report.error = Some(format!(
-                "{e}; nothing loaded, it will be tried again by the next run"
-            ));
+            let msg = format!("{e}; nothing loaded, it will be tried again by the next run");
+            stop_claim(warehouse, file_id, &msg)?;
+            report.error = Some(msg);
             Ok(())
         }
         Err(e) => {

@@ -1326,6 +1326,103 @@ fn a_file_changed_while_being_read_is_not_loaded_and_retried_later() {
     assert_eq!(n(&file(&r, "big.csv")["rows_loaded"]), 400_000);
 }
 
+/// Issue 8 §8: a file appended to while being read. Its claim records why it stopped
+/// (`files`, `status`), `verify` lists it as unfinished (not as an orphan), and once the
+/// file is stable the next run loads it exactly once and withdraws the stopped claim.
+#[test]
+fn a_file_that_grows_while_being_read_is_shown_then_loaded_once_stable() {
+    let w = Workdir::new();
+    let path = w.generate("grow.csv", 400_000, &["--seed", "62", "--defects", "0"]);
+    let mut child = w
+        .cmd()
+        .args(["run", "--json"])
+        .env("BANKPIPE_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for_line(&mut child, "Claimed"));
+    // A real writer appends while the run reads.
+    let mut more = String::new();
+    for i in 0..1_000 {
+        more.push_str(&format!(
+            "GROW{i},C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"
+        ));
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(more.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{r}");
+    let f = file(&r, "grow.csv");
+    assert!(
+        f["error"].as_str().unwrap().contains("changed while"),
+        "{f}"
+    );
+    let stopped_id = f["file_id"].as_i64().unwrap();
+    assert_eq!(w.query_i64("SELECT COUNT(*) FROM transactions"), 0);
+
+    let json = |args: &[&str]| -> Value {
+        let out = w.run(args);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)))
+    };
+    // files: still landing, with the reason.
+    let files = json(&["files", "--json"]);
+    let entry = &files.as_array().unwrap()[0];
+    assert_eq!(entry["status"], "landing");
+    let reason = entry["error"].as_str().unwrap().to_owned();
+    assert!(reason.contains("changed while"), "{reason}");
+    assert!(reason.contains("next run"), "{reason}");
+    // status: listed as unfinished with the reason.
+    let status = json(&["status", "--json"]);
+    assert_eq!(status["unfinished"][0]["file_id"], stopped_id, "{status}");
+    assert_eq!(status["unfinished"][0]["reason"], reason.as_str());
+    // verify: listed as unfinished, never as a safe-to-delete orphan.
+    let verify = json(&["verify", "--json"]);
+    assert_eq!(verify["unfinished"][0]["file_id"], stopped_id, "{verify}");
+    assert_eq!(verify["unfinished"][0]["reason"], reason.as_str());
+    let key = entry["lake_key"].as_str().unwrap();
+    assert!(
+        !verify["orphans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o == key),
+        "{verify}"
+    );
+    let text = String::from_utf8(w.run(&["status"]).stdout).unwrap();
+    assert!(
+        text.contains("unfinished") && text.contains("changed while"),
+        "{text}"
+    );
+
+    // The file is stable now: the next run loads all of it, once, and withdraws the
+    // stopped claim of the snapshot (and its raw object, if it had landed).
+    let (r2, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{r2}");
+    let f2 = file(&r2, "grow.csv");
+    assert_eq!(f2["status"], "loaded");
+    assert_eq!(n(&f2["rows_loaded"]), 401_000);
+    assert_eq!(w.query_i64("SELECT COUNT(*) FROM transactions"), 401_000);
+    assert_eq!(w.query_i64("SELECT COUNT(*) FROM files"), 1);
+    assert_eq!(
+        w.query_i64("SELECT COUNT(*) FROM files WHERE status = 'landing'"),
+        0
+    );
+    let verify = json(&["verify", "--json"]);
+    assert_eq!(verify["unfinished"], serde_json::json!([]), "{verify}");
+    assert_eq!(verify["orphans"], serde_json::json!([]), "{verify}");
+    assert_eq!(verify["not_intact"], 0);
+    let (r3, code) = w.run_json(&[]);
+    assert_eq!(code, 0);
+    assert_eq!(file(&r3, "grow.csv")["status"], "duplicate_file");
+}
+
 #[test]
 fn a_master_key_file_in_bankpipe_toml_turns_encryption_on() {
     let w = Workdir::new();

@@ -150,3 +150,8 @@ fn migrations_fill_gaps_refuse_newer_schemas_and_name_failures() {
     drop(Warehouse::open(&url).unwrap());
     assert_eq!(versions(), [1, 2, 3, 4]);
 }
+
+#[test]
+fn stopped_claims_are_shown_resumed_and_withdrawn() {
+    on_fresh(common::stopped_claims_are_shown_resumed_and_withdrawn);
+}

@@ -425,6 +425,20 @@ impl FileEntry {
     }
 }
 
+/// A file claimed but not finished (status `landing`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Unfinished {
+    /// Catalog id.
+    pub file_id: i64,
+    /// Name as received.
+    pub name: String,
+    /// Where its raw object goes (it may not be there).
+    pub lake_key: String,
+    /// Why its claim stopped, when recorded (a source that changed while being read);
+    /// `None`: being processed now, or left by a run that died.
+    pub reason: Option<String>,
+}
+
 /// One re-wrapped data key for `rotate-key`.
 #[derive(Debug, Clone)]
 pub struct Rewrap {
@@ -485,6 +499,8 @@ pub struct Summary {
     pub recent_runs: Vec<RunEntry>,
     /// Schema version.
     pub schema_version: i64,
+    /// Files claimed but not finished, with why their claim stopped.
+    pub unfinished: Vec<Unfinished>,
 }
 
 /// One row of `runs`.
@@ -672,6 +688,46 @@ impl Warehouse {
         }
     }
 
+    /// Records why a claim stopped without finishing (its source changed while being
+    /// read): it stays `landing`, so the same content arriving again still loads, and
+    /// `files`, `status` and `verify` show the reason. Resuming the claim clears it.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn stop_claim(&mut self, file_id: i64, reason: &str) -> Result<()> {
+        match self {
+            Warehouse::Sqlite(w) => w.stop_claim(file_id, reason),
+            Warehouse::Postgres(w) => w.stop_claim(file_id, reason),
+        }
+    }
+
+    /// Files claimed but not finished (`landing`), with the reason a claim stopped when
+    /// one was recorded.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn unfinished(&mut self) -> Result<Vec<Unfinished>> {
+        match self {
+            Warehouse::Sqlite(w) => w.unfinished(),
+            Warehouse::Postgres(w) => w.unfinished(),
+        }
+    }
+
+    /// Withdraws the stopped claims (see [`Warehouse::stop_claim`]) of earlier versions
+    /// of the inbox file `name`, once a version of it was finished as file `keep`: their
+    /// content was a snapshot of a file being written, which will not come again. Only
+    /// claims nobody holds are deleted (nothing was ever committed under them); returns
+    /// them, so their raw objects can be removed.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn withdraw_stopped(&mut self, name: &str, keep: i64) -> Result<Vec<Unfinished>> {
+        match self {
+            Warehouse::Sqlite(w) => w.withdraw_stopped(name, keep),
+            Warehouse::Postgres(w) => w.withdraw_stopped(name, keep),
+        }
+    }
+
     /// Marks a claimed file failed as a whole before any row was read.
     ///
     /// # Errors
@@ -820,9 +876,11 @@ impl Warehouse {
     /// # Errors
     /// On SQL failure.
     pub fn summary(&mut self) -> Result<Summary> {
-        match self {
-            Warehouse::Sqlite(w) => w.summary(),
-            Warehouse::Postgres(w) => w.summary(),
-        }
+        let mut s = match self {
+            Warehouse::Sqlite(w) => w.summary()?,
+            Warehouse::Postgres(w) => w.summary()?,
+        };
+        s.unfinished = self.unfinished()?;
+        Ok(s)
     }
 }

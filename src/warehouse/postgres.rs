@@ -24,7 +24,7 @@ use super::pg_connect::{ConnectError, Target};
 use super::pg_copy as enc;
 use super::{
     Claim, FileEntry, FileStatus, LoadPlan, NewFile, RejectEntry, RejectFilter, Result, Rewrap,
-    RunEntry, Stored, Summary, Tally, WarehouseError,
+    RunEntry, Stored, Summary, Tally, Unfinished, WarehouseError,
 };
 use crate::crypt::Sealed;
 use crate::model::Total;
@@ -401,7 +401,7 @@ impl PgWarehouse {
                         .get(0);
                     if free {
                         tx.execute(
-                            "UPDATE files SET original_name = $2, run_id = $3, profile = $4 WHERE file_id = $1",
+                            "UPDATE files SET original_name = $2, run_id = $3, profile = $4, error = NULL WHERE file_id = $1",
                             &[&file_id, &f.original_name, &f.run_id, &f.profile],
                         )
                         .map_err(pg("resuming a claim"))?;
@@ -449,6 +449,82 @@ impl PgWarehouse {
         let released = self.release(file_id);
         deleted?;
         released
+    }
+
+    pub(super) fn stop_claim(&mut self, file_id: i64, reason: &str) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE files SET error = $2 WHERE file_id = $1 AND status = 'landing'",
+                &[&file_id, &reason],
+            )
+            .map_err(pg("recording why a claim stopped"))?;
+        Ok(())
+    }
+
+    pub(super) fn unfinished(&mut self) -> Result<Vec<Unfinished>> {
+        Ok(self
+            .client
+            .query(
+                "SELECT file_id, original_name, lake_key, error FROM files
+                 WHERE status = 'landing' ORDER BY file_id",
+                &[],
+            )
+            .map_err(pg("listing unfinished files"))?
+            .iter()
+            .map(|r| Unfinished {
+                file_id: r.get(0),
+                name: r.get(1),
+                lake_key: r.get(2),
+                reason: r.get(3),
+            })
+            .collect())
+    }
+
+    pub(super) fn withdraw_stopped(&mut self, name: &str, keep: i64) -> Result<Vec<Unfinished>> {
+        let candidates = self
+            .client
+            .query(
+                "SELECT file_id, original_name, lake_key, error FROM files
+                 WHERE status = 'landing' AND error IS NOT NULL AND original_name = $1
+                   AND file_id <> $2",
+                &[&name, &keep],
+            )
+            .map_err(pg("withdrawing stopped claims"))?;
+        let mut withdrawn = Vec::new();
+        for r in &candidates {
+            let file_id: i64 = r.get(0);
+            // Only a claim nobody holds: a worker may have resumed this content since.
+            let free: bool = self
+                .client
+                .query_one(
+                    "SELECT pg_try_advisory_lock($1, $2::bigint::int)",
+                    &[&LOCK_SPACE, &file_id],
+                )
+                .map_err(pg("withdrawing stopped claims"))?
+                .get(0);
+            if !free {
+                continue;
+            }
+            let deleted = self
+                .client
+                .execute(
+                    "DELETE FROM files WHERE file_id = $1 AND status = 'landing' AND error IS NOT NULL
+                       AND NOT EXISTS (SELECT 1 FROM rejected_rows WHERE file_id = $1)",
+                    &[&file_id],
+                )
+                .map_err(pg("withdrawing stopped claims"));
+            let released = self.release(file_id);
+            if deleted? == 1 {
+                withdrawn.push(Unfinished {
+                    file_id,
+                    name: r.get(1),
+                    lake_key: r.get(2),
+                    reason: r.get(3),
+                });
+            }
+            released?;
+        }
+        Ok(withdrawn)
     }
 
     pub(super) fn fail_file(

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
     Claim, FileEntry, FileStatus, LoadPlan, NewFile, RejectEntry, RejectFilter, Result, Rewrap,
-    RunEntry, Stored, Summary, Tally, WarehouseError,
+    RunEntry, Stored, Summary, Tally, Unfinished, WarehouseError,
 };
 use crate::crypt::Sealed;
 use crate::model::Total;
@@ -220,7 +220,7 @@ impl SqliteWarehouse {
         let claim = match existing {
             Some((file_id, _, status, lake_key)) if status == "landing" => {
                 tx.execute(
-                    "UPDATE files SET original_name = ?2, run_id = ?3, profile = ?4 WHERE file_id = ?1",
+                    "UPDATE files SET original_name = ?2, run_id = ?3, profile = ?4, error = NULL WHERE file_id = ?1",
                     params![file_id, f.original_name, f.run_id, f.profile],
                 )
                 .map_err(sql("resuming a claim"))?;
@@ -268,6 +268,74 @@ impl SqliteWarehouse {
             )
             .map_err(sql("withdrawing a claim"))?;
         Ok(())
+    }
+
+    pub(super) fn stop_claim(&mut self, file_id: i64, reason: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE files SET error = ?2 WHERE file_id = ?1 AND status = 'landing'",
+                params![file_id, reason],
+            )
+            .map_err(sql("recording why a claim stopped"))?;
+        Ok(())
+    }
+
+    pub(super) fn unfinished(&mut self) -> Result<Vec<Unfinished>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT file_id, original_name, lake_key, error FROM files
+                 WHERE status = 'landing' ORDER BY file_id",
+            )
+            .map_err(sql("listing unfinished files"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Unfinished {
+                    file_id: r.get(0)?,
+                    name: r.get(1)?,
+                    lake_key: r.get(2)?,
+                    reason: r.get(3)?,
+                })
+            })
+            .map_err(sql("listing unfinished files"))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(sql("listing unfinished files"))
+    }
+
+    pub(super) fn withdraw_stopped(&mut self, name: &str, keep: i64) -> Result<Vec<Unfinished>> {
+        // One writer per SQLite warehouse (the run lock): no one else holds these claims.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("withdrawing stopped claims"))?;
+        let stopped: Vec<Unfinished> = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT file_id, original_name, lake_key, error FROM files
+                     WHERE status = 'landing' AND error IS NOT NULL AND original_name = ?1
+                       AND file_id <> ?2",
+                )
+                .map_err(sql("withdrawing stopped claims"))?;
+            stmt.query_map(params![name, keep], |r| {
+                Ok(Unfinished {
+                    file_id: r.get(0)?,
+                    name: r.get(1)?,
+                    lake_key: r.get(2)?,
+                    reason: r.get(3)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<_>>())
+            .map_err(sql("withdrawing stopped claims"))?
+        };
+        for u in &stopped {
+            tx.execute(
+                "DELETE FROM files WHERE file_id = ?1 AND status = 'landing'",
+                [u.file_id],
+            )
+            .map_err(sql("withdrawing stopped claims"))?;
+        }
+        tx.commit().map_err(sql("withdrawing stopped claims"))?;
+        Ok(stopped)
     }
 
     pub(super) fn fail_file(

@@ -1523,3 +1523,76 @@ pub fn data_keys_are_recorded_and_rewrapped(w: &mut Warehouse) {
     assert_eq!(entry(w).sealed(), Some(sealed("mk-b", "w3")));
     assert_eq!(entry(w).key_id.as_deref(), Some("mk-b"));
 }
+
+/// Issue 8 §8: a claim that stopped (its source changed while being read) records why,
+/// stays resumable by the same content (which clears the reason), is listed as
+/// unfinished, and is withdrawn once another version of the same inbox file finished.
+pub fn stopped_claims_are_shown_resumed_and_withdrawn(w: &mut Warehouse) {
+    let p = format!("stop{}-", nonce());
+    let name = format!("{p}grow.csv");
+    let run = start_run(w, "stopped");
+    let snapshot = csv_of(&[Row::new(&format!("{p}1"), "1.00")]);
+    let first = new_file(&snapshot, &name, &run);
+    let stopped = claim_new(w, &first);
+    w.stop_claim(stopped, "stopped: changed while being read")
+        .expect("stop_claim failed");
+    w.release(stopped).expect("release failed");
+    assert_eq!(file_entry(w, stopped).status, "landing");
+    assert_eq!(
+        file_entry(w, stopped).error.as_deref(),
+        Some("stopped: changed while being read")
+    );
+    let listed = w.unfinished().expect("unfinished failed");
+    let mine = listed
+        .iter()
+        .find(|u| u.file_id == stopped)
+        .expect("listed");
+    assert_eq!(
+        mine.reason.as_deref(),
+        Some("stopped: changed while being read")
+    );
+    assert_eq!(
+        summary(w)
+            .unfinished
+            .iter()
+            .filter(|u| u.file_id == stopped)
+            .count(),
+        1
+    );
+
+    // The same content again resumes the claim, and the reason goes.
+    assert!(matches!(w.claim(&first), Ok(Claim::Resume { file_id, .. }) if file_id == stopped));
+    assert_eq!(file_entry(w, stopped).error, None);
+    w.stop_claim(stopped, "stopped: changed again")
+        .expect("stop_claim failed");
+    w.release(stopped).expect("release failed");
+
+    // Nothing is withdrawn for an unfinished version; a finished one withdraws it.
+    let stable = csv_of(&[
+        Row::new(&format!("{p}1"), "1.00"),
+        Row::new(&format!("{p}2"), "2.00"),
+    ]);
+    let grown = new_file(&stable, &name, &run);
+    let (file_id, tally) = ingest(w, &run, &name, &stable, NEVER_FAIL);
+    assert_eq!(tally.rows_loaded, 2);
+    assert_ne!(file_id, stopped);
+    let other = new_file(&stable, &format!("{p}other.csv"), &run);
+    assert_eq!(other.sha256, grown.sha256);
+    let withdrawn = w
+        .withdraw_stopped(&name, file_id)
+        .expect("withdraw_stopped failed");
+    assert_eq!(
+        withdrawn.iter().map(|u| u.file_id).collect::<Vec<_>>(),
+        [stopped]
+    );
+    assert_eq!(withdrawn[0].lake_key, first.lake_key);
+    assert!(w.file(stopped).expect("file failed").is_none());
+    assert!(
+        w.unfinished()
+            .expect("unfinished failed")
+            .iter()
+            .all(|u| u.file_id != stopped)
+    );
+    assert_eq!(file_entry(w, file_id).status, "loaded");
+    finish_run(w, &run);
+}
