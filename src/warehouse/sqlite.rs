@@ -1094,10 +1094,12 @@ fn stored_in(conn: &Connection, file_id: i64, scale: u8) -> Result<Stored> {
 /// `COUNT(*)` and the exact sum of the canonical-decimal TEXT `amount` over `from_where`
 /// (a table and its `WHERE`), whatever the row count and the amounts' size (issue 8 §6).
 ///
-/// Removing the point gives minor units. SQLite's integer `SUM` errors on overflow and a
-/// `CAST` clamps a longer number, so SQL only sums values of at most 18 digits, split in
-/// two halves of at most 9 digits each (no overflow below 9·10^9 rows); the rare longer
-/// ones (amounts rejected `amount_above_max`) are read and added exactly here.
+/// Removing the point gives minor units. A `CAST` clamps a number too long for 64 bits,
+/// so SQL only sums texts of at most 18 characters; SQLite's integer `SUM` then errors
+/// (never wraps) if the sum overflows, and only then are they summed again in two halves
+/// of at most 9 digits each (no overflow below 9·10^9 rows). The rare longer texts
+/// (amounts rejected `amount_above_max`) are read and added exactly here. The common case
+/// costs one scan with one `SUM`.
 fn exact_sum(
     conn: &Connection,
     scale: u8,
@@ -1105,21 +1107,47 @@ fn exact_sum(
     params: &[&dyn rusqlite::ToSql],
     context: &'static str,
 ) -> Result<(u64, Total)> {
-    const SHORT: &str = "length(REPLACE(REPLACE(amount, '.', ''), '-', '')) <= 18";
+    const SHORT: &str = "length(amount) <= 18";
     let minor = "CAST(REPLACE(amount, '.', '') AS INTEGER)";
-    let (count, high, low): (i64, i64, i64) = conn
-        .query_row(
-            &format!(
-                "SELECT COUNT(*),
-                        COALESCE(SUM(CASE WHEN {SHORT} THEN {minor} / 1000000000 END), 0),
-                        COALESCE(SUM(CASE WHEN {SHORT} THEN {minor} % 1000000000 END), 0)
-                 FROM {from_where}"
-            ),
-            params,
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .map_err(sql(context))?;
-    let mut total = Total::from_minor(i128::from(high) * 1_000_000_000 + i128::from(low));
+    let fast = conn.query_row(
+        &format!(
+            "SELECT COUNT(*), COALESCE(SUM({minor}) FILTER (WHERE {SHORT}), 0),
+                    COUNT(amount) FILTER (WHERE NOT ({SHORT}))
+             FROM {from_where}"
+        ),
+        params,
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        },
+    );
+    let (count, mut total, longer) = match fast {
+        Ok((count, sum, longer)) => (count, Total::from_minor(i128::from(sum)), longer),
+        Err(e) if e.to_string().contains("integer overflow") => {
+            let (count, high, low, longer): (i64, i64, i64, i64) = conn
+                .query_row(
+                    &format!(
+                        "SELECT COUNT(*),
+                                COALESCE(SUM({minor} / 1000000000) FILTER (WHERE {SHORT}), 0),
+                                COALESCE(SUM({minor} % 1000000000) FILTER (WHERE {SHORT}), 0),
+                                COUNT(amount) FILTER (WHERE NOT ({SHORT}))
+                         FROM {from_where}"
+                    ),
+                    params,
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .map_err(sql(context))?;
+            let sum = i128::from(high) * 1_000_000_000 + i128::from(low);
+            (count, Total::from_minor(sum), longer)
+        }
+        Err(e) => return Err(sql(context)(e)),
+    };
+    if longer == 0 {
+        return Ok((count as u64, total));
+    }
     let mut long = conn
         .prepare(&format!(
             "SELECT amount FROM {from_where} AND amount IS NOT NULL AND NOT ({SHORT})"
@@ -1134,4 +1162,47 @@ fn exact_sum(
         total.merge(&Total::parse(&text, scale).unwrap_or(Total::from_minor(-1)));
     }
     Ok((count as u64, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_sums_never_overflow_and_count_long_amounts() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (k INTEGER, amount TEXT)")
+            .unwrap();
+        let put = |k: i64, a: Option<&str>| {
+            conn.execute("INSERT INTO t VALUES (?1, ?2)", params![k, a])
+                .unwrap();
+        };
+        // k = 1: the fast path.
+        for a in ["25.00", "-0.50", "1.05"] {
+            put(1, Some(a));
+        }
+        put(1, None);
+        // k = 2: 100 amounts of 18 characters overflow a 64-bit SUM.
+        for _ in 0..100 {
+            put(2, Some("999999999999999.99"));
+        }
+        put(2, Some("-0.01"));
+        // k = 3: longer amounts too, and an overflowing short sum.
+        put(3, Some("1234567890123456789012345678901234567890.00"));
+        put(3, Some("92233720368547758070.00"));
+        put(3, Some("999999999999999.99"));
+        put(3, Some("999999999999999.99"));
+        put(3, Some("9999999999999999.99"));
+        let sum = |k: i64| {
+            let (n, t) = exact_sum(&conn, 2, "t WHERE k = ?1", params![k], "test").unwrap();
+            (n, t.to_text(2))
+        };
+        assert_eq!(sum(1), (4, "25.55".into()));
+        assert_eq!(sum(2), (101, "99999999999999998.99".into()));
+        assert_eq!(
+            sum(3),
+            (5, "1234567890123456789104591399269782325959.97".into())
+        );
+        assert_eq!(sum(4), (0, "0.00".into()));
+    }
 }
