@@ -233,7 +233,7 @@ pub fn check_file(config: &Config, path: &Path, progress: &mut dyn Progress) -> 
     let mut t = Tally::default();
     while let Some(batch) = scanner.next_batch() {
         t.rows_read += batch.rows_read;
-        t.amount_read.merge(batch.amount_read);
+        t.amount_read.merge(&batch.amount_read);
         for row in &batch.digests {
             if let Err(e) = dedup.add(row, &mut t) {
                 return fail(report, format!("duplicate detection spill file: {e}"));
@@ -241,8 +241,8 @@ pub fn check_file(config: &Config, path: &Path, progress: &mut dyn Progress) -> 
         }
         for r in &batch.rejects {
             t.rows_rejected += 1;
-            if let Some(a) = r.rejection.amount {
-                t.amount_rejected.add(a);
+            if let Some(a) = &r.rejection.amount {
+                t.amount_rejected.add_parsed(a);
             }
             *t.rejects.entry(r.rejection.rule).or_default() += 1;
         }

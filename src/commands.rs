@@ -700,9 +700,22 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     let listed = lake.list()?;
     let catalog = warehouse.files()?;
     let mut record_status = true;
+    let present: std::collections::HashSet<&str> =
+        listed.iter().map(|(key, _)| key.as_str()).collect();
+    // Claimed but not finished: listed as what they are (their object, if any, is the
+    // raw copy of content that may still load), not checked (it may be being written)
+    // and never offered as orphans.
+    let mut unfinished = Vec::new();
     for f in &catalog {
         if f.status == "landing" {
-            continue; // not landed yet (or being landed right now)
+            unfinished.push(serde_json::json!({
+                "file_id": f.file_id,
+                "name": f.original_name,
+                "lake_key": f.lake_key,
+                "object_present": present.contains(f.lake_key.as_str()),
+                "reason": f.error,
+            }));
+            continue;
         }
         let outcome = match lake.verify(&f.lake_key, &f.sha256, f.sealed().as_ref()) {
             Ok(outcome) => Ok(outcome),
@@ -783,6 +796,7 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
                 "objects": results,
                 "orphans": orphans,
                 "orphan_details": explained,
+                "unfinished": unfinished,
             })
         )?;
     } else {
@@ -811,6 +825,35 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
             "{} objects checked, {bad} missing, corrupt or unreadable",
             results.len()
         )?;
+        if !unfinished.is_empty() {
+            writeln!(
+                out,
+                "{} files are claimed but not finished (status landing; not checked, not orphans; \
+                 the next run resumes one whose content arrives again):",
+                unfinished.len()
+            )?;
+            for u in &unfinished {
+                writeln!(
+                    out,
+                    "unfinished {:>5}  {}  {} (object {})",
+                    u["file_id"],
+                    u["name"].as_str().unwrap_or(""),
+                    u["lake_key"].as_str().unwrap_or(""),
+                    if u["object_present"] == true {
+                        "present"
+                    } else {
+                        "absent"
+                    }
+                )?;
+                writeln!(
+                    out,
+                    "         {}",
+                    u["reason"].as_str().unwrap_or(
+                        "no reason recorded: being processed now, or left by a run that died"
+                    )
+                )?;
+            }
+        }
         if !explained.is_empty() {
             writeln!(
                 out,
@@ -909,6 +952,21 @@ fn status(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     writeln!(out, "warnings (loaded with NULL)")?;
     for (rule, n) in &s.warnings_by_rule {
         writeln!(out, "  {rule:<26} {n:>8}")?;
+    }
+    if !s.unfinished.is_empty() {
+        writeln!(out, "unfinished (landing)")?;
+        for u in &s.unfinished {
+            writeln!(
+                out,
+                "  {:>5}  {}  {}",
+                u.file_id,
+                u.name,
+                u.reason.as_deref().unwrap_or(
+                    "no reason recorded: being processed now, or left by a run that died \
+                     (the next run resumes it)"
+                )
+            )?;
+        }
     }
     writeln!(out, "recent runs")?;
     for r in &s.recent_runs {

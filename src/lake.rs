@@ -519,6 +519,25 @@ impl Lake {
         })
     }
 
+    /// Deletes the raw object of a withdrawn claim (nothing in the catalog names it any
+    /// more). A missing object is not an error.
+    ///
+    /// # Errors
+    /// [`LakeError::Write`] when the store refuses.
+    pub fn remove(&self, key: &str) -> Result<(), LakeError> {
+        let path = ObjectPath::from(key);
+        self.runtime
+            .block_on(self.store.delete(&path))
+            .or_else(|e| match e {
+                object_store::Error::NotFound { .. } => Ok(()),
+                e => Err(e),
+            })
+            .map_err(|source| LakeError::Write {
+                key: key.to_owned(),
+                source,
+            })
+    }
+
     /// Streams an object into a local file (constant memory).
     ///
     /// # Errors

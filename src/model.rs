@@ -129,28 +129,89 @@ pub fn write_minor(minor: i128, scale: u8, buf: &mut String) {
     }
 }
 
-/// A control total: the exact sum of many amounts of one scale.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A control total: the exact sum of many amounts of one scale, of any size.
+///
+/// Sums stay in an `i128` (fast, and enough for any realistic file); a sum that would
+/// overflow it, or a single amount too large for an [`Amount`] (rejected
+/// `amount_above_max`, but still counted, issue 8 §6), moves to exact decimal digits.
+/// Never a float, never an overflow.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Total {
-    /// Sum in minor units.
-    pub minor: i128,
+    /// The sum in minor units while it fits; 0 when `wide` holds it.
+    minor: i128,
+    /// The sum when it does not fit an `i128` (and only then: equal sums compare equal).
+    wide: Option<Box<Wide>>,
 }
 
 impl Total {
+    /// A total of `minor` minor units.
+    pub const fn from_minor(minor: i128) -> Total {
+        Total { minor, wide: None }
+    }
+
+    /// The sum in minor units, when it fits an `i128`.
+    pub fn minor(&self) -> Option<i128> {
+        self.wide.is_none().then_some(self.minor)
+    }
+
     /// Adds one amount (the caller keeps scales uniform per file).
     pub fn add(&mut self, amount: Amount) {
-        self.minor += i128::from(amount.minor);
+        self.add_minor(i128::from(amount.minor));
+    }
+
+    /// Adds a row's parsed amount, whatever its size.
+    pub fn add_parsed(&mut self, amount: &ParsedAmount) {
+        match amount {
+            ParsedAmount::Fits(a) => self.add(*a),
+            ParsedAmount::Huge { minor, .. } => self.merge(minor),
+        }
+    }
+
+    fn add_minor(&mut self, minor: i128) {
+        if self.wide.is_none()
+            && let Some(sum) = self.minor.checked_add(minor)
+        {
+            self.minor = sum;
+            return;
+        }
+        self.add_wide(&Wide::from_i128(minor));
+    }
+
+    fn add_wide(&mut self, other: &Wide) {
+        let mut sum = match self.wide.take() {
+            Some(w) => *w,
+            None => Wide::from_i128(self.minor),
+        };
+        sum.add(other);
+        *self = Total::from_wide(sum);
+    }
+
+    /// Back to an `i128` when the value fits again, so equal sums compare equal.
+    fn from_wide(w: Wide) -> Total {
+        match w.to_i128() {
+            Some(minor) => Total::from_minor(minor),
+            None => Total {
+                minor: 0,
+                wide: Some(Box::new(w)),
+            },
+        }
     }
 
     /// Adds another total.
-    pub fn merge(&mut self, other: Total) {
-        self.minor += other.minor;
+    pub fn merge(&mut self, other: &Total) {
+        match &other.wide {
+            None => self.add_minor(other.minor),
+            Some(w) => self.add_wide(w),
+        }
     }
 
     /// Canonical decimal text at `scale`.
-    pub fn to_text(self, scale: u8) -> String {
+    pub fn to_text(&self, scale: u8) -> String {
         let mut s = String::new();
-        write_minor(self.minor, scale, &mut s);
+        match &self.wide {
+            None => write_minor(self.minor, scale, &mut s),
+            Some(w) => w.write_scaled(scale, &mut s),
+        }
         s
     }
 
@@ -164,16 +225,213 @@ impl Total {
         if frac.len() != usize::from(scale) && !(scale == 0 && frac.is_empty()) {
             return None;
         }
-        let int: i128 = int_part.parse().ok()?;
-        let frac_v: i128 = if frac.is_empty() {
-            0
-        } else {
-            frac.parse().ok()?
+        if int_part.is_empty()
+            || !int_part
+                .bytes()
+                .chain(frac.bytes())
+                .all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        Some(Total::from_wide(Wide::from_digits(
+            negative,
+            int_part.bytes().chain(frac.bytes()),
+        )))
+    }
+}
+
+/// An exact signed integer of any size, as little-endian decimal digits: only for the
+/// rare sums and amounts beyond an `i128`, so simplicity beats speed here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Wide {
+    negative: bool,
+    /// Least significant first, no trailing (most significant) zeros; empty for 0.
+    digits: Vec<u8>,
+}
+
+impl Wide {
+    fn from_i128(v: i128) -> Wide {
+        let mut digits = Vec::new();
+        let mut m = v.unsigned_abs();
+        while m > 0 {
+            digits.push((m % 10) as u8);
+            m /= 10;
+        }
+        Wide {
+            negative: v < 0,
+            digits,
+        }
+    }
+
+    /// From ASCII digits, most significant first.
+    fn from_digits(negative: bool, ascii: impl DoubleEndedIterator<Item = u8>) -> Wide {
+        let mut w = Wide {
+            negative,
+            digits: ascii.rev().map(|b| b - b'0').collect(),
         };
-        let v = int * 10i128.pow(u32::from(scale)) + frac_v;
-        Some(Total {
-            minor: if negative { -v } else { v },
-        })
+        w.trim();
+        w
+    }
+
+    fn trim(&mut self) {
+        while self.digits.last() == Some(&0) {
+            self.digits.pop();
+        }
+        if self.digits.is_empty() {
+            self.negative = false;
+        }
+    }
+
+    fn to_i128(&self) -> Option<i128> {
+        let mut m: i128 = 0;
+        for &d in self.digits.iter().rev() {
+            m = m.checked_mul(10)?.checked_add(i128::from(d))?;
+        }
+        Some(if self.negative { -m } else { m })
+    }
+
+    fn add(&mut self, other: &Wide) {
+        if self.negative == other.negative {
+            let mut carry = 0u8;
+            for i in 0..self.digits.len().max(other.digits.len()) {
+                let d = self.digits.get(i).copied().unwrap_or(0)
+                    + other.digits.get(i).copied().unwrap_or(0)
+                    + carry;
+                if i < self.digits.len() {
+                    self.digits[i] = d % 10;
+                } else {
+                    self.digits.push(d % 10);
+                }
+                carry = d / 10;
+            }
+            if carry > 0 {
+                self.digits.push(carry);
+            }
+            return;
+        }
+        // Opposite signs: the larger magnitude minus the smaller, with its sign.
+        let (big, small, negative) = if magnitude_cmp(&self.digits, &other.digits).is_ge() {
+            (self.digits.clone(), &other.digits, self.negative)
+        } else {
+            (other.digits.clone(), &self.digits, other.negative)
+        };
+        let mut digits = big;
+        let mut borrow = 0i8;
+        for (i, d) in digits.iter_mut().enumerate() {
+            let mut v = *d as i8 - small.get(i).copied().unwrap_or(0) as i8 - borrow;
+            borrow = i8::from(v < 0);
+            if v < 0 {
+                v += 10;
+            }
+            *d = v as u8;
+        }
+        self.digits = digits;
+        self.negative = negative;
+        self.trim();
+    }
+
+    fn write_scaled(&self, scale: u8, buf: &mut String) {
+        let scale = usize::from(scale);
+        if self.negative {
+            buf.push('-');
+        }
+        let len = self.digits.len().max(scale + 1);
+        for i in (0..len).rev() {
+            if i + 1 == scale {
+                buf.push('.');
+            }
+            buf.push(char::from(b'0' + self.digits.get(i).copied().unwrap_or(0)));
+        }
+    }
+}
+
+fn magnitude_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    a.len()
+        .cmp(&b.len())
+        .then_with(|| a.iter().rev().cmp(b.iter().rev()))
+}
+
+/// A row's amount as parsed: exact whatever its size. Every amount a valid row carries
+/// fits an [`Amount`] (it is at most the profile's maximum); a well-formed amount too
+/// large for 64-bit minor units can only be rejected `amount_above_max` (or
+/// `negative_amount`), and still counts in the control totals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParsedAmount {
+    /// Fits 64-bit minor units.
+    Fits(Amount),
+    /// Beyond 64-bit minor units.
+    Huge {
+        /// The value in minor units.
+        minor: Box<Total>,
+        /// Digits after the decimal point.
+        scale: u8,
+    },
+}
+
+impl ParsedAmount {
+    /// Parses a plain decimal as [`Amount::parse`] does, but with no size limit.
+    ///
+    /// # Errors
+    /// [`AmountError::NotPlainDecimal`] or [`AmountError::TooPrecise`]; never
+    /// `TooLarge`.
+    pub fn parse(text: &str, scale: u8) -> Result<ParsedAmount, AmountError> {
+        match Amount::parse(text, scale) {
+            Ok(a) => Ok(ParsedAmount::Fits(a)),
+            Err(AmountError::TooLarge) => {
+                let (negative, rest) = match text.strip_prefix('-') {
+                    Some(r) => (true, r),
+                    None => (false, text),
+                };
+                let (int_part, frac) = rest.split_once('.').unwrap_or((rest, ""));
+                let well_formed = !int_part.is_empty()
+                    && int_part.bytes().all(|b| b.is_ascii_digit())
+                    && (!rest.contains('.') || !frac.is_empty())
+                    && frac.bytes().all(|b| b.is_ascii_digit());
+                if !well_formed {
+                    return Err(AmountError::NotPlainDecimal);
+                }
+                let cut = frac.len().min(usize::from(scale));
+                if frac.bytes().skip(cut).any(|b| b != b'0') {
+                    return Err(AmountError::TooPrecise);
+                }
+                let pad = usize::from(scale) - cut;
+                let digits = int_part
+                    .bytes()
+                    .chain(frac.bytes().take(cut))
+                    .chain(std::iter::repeat_n(b'0', pad));
+                let digits: Vec<u8> = digits.collect();
+                Ok(ParsedAmount::Huge {
+                    minor: Box::new(Total::from_wide(Wide::from_digits(
+                        negative,
+                        digits.into_iter(),
+                    ))),
+                    scale,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether it is below zero.
+    pub fn is_negative(&self) -> bool {
+        match self {
+            ParsedAmount::Fits(a) => a.minor < 0,
+            ParsedAmount::Huge { minor, .. } => minor.to_text(0).starts_with('-'),
+        }
+    }
+
+    /// The canonical text at its scale, e.g. `25.00`.
+    pub fn to_text(&self) -> String {
+        match self {
+            ParsedAmount::Fits(a) => a.to_text(),
+            ParsedAmount::Huge { minor, scale } => minor.to_text(*scale),
+        }
+    }
+}
+
+impl fmt::Display for ParsedAmount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_text())
     }
 }
 
@@ -451,10 +709,67 @@ mod tests {
             (123_456_789_012_345_678_901, 2, "1234567890123456789.01"),
             (7, 0, "7"),
         ] {
-            let t = Total { minor };
+            let t = Total::from_minor(minor);
             assert_eq!(t.to_text(scale), text);
             assert_eq!(Total::parse(text, scale), Some(t));
         }
+    }
+
+    #[test]
+    fn huge_amounts_parse_exactly_and_totals_never_overflow() {
+        let forty = "1234567890123456789012345678901234567890";
+        let huge = ParsedAmount::parse(forty, 2).unwrap();
+        assert!(matches!(huge, ParsedAmount::Huge { .. }));
+        assert_eq!(huge.to_text(), format!("{forty}.00"));
+        assert!(!huge.is_negative());
+        let neg = ParsedAmount::parse("-99999999999999999999.5", 2).unwrap();
+        assert_eq!(neg.to_text(), "-99999999999999999999.50");
+        assert!(neg.is_negative());
+        assert_eq!(
+            ParsedAmount::parse("99999999999999999999.001", 2),
+            Err(AmountError::TooPrecise)
+        );
+        assert_eq!(
+            ParsedAmount::parse("99999999999999999999.", 2),
+            Err(AmountError::NotPlainDecimal)
+        );
+        assert_eq!(
+            ParsedAmount::parse("9999999999999999999x9", 2),
+            Err(AmountError::NotPlainDecimal)
+        );
+        assert_eq!(
+            ParsedAmount::parse("25.5", 2),
+            Ok(ParsedAmount::Fits(Amount::parse("25.5", 2).unwrap()))
+        );
+
+        // Two 20-digit amounts overflow i64 minor units; i128 holds them; a 40-digit one
+        // needs more, and subtracting it again comes back to the i128 value exactly.
+        let mut t = Total::default();
+        let twenty = ParsedAmount::parse("98765432109876543210", 2).unwrap();
+        t.add_parsed(&twenty);
+        t.add_parsed(&twenty);
+        assert_eq!(t.to_text(2), "197530864219753086420.00");
+        assert_eq!(t.minor(), Some(19_753_086_421_975_308_642_000));
+        t.add_parsed(&huge);
+        assert_eq!(t.minor(), None);
+        assert_eq!(t.to_text(2), "1234567890123456789209876543120987654310.00");
+        assert_eq!(Total::parse(&t.to_text(2), 2), Some(t.clone()));
+        let mut back = t.clone();
+        back.add_parsed(&ParsedAmount::parse(&format!("-{forty}"), 2).unwrap());
+        assert_eq!(back, Total::from_minor(19_753_086_421_975_308_642_000));
+        let mut small = Total::default();
+        small.add(Amount::parse("0.05", 2).unwrap());
+        small.merge(&Total::parse("-1.00", 2).unwrap());
+        assert_eq!(small.to_text(2), "-0.95");
+        let mut max = Total::from_minor(i128::MAX);
+        max.add(Amount::parse("0.01", 2).unwrap());
+        assert_eq!(max.minor(), None);
+        assert_eq!(max.to_text(0), "170141183460469231731687303715884105728");
+        let mut w = Total::parse("-0.01", 2).unwrap();
+        w.merge(&max);
+        assert_eq!(w, Total::from_minor(i128::MAX));
+        assert_eq!(Total::parse("0.5", 0), None);
+        assert_eq!(Total::parse("12a", 0), None);
     }
 
     #[test]

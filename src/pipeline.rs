@@ -367,16 +367,16 @@ fn process_with_retries(
             }
             other => {
                 if let Ok(report) = &other
-                    && let Some(id) = report
-                        .file_id
-                        .filter(|_| report.status != Outcome::DuplicateFile)
+                    && let Some(id) = report.file_id.filter(|_| {
+                        report.duplicate_of.is_none() && report.status != Outcome::DuplicateFile
+                    })
                 {
                     // Best effort: a dropped session releases its claims anyway.
                     let _ = ctx.warehouse.release(id);
                 }
                 if let (Some(own), Ok(report)) = (earlier_claim, &other)
                     && report.file_id == Some(own)
-                    && report.status == Outcome::DuplicateFile
+                    && (report.duplicate_of.is_some() || report.status == Outcome::DuplicateFile)
                 {
                     let report = report.clone();
                     return Ok(match reconcile_retry(ctx, run_id, own, report.clone()) {
@@ -436,6 +436,8 @@ fn reconcile_retry(
         }
         _ => return Ok(report),
     }
+    // Its own earlier attempt, not another file's content.
+    report.duplicate_of = None;
     report.profile = entry.profile;
     report.lake_key = Some(entry.lake_key);
     Ok(report)
@@ -565,12 +567,10 @@ fn process_file(
     tracing::debug!(file = %name, elapsed_s = clock.elapsed().as_secs_f64(), "Fingerprinted.");
     progress.file_started(&name, bytes);
 
-    if let Some((file_id, original, status)) = ctx.warehouse.find_file(&sha256)?
+    if let Some((file_id, _, status)) = ctx.warehouse.find_file(&sha256)?
         && status != FileStatus::Landing
     {
-        report.status = Outcome::DuplicateFile;
-        report.file_id = Some(file_id);
-        info!(file = %name, duplicate_of = %original, file_id, "Same content already processed; skipped.");
+        seen_before(ctx, &mut report, file_id)?;
         return Ok(finish(report, progress));
     }
 
@@ -630,8 +630,7 @@ fn process_file(
             (file_id, key, true)
         }
         Claim::Duplicate { file_id, .. } => {
-            report.status = Outcome::DuplicateFile;
-            report.file_id = Some(file_id);
+            seen_before(ctx, &mut report, file_id)?;
             return Ok(finish(report, progress));
         }
         Claim::Busy { file_id } => {
@@ -681,7 +680,7 @@ fn process_file(
         Err(WarehouseError::NotClaimed { .. }) => {
             // Another worker finished it since our claim.
             let _ = ctx.warehouse.release(file_id);
-            report.status = Outcome::DuplicateFile;
+            seen_before(ctx, &mut report, file_id)?;
             return Ok(finish(report, progress));
         }
         Err(e @ WarehouseError::WrongMasterKey { .. }) => {
@@ -747,6 +746,7 @@ fn process_file(
                     &crate::clock::now_rfc3339(),
                 )?;
             }
+            withdraw_earlier_versions(ctx, &name, file_id);
             return Ok(finish(report, progress));
         }
     };
@@ -804,11 +804,20 @@ fn process_file(
     drop(source);
     tracing::debug!(file = %name, elapsed_s = clock.elapsed().as_secs_f64(), "Load committed.");
     match loaded {
-        Ok(tally) => {
-            report.record_load(&tally, scale);
-            if let Err(broken) = check_control_totals(&mut ctx.warehouse, file_id, scale, &tally) {
-                error!(file = %name, file_id, %broken, "Control totals do not hold after commit.");
-                report.error = Some(format!("control totals do not hold: {broken}"));
+        // The control totals were read back and checked inside the load transaction.
+        Ok(tally) => report.record_load(&tally, scale),
+        Err(e @ WarehouseError::ControlTotals(_)) => {
+            // Rolled back: the file is recorded failed with the reason, never left
+            // `loaded` under a run that says its totals do not hold.
+            error!(file = %name, file_id, error = %e, "Control totals do not hold; rolled back.");
+            if let Some(h) = landing.take() {
+                landed_or_fatal(join_landing(h), &mut report, &mut ctx.warehouse, file_id)?;
+            }
+            if report.error.is_none() {
+                let msg = e.to_string();
+                ctx.warehouse
+                    .fail_file(file_id, run_id, &msg, &crate::clock::now_rfc3339())?;
+                report.error = Some(msg);
             }
         }
         Err(WarehouseError::Source(msg)) => {
@@ -826,6 +835,7 @@ fn process_file(
             if let Some(h) = landing.take() {
                 let _ = join_landing(h);
             }
+            stop_claim(&mut ctx.warehouse, file_id, &msg)?;
             report.error = Some(msg);
         }
         Err(WarehouseError::Aborted(msg)) => match lake_error {
@@ -843,7 +853,7 @@ fn process_file(
                 let _ = join_landing(h);
             }
             let _ = ctx.warehouse.release(file_id);
-            report.status = Outcome::DuplicateFile;
+            seen_before(ctx, &mut report, file_id)?;
         }
         Err(e) => {
             if let Some(h) = landing.take() {
@@ -852,7 +862,79 @@ fn process_file(
             return Err(e.into());
         }
     }
+    if !changed {
+        withdraw_earlier_versions(ctx, &name, file_id);
+    }
     Ok(finish(report, progress))
+}
+
+/// Records on a claim why it stopped (issue 8 §8): without it, `files` showed a
+/// `landing` file with no reason, forever.
+fn stop_claim(warehouse: &mut Warehouse, file_id: i64, reason: &str) -> Result<(), RunError> {
+    warn!(
+        file_id,
+        reason, "Claim stopped; it stays open for the same content."
+    );
+    warehouse.stop_claim(file_id, &format!("stopped: {reason}"))?;
+    Ok(())
+}
+
+/// Once a version of the inbox file `name` is finished (as `file_id`), the claims of
+/// earlier versions that stopped because the file changed while being read are
+/// withdrawn with their raw objects: they were snapshots of a file being written. Best
+/// effort: a claim left behind stays listed by `status` and `verify`, with its reason.
+fn withdraw_earlier_versions(ctx: &mut Context, name: &str, file_id: i64) {
+    // Finished means recorded loaded or failed; a claim that stopped itself is not.
+    match ctx.warehouse.file(file_id) {
+        Ok(Some(f)) if f.status != FileStatus::Landing.name() => {}
+        _ => return,
+    }
+    let withdrawn = match ctx.warehouse.withdraw_stopped(name, file_id) {
+        Ok(w) => w,
+        Err(e) => {
+            warn!(file = %name, error = %e, "Could not withdraw the stopped claims of earlier versions.");
+            return;
+        }
+    };
+    for u in withdrawn {
+        info!(file = %name, withdrawn = u.file_id, superseded_by = file_id, "Withdrew the claim of an earlier version that changed while being read.");
+        if let Err(e) = ctx.lake.remove(&u.lake_key) {
+            warn!(key = %u.lake_key, error = %e, "Could not remove the raw object of a withdrawn claim; `verify` lists it as an orphan.");
+        }
+    }
+}
+
+/// Content the catalog already holds under `earlier`: a duplicate of a loaded file, or,
+/// when that file failed, a failure again with the earlier id, its reason and the way
+/// out. Skipping content that failed must not read as success (issue 8 §3): it counts as
+/// a failed file for the exit status, and `duplicate_of` names the earlier file either
+/// way.
+fn seen_before(ctx: &mut Context, report: &mut FileReport, earlier: i64) -> Result<(), RunError> {
+    report.file_id = Some(earlier);
+    report.status = Outcome::DuplicateFile;
+    let Some(entry) = ctx.warehouse.file(earlier)? else {
+        return Ok(());
+    };
+    if entry.status == FileStatus::Failed.name() {
+        report.status = Outcome::Failed;
+        report.error = Some(format!(
+            "same content as file {earlier} ({}), which failed: {}; nothing loaded. Put a \
+             corrected file in the inbox, or load this content again from the lake with \
+             `bankpipe reprocess {earlier}` (with --max-reject-share if the reject share was the \
+             reason)",
+            entry.original_name,
+            entry.error.as_deref().unwrap_or("no reason recorded")
+        ));
+        warn!(file = %report.name, duplicate_of = %entry.original_name, file_id = earlier, "Same content already failed; failed again.");
+    } else {
+        info!(file = %report.name, duplicate_of = %entry.original_name, file_id = earlier, "Same content already processed; skipped.");
+    }
+    report.duplicate_of = Some(crate::report::DuplicateOf {
+        file_id: earlier,
+        name: entry.original_name,
+        status: entry.status,
+    });
+    Ok(())
 }
 
 /// A landing error is fatal for the run (lake unreachable), except a source that changed
@@ -872,9 +954,9 @@ fn landed_or_fatal(
         Err(e @ LakeError::Changed { .. }) => {
             // The claim stays `landing` (not `failed`): the same content arriving again
             // must still load. The next run fingerprints the file anew.
-            report.error = Some(format!(
-                "{e}; nothing loaded, it will be tried again by the next run"
-            ));
+            let msg = format!("{e}; nothing loaded, it will be tried again by the next run");
+            stop_claim(warehouse, file_id, &msg)?;
+            report.error = Some(msg);
             Ok(())
         }
         Err(e) => {
@@ -895,80 +977,19 @@ fn mark_if_corrupt(warehouse: &mut Warehouse, file_id: i64, error: &str) -> Resu
     Ok(())
 }
 
-/// Re-reads the warehouse after commit and compares with what the load counted.
+/// Re-reads the warehouse and compares with what the load counted (see
+/// [`crate::warehouse::Stored::check`]); for a commit made by an earlier attempt whose
+/// reply was lost. Loads themselves check before they commit.
 fn check_control_totals(
     warehouse: &mut Warehouse,
     file_id: i64,
     scale: u8,
     tally: &crate::warehouse::Tally,
 ) -> Result<(), String> {
-    let stored = warehouse
+    warehouse
         .stored(file_id, scale)
-        .map_err(|e| e.to_string())?;
-    let mut broken = Vec::new();
-    if !tally.balances() {
-        broken.push(format!(
-            "rows read {} != loaded {} + rejected {} + duplicate {} (or amounts differ)",
-            tally.rows_read, tally.rows_loaded, tally.rows_rejected, tally.rows_duplicate
-        ));
-    }
-    let failed = tally.failure.is_some();
-    let expect_rows = if failed { 0 } else { tally.rows_loaded };
-    let expect_amount = if failed {
-        crate::model::Total::default()
-    } else {
-        tally.amount_loaded
-    };
-    if stored.transactions != expect_rows || stored.transactions_amount != expect_amount {
-        broken.push(format!(
-            "transactions holds {} rows / {} for the file, expected {} / {}",
-            stored.transactions,
-            stored.transactions_amount.to_text(scale),
-            expect_rows,
-            expect_amount.to_text(scale)
-        ));
-    }
-    let expect_duplicates = if failed { 0 } else { tally.rows_duplicate };
-    if stored.duplicates != expect_duplicates {
-        broken.push(format!(
-            "duplicate_rows holds {} rows for the file, expected {expect_duplicates}",
-            stored.duplicates
-        ));
-    }
-    if stored.rejected != tally.rows_rejected || stored.rejected_amount != tally.amount_rejected {
-        broken.push(format!(
-            "rejected_rows holds {} rows / {}, expected {} / {}",
-            stored.rejected,
-            stored.rejected_amount.to_text(scale),
-            tally.rows_rejected,
-            tally.amount_rejected.to_text(scale)
-        ));
-    }
-    let r = &stored.recorded;
-    if r.rows_read != tally.rows_read
-        || r.rows_loaded != expect_rows
-        || r.rows_rejected != tally.rows_rejected
-        || r.rows_duplicate != tally.rows_duplicate
-        || r.amount_read != tally.amount_read
-        || r.amount_loaded != expect_amount
-        || r.amount_rejected != tally.amount_rejected
-        || r.amount_duplicate != tally.amount_duplicate
-    {
-        broken.push("the files catalog row disagrees with the load".into());
-    }
-    let want_status = if failed {
-        FileStatus::Failed
-    } else {
-        FileStatus::Loaded
-    };
-    if stored.status != Some(want_status) {
-        broken.push(format!("catalog status is {:?}", stored.status));
-    }
-    if broken.is_empty() {
-        Ok(())
-    } else {
-        Err(broken.join("; "))
-    }
+        .map_err(|e| e.to_string())?
+        .check(tally, scale)
 }
 
 fn log_outcome(r: &FileReport) {
@@ -1248,6 +1269,12 @@ pub fn reprocess(
                 after.error = Some(format!("control totals do not hold: {broken}"));
             }
         }
+        // Checked inside the transaction too: a reload whose totals do not hold is
+        // rolled back and the previous load stays.
+        Err(e @ WarehouseError::ControlTotals(_)) => {
+            error!(file_id = entry.file_id, error = %e, "Reprocessing failed; the previous load is untouched.");
+            after.error = Some(e.to_string());
+        }
         Err(WarehouseError::Aborted(_)) if dry_run => {
             let tally = seen.unwrap_or_default();
             after.record_load(&tally, scale);
@@ -1354,9 +1381,11 @@ mod tests {
         let failed = process_file(&mut ctx, "run-1", &bad, &mut Silent, &mut bad_claim).unwrap();
         assert_eq!(failed.status, Outcome::Failed);
         let retry = process_file(&mut ctx, "run-1", &bad, &mut Silent, &mut None).unwrap();
-        assert_eq!(retry.status, Outcome::DuplicateFile);
+        assert_eq!(retry.status, Outcome::Failed);
+        assert_eq!(retry.duplicate_of.as_ref().map(|d| d.file_id), bad_claim);
         let retry = reconcile_retry(&mut ctx, "run-1", bad_claim.unwrap(), retry).unwrap();
         assert_eq!(retry.status, Outcome::Failed);
+        assert_eq!(retry.duplicate_of, None);
         assert_eq!(retry.error, failed.error);
         assert_eq!((retry.rows_read, retry.rows_rejected), (3, 2));
 

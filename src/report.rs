@@ -38,6 +38,18 @@ impl Outcome {
     }
 }
 
+/// The earlier catalog entry a skipped file's content belongs to (`run --json`
+/// `duplicate_of`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DuplicateOf {
+    /// Its catalog id (what `bankpipe reprocess` takes).
+    pub file_id: i64,
+    /// Its name as first received.
+    pub name: String,
+    /// Its catalog status (`loaded` or `failed`).
+    pub status: String,
+}
+
 /// One file's line of the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileReport {
@@ -49,6 +61,10 @@ pub struct FileReport {
     pub status: Outcome,
     /// Catalog id (for a duplicate: the earlier file's id).
     pub file_id: Option<i64>,
+    /// For a file skipped because its content was seen before: that earlier file. Set
+    /// for every such skip, whether the earlier file loaded (this one is then
+    /// `duplicate_file`) or failed (this one is then `failed` again).
+    pub duplicate_of: Option<DuplicateOf>,
     /// Detected profile.
     pub profile: Option<String>,
     /// Where the raw copy is.
@@ -89,6 +105,7 @@ impl FileReport {
             sha256: None,
             status,
             file_id: None,
+            duplicate_of: None,
             profile: None,
             lake_key: None,
             bytes: 0,

@@ -238,7 +238,11 @@ pub fn start(
 ) -> Result<Scanner, FileError> {
     // A CSV header is cut alone (a one-byte target) so that its field count is known
     // to the splitter before any data record is cut: see `Splitter::expect_columns`.
-    let first_target = if format == Format::Csv { 1 } else { CHUNK_BYTES };
+    let first_target = if format == Format::Csv {
+        1
+    } else {
+        CHUNK_BYTES
+    };
     let mut splitter = Splitter::new(input, format, first_target);
     let mut first = splitter
         .next_chunk()
@@ -481,8 +485,8 @@ pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
                 }
             }
             Verdict::Rejected(rejection) => {
-                if let Some(a) = rejection.amount {
-                    batch.amount_read.add(a);
+                if let Some(a) = &rejection.amount {
+                    batch.amount_read.add_parsed(a);
                 }
                 batch.rejects.push(RejectedRow {
                     line: record.line,
@@ -664,14 +668,14 @@ mod tests {
             read += b.rows_read;
             valid += b.rows.len() as u64;
             rejected += b.rejects.len() as u64;
-            amount.merge(b.amount_read);
+            amount.merge(&b.amount_read);
             for r in &b.rows {
                 assert!(r.line > last_line);
                 last_line = r.line;
             }
         }
         assert_eq!((read, valid, rejected), (30_000, 29_970, 30));
-        assert_eq!(amount.minor, 30_000 * 500);
+        assert_eq!(amount.minor(), Some(30_000 * 500));
         assert_eq!(last_line, 30_001);
     }
 

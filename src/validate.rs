@@ -6,7 +6,9 @@
 //! `row_too_long`) and duplicates (which need the warehouse) are decided elsewhere but
 //! use the same [`Rule`] names.
 
-use crate::model::{Amount, AmountError, Currency, Date, DateTime, Gender, Text, Transaction};
+use crate::model::{
+    Amount, AmountError, Currency, Date, DateTime, Gender, ParsedAmount, Text, Transaction,
+};
 use crate::profile::{CurrencySource, FIELD_COUNT, Field, Profile, When, YearRule};
 
 /// Every rule of the contract, with the stable name stored in the warehouse.
@@ -230,8 +232,8 @@ pub struct Rejection {
     pub field: Option<Field>,
     /// A short human explanation, e.g. the offending value.
     pub detail: String,
-    /// The amount, when it parsed (it counts in the control totals).
-    pub amount: Option<Amount>,
+    /// The amount, when it parsed (it counts in the control totals), whatever its size.
+    pub amount: Option<ParsedAmount>,
 }
 
 /// The result of validating one row.
@@ -246,7 +248,7 @@ pub enum Verdict {
     Rejected(Rejection),
 }
 
-fn reject(rule: Rule, field: Field, detail: String, amount: Option<Amount>) -> Verdict {
+fn reject(rule: Rule, field: Field, detail: String, amount: Option<ParsedAmount>) -> Verdict {
     Verdict::Rejected(Rejection {
         rule,
         field: Some(field),
@@ -264,6 +266,14 @@ fn quoted(value: &str) -> String {
     format!("{s:?}")
 }
 
+/// Shortens a long number quoted in a detail message (the raw row keeps all of it).
+fn shortened(value: &str) -> String {
+    match value.char_indices().nth(40) {
+        Some((cut, _)) => format!("{}…", &value[..cut]),
+        None => value.to_owned(),
+    }
+}
+
 /// Validates one row. `cells` holds, per field slot, the trimmed cell text or `None`
 /// when the column is absent or the value is one of the profile's null values.
 pub fn validate(profile: &Profile, cells: &[Option<&str>; FIELD_COUNT]) -> Verdict {
@@ -271,11 +281,13 @@ pub fn validate(profile: &Profile, cells: &[Option<&str>; FIELD_COUNT]) -> Verdi
 
     // The amount is parsed first so that a row rejected for another rule still
     // contributes its amount to the control totals.
+    // Any well-formed amount parses exactly, however many digits it has: one too large
+    // for 64 bits is above every maximum and must still count (issue 8 §6).
     let amount_text = cell(Field::Amount);
-    let parsed_amount = amount_text.map(|t| Amount::parse(t, profile.scale));
-    let amount = match parsed_amount {
-        Some(Ok(a)) => Some(a),
-        _ => None,
+    let (amount, amount_error) = match amount_text.map(|t| ParsedAmount::parse(t, profile.scale)) {
+        Some(Ok(a)) => (Some(a), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
     };
 
     let Some(transaction_id) = cell(Field::TransactionId) else {
@@ -374,8 +386,8 @@ pub fn validate(profile: &Profile, cells: &[Option<&str>; FIELD_COUNT]) -> Verdi
         }
     };
 
-    let amount = match (amount_text, parsed_amount) {
-        (None, _) => {
+    let amount = match (amount_text, amount_error, amount) {
+        (None, _, _) => {
             return reject(
                 Rule::MissingAmount,
                 Field::Amount,
@@ -383,7 +395,7 @@ pub fn validate(profile: &Profile, cells: &[Option<&str>; FIELD_COUNT]) -> Verdi
                 None,
             );
         }
-        (Some(text), Some(Err(e))) => {
+        (Some(text), Some(e), _) => {
             let why = match e {
                 AmountError::NotPlainDecimal => "is not a plain decimal",
                 AmountError::TooPrecise => "has more decimals than the currency allows",
@@ -396,25 +408,32 @@ pub fn validate(profile: &Profile, cells: &[Option<&str>; FIELD_COUNT]) -> Verdi
                 None,
             );
         }
-        (Some(_), Some(Ok(a))) => a,
-        (Some(_), None) => unreachable!("amount text present but not parsed"),
+        (Some(_), None, Some(a)) => a,
+        (Some(_), None, None) => unreachable!("amount text present but not parsed"),
     };
-    if amount.minor < 0 {
+    if amount.is_negative() {
         return reject(
             Rule::NegativeAmount,
             Field::Amount,
-            format!("{amount} is negative"),
+            format!("{} is negative", shortened(&amount.to_text())),
             Some(amount),
         );
     }
-    if amount.minor > profile.max_amount.minor {
-        return reject(
-            Rule::AmountAboveMax,
-            Field::Amount,
-            format!("{amount} exceeds the maximum {}", profile.max_amount),
-            Some(amount),
-        );
-    }
+    let amount = match amount {
+        ParsedAmount::Fits(a) if a.minor <= profile.max_amount.minor => a,
+        above => {
+            return reject(
+                Rule::AmountAboveMax,
+                Field::Amount,
+                format!(
+                    "{} exceeds the maximum {}",
+                    shortened(&above.to_text()),
+                    profile.max_amount
+                ),
+                Some(above),
+            );
+        }
+    };
 
     let currency = match profile.currency {
         CurrencySource::Fixed(c) => c,
@@ -428,7 +447,7 @@ pub fn validate(profile: &Profile, cells: &[Option<&str>; FIELD_COUNT]) -> Verdi
                         "{} is not a currency code",
                         quoted(cell(Field::Currency).unwrap_or(""))
                     ),
-                    Some(amount),
+                    Some(ParsedAmount::Fits(amount)),
                 );
             }
         },
@@ -630,6 +649,25 @@ mod tests {
         }
         assert_eq!(rejected_rule(with(8, "-5")), Rule::NegativeAmount);
         assert_eq!(rejected_rule(with(8, "100000000.01")), Rule::AmountAboveMax);
+        // Issue 8 §6: too large for 64 bits is still above the maximum, and counted.
+        for (huge, text) in [
+            ("92233720368547758.08", "92233720368547758.08"),
+            ("12345678901234567890", "12345678901234567890.00"),
+            (
+                "1234567890123456789012345678901234567890",
+                "1234567890123456789012345678901234567890.00",
+            ),
+        ] {
+            let Verdict::Rejected(r) = validate(&kaggle(), &row(with(8, huge))) else {
+                panic!("{huge}")
+            };
+            assert_eq!(r.rule, Rule::AmountAboveMax, "{huge}: {}", r.detail);
+            assert_eq!(r.amount.unwrap().to_text(), text);
+        }
+        assert_eq!(
+            rejected_rule(with(8, "-12345678901234567890")),
+            Rule::NegativeAmount
+        );
         let (t, _) = warnings_of(with(8, "100000000"));
         assert_eq!(t.amount.to_text(), "100000000.00");
     }
@@ -639,11 +677,11 @@ mod tests {
         let Verdict::Rejected(r) = validate(&kaggle(), &row(with(1, ""))) else {
             panic!()
         };
-        assert_eq!(r.amount.unwrap().minor, 2500);
+        assert_eq!(r.amount.unwrap().to_text(), "25.00");
         let Verdict::Rejected(r) = validate(&kaggle(), &row(with(8, "-5"))) else {
             panic!()
         };
-        assert_eq!(r.amount.unwrap().minor, -500);
+        assert_eq!(r.amount.unwrap().to_text(), "-5.00");
     }
 
     #[test]

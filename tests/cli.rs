@@ -532,6 +532,232 @@ fn a_higher_reject_share_lets_a_file_load() {
     assert_eq!(n(&file(&r, "f.csv")["rows_loaded"]), 90);
 }
 
+/// Issue 8 §3: content that already failed is never a successful duplicate.
+#[test]
+fn content_that_already_failed_fails_again_with_the_way_out() {
+    let w = Workdir::new();
+    let mut bad = format!("{HEADER}\n");
+    for i in 0..10 {
+        let date = if i % 2 == 0 { "31/2/16" } else { "2/8/16" };
+        bad.push_str(&format!("B{i},C1,10/1/94,F,PUNE,1.0,{date},143207,25.0\n"));
+    }
+    w.put("bad.csv", &bad);
+    w.put("empty.csv", "");
+    w.put("header-only.csv", format!("{HEADER}\n"));
+    w.put(
+        "good.csv",
+        format!("{HEADER}\nG1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"),
+    );
+    let (r1, c1) = w.run_json(&[]);
+    assert_eq!(c1, 1, "{r1}");
+    let id = |r: &Value, name: &str| file(r, name)["file_id"].as_i64().unwrap();
+    let bad_id = id(&r1, "bad.csv");
+    assert_eq!(file(&r1, "bad.csv")["status"], "failed");
+    assert_eq!(file(&r1, "bad.csv")["duplicate_of"], Value::Null);
+
+    // The same content again, even with a share that would let it load, and the same
+    // bytes as the empty and header-only files under new names.
+    w.put("bad-again.csv", &bad);
+    w.put("empty-2.csv", "");
+    w.put("header-only-2.csv", format!("{HEADER}\n"));
+    w.put(
+        "good-copy.csv",
+        std::fs::read(w.inbox().join("good.csv")).unwrap(),
+    );
+    let (r2, c2) = w.run_json(&["--max-reject-share", "0.6"]);
+    assert_eq!(c2, 1, "content that failed fails the run again: {r2}");
+    assert_eq!(r2["status"], "failed");
+    for (name, earlier) in [
+        ("bad.csv", "bad.csv"),
+        ("bad-again.csv", "bad.csv"),
+        ("empty-2.csv", "empty.csv"),
+        ("header-only-2.csv", "header-only.csv"),
+    ] {
+        let f = file(&r2, name);
+        let earlier_id = id(&r1, earlier);
+        assert_eq!(f["status"], "failed", "{f}");
+        assert_eq!(
+            f["duplicate_of"],
+            serde_json::json!({"file_id": earlier_id, "name": earlier, "status": "failed"}),
+            "{f}"
+        );
+        let e = f["error"].as_str().unwrap();
+        let reason = file(&r1, earlier)["error"].as_str().unwrap();
+        assert!(e.contains(&format!("file {earlier_id} ({earlier})")), "{e}");
+        assert!(e.contains(reason), "{e} lacks the earlier reason {reason}");
+        assert!(
+            e.contains(&format!("bankpipe reprocess {earlier_id}")),
+            "{e}"
+        );
+    }
+    // A true duplicate of a loaded file names it too, and stays a success.
+    for name in ["good.csv", "good-copy.csv"] {
+        let f = file(&r2, name);
+        assert_eq!(f["status"], "duplicate_file", "{f}");
+        assert_eq!(f["error"], Value::Null);
+        assert_eq!(
+            f["duplicate_of"],
+            serde_json::json!({"file_id": id(&r1, "good.csv"), "name": "good.csv", "status": "loaded"})
+        );
+    }
+    let table = String::from_utf8(w.run(&["run"]).stdout).unwrap();
+    assert!(
+        table.contains(&format!("bankpipe reprocess {bad_id}")),
+        "{table}"
+    );
+
+    // The way out works; afterwards the content is a plain duplicate of a loaded file.
+    let out = w.run(&[
+        "reprocess",
+        &bad_id.to_string(),
+        "--max-reject-share",
+        "0.6",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for name in [
+        "empty.csv",
+        "empty-2.csv",
+        "header-only.csv",
+        "header-only-2.csv",
+    ] {
+        std::fs::remove_file(w.inbox().join(name)).unwrap();
+    }
+    let (r3, c3) = w.run_json(&[]);
+    assert_eq!(c3, 0, "{r3}");
+    assert_eq!(file(&r3, "bad-again.csv")["status"], "duplicate_file");
+    assert_eq!(
+        file(&r3, "bad-again.csv")["duplicate_of"]["status"],
+        "loaded"
+    );
+    assert_eq!(w.query_i64("SELECT COUNT(*) FROM transactions"), 6);
+}
+
+/// Issue 8 §6: amounts of any size above the maximum are `amount_above_max`, counted
+/// exactly in the totals, and the exact read-back holds.
+#[test]
+fn huge_amounts_are_above_max_and_counted_exactly() {
+    let w = Workdir::new();
+    let twenty_a = "92233720368547758070";
+    let twenty_b = "98765432109876543210";
+    let forty = "1234567890123456789012345678901234567890";
+    let mut text = format!("{HEADER}\n");
+    for i in 0..100 {
+        text.push_str(&format!("H{i},C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"));
+    }
+    for (id, amount) in [("BIG1", twenty_a), ("BIG2", twenty_b), ("BIG3", forty)] {
+        text.push_str(&format!(
+            "{id},C1,10/1/94,F,PUNE,1.0,2/8/16,143207,{amount}\n"
+        ));
+    }
+    w.put("huge.csv", &text);
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["status"], "ok");
+    let f = file(&r, "huge.csv");
+    assert_eq!(f["status"], "loaded", "{f}");
+    assert_eq!(f["error"], Value::Null, "{f}");
+    assert_eq!(f["rejects"], serde_json::json!({"amount_above_max": 3}));
+    assert_eq!((n(&f["rows_read"]), n(&f["rows_loaded"])), (103, 100));
+    // Exactly, digit for digit (python: sum of the three + 100 × 25).
+    assert_eq!(
+        f["amount_rejected"],
+        "1234567890123456789203344831379658869170.00"
+    );
+    assert_eq!(
+        f["amount_read"],
+        "1234567890123456789203344831379658871670.00"
+    );
+    assert_eq!(f["amount_loaded"], "2500.00");
+    // The read-back sums the stored text exactly; the catalog holds the same.
+    let conn = rusqlite::Connection::open(w.db()).unwrap();
+    let (read, rejected): (String, String) = conn
+        .query_row("SELECT amount_read, amount_rejected FROM files", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(read, "1234567890123456789203344831379658871670.00");
+    assert_eq!(rejected, "1234567890123456789203344831379658869170.00");
+    let stored: Vec<String> = conn
+        .prepare("SELECT amount FROM rejected_rows ORDER BY line_no")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        stored,
+        [
+            format!("{twenty_a}.00"),
+            format!("{twenty_b}.00"),
+            format!("{forty}.00")
+        ]
+    );
+    // Committed once: the next run calls it a duplicate of a loaded file.
+    let (again, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(file(&again, "huge.csv")["duplicate_of"]["status"], "loaded");
+}
+
+/// Issue 8 §6: the control totals are checked before commit; a load whose read-back
+/// does not hold is rolled back and the file recorded failed with the reason, never left
+/// `loaded` while the run says failed.
+#[test]
+fn control_totals_that_do_not_hold_roll_the_load_back() {
+    let w = Workdir::new();
+    w.put(
+        "ok.csv",
+        format!("{HEADER}\nK1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"),
+    );
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{r}");
+    // Something between the loader and the table changes a stored amount.
+    rusqlite::Connection::open(w.db())
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER skew AFTER INSERT ON transactions WHEN NEW.transaction_id = 'S2'
+             BEGIN UPDATE transactions SET amount = '1.00' WHERE transaction_id = 'S2'; END;",
+        )
+        .unwrap();
+    let mut text = format!("{HEADER}\n");
+    for i in 0..5 {
+        text.push_str(&format!("S{i},C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"));
+    }
+    w.put("skewed.csv", &text);
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 1, "{r}");
+    let f = file(&r, "skewed.csv");
+    assert_eq!(f["status"], "failed", "{f}");
+    let e = f["error"].as_str().unwrap();
+    assert!(e.contains("control totals do not hold"), "{e}");
+    assert_eq!(
+        w.query_i64("SELECT COUNT(*) FROM transactions WHERE transaction_id LIKE 'S%'"),
+        0,
+        "rolled back"
+    );
+    let files: Value = serde_json::from_slice(&w.run(&["files", "--json"]).stdout).unwrap();
+    let entry = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["original_name"] == "skewed.csv")
+        .unwrap();
+    assert_eq!(entry["status"], "failed");
+    assert!(
+        entry["error"]
+            .as_str()
+            .unwrap()
+            .contains("control totals do not hold")
+    );
+    // The next run says so again instead of calling it a duplicate.
+    let (again, code) = w.run_json(&[]);
+    assert_eq!(code, 1, "{again}");
+    assert_eq!(file(&again, "skewed.csv")["status"], "failed");
+}
+
 #[test]
 fn exit_status_2_for_usage_and_configuration_errors() {
     let w = Workdir::new();
@@ -1260,6 +1486,103 @@ fn a_file_changed_while_being_read_is_not_loaded_and_retried_later() {
     let (r, code) = w.run_json(&[]);
     assert_eq!(code, 0, "{r}");
     assert_eq!(n(&file(&r, "big.csv")["rows_loaded"]), 400_000);
+}
+
+/// Issue 8 §8: a file appended to while being read. Its claim records why it stopped
+/// (`files`, `status`), `verify` lists it as unfinished (not as an orphan), and once the
+/// file is stable the next run loads it exactly once and withdraws the stopped claim.
+#[test]
+fn a_file_that_grows_while_being_read_is_shown_then_loaded_once_stable() {
+    let w = Workdir::new();
+    let path = w.generate("grow.csv", 400_000, &["--seed", "62", "--defects", "0"]);
+    let mut child = w
+        .cmd()
+        .args(["run", "--json"])
+        .env("BANKPIPE_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for_line(&mut child, "Claimed"));
+    // A real writer appends while the run reads.
+    let mut more = String::new();
+    for i in 0..1_000 {
+        more.push_str(&format!(
+            "GROW{i},C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"
+        ));
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(more.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{r}");
+    let f = file(&r, "grow.csv");
+    assert!(
+        f["error"].as_str().unwrap().contains("changed while"),
+        "{f}"
+    );
+    let stopped_id = f["file_id"].as_i64().unwrap();
+    assert_eq!(w.query_i64("SELECT COUNT(*) FROM transactions"), 0);
+
+    let json = |args: &[&str]| -> Value {
+        let out = w.run(args);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)))
+    };
+    // files: still landing, with the reason.
+    let files = json(&["files", "--json"]);
+    let entry = &files.as_array().unwrap()[0];
+    assert_eq!(entry["status"], "landing");
+    let reason = entry["error"].as_str().unwrap().to_owned();
+    assert!(reason.contains("changed while"), "{reason}");
+    assert!(reason.contains("next run"), "{reason}");
+    // status: listed as unfinished with the reason.
+    let status = json(&["status", "--json"]);
+    assert_eq!(status["unfinished"][0]["file_id"], stopped_id, "{status}");
+    assert_eq!(status["unfinished"][0]["reason"], reason.as_str());
+    // verify: listed as unfinished, never as a safe-to-delete orphan.
+    let verify = json(&["verify", "--json"]);
+    assert_eq!(verify["unfinished"][0]["file_id"], stopped_id, "{verify}");
+    assert_eq!(verify["unfinished"][0]["reason"], reason.as_str());
+    let key = entry["lake_key"].as_str().unwrap();
+    assert!(
+        !verify["orphans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o == key),
+        "{verify}"
+    );
+    let text = String::from_utf8(w.run(&["status"]).stdout).unwrap();
+    assert!(
+        text.contains("unfinished") && text.contains("changed while"),
+        "{text}"
+    );
+
+    // The file is stable now: the next run loads all of it, once, and withdraws the
+    // stopped claim of the snapshot (and its raw object, if it had landed).
+    let (r2, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{r2}");
+    let f2 = file(&r2, "grow.csv");
+    assert_eq!(f2["status"], "loaded");
+    assert_eq!(n(&f2["rows_loaded"]), 401_000);
+    assert_eq!(w.query_i64("SELECT COUNT(*) FROM transactions"), 401_000);
+    assert_eq!(w.query_i64("SELECT COUNT(*) FROM files"), 1);
+    assert_eq!(
+        w.query_i64("SELECT COUNT(*) FROM files WHERE status = 'landing'"),
+        0
+    );
+    let verify = json(&["verify", "--json"]);
+    assert_eq!(verify["unfinished"], serde_json::json!([]), "{verify}");
+    assert_eq!(verify["orphans"], serde_json::json!([]), "{verify}");
+    assert_eq!(verify["not_intact"], 0);
+    let (r3, code) = w.run_json(&[]);
+    assert_eq!(code, 0);
+    assert_eq!(file(&r3, "grow.csv")["status"], "duplicate_file");
 }
 
 #[test]

@@ -1160,3 +1160,121 @@ fn read_only_commands_never_create_a_schema_on_postgres() {
         .unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
 }
+
+/// Issue 8 §3 on PostgreSQL: content that already failed fails again, naming the
+/// earlier file, its reason and the way out; a true duplicate names the loaded file.
+#[test]
+fn content_that_already_failed_fails_again_on_postgres() {
+    let (dir, inbox) = workdir();
+    let mut bad = format!("{HEADER}\n");
+    for i in 0..10 {
+        let date = if i % 2 == 0 { "31/2/16" } else { "2/8/16" };
+        bad.push_str(&format!("B{i},C1,10/1/94,F,PUNE,1.0,{date},143207,25.0\n"));
+    }
+    std::fs::write(inbox.join("bad.csv"), &bad).unwrap();
+    std::fs::write(inbox.join("header-only.csv"), format!("{HEADER}\n")).unwrap();
+    let good = format!("{HEADER}\nG1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n");
+    std::fs::write(inbox.join("good.csv"), &good).unwrap();
+    let c = PgCluster::shared();
+    let db = c.database();
+    let (r1, code, err) = run_json(dir.path(), &db.url);
+    assert_eq!(code, 1, "{r1}\n{err}");
+    let entry = |r: &Value, name: &str| -> Value {
+        files(r)
+            .iter()
+            .find(|f| f["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {r}"))
+    };
+    let bad_id = entry(&r1, "bad.csv")["file_id"].as_i64().unwrap();
+    let header_id = entry(&r1, "header-only.csv")["file_id"].as_i64().unwrap();
+    let good_id = entry(&r1, "good.csv")["file_id"].as_i64().unwrap();
+
+    std::fs::write(inbox.join("bad-again.csv"), &bad).unwrap();
+    std::fs::write(inbox.join("header-only-2.csv"), format!("{HEADER}\n")).unwrap();
+    std::fs::write(inbox.join("good-copy.csv"), &good).unwrap();
+    let (r2, code, err) = run_json_with(dir.path(), &db.url, &["--max-reject-share", "0.6"]);
+    assert_eq!(code, 1, "{r2}\n{err}");
+    assert_eq!(r2["status"], "failed");
+    for (name, earlier, earlier_id) in [
+        ("bad.csv", "bad.csv", bad_id),
+        ("bad-again.csv", "bad.csv", bad_id),
+        ("header-only-2.csv", "header-only.csv", header_id),
+    ] {
+        let f = entry(&r2, name);
+        assert_eq!(f["status"], "failed", "{f}");
+        assert_eq!(
+            f["duplicate_of"],
+            serde_json::json!({"file_id": earlier_id, "name": earlier, "status": "failed"})
+        );
+        let e = f["error"].as_str().unwrap();
+        let reason = entry(&r1, earlier)["error"].as_str().unwrap().to_owned();
+        assert!(e.contains(&reason), "{e}");
+        assert!(
+            e.contains(&format!("bankpipe reprocess {earlier_id}")),
+            "{e}"
+        );
+    }
+    for name in ["good.csv", "good-copy.csv"] {
+        let f = entry(&r2, name);
+        assert_eq!(f["status"], "duplicate_file", "{f}");
+        assert_eq!(
+            f["duplicate_of"],
+            serde_json::json!({"file_id": good_id, "name": "good.csv", "status": "loaded"})
+        );
+    }
+    assert_eq!(c.psql(&db.name, "SELECT COUNT(*) FROM transactions"), "1");
+}
+
+/// Issue 8 §6 on PostgreSQL: two 20-digit amounts and a 40-digit one are
+/// `amount_above_max`, in the totals exactly (NUMERIC from binary COPY), and the file
+/// loads once with control totals that hold.
+#[test]
+fn huge_amounts_are_above_max_and_counted_exactly_on_postgres() {
+    let (dir, inbox) = workdir();
+    let huge = [
+        "92233720368547758070",
+        "98765432109876543210",
+        "1234567890123456789012345678901234567890",
+    ];
+    let mut text = format!("{HEADER}\n");
+    for i in 0..100 {
+        text.push_str(&format!("H{i},C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"));
+    }
+    for (i, amount) in huge.iter().enumerate() {
+        text.push_str(&format!(
+            "BIG{i},C1,10/1/94,F,PUNE,1.0,2/8/16,143207,{amount}\n"
+        ));
+    }
+    std::fs::write(inbox.join("huge.csv"), &text).unwrap();
+    let c = PgCluster::shared();
+    let db = c.database();
+    let (r, code, err) = run_json(dir.path(), &db.url);
+    assert_eq!(code, 0, "{r}\n{err}");
+    let f = &files(&r)[0];
+    assert_eq!(f["status"], "loaded", "{f}");
+    assert_eq!(f["error"], Value::Null);
+    assert_eq!(f["rejects"], serde_json::json!({"amount_above_max": 3}));
+    let rejected = "1234567890123456789203344831379658869170.00";
+    let read = "1234567890123456789203344831379658871670.00";
+    assert_eq!(f["amount_rejected"], rejected);
+    assert_eq!(f["amount_read"], read);
+    assert_eq!(f["amount_loaded"], "2500.00");
+    assert_eq!(
+        c.psql(
+            &db.name,
+            "SELECT status, amount_read::text, amount_rejected::text FROM files"
+        ),
+        format!("loaded|{read}|{rejected}")
+    );
+    assert_eq!(
+        c.psql(
+            &db.name,
+            "SELECT string_agg(amount::text, ',' ORDER BY line_no) FROM rejected_rows"
+        ),
+        huge.map(|a| format!("{a}.00")).join(",")
+    );
+    let (again, code, _) = run_json(dir.path(), &db.url);
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(files(&again)[0]["duplicate_of"]["status"], "loaded");
+}

@@ -195,3 +195,8 @@ fn migration_6_adopts_the_single_key_id_of_an_existing_catalog() {
         None
     );
 }
+
+#[test]
+fn stopped_claims_are_shown_resumed_and_withdrawn() {
+    on_fresh(common::stopped_claims_are_shown_resumed_and_withdrawn);
+}

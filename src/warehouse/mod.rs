@@ -156,6 +156,10 @@ pub enum WarehouseError {
     /// The load was abandoned before commit (rolled back).
     #[error("load abandoned before commit: {0}")]
     Aborted(String),
+    /// What the load transaction wrote does not add up to what it counted; found by
+    /// reading it back before commit, so nothing was committed.
+    #[error("control totals do not hold: {0}; nothing loaded")]
+    ControlTotals(String),
 }
 
 /// Result alias for warehouse calls.
@@ -319,9 +323,9 @@ pub struct Rehomed {
 impl Tally {
     /// Whether rows and amounts add up: read = loaded + rejected + duplicate.
     pub fn balances(&self) -> bool {
-        let mut sum = self.amount_loaded;
-        sum.merge(self.amount_rejected);
-        sum.merge(self.amount_duplicate);
+        let mut sum = self.amount_loaded.clone();
+        sum.merge(&self.amount_rejected);
+        sum.merge(&self.amount_duplicate);
         self.rows_read == self.rows_loaded + self.rows_rejected + self.rows_duplicate
             && self.amount_read == sum
     }
@@ -378,6 +382,83 @@ pub struct Stored {
     pub rejected_amount: Total,
     /// `COUNT(*)` of the file's rows in `duplicate_rows` (its identical duplicates).
     pub duplicates: u64,
+}
+
+impl Stored {
+    /// Compares what the warehouse holds for a file with what its load counted: rows
+    /// and exact sums in `transactions` and `rejected_rows`, the `files` row, and the
+    /// balance read = loaded + rejected + duplicate. Backends call it inside the load
+    /// transaction, before commit, so a file is never left `loaded` by a run that says
+    /// its totals do not hold (issue 8 §6).
+    ///
+    /// # Errors
+    /// Every difference found, as one message.
+    pub fn check(&self, tally: &Tally, scale: u8) -> Result<(), String> {
+        let mut broken = Vec::new();
+        if !tally.balances() {
+            broken.push(format!(
+                "rows read {} != loaded {} + rejected {} + duplicate {} (or amounts differ)",
+                tally.rows_read, tally.rows_loaded, tally.rows_rejected, tally.rows_duplicate
+            ));
+        }
+        let failed = tally.failure.is_some();
+        let expect_rows = if failed { 0 } else { tally.rows_loaded };
+        let expect_amount = if failed {
+            Total::default()
+        } else {
+            tally.amount_loaded.clone()
+        };
+        if self.transactions != expect_rows || self.transactions_amount != expect_amount {
+            broken.push(format!(
+                "transactions holds {} rows / {} for the file, expected {} / {}",
+                self.transactions,
+                self.transactions_amount.to_text(scale),
+                expect_rows,
+                expect_amount.to_text(scale)
+            ));
+        }
+        let expect_duplicates = if failed { 0 } else { tally.rows_duplicate };
+        if self.duplicates != expect_duplicates {
+            broken.push(format!(
+                "duplicate_rows holds {} rows for the file, expected {expect_duplicates}",
+                self.duplicates
+            ));
+        }
+        if self.rejected != tally.rows_rejected || self.rejected_amount != tally.amount_rejected {
+            broken.push(format!(
+                "rejected_rows holds {} rows / {}, expected {} / {}",
+                self.rejected,
+                self.rejected_amount.to_text(scale),
+                tally.rows_rejected,
+                tally.amount_rejected.to_text(scale)
+            ));
+        }
+        let r = &self.recorded;
+        if r.rows_read != tally.rows_read
+            || r.rows_loaded != expect_rows
+            || r.rows_rejected != tally.rows_rejected
+            || r.rows_duplicate != tally.rows_duplicate
+            || r.amount_read != tally.amount_read
+            || r.amount_loaded != expect_amount
+            || r.amount_rejected != tally.amount_rejected
+            || r.amount_duplicate != tally.amount_duplicate
+        {
+            broken.push("the files catalog row disagrees with the load".into());
+        }
+        let want_status = if failed {
+            FileStatus::Failed
+        } else {
+            FileStatus::Loaded
+        };
+        if self.status != Some(want_status) {
+            broken.push(format!("catalog status is {:?}", self.status));
+        }
+        if broken.is_empty() {
+            Ok(())
+        } else {
+            Err(broken.join("; "))
+        }
+    }
 }
 
 /// One catalog row, for `bankpipe files` and reports.
@@ -440,6 +521,20 @@ impl FileEntry {
 pub type RewrapFn<'a> = dyn FnMut(&str, &crate::crypt::Sealed) -> Result<crate::crypt::Sealed, crate::crypt::KeyError>
     + 'a;
 
+/// A file claimed but not finished (status `landing`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Unfinished {
+    /// Catalog id.
+    pub file_id: i64,
+    /// Name as received.
+    pub name: String,
+    /// Where its raw object goes (it may not be there).
+    pub lake_key: String,
+    /// Why its claim stopped, when recorded (a source that changed while being read);
+    /// `None`: being processed now, or left by a run that died.
+    pub reason: Option<String>,
+}
+
 /// One quarantined row, for `bankpipe rejects`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RejectEntry {
@@ -490,6 +585,8 @@ pub struct Summary {
     pub recent_runs: Vec<RunEntry>,
     /// Schema version.
     pub schema_version: i64,
+    /// Files claimed but not finished, with why their claim stopped.
+    pub unfinished: Vec<Unfinished>,
 }
 
 /// One row of `runs`.
@@ -555,6 +652,7 @@ impl WarehouseError {
             }
             WarehouseError::NotClaimed { .. }
             | WarehouseError::Rewrap { .. }
+            | WarehouseError::ControlTotals(_)
             | WarehouseError::Source(_)
             | WarehouseError::Aborted(_) => Fault::Other,
         }
@@ -874,6 +972,46 @@ impl Warehouse {
         }
     }
 
+    /// Records why a claim stopped without finishing (its source changed while being
+    /// read): it stays `landing`, so the same content arriving again still loads, and
+    /// `files`, `status` and `verify` show the reason. Resuming the claim clears it.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn stop_claim(&mut self, file_id: i64, reason: &str) -> Result<()> {
+        match self {
+            Warehouse::Sqlite(w) => w.stop_claim(file_id, reason),
+            Warehouse::Postgres(w) => w.stop_claim(file_id, reason),
+        }
+    }
+
+    /// Files claimed but not finished (`landing`), with the reason a claim stopped when
+    /// one was recorded.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn unfinished(&mut self) -> Result<Vec<Unfinished>> {
+        match self {
+            Warehouse::Sqlite(w) => w.unfinished(),
+            Warehouse::Postgres(w) => w.unfinished(),
+        }
+    }
+
+    /// Withdraws the stopped claims (see [`Warehouse::stop_claim`]) of earlier versions
+    /// of the inbox file `name`, once a version of it was finished as file `keep`: their
+    /// content was a snapshot of a file being written, which will not come again. Only
+    /// claims nobody holds are deleted (nothing was ever committed under them); returns
+    /// them, so their raw objects can be removed.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn withdraw_stopped(&mut self, name: &str, keep: i64) -> Result<Vec<Unfinished>> {
+        match self {
+            Warehouse::Sqlite(w) => w.withdraw_stopped(name, keep),
+            Warehouse::Postgres(w) => w.withdraw_stopped(name, keep),
+        }
+    }
+
     /// Marks a claimed file failed as a whole before any row was read.
     ///
     /// # Errors
@@ -1017,9 +1155,21 @@ impl Warehouse {
     /// On SQL failure.
     pub fn files(&mut self) -> Result<Vec<FileEntry>> {
         match self {
-            Warehouse::Sqlite(w) => w.files(),
-            Warehouse::Postgres(w) => w.files(),
+            Warehouse::Sqlite(w) => w.files(None),
+            Warehouse::Postgres(w) => w.files(None),
         }
+    }
+
+    /// One catalog row, by id.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn file(&mut self, file_id: i64) -> Result<Option<FileEntry>> {
+        let rows = match self {
+            Warehouse::Sqlite(w) => w.files(Some(file_id))?,
+            Warehouse::Postgres(w) => w.files(Some(file_id))?,
+        };
+        Ok(rows.into_iter().next())
     }
 
     /// Quarantined rows; with an empty raw text when the role may not read it
@@ -1051,9 +1201,11 @@ impl Warehouse {
     /// # Errors
     /// On SQL failure.
     pub fn summary(&mut self) -> Result<Summary> {
-        match self {
-            Warehouse::Sqlite(w) => w.summary(),
-            Warehouse::Postgres(w) => w.summary(),
-        }
+        let mut s = match self {
+            Warehouse::Sqlite(w) => w.summary()?,
+            Warehouse::Postgres(w) => w.summary()?,
+        };
+        s.unfinished = self.unfinished()?;
+        Ok(s)
     }
 }

@@ -4,7 +4,7 @@
 //! times slower than pre-encoded bytes (rust-postgres issue 1114); the format is small
 //! and stable (PostgreSQL docs, "COPY — Binary Format"), so rows are encoded here.
 
-use crate::model::{Amount, Date, DateTime};
+use crate::model::{Amount, Date, DateTime, ParsedAmount};
 
 /// Days from 1970-01-01 to PostgreSQL's epoch 2000-01-01.
 const PG_EPOCH_DAYS: i64 = 10_957;
@@ -117,6 +117,61 @@ pub fn opt_numeric(out: &mut Vec<u8>, a: Option<Amount>) {
     }
 }
 
+/// An optional `numeric` for a rejected row's amount, whatever its size.
+pub fn opt_parsed_numeric(out: &mut Vec<u8>, a: Option<&ParsedAmount>) {
+    match a {
+        Some(ParsedAmount::Fits(a)) => numeric(out, *a),
+        Some(huge @ ParsedAmount::Huge { scale, .. }) => numeric_text(out, &huge.to_text(), *scale),
+        None => null(out),
+    }
+}
+
+/// A `numeric` from canonical decimal text (`-123.40` at scale 2), of any length: only
+/// for amounts beyond 64-bit minor units, which rows are never loaded with. A 64 KiB row
+/// cap keeps it far inside `numeric`'s 131072 digits.
+pub fn numeric_text(out: &mut Vec<u8>, text: &str, scale: u8) {
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, text),
+    };
+    let (int_part, frac) = rest.split_once('.').unwrap_or((rest, ""));
+    let int_part = int_part.trim_start_matches('0');
+    // Base-10000 groups aligned on the decimal point.
+    let lead = (4 - int_part.len() % 4) % 4;
+    let trail = (4 - frac.len() % 4) % 4;
+    let digits: Vec<u8> = std::iter::repeat_n(b'0', lead)
+        .chain(int_part.bytes())
+        .chain(frac.bytes())
+        .chain(std::iter::repeat_n(b'0', trail))
+        .map(|b| b - b'0')
+        .collect();
+    let int_groups = (lead + int_part.len()) / 4;
+    let mut groups: Vec<i16> = digits
+        .chunks(4)
+        .map(|c| c.iter().fold(0i16, |g, d| g * 10 + i16::from(*d)))
+        .collect();
+    let mut weight = int_groups as i32 - 1;
+    let leading_zeros = groups.iter().take_while(|g| **g == 0).count();
+    groups.drain(..leading_zeros);
+    weight -= leading_zeros as i32;
+    while groups.last() == Some(&0) {
+        groups.pop();
+    }
+    let (weight, sign) = match (groups.is_empty(), negative) {
+        (true, _) => (0, 0u16),
+        (false, true) => (weight, 0x4000),
+        (false, false) => (weight, 0),
+    };
+    out.extend_from_slice(&((8 + 2 * groups.len()) as i32).to_be_bytes());
+    out.extend_from_slice(&(groups.len() as i16).to_be_bytes());
+    out.extend_from_slice(&(weight as i16).to_be_bytes());
+    out.extend_from_slice(&sign.to_be_bytes());
+    out.extend_from_slice(&u16::from(scale).to_be_bytes());
+    for g in &groups {
+        out.extend_from_slice(&g.to_be_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +201,37 @@ mod tests {
         assert_eq!(numeric_parts(10_000_000_000, 2), (1, 2, 0, 2, vec![1]));
         assert_eq!(numeric_parts(7, 0), (1, 0, 0, 0, vec![7]));
         assert_eq!(numeric_parts(123_456, 6), (2, -1, 0, 6, vec![1234, 5600]));
+    }
+
+    #[test]
+    fn numerics_from_text_match_the_amount_encoding() {
+        for (minor, scale) in [
+            (2500i64, 2u8),
+            (5, 2),
+            (1_781_905, 2),
+            (-50, 2),
+            (0, 2),
+            (10_000_000_000, 2),
+            (7, 0),
+            (123_456, 6),
+            (i64::MAX, 2),
+        ] {
+            let a = Amount { minor, scale };
+            let (mut by_amount, mut by_text) = (Vec::new(), Vec::new());
+            numeric(&mut by_amount, a);
+            numeric_text(&mut by_text, &a.to_text(), scale);
+            assert_eq!(by_amount, by_text, "{a}");
+        }
+        let mut out = Vec::new();
+        numeric_text(&mut out, "1234567890123456789012345678901234567890.00", 2);
+        let p = &out[4..];
+        let r16 = |i: usize| i16::from_be_bytes([p[i], p[i + 1]]);
+        assert_eq!((r16(0), r16(2), r16(4), r16(6)), (10, 9, 0, 2));
+        let groups: Vec<i16> = (0..10).map(|k| r16(8 + 2 * k)).collect();
+        assert_eq!(
+            groups,
+            [1234, 5678, 9012, 3456, 7890, 1234, 5678, 9012, 3456, 7890]
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use super::pg_connect::{ConnectError, Target};
 use super::pg_copy as enc;
 use super::{
     Claim, Fault, FileEntry, FileStatus, LoadPlan, MigrationInfo, NewFile, RejectEntry,
-    RejectFilter, Result, RunEntry, Stored, Summary, Tally, WarehouseError,
+    RejectFilter, Result, RunEntry, Stored, Summary, Tally, Unfinished, WarehouseError,
 };
 use crate::crypt::Sealed;
 use crate::model::Total;
@@ -581,7 +581,7 @@ impl PgWarehouse {
                         .get(0);
                     if free {
                         tx.execute(
-                            "UPDATE files SET original_name = $2, run_id = $3, profile = $4 WHERE file_id = $1",
+                            "UPDATE files SET original_name = $2, run_id = $3, profile = $4, error = NULL WHERE file_id = $1",
                             &[&file_id, &f.original_name, &f.run_id, &f.profile],
                         )
                         .map_err(pg("resuming a claim"))?;
@@ -629,6 +629,82 @@ impl PgWarehouse {
         let released = self.release(file_id);
         deleted?;
         released
+    }
+
+    pub(super) fn stop_claim(&mut self, file_id: i64, reason: &str) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE files SET error = $2 WHERE file_id = $1 AND status = 'landing'",
+                &[&file_id, &reason],
+            )
+            .map_err(pg("recording why a claim stopped"))?;
+        Ok(())
+    }
+
+    pub(super) fn unfinished(&mut self) -> Result<Vec<Unfinished>> {
+        Ok(self
+            .client
+            .query(
+                "SELECT file_id, original_name, lake_key, error FROM files
+                 WHERE status = 'landing' ORDER BY file_id",
+                &[],
+            )
+            .map_err(pg("listing unfinished files"))?
+            .iter()
+            .map(|r| Unfinished {
+                file_id: r.get(0),
+                name: r.get(1),
+                lake_key: r.get(2),
+                reason: r.get(3),
+            })
+            .collect())
+    }
+
+    pub(super) fn withdraw_stopped(&mut self, name: &str, keep: i64) -> Result<Vec<Unfinished>> {
+        let candidates = self
+            .client
+            .query(
+                "SELECT file_id, original_name, lake_key, error FROM files
+                 WHERE status = 'landing' AND error IS NOT NULL AND original_name = $1
+                   AND file_id <> $2",
+                &[&name, &keep],
+            )
+            .map_err(pg("withdrawing stopped claims"))?;
+        let mut withdrawn = Vec::new();
+        for r in &candidates {
+            let file_id: i64 = r.get(0);
+            // Only a claim nobody holds: a worker may have resumed this content since.
+            let free: bool = self
+                .client
+                .query_one(
+                    "SELECT pg_try_advisory_lock($1, $2::bigint::int)",
+                    &[&LOCK_SPACE, &file_id],
+                )
+                .map_err(pg("withdrawing stopped claims"))?
+                .get(0);
+            if !free {
+                continue;
+            }
+            let deleted = self
+                .client
+                .execute(
+                    "DELETE FROM files WHERE file_id = $1 AND status = 'landing' AND error IS NOT NULL
+                       AND NOT EXISTS (SELECT 1 FROM rejected_rows WHERE file_id = $1)",
+                    &[&file_id],
+                )
+                .map_err(pg("withdrawing stopped claims"));
+            let released = self.release(file_id);
+            if deleted? == 1 {
+                withdrawn.push(Unfinished {
+                    file_id,
+                    name: r.get(1),
+                    lake_key: r.get(2),
+                    reason: r.get(3),
+                });
+            }
+            released?;
+        }
+        Ok(withdrawn)
     }
 
     pub(super) fn fail_file(
@@ -747,7 +823,7 @@ impl PgWarehouse {
             tally.rehomed = rehome(&mut tx, plan.scale)?;
         }
         let (status, loaded, amount_loaded) = match &tally.failure {
-            None => ("loaded", tally.rows_loaded, tally.amount_loaded),
+            None => ("loaded", tally.rows_loaded, tally.amount_loaded.clone()),
             Some(_) => ("failed", 0, Total::default()),
         };
         let s = plan.scale;
@@ -786,6 +862,10 @@ impl PgWarehouse {
             )
             .map_err(pg("recording warnings"))?;
         }
+        // Read back inside the transaction: totals that do not hold roll everything back.
+        stored_in(&mut tx, plan.file_id, plan.scale)?
+            .check(&tally, plan.scale)
+            .map_err(WarehouseError::ControlTotals)?;
         let recorded = started.elapsed();
         before_commit(&tally).map_err(WarehouseError::Aborted)?;
         let checked = started.elapsed();
@@ -802,70 +882,7 @@ impl PgWarehouse {
     }
 
     pub(super) fn stored(&mut self, file_id: i64, scale: u8) -> Result<Stored> {
-        let total = |t: Option<String>| {
-            t.and_then(|t| Total::parse(&t, scale))
-                .unwrap_or(Total { minor: -1 })
-        };
-        let started = std::time::Instant::now();
-        let t = self
-            .client
-            .query_one(
-                "SELECT COUNT(*), round(COALESCE(SUM(amount), 0), $2::int)::text
-                 FROM transactions WHERE file_id = $1",
-                &[&file_id, &i32::from(scale)],
-            )
-            .map_err(pg("counting loaded rows"))?;
-        let r = self
-            .client
-            .query_one(
-                "SELECT COUNT(*), round(COALESCE(SUM(amount), 0), $2::int)::text
-                 FROM rejected_rows WHERE file_id = $1",
-                &[&file_id, &i32::from(scale)],
-            )
-            .map_err(pg("counting rejected rows"))?;
-        let d = self
-            .client
-            .query_one(
-                "SELECT COUNT(*) FROM duplicate_rows WHERE file_id = $1",
-                &[&file_id],
-            )
-            .map_err(pg("counting duplicate lineage"))?;
-        let f = self
-            .client
-            .query_one(
-                "SELECT status, rows_read, rows_loaded, rows_rejected, rows_duplicate,
-                        round(amount_read, $2::int)::text, round(amount_loaded, $2::int)::text,
-                        round(amount_rejected, $2::int)::text, round(amount_duplicate, $2::int)::text
-                 FROM files WHERE file_id = $1",
-                &[&file_id, &i32::from(scale)],
-            )
-            .map_err(pg("reading the file's catalog row"))?;
-        tracing::debug!(
-            file_id,
-            elapsed_s = started.elapsed().as_secs_f64(),
-            "Read back what the warehouse stored."
-        );
-        let count = |n: Option<i64>| n.unwrap_or(-1) as u64;
-        let status: String = f.get(0);
-        Ok(Stored {
-            status: FileStatus::from_name(&status),
-            recorded: Tally {
-                rows_read: count(f.get(1)),
-                rows_loaded: count(f.get(2)),
-                rows_rejected: count(f.get(3)),
-                rows_duplicate: count(f.get(4)),
-                amount_read: total(f.get(5)),
-                amount_loaded: total(f.get(6)),
-                amount_rejected: total(f.get(7)),
-                amount_duplicate: total(f.get(8)),
-                ..Tally::default()
-            },
-            transactions: t.get::<_, i64>(0) as u64,
-            transactions_amount: total(t.get(1)),
-            rejected: r.get::<_, i64>(0) as u64,
-            rejected_amount: total(r.get(1)),
-            duplicates: d.get::<_, i64>(0) as u64,
-        })
+        stored_in(&mut self.client, file_id, scale)
     }
 
     pub(super) fn set_lake_status(&mut self, file_id: i64, status: &str, at: &str) -> Result<()> {
@@ -986,7 +1003,7 @@ impl PgWarehouse {
             .collect())
     }
 
-    pub(super) fn files(&mut self) -> Result<Vec<FileEntry>> {
+    pub(super) fn files(&mut self, only: Option<i64>) -> Result<Vec<FileEntry>> {
         let rows = self
             .client
             .query(
@@ -994,11 +1011,11 @@ impl PgWarehouse {
                     "SELECT file_id, sha256, original_name, bytes, profile, status, {}, {},
                             rows_read, rows_loaded, rows_rejected, rows_duplicate,
                             amount_loaded::text, lake_key, error, key_id, wrapped_key, run_id
-                     FROM files ORDER BY file_id",
+                     FROM files WHERE ($1::bigint IS NULL OR file_id = $1) ORDER BY file_id",
                     ts("received_at"),
                     ts("processed_at")
                 ),
-                &[],
+                &[&only],
             )
             .map_err(pg("listing files"))?;
         Ok(rows
@@ -1235,7 +1252,7 @@ fn copy_direct(
         timing.source += waited.elapsed();
         let encoding = std::time::Instant::now();
         tally.rows_read += batch.rows_read;
-        tally.amount_read.merge(batch.amount_read);
+        tally.amount_read.merge(&batch.amount_read);
         // Key order within a batch keeps the primary-key inserts on neighbouring index
         // pages. Order does not matter here: any repeated id aborts this COPY.
         let mut order: Vec<&ValidRow> = batch.rows.iter().collect();
@@ -1316,7 +1333,7 @@ fn copy_staged(
         let mut ord = 0i64;
         while let Some(batch) = source.next_batch() {
             tally.rows_read += batch.rows_read;
-            tally.amount_read.merge(batch.amount_read);
+            tally.amount_read.merge(&batch.amount_read);
             for row in &batch.rows {
                 let start = buf.len();
                 encode_row(&mut buf, row, plan.file_id);
@@ -1403,7 +1420,7 @@ fn copy_staged(
     tally.amount_duplicate = total(3);
     let conflicts = row.get::<_, i64>(4) as u64;
     tally.rows_rejected += conflicts;
-    tally.amount_rejected.merge(total(5));
+    tally.amount_rejected.merge(&total(5));
     if conflicts > 0 {
         *tally.rejects.entry(Rule::ConflictingDuplicate).or_default() += conflicts;
     }
@@ -1585,8 +1602,8 @@ impl RejectBuffer {
         for r in &batch.rejects {
             let rej = &r.rejection;
             tally.rows_rejected += 1;
-            if let Some(a) = rej.amount {
-                tally.amount_rejected.add(a);
+            if let Some(a) = &rej.amount {
+                tally.amount_rejected.add_parsed(a);
             }
             *tally.rejects.entry(rej.rule).or_default() += 1;
             enc::row(&mut self.buf, 7);
@@ -1595,7 +1612,7 @@ impl RejectBuffer {
             enc::text(&mut self.buf, rej.rule.name());
             enc::opt_text(&mut self.buf, rej.field.map(crate::profile::Field::name));
             enc::text(&mut self.buf, &rej.detail);
-            enc::opt_numeric(&mut self.buf, rej.amount);
+            enc::opt_parsed_numeric(&mut self.buf, rej.amount.as_ref());
             enc::text(&mut self.buf, &String::from_utf8_lossy(batch.raw(r.span)));
             self.rows += 1;
         }
@@ -1668,4 +1685,70 @@ fn adopt_master_key(tx: &mut Transaction<'_>, key_id: &str, lock: &str) -> Resul
         )
         .map_err(pg("reading the master key id"))?
         .get(0))
+}
+
+/// What the warehouse holds for a file (see [`Stored`]), read on `client`: the load's own
+/// transaction before it commits, or the session afterwards. `NUMERIC` sums are exact at
+/// any size.
+fn stored_in(client: &mut impl postgres::GenericClient, file_id: i64, scale: u8) -> Result<Stored> {
+    let total = |t: Option<String>| {
+        t.and_then(|t| Total::parse(&t, scale))
+            .unwrap_or(Total::from_minor(-1))
+    };
+    let started = std::time::Instant::now();
+    let t = client
+        .query_one(
+            "SELECT COUNT(*), round(COALESCE(SUM(amount), 0), $2::int)::text
+             FROM transactions WHERE file_id = $1",
+            &[&file_id, &i32::from(scale)],
+        )
+        .map_err(pg("counting loaded rows"))?;
+    let r = client
+        .query_one(
+            "SELECT COUNT(*), round(COALESCE(SUM(amount), 0), $2::int)::text
+             FROM rejected_rows WHERE file_id = $1",
+            &[&file_id, &i32::from(scale)],
+        )
+        .map_err(pg("counting rejected rows"))?;
+    let d = client
+        .query_one(
+            "SELECT COUNT(*) FROM duplicate_rows WHERE file_id = $1",
+            &[&file_id],
+        )
+        .map_err(pg("counting duplicate lineage"))?;
+    let f = client
+        .query_one(
+            "SELECT status, rows_read, rows_loaded, rows_rejected, rows_duplicate,
+                    round(amount_read, $2::int)::text, round(amount_loaded, $2::int)::text,
+                    round(amount_rejected, $2::int)::text, round(amount_duplicate, $2::int)::text
+             FROM files WHERE file_id = $1",
+            &[&file_id, &i32::from(scale)],
+        )
+        .map_err(pg("reading the file's catalog row"))?;
+    tracing::debug!(
+        file_id,
+        elapsed_s = started.elapsed().as_secs_f64(),
+        "Read back what the warehouse stored."
+    );
+    let count = |n: Option<i64>| n.unwrap_or(-1) as u64;
+    let status: String = f.get(0);
+    Ok(Stored {
+        status: FileStatus::from_name(&status),
+        recorded: Tally {
+            rows_read: count(f.get(1)),
+            rows_loaded: count(f.get(2)),
+            rows_rejected: count(f.get(3)),
+            rows_duplicate: count(f.get(4)),
+            amount_read: total(f.get(5)),
+            amount_loaded: total(f.get(6)),
+            amount_rejected: total(f.get(7)),
+            amount_duplicate: total(f.get(8)),
+            ..Tally::default()
+        },
+        transactions: t.get::<_, i64>(0) as u64,
+        transactions_amount: total(t.get(1)),
+        rejected: r.get::<_, i64>(0) as u64,
+        rejected_amount: total(r.get(1)),
+        duplicates: d.get::<_, i64>(0) as u64,
+    })
 }

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
     Access, Claim, Fault, FileEntry, FileStatus, LoadPlan, MigrationInfo, NewFile, RejectEntry,
-    RejectFilter, Result, RunEntry, Stored, Summary, Tally, WarehouseError,
+    RejectFilter, Result, RunEntry, Stored, Summary, Tally, Unfinished, WarehouseError,
 };
 use crate::crypt::Sealed;
 use crate::model::Total;
@@ -322,7 +322,7 @@ impl SqliteWarehouse {
         let claim = match existing {
             Some((file_id, _, status, lake_key)) if status == "landing" => {
                 tx.execute(
-                    "UPDATE files SET original_name = ?2, run_id = ?3, profile = ?4 WHERE file_id = ?1",
+                    "UPDATE files SET original_name = ?2, run_id = ?3, profile = ?4, error = NULL WHERE file_id = ?1",
                     params![file_id, f.original_name, f.run_id, f.profile],
                 )
                 .map_err(sql("resuming a claim"))?;
@@ -370,6 +370,74 @@ impl SqliteWarehouse {
             )
             .map_err(sql("withdrawing a claim"))?;
         Ok(())
+    }
+
+    pub(super) fn stop_claim(&mut self, file_id: i64, reason: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE files SET error = ?2 WHERE file_id = ?1 AND status = 'landing'",
+                params![file_id, reason],
+            )
+            .map_err(sql("recording why a claim stopped"))?;
+        Ok(())
+    }
+
+    pub(super) fn unfinished(&mut self) -> Result<Vec<Unfinished>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT file_id, original_name, lake_key, error FROM files
+                 WHERE status = 'landing' ORDER BY file_id",
+            )
+            .map_err(sql("listing unfinished files"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Unfinished {
+                    file_id: r.get(0)?,
+                    name: r.get(1)?,
+                    lake_key: r.get(2)?,
+                    reason: r.get(3)?,
+                })
+            })
+            .map_err(sql("listing unfinished files"))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(sql("listing unfinished files"))
+    }
+
+    pub(super) fn withdraw_stopped(&mut self, name: &str, keep: i64) -> Result<Vec<Unfinished>> {
+        // One writer per SQLite warehouse (the run lock): no one else holds these claims.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("withdrawing stopped claims"))?;
+        let stopped: Vec<Unfinished> = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT file_id, original_name, lake_key, error FROM files
+                     WHERE status = 'landing' AND error IS NOT NULL AND original_name = ?1
+                       AND file_id <> ?2",
+                )
+                .map_err(sql("withdrawing stopped claims"))?;
+            stmt.query_map(params![name, keep], |r| {
+                Ok(Unfinished {
+                    file_id: r.get(0)?,
+                    name: r.get(1)?,
+                    lake_key: r.get(2)?,
+                    reason: r.get(3)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<_>>())
+            .map_err(sql("withdrawing stopped claims"))?
+        };
+        for u in &stopped {
+            tx.execute(
+                "DELETE FROM files WHERE file_id = ?1 AND status = 'landing'",
+                [u.file_id],
+            )
+            .map_err(sql("withdrawing stopped claims"))?;
+        }
+        tx.commit().map_err(sql("withdrawing stopped claims"))?;
+        Ok(stopped)
     }
 
     pub(super) fn fail_file(
@@ -498,7 +566,7 @@ impl SqliteWarehouse {
                 };
                 waited += wait_start.elapsed();
                 tally.rows_read += batch.rows_read;
-                tally.amount_read.merge(batch.amount_read);
+                tally.amount_read.merge(&batch.amount_read);
                 for group in batch.rows.chunks(INSERT_GROUP) {
                     let mut tail;
                     let insert = if group.len() == INSERT_GROUP {
@@ -580,8 +648,8 @@ impl SqliteWarehouse {
                 for r in &batch.rejects {
                     let rej = &r.rejection;
                     tally.rows_rejected += 1;
-                    if let Some(a) = rej.amount {
-                        tally.amount_rejected.add(a);
+                    if let Some(a) = &rej.amount {
+                        tally.amount_rejected.add_parsed(a);
                     }
                     *tally.rejects.entry(rej.rule).or_default() += 1;
                     insert_reject(
@@ -591,7 +659,7 @@ impl SqliteWarehouse {
                         rej.rule,
                         rej.field.map(crate::profile::Field::name),
                         &rej.detail,
-                        rej.amount.map(crate::model::Amount::to_text),
+                        rej.amount.as_ref().map(crate::model::ParsedAmount::to_text),
                         batch.raw(r.span),
                     )?;
                 }
@@ -636,7 +704,7 @@ impl SqliteWarehouse {
             tally.rehomed = rehome(&tx, plan.scale)?;
         }
         let (status, loaded, amount_loaded) = match &tally.failure {
-            None => ("loaded", tally.rows_loaded, tally.amount_loaded),
+            None => ("loaded", tally.rows_loaded, tally.amount_loaded.clone()),
             Some(_) => ("failed", 0, Total::default()),
         };
         tx.execute(
@@ -678,6 +746,10 @@ impl SqliteWarehouse {
         }
         tracing::debug!(rows = tally.rows_read, "All batches inserted.");
         source.finish().map_err(WarehouseError::Source)?;
+        // Read back inside the transaction: totals that do not hold roll everything back.
+        stored_in(&tx, plan.file_id, plan.scale)?
+            .check(&tally, plan.scale)
+            .map_err(WarehouseError::ControlTotals)?;
         before_commit(&tally).map_err(WarehouseError::Aborted)?;
         tracing::debug!("Landing and reading confirmed; committing.");
         tx.commit().map_err(sql("committing load"))?;
@@ -685,121 +757,7 @@ impl SqliteWarehouse {
     }
 
     pub(super) fn stored(&mut self, file_id: i64, scale: u8) -> Result<Stored> {
-        // Amounts are canonical text at the file's scale, so removing the point gives
-        // exact minor units; SQLite's integer SUM raises an error rather than overflow.
-        let minor_sum = "COALESCE(SUM(CAST(REPLACE(amount, '.', '') AS INTEGER)), 0)";
-        let (first, last): (Option<i64>, Option<i64>) = self
-            .conn
-            .query_row(
-                "SELECT first_rowid, last_rowid FROM files WHERE file_id = ?1",
-                [file_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(sql("reading the file's rowid range"))?;
-        // Rows of the file outside its recorded range would be a bug; count them too
-        // when the range is unknown.
-        let (transactions, t_amount): (i64, i64) = self
-            .conn
-            .query_row(
-                &format!(
-                    "SELECT COUNT(*), {minor_sum} FROM transactions
-                     WHERE rowid BETWEEN ?2 AND ?3 AND file_id = ?1"
-                ),
-                params![file_id, first.unwrap_or(0), last.unwrap_or(i64::MAX)],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(sql("counting loaded rows"))?;
-        // Rows moved into the file by another file's reprocess lie outside its range.
-        let (moved, m_amount): (i64, i64) = self
-            .conn
-            .query_row(
-                &format!(
-                    "SELECT COUNT(*), {minor_sum} FROM transactions
-                     WHERE transaction_id IN (SELECT transaction_id FROM rehomed_rows WHERE file_id = ?1)
-                       AND file_id = ?1 AND rowid NOT BETWEEN ?2 AND ?3"
-                ),
-                params![file_id, first.unwrap_or(0), last.unwrap_or(i64::MAX)],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(sql("counting rows moved in"))?;
-        let duplicates: i64 = self
-            .conn
-            .query_row(
-                "SELECT COUNT(*) FROM duplicate_rows WHERE file_id = ?1",
-                [file_id],
-                |r| r.get(0),
-            )
-            .map_err(sql("counting duplicate lineage"))?;
-        let (rejected, r_amount): (i64, i64) = self
-            .conn
-            .query_row(
-                &format!("SELECT COUNT(*), {minor_sum} FROM rejected_rows WHERE file_id = ?1"),
-                [file_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(sql("counting rejected rows"))?;
-        type Row = (
-            String,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        );
-        let row: Row = self
-            .conn
-            .query_row(
-                "SELECT status, rows_read, rows_loaded, rows_rejected, rows_duplicate,
-                        amount_read, amount_loaded, amount_rejected, amount_duplicate
-                 FROM files WHERE file_id = ?1",
-                [file_id],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                        r.get(8)?,
-                    ))
-                },
-            )
-            .map_err(sql("reading the file's catalog row"))?;
-        let total = |t: &Option<String>| {
-            t.as_deref()
-                .and_then(|t| Total::parse(t, scale))
-                .unwrap_or(Total { minor: -1 })
-        };
-        let count = |n: Option<i64>| n.unwrap_or(-1) as u64;
-        Ok(Stored {
-            status: FileStatus::from_name(&row.0),
-            recorded: Tally {
-                rows_read: count(row.1),
-                rows_loaded: count(row.2),
-                rows_rejected: count(row.3),
-                rows_duplicate: count(row.4),
-                amount_read: total(&row.5),
-                amount_loaded: total(&row.6),
-                amount_rejected: total(&row.7),
-                amount_duplicate: total(&row.8),
-                ..Tally::default()
-            },
-            transactions: (transactions + moved) as u64,
-            transactions_amount: Total {
-                minor: i128::from(t_amount) + i128::from(m_amount),
-            },
-            rejected: rejected as u64,
-            rejected_amount: Total {
-                minor: i128::from(r_amount),
-            },
-            duplicates: duplicates as u64,
-        })
+        stored_in(&self.conn, file_id, scale)
     }
 
     pub(super) fn set_lake_status(&mut self, file_id: i64, status: &str, at: &str) -> Result<()> {
@@ -925,18 +883,18 @@ impl SqliteWarehouse {
             .map_err(sql("counting key ids"))
     }
 
-    pub(super) fn files(&mut self) -> Result<Vec<FileEntry>> {
+    pub(super) fn files(&mut self, only: Option<i64>) -> Result<Vec<FileEntry>> {
         let mut stmt = self
             .conn
             .prepare(
                 "SELECT file_id, sha256, original_name, bytes, profile, status, received_at,
                         processed_at, rows_read, rows_loaded, rows_rejected, rows_duplicate,
                         amount_loaded, lake_key, error, key_id, wrapped_key, run_id
-                 FROM files ORDER BY file_id",
+                 FROM files WHERE (?1 IS NULL OR file_id = ?1) ORDER BY file_id",
             )
             .map_err(sql("listing files"))?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map([only], |r| {
                 Ok(FileEntry {
                     file_id: r.get(0)?,
                     sha256: r.get(1)?,
@@ -1148,7 +1106,7 @@ fn rehome(tx: &rusqlite::Transaction<'_>, scale: u8) -> Result<Vec<super::Rehome
                 )
             });
             m.rows += 1;
-            m.amount.merge(amount);
+            m.amount.merge(&amount);
             let bits = u16::try_from(warnings).map_err(|_| {
                 WarehouseError::Aborted(format!("duplicate_rows holds warning bits {warnings}"))
             })?;
@@ -1188,10 +1146,15 @@ fn rehome(tx: &rusqlite::Transaction<'_>, scale: u8) -> Result<Vec<super::Rehome
                 })
         };
         let (mut loaded, mut duplicate) = (parse(loaded)?, parse(duplicate)?);
-        loaded.merge(m.amount);
-        duplicate.merge(Total {
-            minor: -m.amount.minor,
-        });
+        // Moved rows were loaded rows: their sum fits 128 bits.
+        let moved_minor = m.amount.minor().ok_or_else(|| {
+            WarehouseError::Aborted(format!(
+                "rows moved to file {} sum beyond 128 bits",
+                m.file_id
+            ))
+        })?;
+        loaded.merge(&m.amount);
+        duplicate.merge(&Total::from_minor(-moved_minor));
         tx.execute(
             "UPDATE files SET rows_loaded = rows_loaded + ?2, rows_duplicate = rows_duplicate - ?2,
                     amount_loaded = ?3, amount_duplicate = ?4
@@ -1386,4 +1349,225 @@ fn adopt_master_key(tx: &rusqlite::Transaction<'_>, key_id: &str) -> Result<Stri
         r.get(0)
     })
     .map_err(sql("reading the master key id"))
+}
+
+/// What the warehouse holds for a file (see [`Stored`]), read on `conn`: the load's own
+/// transaction before it commits, or the connection afterwards.
+fn stored_in(conn: &Connection, file_id: i64, scale: u8) -> Result<Stored> {
+    let (first, last): (Option<i64>, Option<i64>) = conn
+        .query_row(
+            "SELECT first_rowid, last_rowid FROM files WHERE file_id = ?1",
+            [file_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(sql("reading the file's rowid range"))?;
+    // Rows of the file outside its recorded range would be a bug; count them too
+    // when the range is unknown.
+    let (transactions, t_amount) = exact_sum(
+        conn,
+        scale,
+        "transactions WHERE rowid BETWEEN ?2 AND ?3 AND file_id = ?1",
+        params![file_id, first.unwrap_or(0), last.unwrap_or(i64::MAX)],
+        "counting loaded rows",
+    )?;
+    // Rows moved into the file by another file's reprocess lie outside its range.
+    let (moved, m_amount) = exact_sum(
+        conn,
+        scale,
+        "transactions WHERE transaction_id IN (SELECT transaction_id FROM rehomed_rows WHERE file_id = ?1)
+           AND file_id = ?1 AND rowid NOT BETWEEN ?2 AND ?3",
+        params![file_id, first.unwrap_or(0), last.unwrap_or(i64::MAX)],
+        "counting rows moved in",
+    )?;
+    let duplicates: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM duplicate_rows WHERE file_id = ?1",
+            [file_id],
+            |r| r.get(0),
+        )
+        .map_err(sql("counting duplicate lineage"))?;
+    let (rejected, r_amount) = exact_sum(
+        conn,
+        scale,
+        "rejected_rows WHERE file_id = ?1",
+        params![file_id],
+        "counting rejected rows",
+    )?;
+    type Row = (
+        String,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let row: Row = conn
+        .query_row(
+            "SELECT status, rows_read, rows_loaded, rows_rejected, rows_duplicate,
+                    amount_read, amount_loaded, amount_rejected, amount_duplicate
+             FROM files WHERE file_id = ?1",
+            [file_id],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                ))
+            },
+        )
+        .map_err(sql("reading the file's catalog row"))?;
+    let total = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| Total::parse(t, scale))
+            .unwrap_or(Total::from_minor(-1))
+    };
+    let count = |n: Option<i64>| n.unwrap_or(-1) as u64;
+    Ok(Stored {
+        status: FileStatus::from_name(&row.0),
+        recorded: Tally {
+            rows_read: count(row.1),
+            rows_loaded: count(row.2),
+            rows_rejected: count(row.3),
+            rows_duplicate: count(row.4),
+            amount_read: total(&row.5),
+            amount_loaded: total(&row.6),
+            amount_rejected: total(&row.7),
+            amount_duplicate: total(&row.8),
+            ..Tally::default()
+        },
+        transactions: transactions + moved,
+        transactions_amount: {
+            let mut t = t_amount;
+            t.merge(&m_amount);
+            t
+        },
+        rejected,
+        rejected_amount: r_amount,
+        duplicates: duplicates as u64,
+    })
+}
+
+/// `COUNT(*)` and the exact sum of the canonical-decimal TEXT `amount` over `from_where`
+/// (a table and its `WHERE`), whatever the row count and the amounts' size (issue 8 §6).
+///
+/// Removing the point gives minor units. A `CAST` clamps a number too long for 64 bits,
+/// so SQL only sums texts of at most 18 characters; SQLite's integer `SUM` then errors
+/// (never wraps) if the sum overflows, and only then are they summed again in two halves
+/// of at most 9 digits each (no overflow below 9·10^9 rows). The rare longer texts
+/// (amounts rejected `amount_above_max`) are read and added exactly here. The common case
+/// costs one scan with one `SUM`.
+fn exact_sum(
+    conn: &Connection,
+    scale: u8,
+    from_where: &str,
+    params: &[&dyn rusqlite::ToSql],
+    context: &'static str,
+) -> Result<(u64, Total)> {
+    const SHORT: &str = "length(amount) <= 18";
+    let minor = "CAST(REPLACE(amount, '.', '') AS INTEGER)";
+    let fast = conn.query_row(
+        &format!(
+            "SELECT COUNT(*), COALESCE(SUM({minor}) FILTER (WHERE {SHORT}), 0),
+                    COUNT(amount) FILTER (WHERE NOT ({SHORT}))
+             FROM {from_where}"
+        ),
+        params,
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        },
+    );
+    let (count, mut total, longer) = match fast {
+        Ok((count, sum, longer)) => (count, Total::from_minor(i128::from(sum)), longer),
+        Err(e) if e.to_string().contains("integer overflow") => {
+            let (count, high, low, longer): (i64, i64, i64, i64) = conn
+                .query_row(
+                    &format!(
+                        "SELECT COUNT(*),
+                                COALESCE(SUM({minor} / 1000000000) FILTER (WHERE {SHORT}), 0),
+                                COALESCE(SUM({minor} % 1000000000) FILTER (WHERE {SHORT}), 0),
+                                COUNT(amount) FILTER (WHERE NOT ({SHORT}))
+                         FROM {from_where}"
+                    ),
+                    params,
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .map_err(sql(context))?;
+            let sum = i128::from(high) * 1_000_000_000 + i128::from(low);
+            (count, Total::from_minor(sum), longer)
+        }
+        Err(e) => return Err(sql(context)(e)),
+    };
+    if longer == 0 {
+        return Ok((count as u64, total));
+    }
+    let mut long = conn
+        .prepare(&format!(
+            "SELECT amount FROM {from_where} AND amount IS NOT NULL AND NOT ({SHORT})"
+        ))
+        .map_err(sql(context))?;
+    let texts = long
+        .query_map(params, |r| r.get::<_, String>(0))
+        .map_err(sql(context))?;
+    for text in texts {
+        let text = text.map_err(sql(context))?;
+        // Not canonical text would be a bug; it makes the totals differ, loudly.
+        total.merge(&Total::parse(&text, scale).unwrap_or(Total::from_minor(-1)));
+    }
+    Ok((count as u64, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_sums_never_overflow_and_count_long_amounts() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (k INTEGER, amount TEXT)")
+            .unwrap();
+        let put = |k: i64, a: Option<&str>| {
+            conn.execute("INSERT INTO t VALUES (?1, ?2)", params![k, a])
+                .unwrap();
+        };
+        // k = 1: the fast path.
+        for a in ["25.00", "-0.50", "1.05"] {
+            put(1, Some(a));
+        }
+        put(1, None);
+        // k = 2: 100 amounts of 18 characters overflow a 64-bit SUM.
+        for _ in 0..100 {
+            put(2, Some("999999999999999.99"));
+        }
+        put(2, Some("-0.01"));
+        // k = 3: longer amounts too, and an overflowing short sum.
+        put(3, Some("1234567890123456789012345678901234567890.00"));
+        put(3, Some("92233720368547758070.00"));
+        put(3, Some("999999999999999.99"));
+        put(3, Some("999999999999999.99"));
+        put(3, Some("9999999999999999.99"));
+        let sum = |k: i64| {
+            let (n, t) = exact_sum(&conn, 2, "t WHERE k = ?1", params![k], "test").unwrap();
+            (n, t.to_text(2))
+        };
+        assert_eq!(sum(1), (4, "25.55".into()));
+        assert_eq!(sum(2), (101, "99999999999999998.99".into()));
+        assert_eq!(
+            sum(3),
+            (5, "1234567890123456789104591399269782325959.97".into())
+        );
+        assert_eq!(sum(4), (0, "0.00".into()));
+    }
 }

@@ -333,7 +333,7 @@ pub fn assert_control_totals(w: &mut Warehouse, file_id: i64, tally: &Tally) {
     let (rows, amount) = if failed {
         (0, Total::default())
     } else {
-        (tally.rows_loaded, tally.amount_loaded)
+        (tally.rows_loaded, tally.amount_loaded.clone())
     };
     let s = stored(w, file_id);
     let want_status = if failed {
@@ -344,12 +344,12 @@ pub fn assert_control_totals(w: &mut Warehouse, file_id: i64, tally: &Tally) {
     assert_eq!(s.status, Some(want_status), "file {file_id}: status");
     assert_eq!(
         (s.transactions, s.transactions_amount),
-        (rows, amount),
+        (rows, amount.clone()),
         "file {file_id}: rows and amount in transactions"
     );
     assert_eq!(
         (s.rejected, s.rejected_amount),
-        (tally.rows_rejected, tally.amount_rejected),
+        (tally.rows_rejected, tally.amount_rejected.clone()),
         "file {file_id}: rows and amount in rejected_rows"
     );
     assert_eq!(
@@ -375,16 +375,16 @@ pub fn assert_control_totals(w: &mut Warehouse, file_id: i64, tally: &Tally) {
     );
     assert_eq!(
         (
-            r.amount_read,
-            r.amount_loaded,
-            r.amount_rejected,
-            r.amount_duplicate
+            r.amount_read.clone(),
+            r.amount_loaded.clone(),
+            r.amount_rejected.clone(),
+            r.amount_duplicate.clone()
         ),
         (
-            tally.amount_read,
+            tally.amount_read.clone(),
             amount,
-            tally.amount_rejected,
-            tally.amount_duplicate
+            tally.amount_rejected.clone(),
+            tally.amount_duplicate.clone()
         ),
         "file {file_id}: amounts recorded in files"
     );
@@ -1380,10 +1380,10 @@ pub fn bulk_load_across_chunks(w: &mut Warehouse) {
         (1, t.rows_loaded + t.rows_duplicate, t.rows_rejected),
         "a re-delivery only loads the new row"
     );
-    assert_eq!(t2.amount_duplicate.minor, {
-        let mut d = t.amount_loaded;
-        d.merge(t.amount_duplicate);
-        d.minor
+    assert_eq!(t2.amount_duplicate, {
+        let mut d = t.amount_loaded.clone();
+        d.merge(&t.amount_duplicate);
+        d
     });
     finish_run(w, &run);
 }
@@ -1475,8 +1475,8 @@ pub fn assert_file_consistent(w: &mut Warehouse, file_id: i64) -> (u64, u64) {
         "file {file_id}: recorded counts balance: {r:?}"
     );
     assert_eq!(
-        (s.transactions, s.transactions_amount),
-        (r.rows_loaded, r.amount_loaded),
+        (s.transactions, &s.transactions_amount),
+        (r.rows_loaded, &r.amount_loaded),
         "file {file_id}: transactions agree with the catalog"
     );
     assert_eq!(
@@ -1729,4 +1729,77 @@ pub fn data_keys_are_recorded_and_rewrapped(w: &mut Warehouse) {
         0
     );
     assert_eq!(w.master_key_id().unwrap().as_deref(), Some("mk-b"));
+}
+
+/// Issue 8 §8: a claim that stopped (its source changed while being read) records why,
+/// stays resumable by the same content (which clears the reason), is listed as
+/// unfinished, and is withdrawn once another version of the same inbox file finished.
+pub fn stopped_claims_are_shown_resumed_and_withdrawn(w: &mut Warehouse) {
+    let p = format!("stop{}-", nonce());
+    let name = format!("{p}grow.csv");
+    let run = start_run(w, "stopped");
+    let snapshot = csv_of(&[Row::new(&format!("{p}1"), "1.00")]);
+    let first = new_file(&snapshot, &name, &run);
+    let stopped = claim_new(w, &first);
+    w.stop_claim(stopped, "stopped: changed while being read")
+        .expect("stop_claim failed");
+    w.release(stopped).expect("release failed");
+    assert_eq!(file_entry(w, stopped).status, "landing");
+    assert_eq!(
+        file_entry(w, stopped).error.as_deref(),
+        Some("stopped: changed while being read")
+    );
+    let listed = w.unfinished().expect("unfinished failed");
+    let mine = listed
+        .iter()
+        .find(|u| u.file_id == stopped)
+        .expect("listed");
+    assert_eq!(
+        mine.reason.as_deref(),
+        Some("stopped: changed while being read")
+    );
+    assert_eq!(
+        summary(w)
+            .unfinished
+            .iter()
+            .filter(|u| u.file_id == stopped)
+            .count(),
+        1
+    );
+
+    // The same content again resumes the claim, and the reason goes.
+    assert!(matches!(w.claim(&first), Ok(Claim::Resume { file_id, .. }) if file_id == stopped));
+    assert_eq!(file_entry(w, stopped).error, None);
+    w.stop_claim(stopped, "stopped: changed again")
+        .expect("stop_claim failed");
+    w.release(stopped).expect("release failed");
+
+    // Nothing is withdrawn for an unfinished version; a finished one withdraws it.
+    let stable = csv_of(&[
+        Row::new(&format!("{p}1"), "1.00"),
+        Row::new(&format!("{p}2"), "2.00"),
+    ]);
+    let grown = new_file(&stable, &name, &run);
+    let (file_id, tally) = ingest(w, &run, &name, &stable, NEVER_FAIL);
+    assert_eq!(tally.rows_loaded, 2);
+    assert_ne!(file_id, stopped);
+    let other = new_file(&stable, &format!("{p}other.csv"), &run);
+    assert_eq!(other.sha256, grown.sha256);
+    let withdrawn = w
+        .withdraw_stopped(&name, file_id)
+        .expect("withdraw_stopped failed");
+    assert_eq!(
+        withdrawn.iter().map(|u| u.file_id).collect::<Vec<_>>(),
+        [stopped]
+    );
+    assert_eq!(withdrawn[0].lake_key, first.lake_key);
+    assert!(w.file(stopped).expect("file failed").is_none());
+    assert!(
+        w.unfinished()
+            .expect("unfinished failed")
+            .iter()
+            .all(|u| u.file_id != stopped)
+    );
+    assert_eq!(file_entry(w, file_id).status, "loaded");
+    finish_run(w, &run);
 }
