@@ -970,8 +970,7 @@ fn an_overlapping_file_loads_through_the_merge_with_exact_totals() {
     b.extend(b_new[..300].iter().map(|l| l.to_string()));
     b.extend(b_new[1_000..1_050].iter().map(|l| other_amount(l)));
     std::fs::write(inbox.join("b.csv"), b.join("\n") + "\n").unwrap();
-    let (r, code, err) =
-        run_json_with(dir.path(), &db.url, &["--max-reject-share", "0.05"]);
+    let (r, code, err) = run_json_with(dir.path(), &db.url, &["--max-reject-share", "0.05"]);
     assert_eq!(code, 0, "{r}\n{err}");
     let fb = files(&r)
         .iter()
@@ -1014,7 +1013,9 @@ fn an_overlapping_file_loads_through_the_merge_with_exact_totals() {
     assert_eq!(
         c.psql(
             &db.name,
-            &format!("SELECT line_no, amount <> 77.77 FROM transactions WHERE transaction_id = '{first}'")
+            &format!(
+                "SELECT line_no, amount <> 77.77 FROM transactions WHERE transaction_id = '{first}'"
+            )
         ),
         format!("{}|t", 2 + 2_000 + 100 + 1_000)
     );
@@ -1028,5 +1029,162 @@ fn an_overlapping_file_loads_through_the_merge_with_exact_totals() {
             )
         ),
         format!("150|100|{}", decimal(rejected))
+    );
+}
+
+/// Holds an uncommitted row with `transaction_id` in its own session, so that a load of
+/// a file carrying that id waits on it (a lock wait inside the `COPY`) while holding
+/// the file's claim: a worker that is alive and busy, for as long as the test wants.
+fn hold_id(url: &str, transaction_id: &str) -> postgres::Client {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(&format!(
+            "BEGIN; INSERT INTO transactions (transaction_id, customer_id, transaction_at, amount,
+                 currency, file_id, line_no)
+             VALUES ('{transaction_id}', 'C0', '2016-08-01', 1, 'INR', 0, 0)"
+        ))
+        .unwrap();
+    client
+}
+
+/// The server process of the session loading the (only) claimed file, once it waits on
+/// a lock.
+fn blocked_loader(c: &PgCluster, db: &str) -> i32 {
+    for _ in 0..1_200 {
+        let pid = c.psql(
+            db,
+            "SELECT a.pid FROM files f JOIN pg_stat_activity a ON a.pid = f.claim_backend_pid
+             WHERE f.status = 'landing' AND a.wait_event_type = 'Lock'",
+        );
+        if let Ok(pid) = pid.parse() {
+            return pid;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the load never started waiting on the held id");
+}
+
+fn first_id(csv: &Path) -> String {
+    let text = std::fs::read_to_string(csv).unwrap();
+    let line = text.lines().nth(1).unwrap();
+    line.split(',').next().unwrap().to_owned()
+}
+
+#[test]
+fn a_file_claimed_by_a_live_worker_is_claimed_elsewhere_with_its_claimant() {
+    let (dir, inbox) = workdir();
+    let csv = inbox.join("held.csv");
+    generate(&csv, 5_000, 61, 1, "0");
+    let c = PgCluster::shared();
+    let db = c.database();
+    drop(bankpipe::warehouse::Warehouse::open(&db.url).unwrap());
+    let mut blocker = hold_id(&db.url, &first_id(&csv));
+    let loader = bankpipe(dir.path(), &db.url)
+        .args(["run", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let backend = blocked_loader(c, &db.name);
+
+    // Another worker meets the live claim: not loaded, not a duplicate, exit 0, and it
+    // says whose claim it is.
+    let (r, code, err) = run_json(dir.path(), &db.url);
+    assert_eq!(code, 0, "{r}\n{err}");
+    assert_eq!(r["status"], "ok", "{r}");
+    let f = &files(&r)[0];
+    assert_eq!(f["status"], "claimed_elsewhere", "{f}");
+    assert_eq!(f["rows_loaded"], 0, "{f}");
+    let by = &f["claimed_by"];
+    assert_eq!(by["pid"], loader.id(), "{f}");
+    assert_eq!(by["backend_pid"], backend, "{f}");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = std::env::var("HOSTNAME").unwrap_or(host.trim().to_owned());
+    assert_eq!(by["host"], host.as_str(), "{f}");
+    assert!(
+        by["since"].as_str().is_some_and(|s| s.ends_with('Z')),
+        "{f}"
+    );
+    // The table says it too, in the file's row, the claimant line and the summary.
+    let out = bankpipe(dir.path(), &db.url)
+        .args(["run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("held.csv  claimed_elsewhere")
+            && table.contains(&format!(
+                "held.csv: claimed by host {host} pid {}",
+                loader.id()
+            ))
+            && table.contains("0 loaded, 0 duplicate_file, 1 claimed_elsewhere, 0 failed"),
+        "{table}"
+    );
+
+    // The claimant finishes once the held id goes; it is the run named in claimed_by.
+    blocker.batch_execute("ROLLBACK").unwrap();
+    let out = loader.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(by["run_id"], done["run_id"], "{done}");
+    assert_eq!(files(&done)[0]["status"], "loaded", "{done}");
+    assert_eq!(files(&done)[0]["rows_loaded"], 5_000, "{done}");
+}
+
+#[test]
+fn kill_9_of_a_busy_loader_frees_its_claim_and_a_rerun_loads_the_file_once() {
+    let (dir, inbox) = workdir();
+    let csv = inbox.join("busy.csv");
+    generate(&csv, 5_000, 62, 1, "0");
+    let c = PgCluster::shared();
+    let db = c.database();
+    drop(bankpipe::warehouse::Warehouse::open(&db.url).unwrap());
+    let mut blocker = hold_id(&db.url, &first_id(&csv));
+    let mut loader = bankpipe(dir.path(), &db.url)
+        .args(["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The loader's backend is inside its COPY, waiting on a lock, holding the claim.
+    let backend = blocked_loader(c, &db.name);
+    loader.kill().unwrap(); // SIGKILL
+    loader.wait().unwrap();
+    // Its backend notices the dead client by itself, mid-statement
+    // (client_connection_check_interval), and gives the claim back. Without it the
+    // backend would wait on the lock as long as the lock is held.
+    let mut gone = false;
+    for _ in 0..600 {
+        if c.psql(
+            &db.name,
+            &format!("SELECT COUNT(*) FROM pg_stat_activity WHERE pid = {backend}"),
+        ) == "0"
+        {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        gone,
+        "the killed client's backend {backend} still runs (and holds the claim) after 60 s"
+    );
+    blocker.batch_execute("ROLLBACK").unwrap();
+    let (r, code, err) = run_json(dir.path(), &db.url);
+    assert_eq!(code, 0, "{r}\n{err}");
+    assert_eq!(files(&r)[0]["status"], "loaded", "{r}");
+    assert_eq!(files(&r)[0]["rows_loaded"], 5_000, "{r}");
+    assert_eq!(
+        c.psql(
+            &db.name,
+            "SELECT COUNT(*), (SELECT COUNT(*) FROM transactions) FROM files WHERE status = 'loaded'"
+        ),
+        "1|5000"
     );
 }

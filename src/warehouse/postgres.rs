@@ -23,8 +23,8 @@ use postgres::{Client, Transaction};
 use super::pg_connect::{ConnectError, Target};
 use super::pg_copy as enc;
 use super::{
-    Claim, FileEntry, FileStatus, LoadPlan, NewFile, RejectEntry, RejectFilter, Result, Rewrap,
-    RunEntry, Stored, Summary, Tally, WarehouseError,
+    Claim, Claimant, FileEntry, FileStatus, LoadPlan, NewFile, RejectEntry, RejectFilter, Result,
+    Rewrap, RunEntry, Stored, Summary, Tally, WarehouseError,
 };
 use crate::crypt::Sealed;
 use crate::model::Total;
@@ -48,6 +48,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "lean_transactions",
         include_str!("../../sql/postgres/0004_lean_transactions.sql"),
+    ),
+    (
+        8,
+        "claimant",
+        include_str!("../../sql/postgres/0008_claimant.sql"),
     ),
 ];
 
@@ -350,12 +355,16 @@ impl PgWarehouse {
     }
 
     pub(super) fn claim(&mut self, f: &NewFile) -> Result<Claim> {
+        let (host, pid) = Claimant::this_process();
+        let pid = i32::try_from(pid).unwrap_or(i32::MAX);
         let mut tx = self.client.transaction().map_err(pg("starting claim"))?;
         let inserted = tx
             .query_opt(
                 "INSERT INTO files (sha256, original_name, bytes, profile, format, compression,
-                                    lake_key, received_at, run_id, status)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::timestamptz, $9, 'landing')
+                                    lake_key, received_at, run_id, status,
+                                    claim_host, claim_pid, claim_backend_pid, claimed_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::timestamptz, $9, 'landing',
+                         $10, $11, pg_backend_pid(), now())
                  ON CONFLICT (sha256) DO NOTHING
                  RETURNING file_id",
                 &[
@@ -368,6 +377,8 @@ impl PgWarehouse {
                     &f.lake_key,
                     &f.received_at,
                     &f.run_id,
+                    &host,
+                    &pid,
                 ],
             )
             .map_err(pg("claiming a file"))?;
@@ -385,7 +396,12 @@ impl PgWarehouse {
             None => {
                 let row = tx
                     .query_one(
-                        "SELECT file_id, original_name, status, lake_key FROM files WHERE sha256 = $1",
+                        &format!(
+                            "SELECT file_id, original_name, status, lake_key,
+                                    claim_host, claim_pid, run_id, {}, claim_backend_pid
+                             FROM files WHERE sha256 = $1",
+                            ts("claimed_at")
+                        ),
                         &[&f.sha256],
                     )
                     .map_err(pg("looking up a file"))?;
@@ -401,8 +417,18 @@ impl PgWarehouse {
                         .get(0);
                     if free {
                         tx.execute(
-                            "UPDATE files SET original_name = $2, run_id = $3, profile = $4 WHERE file_id = $1",
-                            &[&file_id, &f.original_name, &f.run_id, &f.profile],
+                            "UPDATE files SET original_name = $2, run_id = $3, profile = $4,
+                                    claim_host = $5, claim_pid = $6,
+                                    claim_backend_pid = pg_backend_pid(), claimed_at = now()
+                             WHERE file_id = $1",
+                            &[
+                                &file_id,
+                                &f.original_name,
+                                &f.run_id,
+                                &f.profile,
+                                &host,
+                                &pid,
+                            ],
                         )
                         .map_err(pg("resuming a claim"))?;
                         Claim::Resume {
@@ -410,7 +436,16 @@ impl PgWarehouse {
                             lake_key: row.get(3),
                         }
                     } else {
-                        Claim::Busy { file_id }
+                        Claim::Busy {
+                            file_id,
+                            claimant: Claimant {
+                                host: row.get(4),
+                                pid: row.get::<_, Option<i32>>(5).map(|p| p as u32),
+                                run_id: row.get(6),
+                                since: row.get(7),
+                                backend_pid: row.get(8),
+                            },
+                        }
                     }
                 } else {
                     Claim::Duplicate {

@@ -37,6 +37,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "lean_transactions",
         include_str!("../../sql/sqlite/0004_lean_transactions.sql"),
     ),
+    (
+        8,
+        "claimant",
+        include_str!("../../sql/sqlite/0008_claimant.sql"),
+    ),
 ];
 
 /// Refuses a warehouse migrated by a newer bankpipe: its schema may lack what this
@@ -205,6 +210,8 @@ impl SqliteWarehouse {
     }
 
     pub(super) fn claim(&mut self, f: &NewFile) -> Result<Claim> {
+        let (host, pid) = super::Claimant::this_process();
+        let now = crate::clock::now_rfc3339();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -220,8 +227,18 @@ impl SqliteWarehouse {
         let claim = match existing {
             Some((file_id, _, status, lake_key)) if status == "landing" => {
                 tx.execute(
-                    "UPDATE files SET original_name = ?2, run_id = ?3, profile = ?4 WHERE file_id = ?1",
-                    params![file_id, f.original_name, f.run_id, f.profile],
+                    "UPDATE files SET original_name = ?2, run_id = ?3, profile = ?4,
+                            claim_host = ?5, claim_pid = ?6, claimed_at = ?7
+                     WHERE file_id = ?1",
+                    params![
+                        file_id,
+                        f.original_name,
+                        f.run_id,
+                        f.profile,
+                        host,
+                        pid,
+                        now
+                    ],
                 )
                 .map_err(sql("resuming a claim"))?;
                 Claim::Resume { file_id, lake_key }
@@ -234,8 +251,9 @@ impl SqliteWarehouse {
             None => {
                 tx.execute(
                     "INSERT INTO files (sha256, original_name, bytes, profile, format, compression,
-                                        lake_key, received_at, run_id, status)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'landing')",
+                                        lake_key, received_at, run_id, status,
+                                        claim_host, claim_pid, claimed_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'landing', ?10, ?11, ?12)",
                     params![
                         f.sha256,
                         f.original_name,
@@ -245,7 +263,10 @@ impl SqliteWarehouse {
                         f.compression,
                         f.lake_key,
                         f.received_at,
-                        f.run_id
+                        f.run_id,
+                        host,
+                        pid,
+                        now
                     ],
                 )
                 .map_err(sql("claiming a file"))?;
