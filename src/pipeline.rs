@@ -155,6 +155,7 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, 
         "files": report.files.len(),
         "loaded": report.files.iter().filter(|f| f.status == Outcome::Loaded).count(),
         "duplicate_file": report.files.iter().filter(|f| f.status == Outcome::DuplicateFile).count(),
+        "claimed_elsewhere": report.files.iter().filter(|f| f.status == Outcome::ClaimedElsewhere).count(),
         "failed": report.files.iter().filter(|f| f.status == Outcome::Failed).count(),
         "rows_loaded": report.files.iter().map(|f| f.rows_loaded).sum::<u64>(),
         "rows_rejected": report.files.iter().map(|f| f.rows_rejected).sum::<u64>(),
@@ -368,7 +369,11 @@ fn process_with_retries(
             other => {
                 if let Ok(report) = &other
                     && let Some(id) = report.file_id.filter(|_| {
-                        report.duplicate_of.is_none() && report.status != Outcome::DuplicateFile
+                        report.duplicate_of.is_none()
+                            && !matches!(
+                                report.status,
+                                Outcome::DuplicateFile | Outcome::ClaimedElsewhere
+                            )
                     })
                 {
                     // Best effort: a dropped session releases its claims anyway.
@@ -633,10 +638,13 @@ fn process_file(
             seen_before(ctx, &mut report, file_id)?;
             return Ok(finish(report, progress));
         }
-        Claim::Busy { file_id } => {
-            info!(file = %name, file_id, "Another worker is processing this content; skipped.");
-            report.status = Outcome::DuplicateFile;
+        Claim::Busy { file_id, claimant } => {
+            // Not a duplicate: nothing of it is loaded yet, and if that worker dies a later
+            // run loads it.
+            info!(file = %name, file_id, claimed_by = %claimant.describe(), "Another worker holds this file's claim; skipped.");
+            report.status = Outcome::ClaimedElsewhere;
             report.file_id = Some(file_id);
+            report.claimed_by = Some(claimant);
             return Ok(finish(report, progress));
         }
     };

@@ -3,14 +3,15 @@
 //!
 //! The JSON field names are a user-facing contract (issue #2): `run_id`, `status`,
 //! `elapsed_s`, and per file `name`, `sha256`, `status`, `rows_*`, `amount_*` (decimal
-//! strings), `warnings` by rule and `error`.
+//! strings), `warnings` by rule, `error`, and `claimed_by` (who holds the claim of a
+//! `claimed_elsewhere` file).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::warehouse::Tally;
+use crate::warehouse::{Claimant, Tally};
 
 /// Outcome of one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -22,6 +23,10 @@ pub enum Outcome {
     DuplicateFile,
     /// Failed as a whole; nothing loaded.
     Failed,
+    /// Skipped: another live session holds the file's claim (a worker is loading it
+    /// now); see [`FileReport::claimed_by`]. Neither loaded nor a duplicate: if that
+    /// worker dies, a later run loads the file.
+    ClaimedElsewhere,
     /// `check` only: would load.
     Checked,
 }
@@ -33,6 +38,7 @@ impl Outcome {
             Outcome::Loaded => "loaded",
             Outcome::DuplicateFile => "duplicate_file",
             Outcome::Failed => "failed",
+            Outcome::ClaimedElsewhere => "claimed_elsewhere",
             Outcome::Checked => "checked",
         }
     }
@@ -93,6 +99,9 @@ pub struct FileReport {
     pub rejects: BTreeMap<String, u64>,
     /// Why the file failed, or what else went wrong.
     pub error: Option<String>,
+    /// For `claimed_elsewhere`: who holds the claim (`host`, `pid`, `run_id`, `since`,
+    /// `backend_pid`); `null` otherwise.
+    pub claimed_by: Option<Claimant>,
     /// Seconds spent on the file.
     pub elapsed_s: f64,
 }
@@ -120,6 +129,7 @@ impl FileReport {
             warnings: BTreeMap::new(),
             rejects: BTreeMap::new(),
             error: None,
+            claimed_by: None,
             elapsed_s: 0.0,
         }
     }
@@ -238,6 +248,20 @@ impl RunReport {
                 f.error.as_deref().unwrap_or_default()
             );
         }
+        for f in &self.files {
+            if let Some(c) = &f.claimed_by {
+                let _ = writeln!(out, "{}: {}", f.name, c.describe());
+            }
+        }
+        let count = |o: Outcome| self.files.iter().filter(|f| f.status == o).count();
+        let _ = writeln!(
+            out,
+            "files: {} loaded, {} duplicate_file, {} claimed_elsewhere, {} failed",
+            count(Outcome::Loaded),
+            count(Outcome::DuplicateFile),
+            count(Outcome::ClaimedElsewhere),
+            count(Outcome::Failed)
+        );
         let _ = writeln!(
             out,
             "run {} finished in {:.2}s",
@@ -246,6 +270,23 @@ impl RunReport {
         out
     }
 }
+
+impl Claimant {
+    /// One sentence for the table and the log: who holds the claim and what that means.
+    pub fn describe(&self) -> String {
+        let or = |v: Option<String>| v.unwrap_or_else(|| "?".into());
+        format!(
+            "claimed by host {} pid {} (run {}, server pid {}) since {}; that worker is loading it \
+             (if it died, a later run loads the file once the server has noticed)",
+            or(self.host.clone()),
+            or(self.pid.map(|p| p.to_string())),
+            or(self.run_id.clone()),
+            or(self.backend_pid.map(|p| p.to_string())),
+            or(self.since.clone()),
+        )
+    }
+}
+
 /// `text` in at most `width` characters: a longer one keeps its start and its end
 /// (where a path's file name and extension are) around an ellipsis, so names stay
 /// recognisable and table columns stay aligned.

@@ -929,6 +929,390 @@ fn a_warehouse_at_version_2_upgrades_keeping_its_rows() {
     );
 }
 
+/// Every plan node of an `EXPLAIN (FORMAT JSON)` document, depth first.
+fn plan_nodes(node: &Value, out: &mut Vec<Value>) {
+    out.push(node.clone());
+    for child in node["Plans"].as_array().into_iter().flatten() {
+        plan_nodes(child, out);
+    }
+}
+
+/// Why a plan costs more than about n log n in its inputs, if it does: a subplan run per
+/// row (issue #8: `IN (SELECT ...)` unhashed at the default `work_mem` was rows²), or a
+/// nested loop whose inner side is not an index probe (a rescan per outer row).
+fn quadratic_shape(plan: &Value) -> Option<String> {
+    let mut nodes = Vec::new();
+    plan_nodes(&plan[0]["Plan"], &mut nodes);
+    for n in &nodes {
+        if n["Parent Relationship"] == "SubPlan" || n.get("Subplan Name").is_some() {
+            return Some(format!("a SubPlan: {}", n["Subplan Name"]));
+        }
+        if n["Node Type"] == "Nested Loop" {
+            let inner = n["Plans"]
+                .as_array()
+                .and_then(|p| p.iter().find(|c| c["Parent Relationship"] == "Inner"));
+            let probe = inner.is_some_and(|i| {
+                let t = i["Node Type"].as_str().unwrap_or("");
+                t == "Index Scan" || t == "Index Only Scan" || t == "Memoize"
+            });
+            if !probe {
+                return Some(format!(
+                    "a nested loop rescanning {}",
+                    inner.map_or(Value::Null, |i| i["Node Type"].clone())
+                ));
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn the_merge_path_plans_are_never_quadratic_at_any_work_mem() {
+    // A realistic size: 400,000 rows stored, a file of 200,000 staged rows of which
+    // 20,000 ids are stored already (half identical, half different) and 2,000 repeat
+    // an earlier id of the same file.
+    let c = PgCluster::shared();
+    let db = c.database();
+    drop(bankpipe::warehouse::Warehouse::open(&db.url).unwrap()); // the schema
+    let mut client = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO transactions (transaction_id, customer_id, customer_dob, gender, location,
+                 account_balance, transaction_at, amount, currency, file_id, line_no)
+             SELECT 'T' || g, 'C' || (g % 5000), DATE '1990-01-01' + g % 9000, 'F', 'PUNE',
+                    g % 1000, TIMESTAMP '2016-08-01' + g * INTERVAL '1 second', (g % 997) + 0.5,
+                    'INR', 1, g + 1
+             FROM generate_series(1, 400000) g;
+             ANALYZE transactions;",
+        )
+        .unwrap();
+    let sql = bankpipe::warehouse::postgres::MergeSql::new();
+    let mut tx = client.transaction().unwrap();
+    tx.batch_execute(&sql.staging).unwrap();
+    tx.batch_execute(
+        "INSERT INTO bankpipe_staging
+         SELECT 'T' || id, 'C' || (id % 5000), DATE '1990-01-01' + id % 9000, 'F', 'PUNE',
+                id % 1000, TIMESTAMP '2016-08-01' + id * INTERVAL '1 second',
+                (id % 997) + CASE WHEN id % 2 = 0 THEN 0.5 ELSE 0.25 END,
+                'INR', 2, g + 1, 0, 'raw line', g
+         FROM (SELECT g, CASE WHEN g % 100 = 0 THEN 380000 + g - 50 ELSE 380000 + g END AS id
+               FROM generate_series(1, 200000) g) s;
+         ANALYZE bankpipe_staging;",
+    )
+    .unwrap();
+    tx.batch_execute(&format!(
+        "PREPARE merge_insert AS {}; PREPARE merge_classify(int, bigint) AS {};
+         PREPARE merge_quarantine(bigint) AS {};",
+        sql.insert, sql.classify, sql.quarantine
+    ))
+    .unwrap();
+    for work_mem in ["4MB", "64kB"] {
+        tx.batch_execute(&format!("SET LOCAL work_mem = '{work_mem}'"))
+            .unwrap();
+        for statement in [
+            "merge_insert",
+            "merge_classify(2, 2)",
+            "merge_quarantine(2)",
+        ] {
+            let explained = tx
+                .simple_query(&format!("EXPLAIN (FORMAT JSON) EXECUTE {statement}"))
+                .unwrap();
+            let text = explained
+                .iter()
+                .find_map(|m| match m {
+                    postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                    _ => None,
+                })
+                .unwrap();
+            let plan: Value = serde_json::from_str(&text).unwrap();
+            if let Some(why) = quadratic_shape(&plan) {
+                panic!("{statement} at work_mem {work_mem} plans {why}:\n{text}");
+            }
+        }
+    }
+    // The statements also give the right answer here: 180,000 new ids (less the 1,800
+    // repeats among them) loaded.
+    tx.execute("EXECUTE merge_insert", &[]).unwrap();
+    let row = tx
+        .simple_query("EXECUTE merge_classify(2, 2)")
+        .unwrap()
+        .into_iter()
+        .find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..6)
+                    .map(|i| r.get(i).unwrap_or("").to_owned())
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .unwrap();
+    let count = |i: usize| row[i].parse::<u64>().unwrap();
+    assert_eq!(count(0) + count(2) + count(4), 200_000, "{row:?}");
+    assert_eq!(count(0), 178_200, "{row:?}");
+}
+
+/// The `amount` column of a generated Kaggle-layout line, in paise.
+fn paise(line: &str) -> i128 {
+    let amount = line.rsplit(',').next().unwrap().trim();
+    let (units, frac) = amount.split_once('.').unwrap_or((amount, ""));
+    let frac = format!("{frac:0<2}");
+    units.parse::<i128>().unwrap() * 100 + frac[..2].parse::<i128>().unwrap()
+}
+
+fn decimal(paise: i128) -> String {
+    format!("{}.{:02}", paise / 100, paise % 100)
+}
+
+#[test]
+fn an_overlapping_file_loads_through_the_merge_with_exact_totals() {
+    let (dir, inbox) = workdir();
+    let db = PgCluster::shared().database();
+    let c = PgCluster::shared();
+    // a.csv: 20,000 rows, loaded first (no defects: every row valid).
+    let a_path = dir.path().join("a.csv");
+    generate(&a_path, 20_000, 51, 1, "0");
+    let a = std::fs::read_to_string(&a_path).unwrap();
+    let a_rows: Vec<&str> = a.lines().skip(1).collect();
+    std::fs::copy(&a_path, inbox.join("a.csv")).unwrap();
+    let (r, code, err) = run_json(dir.path(), &db.url);
+    assert_eq!(code, 0, "{r}\n{err}");
+    // b.csv: the last 2,000 rows of a.csv again (identical), 100 rows of a.csv with
+    // another amount (conflicting), 18,000 new rows, then 300 repeats of its own rows
+    // (identical) and 50 of its own ids with another amount (conflicting).
+    let b_path = dir.path().join("b-new.csv");
+    generate(&b_path, 18_000, 52, 20_001, "0");
+    let b_new_text = std::fs::read_to_string(&b_path).unwrap();
+    let b_new: Vec<&str> = b_new_text.lines().skip(1).collect();
+    let other_amount = |line: &str| {
+        let (head, _) = line.rsplit_once(',').unwrap();
+        format!("{head},77.77")
+    };
+    let mut b = vec![HEADER.to_owned()];
+    b.extend(a_rows[18_000..].iter().map(|l| l.to_string()));
+    b.extend(a_rows[..100].iter().map(|l| other_amount(l)));
+    b.extend(b_new.iter().map(|l| l.to_string()));
+    b.extend(b_new[..300].iter().map(|l| l.to_string()));
+    b.extend(b_new[1_000..1_050].iter().map(|l| other_amount(l)));
+    std::fs::write(inbox.join("b.csv"), b.join("\n") + "\n").unwrap();
+    let (r, code, err) = run_json_with(dir.path(), &db.url, &["--max-reject-share", "0.05"]);
+    assert_eq!(code, 0, "{r}\n{err}");
+    let fb = files(&r)
+        .iter()
+        .find(|f| f["name"] == "b.csv")
+        .unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(fb["status"], "loaded", "{fb}");
+    assert_eq!(fb["rows_read"], 20_450, "{fb}");
+    assert_eq!(fb["rows_loaded"], 18_000, "{fb}");
+    assert_eq!(fb["rows_duplicate"], 2_300, "{fb}");
+    assert_eq!(fb["rows_rejected"], 150, "{fb}");
+    assert_eq!(fb["rejects"]["conflicting_duplicate"], 150, "{fb}");
+    let sum = |lines: &[&str]| lines.iter().map(|l| paise(l)).sum::<i128>();
+    let loaded = sum(&b_new);
+    let duplicate = sum(&a_rows[18_000..]) + sum(&b_new[..300]);
+    let rejected = 150 * 7_777;
+    assert_eq!(fb["amount_loaded"], decimal(loaded), "{fb}");
+    assert_eq!(fb["amount_duplicate"], decimal(duplicate), "{fb}");
+    assert_eq!(fb["amount_rejected"], decimal(rejected), "{fb}");
+    assert_eq!(
+        fb["amount_read"],
+        decimal(loaded + duplicate + rejected),
+        "{fb}"
+    );
+    let file_id = fb["file_id"].as_i64().unwrap();
+    // What the warehouse holds agrees, row for row and to the paisa.
+    assert_eq!(
+        c.psql(
+            &db.name,
+            &format!("SELECT COUNT(*), SUM(amount) FROM transactions WHERE file_id = {file_id}")
+        ),
+        format!("18000|{}", decimal(loaded))
+    );
+    assert_eq!(
+        c.psql(&db.name, "SELECT COUNT(*) FROM transactions"),
+        "38000"
+    );
+    // First occurrence wins: the repeated ids keep the line of their first occurrence,
+    // and each conflict names the differing column and where the stored row came from.
+    let first = b_new[1_000].split(',').next().unwrap();
+    assert_eq!(
+        c.psql(
+            &db.name,
+            &format!(
+                "SELECT line_no, amount <> 77.77 FROM transactions WHERE transaction_id = '{first}'"
+            )
+        ),
+        format!("{}|t", 2 + 2_000 + 100 + 1_000)
+    );
+    assert_eq!(
+        c.psql(
+            &db.name,
+            &format!(
+                "SELECT COUNT(*) FILTER (WHERE detail LIKE 'already loaded from file % line % with a different amount'),
+                        COUNT(*) FILTER (WHERE detail LIKE 'already loaded from file 1 %'), SUM(amount)
+                 FROM rejected_rows WHERE file_id = {file_id}"
+            )
+        ),
+        format!("150|100|{}", decimal(rejected))
+    );
+}
+
+/// Holds an uncommitted row with `transaction_id` in its own session, so that a load of
+/// a file carrying that id waits on it (a lock wait inside the `COPY`) while holding
+/// the file's claim: a worker that is alive and busy, for as long as the test wants.
+fn hold_id(url: &str, transaction_id: &str) -> postgres::Client {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(&format!(
+            "BEGIN; INSERT INTO transactions (transaction_id, customer_id, transaction_at, amount,
+                 currency, file_id, line_no)
+             VALUES ('{transaction_id}', 'C0', '2016-08-01', 1, 'INR', 0, 0)"
+        ))
+        .unwrap();
+    client
+}
+
+/// The server process of the session loading the (only) claimed file, once it waits on
+/// a lock.
+fn blocked_loader(c: &PgCluster, db: &str) -> i32 {
+    for _ in 0..1_200 {
+        let pid = c.psql(
+            db,
+            "SELECT a.pid FROM files f JOIN pg_stat_activity a ON a.pid = f.claim_backend_pid
+             WHERE f.status = 'landing' AND a.wait_event_type = 'Lock'",
+        );
+        if let Ok(pid) = pid.parse() {
+            return pid;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the load never started waiting on the held id");
+}
+
+fn first_id(csv: &Path) -> String {
+    let text = std::fs::read_to_string(csv).unwrap();
+    let line = text.lines().nth(1).unwrap();
+    line.split(',').next().unwrap().to_owned()
+}
+
+#[test]
+fn a_file_claimed_by_a_live_worker_is_claimed_elsewhere_with_its_claimant() {
+    let (dir, inbox) = workdir();
+    let csv = inbox.join("held.csv");
+    generate(&csv, 5_000, 61, 1, "0");
+    let c = PgCluster::shared();
+    let db = c.database();
+    drop(bankpipe::warehouse::Warehouse::open(&db.url).unwrap());
+    let mut blocker = hold_id(&db.url, &first_id(&csv));
+    let loader = bankpipe(dir.path(), &db.url)
+        .args(["run", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let backend = blocked_loader(c, &db.name);
+
+    // Another worker meets the live claim: not loaded, not a duplicate, exit 0, and it
+    // says whose claim it is.
+    let (r, code, err) = run_json(dir.path(), &db.url);
+    assert_eq!(code, 0, "{r}\n{err}");
+    assert_eq!(r["status"], "ok", "{r}");
+    let f = &files(&r)[0];
+    assert_eq!(f["status"], "claimed_elsewhere", "{f}");
+    assert_eq!(f["rows_loaded"], 0, "{f}");
+    let by = &f["claimed_by"];
+    assert_eq!(by["pid"], loader.id(), "{f}");
+    assert_eq!(by["backend_pid"], backend, "{f}");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = std::env::var("HOSTNAME").unwrap_or(host.trim().to_owned());
+    assert_eq!(by["host"], host.as_str(), "{f}");
+    assert!(
+        by["since"].as_str().is_some_and(|s| s.ends_with('Z')),
+        "{f}"
+    );
+    // The table says it too, in the file's row, the claimant line and the summary.
+    let out = bankpipe(dir.path(), &db.url)
+        .args(["run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("held.csv  claimed_elsewhere")
+            && table.contains(&format!(
+                "held.csv: claimed by host {host} pid {}",
+                loader.id()
+            ))
+            && table.contains("0 loaded, 0 duplicate_file, 1 claimed_elsewhere, 0 failed"),
+        "{table}"
+    );
+
+    // The claimant finishes once the held id goes; it is the run named in claimed_by.
+    blocker.batch_execute("ROLLBACK").unwrap();
+    let out = loader.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(by["run_id"], done["run_id"], "{done}");
+    assert_eq!(files(&done)[0]["status"], "loaded", "{done}");
+    assert_eq!(files(&done)[0]["rows_loaded"], 5_000, "{done}");
+}
+
+#[test]
+fn kill_9_of_a_busy_loader_frees_its_claim_and_a_rerun_loads_the_file_once() {
+    let (dir, inbox) = workdir();
+    let csv = inbox.join("busy.csv");
+    generate(&csv, 5_000, 62, 1, "0");
+    let c = PgCluster::shared();
+    let db = c.database();
+    drop(bankpipe::warehouse::Warehouse::open(&db.url).unwrap());
+    let mut blocker = hold_id(&db.url, &first_id(&csv));
+    let mut loader = bankpipe(dir.path(), &db.url)
+        .args(["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The loader's backend is inside its COPY, waiting on a lock, holding the claim.
+    let backend = blocked_loader(c, &db.name);
+    loader.kill().unwrap(); // SIGKILL
+    loader.wait().unwrap();
+    // Its backend notices the dead client by itself, mid-statement
+    // (client_connection_check_interval), and gives the claim back. Without it the
+    // backend would wait on the lock as long as the lock is held.
+    let mut gone = false;
+    for _ in 0..600 {
+        if c.psql(
+            &db.name,
+            &format!("SELECT COUNT(*) FROM pg_stat_activity WHERE pid = {backend}"),
+        ) == "0"
+        {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        gone,
+        "the killed client's backend {backend} still runs (and holds the claim) after 60 s"
+    );
+    blocker.batch_execute("ROLLBACK").unwrap();
+    let (r, code, err) = run_json(dir.path(), &db.url);
+    assert_eq!(code, 0, "{r}\n{err}");
+    assert_eq!(files(&r)[0]["status"], "loaded", "{r}");
+    assert_eq!(files(&r)[0]["rows_loaded"], 5_000, "{r}");
+    assert_eq!(
+        c.psql(
+            &db.name,
+            "SELECT COUNT(*), (SELECT COUNT(*) FROM transactions) FROM files WHERE status = 'loaded'"
+        ),
+        "1|5000"
+    );
+}
+
 /// stdout and stderr of a finished command, for messages.
 fn output_text(o: &Output) -> String {
     format!(

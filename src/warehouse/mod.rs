@@ -236,10 +236,13 @@ pub enum Claim {
         /// Lake key recorded by the first attempt.
         lake_key: String,
     },
-    /// Another live worker is processing this content right now.
+    /// Another live session holds the claim: a worker is processing this content right
+    /// now.
     Busy {
         /// Catalog id.
         file_id: i64,
+        /// Who holds it, as recorded when it claimed.
+        claimant: Claimant,
     },
     /// This content was already processed.
     Duplicate {
@@ -250,6 +253,42 @@ pub enum Claim {
         /// Its status.
         status: FileStatus,
     },
+}
+
+/// Who holds a claim, recorded by the claim itself (`files.claim_*`, migration 0008), so
+/// a worker that meets a live claim can say whose it is (`claimed_by` in `run --json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Claimant {
+    /// Host name of the claiming bankpipe process.
+    pub host: Option<String>,
+    /// Its process id on that host.
+    pub pid: Option<u32>,
+    /// Its run.
+    pub run_id: Option<String>,
+    /// When it claimed (UTC, RFC 3339).
+    pub since: Option<String>,
+    /// The server process serving its session (PostgreSQL `pg_backend_pid()`), to find
+    /// it in `pg_stat_activity`.
+    pub backend_pid: Option<i32>,
+}
+
+impl Claimant {
+    /// This process: its host name and process id.
+    pub fn this_process() -> (String, u32) {
+        (host_name(), std::process::id())
+    }
+}
+
+/// The host name: `HOSTNAME` when set, else the kernel's (`/proc/sys/kernel/hostname`),
+/// else `/etc/hostname`; `unknown` when none can be read.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// Parameters of one file's load.

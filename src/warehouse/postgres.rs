@@ -23,7 +23,7 @@ use postgres::{Client, Transaction};
 use super::pg_connect::{ConnectError, Target};
 use super::pg_copy as enc;
 use super::{
-    Claim, Fault, FileEntry, FileStatus, LoadPlan, MigrationInfo, NewFile, RejectEntry,
+    Claim, Claimant, Fault, FileEntry, FileStatus, LoadPlan, MigrationInfo, NewFile, RejectEntry,
     RejectFilter, Result, RunEntry, Stored, Summary, Tally, Unfinished, WarehouseError,
 };
 use crate::crypt::Sealed;
@@ -58,6 +58,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "master_key",
         include_str!("../../sql/postgres/0006_master_key.sql"),
+    ),
+    (
+        8,
+        "claimant",
+        include_str!("../../sql/postgres/0008_claimant.sql"),
     ),
 ];
 
@@ -530,12 +535,16 @@ impl PgWarehouse {
     }
 
     pub(super) fn claim(&mut self, f: &NewFile) -> Result<Claim> {
+        let (host, pid) = Claimant::this_process();
+        let pid = i32::try_from(pid).unwrap_or(i32::MAX);
         let mut tx = self.client.transaction().map_err(pg("starting claim"))?;
         let inserted = tx
             .query_opt(
                 "INSERT INTO files (sha256, original_name, bytes, profile, format, compression,
-                                    lake_key, received_at, run_id, status)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::timestamptz, $9, 'landing')
+                                    lake_key, received_at, run_id, status,
+                                    claim_host, claim_pid, claim_backend_pid, claimed_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::timestamptz, $9, 'landing',
+                         $10, $11, pg_backend_pid(), now())
                  ON CONFLICT (sha256) DO NOTHING
                  RETURNING file_id",
                 &[
@@ -548,6 +557,8 @@ impl PgWarehouse {
                     &f.lake_key,
                     &f.received_at,
                     &f.run_id,
+                    &host,
+                    &pid,
                 ],
             )
             .map_err(pg("claiming a file"))?;
@@ -565,7 +576,12 @@ impl PgWarehouse {
             None => {
                 let row = tx
                     .query_one(
-                        "SELECT file_id, original_name, status, lake_key FROM files WHERE sha256 = $1",
+                        &format!(
+                            "SELECT file_id, original_name, status, lake_key,
+                                    claim_host, claim_pid, run_id, {}, claim_backend_pid
+                             FROM files WHERE sha256 = $1",
+                            ts("claimed_at")
+                        ),
                         &[&f.sha256],
                     )
                     .map_err(pg("looking up a file"))?;
@@ -581,8 +597,18 @@ impl PgWarehouse {
                         .get(0);
                     if free {
                         tx.execute(
-                            "UPDATE files SET original_name = $2, run_id = $3, profile = $4, error = NULL WHERE file_id = $1",
-                            &[&file_id, &f.original_name, &f.run_id, &f.profile],
+                            "UPDATE files SET original_name = $2, run_id = $3, profile = $4, error = NULL,
+                                    claim_host = $5, claim_pid = $6,
+                                    claim_backend_pid = pg_backend_pid(), claimed_at = now()
+                             WHERE file_id = $1",
+                            &[
+                                &file_id,
+                                &f.original_name,
+                                &f.run_id,
+                                &f.profile,
+                                &host,
+                                &pid,
+                            ],
                         )
                         .map_err(pg("resuming a claim"))?;
                         Claim::Resume {
@@ -590,7 +616,16 @@ impl PgWarehouse {
                             lake_key: row.get(3),
                         }
                     } else {
-                        Claim::Busy { file_id }
+                        Claim::Busy {
+                            file_id,
+                            claimant: Claimant {
+                                host: row.get(4),
+                                pid: row.get::<_, Option<i32>>(5).map(|p| p as u32),
+                                run_id: row.get(6),
+                                since: row.get(7),
+                                backend_pid: row.get(8),
+                            },
+                        }
                     }
                 } else {
                     Claim::Duplicate {
@@ -1300,8 +1335,130 @@ fn copy_direct(
     Ok(tally)
 }
 
-/// The merge path: the file into a staging table, then set operations decide what is
-/// new, duplicate or conflicting.
+/// The statements of the merge path, public so a test can `EXPLAIN` exactly what a load
+/// runs (`tests/cli_postgres.rs`). Parameters: [`MergeSql::classify`] takes the amount
+/// scale (`$1`, `int`) and the file id (`$2`, `bigint`), [`MergeSql::quarantine`] the
+/// file id (`$1`), the others none.
+///
+/// Every statement is a sort, a hash join or a merge join: none compares each staged row
+/// with every other (issue #8: an `IN (SELECT ...)` subplan, unhashed at the default
+/// `work_mem`, made this path quadratic). A staged row is *ours* (the one loaded) when it
+/// is the first occurrence of its id in the file and the stored row carries this file's
+/// id: no other load can have stored a row under this file id (the file is `landing`,
+/// and a reprocess deletes its previous rows first in the same transaction).
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct MergeSql {
+    /// Creates (or empties) the session's staging table.
+    pub staging: String,
+    /// Inserts the first occurrence of every id not yet stored.
+    pub insert: String,
+    /// Counts and sums loaded, duplicate and conflicting rows, and warnings of loaded rows.
+    pub classify: String,
+    /// Quarantines the conflicting rows, naming the columns that differ.
+    pub quarantine: String,
+    /// Records the identical duplicates in `duplicate_rows` (duplicate lineage).
+    pub duplicates: String,
+}
+
+impl MergeSql {
+    /// The statements for this build's warning rules.
+    pub fn new() -> MergeSql {
+        let staging = "CREATE TEMP TABLE IF NOT EXISTS bankpipe_staging (
+                transaction_id TEXT COLLATE \"C\", customer_id TEXT, customer_dob DATE, gender TEXT,
+                location TEXT, account_balance NUMERIC, transaction_at TIMESTAMP, amount NUMERIC,
+                currency TEXT, file_id BIGINT, line_no INTEGER,
+                warnings INTEGER, raw TEXT, ord BIGINT) ON COMMIT DROP;
+             TRUNCATE bankpipe_staging;"
+            .to_owned();
+        let insert = format!(
+            "INSERT INTO transactions ({TXN_COLUMNS})
+             SELECT DISTINCT ON (transaction_id) {TXN_COLUMNS} FROM bankpipe_staging
+             ORDER BY transaction_id, ord
+             ON CONFLICT (transaction_id) DO NOTHING"
+        );
+        // Each staged row with the stored row of its id (there always is one after
+        // `insert`), and whether it is the file's first occurrence of that id.
+        let joined = "(SELECT *, ord = min(ord) OVER (PARTITION BY transaction_id) AS first_ord
+                       FROM bankpipe_staging) s
+                      JOIN transactions t USING (transaction_id)";
+        let same = "(t.customer_id, t.customer_dob, t.gender, t.location, t.account_balance,
+                     t.transaction_at, t.amount, t.currency)
+                    IS NOT DISTINCT FROM
+                    (s.customer_id, s.customer_dob, s.gender, s.location, s.account_balance,
+                     s.transaction_at, s.amount, s.currency)";
+        let ours_at = |n: u8| format!("(s.first_ord AND t.file_id = ${n}::bigint)");
+        let ours = ours_at(2);
+        let warning_counts: String = (0..Rule::WARNINGS.len())
+            .map(|i| {
+                format!(
+                    ", COUNT(*) FILTER (WHERE {ours} AND s.warnings & {} <> 0)",
+                    1 << i
+                )
+            })
+            .collect();
+        let classify = format!(
+            "SELECT COUNT(*) FILTER (WHERE {ours}),
+                    round(COALESCE(SUM(s.amount) FILTER (WHERE {ours}), 0), $1::int)::text,
+                    COUNT(*) FILTER (WHERE NOT {ours} AND {same}),
+                    round(COALESCE(SUM(s.amount) FILTER (WHERE NOT {ours} AND {same}), 0), $1::int)::text,
+                    COUNT(*) FILTER (WHERE NOT {ours} AND NOT ({same})),
+                    round(COALESCE(SUM(s.amount) FILTER (WHERE NOT {ours} AND NOT ({same})), 0), $1::int)::text
+                    {warning_counts}
+             FROM {joined}"
+        );
+        let differs: String = [
+            "customer_id",
+            "customer_dob",
+            "gender",
+            "location",
+            "account_balance",
+            "transaction_at",
+            "amount",
+            "currency",
+        ]
+        .iter()
+        .map(|c| format!("CASE WHEN t.{c} IS DISTINCT FROM s.{c} THEN '{c}' END"))
+        .collect::<Vec<_>>()
+        .join(", ");
+        let quarantine = format!(
+            "INSERT INTO rejected_rows (file_id, line_no, rule, field, detail, amount, raw)
+             SELECT s.file_id, s.line_no, 'conflicting_duplicate', 'transaction_id',
+                    'already loaded from file ' || t.file_id || ' line ' || t.line_no ||
+                    ' with a different ' || concat_ws(', ', {differs}), s.amount, s.raw
+             FROM {joined}
+             WHERE NOT {ours} AND NOT ({same})",
+            ours = ours_at(1)
+        );
+        // Without the raw text: the window's sort stays small.
+        let duplicates = format!(
+            "INSERT INTO duplicate_rows (transaction_id, file_id, line_no, warnings)
+             SELECT s.transaction_id, s.file_id, s.line_no, s.warnings
+             FROM (SELECT {TXN_COLUMNS}, warnings,
+                          ord = min(ord) OVER (PARTITION BY transaction_id) AS first_ord
+                   FROM bankpipe_staging) s
+             JOIN transactions t USING (transaction_id)
+             WHERE NOT {ours} AND {same}",
+            ours = ours_at(1)
+        );
+        MergeSql {
+            staging,
+            insert,
+            classify,
+            quarantine,
+            duplicates,
+        }
+    }
+}
+
+impl Default for MergeSql {
+    fn default() -> MergeSql {
+        MergeSql::new()
+    }
+}
+
+/// The merge path: the file into a temporary staging table, then set operations decide
+/// what is new, duplicate or conflicting ([`MergeSql`]).
 fn copy_staged(
     tx: &mut Transaction<'_>,
     plan: &LoadPlan,
@@ -1309,18 +1466,9 @@ fn copy_staged(
     progress: &mut dyn FnMut(&Tally),
     rejects: &mut RejectBuffer,
 ) -> Result<Tally> {
-    tx.batch_execute(
-        "CREATE TEMP TABLE IF NOT EXISTS bankpipe_staging (
-            transaction_id TEXT COLLATE \"C\", customer_id TEXT, customer_dob DATE, gender TEXT,
-            location TEXT, account_balance NUMERIC, transaction_at TIMESTAMP, amount NUMERIC,
-            currency TEXT, file_id BIGINT, line_no INTEGER,
-            warnings INTEGER, raw TEXT, ord BIGINT) ON COMMIT DROP;
-         TRUNCATE bankpipe_staging;
-         CREATE TEMP TABLE IF NOT EXISTS bankpipe_inserted (transaction_id TEXT COLLATE \"C\")
-            ON COMMIT DROP;
-         TRUNCATE bankpipe_inserted;",
-    )
-    .map_err(pg("creating the staging table"))?;
+    let sql = MergeSql::new();
+    tx.batch_execute(&sql.staging)
+        .map_err(pg("creating the staging table"))?;
     let mut tally = Tally::default();
     {
         let mut writer = tx
@@ -1365,53 +1513,15 @@ fn copy_staged(
     // or waits until this file's duplicates are recorded and committed.
     tx.batch_execute("LOCK TABLE duplicate_rows IN ROW EXCLUSIVE MODE")
         .map_err(pg("locking duplicate lineage"))?;
-    tx.execute(
-        &format!(
-            "WITH ins AS (
-                 INSERT INTO transactions ({TXN_COLUMNS})
-                 SELECT DISTINCT ON (transaction_id) {TXN_COLUMNS} FROM bankpipe_staging
-                 ORDER BY transaction_id, ord
-                 ON CONFLICT (transaction_id) DO NOTHING
-                 RETURNING transaction_id)
-             INSERT INTO bankpipe_inserted SELECT transaction_id FROM ins"
-        ),
-        &[],
-    )
-    .map_err(pg("merging new rows"))?;
-    let same = "(t.customer_id, t.customer_dob, t.gender, t.location, t.account_balance,
-                 t.transaction_at, t.amount, t.currency)
-                IS NOT DISTINCT FROM
-                (s.customer_id, s.customer_dob, s.gender, s.location, s.account_balance,
-                 s.transaction_at, s.amount, s.currency)";
-    // A staged row is the one loaded when its id was inserted now and it is the first
-    // occurrence of that id in the file.
-    let ours =
-        "(s.first_ord AND s.transaction_id IN (SELECT transaction_id FROM bankpipe_inserted))";
-    let warning_counts: String = (0..Rule::WARNINGS.len())
-        .map(|i| {
-            format!(
-                ", COUNT(*) FILTER (WHERE {ours} AND s.warnings & {} <> 0)",
-                1 << i
-            )
-        })
-        .collect();
+    // Temporary tables are never analyzed by autovacuum: without statistics the planner
+    // guesses the number of distinct ids and the join sizes.
+    tx.batch_execute("ANALYZE bankpipe_staging")
+        .map_err(pg("analyzing the staging table"))?;
+    tx.execute(&sql.insert, &[])
+        .map_err(pg("merging new rows"))?;
     let scale = i32::from(plan.scale);
     let row = tx
-        .query_one(
-            &format!(
-                "SELECT COUNT(*) FILTER (WHERE {ours}),
-                        round(COALESCE(SUM(s.amount) FILTER (WHERE {ours}), 0), $1::int)::text,
-                        COUNT(*) FILTER (WHERE NOT ({ours}) AND {same}),
-                        round(COALESCE(SUM(s.amount) FILTER (WHERE NOT ({ours}) AND {same}), 0), $1::int)::text,
-                        COUNT(*) FILTER (WHERE NOT ({ours}) AND NOT ({same})),
-                        round(COALESCE(SUM(s.amount) FILTER (WHERE NOT ({ours}) AND NOT ({same})), 0), $1::int)::text
-                        {warning_counts}
-                 FROM (SELECT *, ord = min(ord) OVER (PARTITION BY transaction_id) AS first_ord
-                       FROM bankpipe_staging) s
-                 JOIN transactions t USING (transaction_id)"
-            ),
-            &[&scale],
-        )
+        .query_one(&sql.classify, &[&scale, &plan.file_id])
         .map_err(pg("classifying staged rows"))?;
     let total = |i: usize| Total::parse(&row.get::<_, String>(i), plan.scale).unwrap_or_default();
     tally.rows_loaded = row.get::<_, i64>(0) as u64;
@@ -1421,68 +1531,22 @@ fn copy_staged(
     let conflicts = row.get::<_, i64>(4) as u64;
     tally.rows_rejected += conflicts;
     tally.amount_rejected.merge(&total(5));
-    if conflicts > 0 {
-        *tally.rejects.entry(Rule::ConflictingDuplicate).or_default() += conflicts;
-    }
     for (i, c) in tally.warnings.0.iter_mut().enumerate() {
         *c = row.get::<_, i64>(6 + i) as u64;
     }
-    let differs: String = [
-        "customer_id",
-        "customer_dob",
-        "gender",
-        "location",
-        "account_balance",
-        "transaction_at",
-        "amount",
-        "currency",
-    ]
-    .iter()
-    .map(|c| format!("CASE WHEN t.{c} IS DISTINCT FROM s.{c} THEN '{c}' END"))
-    .collect::<Vec<_>>()
-    .join(", ");
-    tx.execute(
-        &format!(
-            "INSERT INTO rejected_rows (file_id, line_no, rule, field, detail, amount, raw)
-             SELECT s.file_id, s.line_no, 'conflicting_duplicate', 'transaction_id',
-                    'already loaded from file ' || t.file_id || ' line ' || t.line_no ||
-                    ' with a different ' || concat_ws(', ', {differs}), s.amount, s.raw
-             FROM (SELECT *, ord = min(ord) OVER (PARTITION BY transaction_id) AS first_ord
-                   FROM bankpipe_staging) s
-             JOIN transactions t USING (transaction_id)
-             WHERE NOT ({ours}) AND NOT ({same})"
-        ),
-        &[],
-    )
-    .map_err(pg("quarantining conflicting rows"))?;
-    record_duplicates(tx, same)?;
+    if conflicts > 0 {
+        *tally.rejects.entry(Rule::ConflictingDuplicate).or_default() += conflicts;
+        // Only then: a second join of the whole file is not worth it for duplicates alone.
+        tx.execute(&sql.quarantine, &[&plan.file_id])
+            .map_err(pg("quarantining conflicting rows"))?;
+    }
+    if tally.rows_duplicate > 0 {
+        // Duplicate lineage (`duplicate_rows`), so a reprocess can move a row another
+        // file carries instead of deleting it.
+        tx.execute(&sql.duplicates, &[&plan.file_id])
+            .map_err(pg("recording duplicate lineage"))?;
+    }
     Ok(tally)
-}
-
-/// Duplicate lineage: every staged row counted as an identical duplicate, with its line
-/// and warnings (see `sql/postgres/0005_duplicate_lineage.sql`). Kept apart from the
-/// classification above on purpose, and written with a hash join against
-/// `bankpipe_inserted` (no `IN (SELECT ...)` subplan), so it costs one pass over the
-/// staged rows whatever the merge's own SQL becomes; the raw text is left out of the
-/// window's sort. (Should the merge come to materialize its classification, this
-/// becomes a plain copy of the rows classified duplicate.) `same` is the merge's test of
-/// identical content between the staged row `s` and the stored row `t`.
-fn record_duplicates(tx: &mut Transaction<'_>, same: &str) -> Result<()> {
-    tx.execute(
-        &format!(
-            "INSERT INTO duplicate_rows (transaction_id, file_id, line_no, warnings)
-             SELECT s.transaction_id, s.file_id, s.line_no, s.warnings
-             FROM (SELECT {TXN_COLUMNS}, warnings,
-                          ord = min(ord) OVER (PARTITION BY transaction_id) AS first_ord
-                   FROM bankpipe_staging) s
-             JOIN transactions t USING (transaction_id)
-             LEFT JOIN bankpipe_inserted i USING (transaction_id)
-             WHERE NOT (s.first_ord AND i.transaction_id IS NOT NULL) AND {same}"
-        ),
-        &[],
-    )
-    .map_err(pg("recording duplicate lineage"))?;
-    Ok(())
 }
 
 /// Keeps aside, before a reprocess deletes a file's rows, each of its rows that another

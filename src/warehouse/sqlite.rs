@@ -47,6 +47,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "master_key",
         include_str!("../../sql/sqlite/0006_master_key.sql"),
     ),
+    (
+        8,
+        "claimant",
+        include_str!("../../sql/sqlite/0008_claimant.sql"),
+    ),
 ];
 
 /// Every migration this binary knows, for `migrate --dry-run` where no warehouse exists
@@ -307,6 +312,8 @@ impl SqliteWarehouse {
     }
 
     pub(super) fn claim(&mut self, f: &NewFile) -> Result<Claim> {
+        let (host, pid) = super::Claimant::this_process();
+        let now = crate::clock::now_rfc3339();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -322,8 +329,18 @@ impl SqliteWarehouse {
         let claim = match existing {
             Some((file_id, _, status, lake_key)) if status == "landing" => {
                 tx.execute(
-                    "UPDATE files SET original_name = ?2, run_id = ?3, profile = ?4, error = NULL WHERE file_id = ?1",
-                    params![file_id, f.original_name, f.run_id, f.profile],
+                    "UPDATE files SET original_name = ?2, run_id = ?3, profile = ?4, error = NULL,
+                            claim_host = ?5, claim_pid = ?6, claimed_at = ?7
+                     WHERE file_id = ?1",
+                    params![
+                        file_id,
+                        f.original_name,
+                        f.run_id,
+                        f.profile,
+                        host,
+                        pid,
+                        now
+                    ],
                 )
                 .map_err(sql("resuming a claim"))?;
                 Claim::Resume { file_id, lake_key }
@@ -336,8 +353,9 @@ impl SqliteWarehouse {
             None => {
                 tx.execute(
                     "INSERT INTO files (sha256, original_name, bytes, profile, format, compression,
-                                        lake_key, received_at, run_id, status)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'landing')",
+                                        lake_key, received_at, run_id, status,
+                                        claim_host, claim_pid, claimed_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'landing', ?10, ?11, ?12)",
                     params![
                         f.sha256,
                         f.original_name,
@@ -347,7 +365,10 @@ impl SqliteWarehouse {
                         f.compression,
                         f.lake_key,
                         f.received_at,
-                        f.run_id
+                        f.run_id,
+                        host,
+                        pid,
+                        now
                     ],
                 )
                 .map_err(sql("claiming a file"))?;
