@@ -610,7 +610,7 @@ fn process_file(
         &profile_name,
         crate::clock::year_month(),
         &sha256,
-        &source::lake_extension(&name),
+        &source::lake_extension(&name, compression),
     );
     let claim = ctx.warehouse.claim(&NewFile {
         sha256: sha256.clone(),

@@ -82,6 +82,7 @@ pub struct Splitter<R> {
     json: JsonPhase,
     seq: u64,
     target: usize,
+    delimiter: u8,
 }
 
 impl<R: Read> Splitter<R> {
@@ -98,7 +99,16 @@ impl<R: Read> Splitter<R> {
             json: JsonPhase::Before,
             seq: 0,
             target: target.max(1),
+            delimiter: b',',
         }
+    }
+
+    /// Sets the CSV field separator (default `,`): a quote opens a field only at the
+    /// start of a record or right after a separator.
+    #[must_use]
+    pub fn with_delimiter(mut self, delimiter: u8) -> Splitter<R> {
+        self.delimiter = delimiter;
+        self
     }
 
     /// The next chunk, or `None` at the end of the input.
@@ -281,13 +291,13 @@ impl<R: Read> Splitter<R> {
     }
 
     /// Whether the quote at `at` opens a field: only blanks since the record start or
-    /// the previous comma.
+    /// the previous separator.
     fn at_field_start(&self, start: usize, at: usize) -> bool {
         let mut k = at;
         while k > start && matches!(self.buf[k - 1], b' ' | b'\t') {
             k -= 1;
         }
-        k == start || self.buf[k - 1] == b','
+        k == start || self.buf[k - 1] == self.delimiter
     }
 
     /// The first physical line from `start`: (end, next, newlines consumed).
@@ -623,6 +633,15 @@ mod tests {
                 ok(5, "4,ok,w")
             ]
         );
+    }
+
+    #[test]
+    fn a_quote_opens_a_field_after_the_configured_delimiter() {
+        let input = b"a;\"x\ny\";b\nc;d\n";
+        let mut s = Splitter::new(&input[..], Format::Csv, 1 << 20).with_delimiter(b';');
+        let chunk = s.next_chunk().unwrap().unwrap();
+        let got: Vec<&[u8]> = chunk.records.iter().map(|r| chunk.bytes(r)).collect();
+        assert_eq!(got, [&b"a;\"x\ny\";b"[..], b"c;d"]);
     }
 
     #[test]
