@@ -749,6 +749,7 @@ fn process_file(
         loaded_at: crate::clock::now_rfc3339(),
         scale,
         replace: false,
+        format_names: scanner.layout.profile.all_format_names(),
     };
     let profiles = &ctx.config.profiles;
     let workers = ctx.config.workers;
@@ -797,6 +798,7 @@ fn process_file(
     match loaded {
         Ok(tally) => {
             report.record_load(&tally, scale);
+            report.set_formats(&tally, &plan.format_names);
             if let Err(broken) = check_control_totals(&mut ctx.warehouse, file_id, scale, &tally) {
                 error!(file = %name, file_id, %broken, "Control totals do not hold after commit.");
                 report.error = Some(format!("control totals do not hold: {broken}"));
@@ -1085,6 +1087,7 @@ pub fn reprocess(
         loaded_at: crate::clock::now_rfc3339(),
         scale,
         replace: true,
+        format_names: scanner.layout.profile.all_format_names(),
     };
     let mut source = scan::Reopening::new(scanner, start);
     let mut seen = None;
@@ -1102,6 +1105,7 @@ pub fn reprocess(
     match loaded {
         Ok(tally) => {
             after.record_load(&tally, scale);
+            after.set_formats(&tally, &plan.format_names);
             if let Err(broken) =
                 check_control_totals(&mut ctx.warehouse, entry.file_id, scale, &tally)
             {
@@ -1112,6 +1116,7 @@ pub fn reprocess(
         Err(WarehouseError::Aborted(_)) if dry_run => {
             let tally = seen.unwrap_or_default();
             after.record_load(&tally, scale);
+            after.set_formats(&tally, &plan.format_names);
         }
         Err(WarehouseError::Source(msg)) => {
             mark_if_corrupt(&mut ctx.warehouse, entry.file_id, &msg)?;

@@ -563,6 +563,9 @@ pub const FORMATTED_FIELDS: [Field; 4] = [
 /// tie-break order.
 pub const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
 
+/// Format names per [`FORMATTED_FIELDS`] entry (empty where the profile has none).
+pub type FormatNames = [Vec<String>; FORMATTED_FIELDS.len()];
+
 /// Parses a profile's `delimiter`.
 fn delimiter_from_spec(text: &str) -> Option<u8> {
     match text {
@@ -794,6 +797,11 @@ impl Profile {
             (Field::CustomerDob, _) => self.dob_format.names(),
             _ => Vec::new(),
         }
+    }
+
+    /// [`Profile::format_names`] of every formatted field.
+    pub fn all_format_names(&self) -> FormatNames {
+        FORMATTED_FIELDS.map(|f| self.format_names(f))
     }
 
     /// True when `text` (already trimmed) means "no value".

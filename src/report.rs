@@ -75,6 +75,9 @@ pub struct FileReport {
     pub warnings: BTreeMap<String, u64>,
     /// Rejections by rule.
     pub rejects: BTreeMap<String, u64>,
+    /// Rows that passed validation per matched date/time format: field → format →
+    /// rows (a file whose dates switch layout shows it here).
+    pub formats: BTreeMap<String, BTreeMap<String, u64>>,
     /// Why the file failed, or what else went wrong.
     pub error: Option<String>,
     /// Seconds spent on the file.
@@ -102,6 +105,7 @@ impl FileReport {
             amount_duplicate: "0".into(),
             warnings: BTreeMap::new(),
             rejects: BTreeMap::new(),
+            formats: BTreeMap::new(),
             error: None,
             elapsed_s: 0.0,
         }
@@ -117,6 +121,16 @@ impl FileReport {
             Outcome::Loaded
         };
         self.error = t.failure.clone();
+    }
+
+    /// Copies the per-format row counts of a tally, named with the profile's formats.
+    pub fn set_formats(&mut self, t: &Tally, names: &crate::profile::FormatNames) {
+        self.formats = t
+            .formats
+            .named(names)
+            .into_iter()
+            .map(|(field, per)| (field.to_owned(), per))
+            .collect();
     }
 
     /// Copies counts and totals from a tally, at the file's amount scale.

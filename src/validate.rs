@@ -10,7 +10,8 @@ use crate::model::{Amount, AmountError, Currency, Date, DateTime, Gender, Text, 
 use std::collections::BTreeMap;
 
 use crate::profile::{
-    CurrencySource, FIELD_COUNT, FORMATTED_FIELDS, Field, MAX_FORMATS, Profile, When, YearRule,
+    CurrencySource, FIELD_COUNT, FORMATTED_FIELDS, Field, FormatNames, MAX_FORMATS, Profile, When,
+    YearRule,
 };
 
 /// Every rule of the contract, with the stable name stored in the warehouse.
@@ -276,18 +277,18 @@ impl FormatCounts {
     }
 
     /// Non-zero counts as `field name → format name → rows`, with the profile's format
-    /// names.
-    pub fn named(&self, profile: &Profile) -> BTreeMap<String, BTreeMap<String, u64>> {
+    /// names ([`Profile::all_format_names`]).
+    pub fn named(&self, names: &FormatNames) -> BTreeMap<&'static str, BTreeMap<String, u64>> {
         let mut out = BTreeMap::new();
         for (which, field) in FORMATTED_FIELDS.iter().enumerate() {
-            let names = profile.format_names(*field);
-            let per: BTreeMap<String, u64> = names
-                .into_iter()
+            let per: BTreeMap<String, u64> = names[which]
+                .iter()
+                .cloned()
                 .zip(self.0[which])
                 .filter(|(_, n)| *n > 0)
                 .collect();
             if !per.is_empty() {
-                out.insert(field.name().to_owned(), per);
+                out.insert(field.name(), per);
             }
         }
         out
@@ -993,7 +994,7 @@ mod tests {
             };
             counts.add(m);
         }
-        let named = counts.named(&p);
+        let named = counts.named(&p.all_format_names());
         assert_eq!(named["transaction_date"]["d/m/yy"], 2);
         assert_eq!(named["transaction_date"]["d/m/yyyy"], 1);
         assert!(!named["transaction_date"].contains_key("d-m-yyyy"));
