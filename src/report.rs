@@ -24,6 +24,8 @@ pub enum Outcome {
     Failed,
     /// `check` only: would load.
     Checked,
+    /// Modified less than `min_file_age` ago: left for a later run (not a failure).
+    TooRecent,
 }
 
 impl Outcome {
@@ -34,6 +36,7 @@ impl Outcome {
             Outcome::DuplicateFile => "duplicate_file",
             Outcome::Failed => "failed",
             Outcome::Checked => "checked",
+            Outcome::TooRecent => "too_recent",
         }
     }
 }
@@ -80,6 +83,8 @@ pub struct FileReport {
     pub formats: BTreeMap<String, BTreeMap<String, u64>>,
     /// Why the file failed, or what else went wrong.
     pub error: Option<String>,
+    /// Why a file was skipped without being read (`too_recent`).
+    pub reason: Option<String>,
     /// Seconds spent on the file.
     pub elapsed_s: f64,
 }
@@ -107,6 +112,7 @@ impl FileReport {
             rejects: BTreeMap::new(),
             formats: BTreeMap::new(),
             error: None,
+            reason: None,
             elapsed_s: 0.0,
         }
     }
@@ -234,6 +240,11 @@ impl RunReport {
                 f.name,
                 f.error.as_deref().unwrap_or_default()
             );
+        }
+        for f in &self.files {
+            if let Some(reason) = &f.reason {
+                let _ = writeln!(out, "{}: {}: {reason}", f.name, f.status.name());
+            }
         }
         let _ = writeln!(
             out,

@@ -449,3 +449,84 @@ fn a_gzip_file_named_csv_lands_under_a_gz_key() {
         assert!(w.path().join("lake").join(&key).exists(), "{key}");
     }
 }
+
+/// A file whose modification time is `secs` in the past.
+fn age(path: &Path, secs: u64) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(secs))
+        .unwrap();
+}
+
+fn kaggle_file(id: &str) -> String {
+    format!("{KAGGLE}\n{id},C1,10/1/94,F,X,1.00,2/8/16,143207,25.0\n")
+}
+
+#[test]
+fn the_folder_inbox_does_not_recurse_and_skips_files_younger_than_min_file_age() {
+    let w = Workdir::new();
+    let old = w.put("old.csv", kaggle_file("T1"));
+    age(&old, 7200);
+    w.put("fresh.csv", kaggle_file("T2"));
+    let deep = w.put("sub/deep.csv", kaggle_file("T3"));
+    age(&deep, 7200);
+    let (r, code) = w.json(&["run", "--min-file-age", "1h"]);
+    assert_eq!(code, 0, "a file too recent is not a failure: {r}");
+    assert_eq!(r["status"], "ok");
+    let names: Vec<&str> = r["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["old.csv", "fresh.csv"],
+        "sub-folders are not searched"
+    );
+    assert_eq!(file(&r, "old.csv")["status"], "loaded");
+    let f = file(&r, "fresh.csv");
+    assert_eq!(f["status"], "too_recent", "{f}");
+    assert!(f["error"].is_null());
+    let reason = f["reason"].as_str().unwrap();
+    assert!(reason.contains("min_file_age is 3600s"), "{reason}");
+    assert_eq!(
+        w.query("SELECT counts FROM runs")
+            .iter()
+            .filter(|c| c[0].contains("\"too_recent\":1"))
+            .count(),
+        1,
+        "the run summary counts it"
+    );
+    // The table says so too; from the environment this time.
+    let out = w
+        .cmd()
+        .args(["run"])
+        .env("BANKPIPE_MIN_FILE_AGE", "2h")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("fresh.csv: too_recent: modified ") && table.contains("is 7200s"),
+        "{table}"
+    );
+    // From the config file; once old enough, the file loads.
+    w.config("min_file_age = \"30s\"\n");
+    let (r, _) = w.json(&["run"]);
+    assert_eq!(file(&r, "fresh.csv")["status"], "too_recent");
+    age(&w.inbox().join("fresh.csv"), 31);
+    let (r, code) = w.json(&["run"]);
+    assert_eq!(code, 0);
+    assert_eq!(file(&r, "fresh.csv")["status"], "loaded", "{r}");
+    // The flag wins over the file; a bad value is a configuration error.
+    let (r, _) = w.json(&["run", "--min-file-age", "0"]);
+    assert_eq!(r["files"].as_array().unwrap().len(), 2, "{r}");
+    for bad in ["30", "1d", "-5s"] {
+        let out = w.run(&["run", &format!("--min-file-age={bad}")]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--min-file-age"),
+            "names the setting"
+        );
+    }
+}
