@@ -379,7 +379,12 @@ fn peek_first_line(mut input: Box<dyn Read + Send>) -> io::Result<(Box<dyn Read 
         let n = if head.len() >= PEEK_LIMIT {
             0
         } else {
-            input.read(&mut piece)?
+            loop {
+                match input.read(&mut piece) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    read => break read?,
+                }
+            }
         };
         if n == 0 {
             break text[from..].to_vec();
