@@ -159,6 +159,7 @@ impl DateFormat {
     }
 
     /// Parses a date; `None` when malformed or impossible.
+    #[inline]
     pub fn parse(&self, text: &str, years: YearRule) -> Option<Date> {
         match self {
             DateFormat::Numeric(n) => parse_numeric(text, *n, years),
@@ -201,6 +202,7 @@ impl NumericDate {
 
 /// Parses `a/b/y` (with the format's separator) with 1-2 digit day and month and the
 /// format's year digits.
+#[inline]
 fn parse_numeric(text: &str, format: NumericDate, years: YearRule) -> Option<Date> {
     let b = text.as_bytes();
     let sep = format.separator;
@@ -280,6 +282,7 @@ impl TimeFormat {
 
     /// Parses a time of day into `(hour, minute, second)`; `None` when malformed or
     /// impossible (`246000`, `1261`).
+    #[inline]
     pub fn parse(&self, text: &str) -> Option<(u32, u32, u32)> {
         let (h, m, s) = match self {
             TimeFormat::IntegerHhmmss => {

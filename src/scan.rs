@@ -476,6 +476,8 @@ pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
         batch.digests.reserve(chunk.records.len());
     }
     let mut csv_cells: Vec<Cow<'_, str>> = Vec::with_capacity(layout.columns);
+    // Rows of a file nearly always match the same formats: count runs, not rows.
+    let (mut matched_last, mut matched_run) = (crate::validate::Matched::default(), 0u64);
     for record in &chunk.records {
         if record.flaw.is_none() && is_blank(chunk.bytes(record)) {
             continue; // a line of only spaces is a blank line, like an empty one
@@ -589,7 +591,11 @@ pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
         match verdict {
             Verdict::Valid(txn, warnings, matched) => {
                 batch.amount_read.add(txn.amount);
-                batch.formats.add(matched);
+                if matched != matched_last {
+                    batch.formats.add_n(matched_last, matched_run);
+                    (matched_last, matched_run) = (matched, 0);
+                }
+                matched_run += 1;
                 if layout.prepare_load {
                     batch.rows.push(ValidRow {
                         line: record.line,
@@ -620,6 +626,7 @@ pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
             }
         }
     }
+    batch.formats.add_n(matched_last, matched_run);
     batch.data = chunk.data;
     batch
 }

@@ -260,9 +260,14 @@ impl FormatCounts {
     /// Counts one row.
     #[inline]
     pub fn add(&mut self, m: Matched) {
+        self.add_n(m, 1);
+    }
+
+    /// Counts `n` rows that matched alike.
+    pub fn add_n(&mut self, m: Matched, n: u64) {
         for (which, counts) in self.0.iter_mut().enumerate() {
             if let Some(i) = m.get(which) {
-                counts[i] += 1;
+                counts[i] += n;
             }
         }
     }
