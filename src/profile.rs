@@ -206,8 +206,9 @@ impl NumericDate {
 fn parse_numeric(text: &str, format: NumericDate, years: YearRule) -> Option<Date> {
     let b = text.as_bytes();
     let sep = format.separator;
-    let first = memchr::memchr(sep, b)?;
-    let second = first + 1 + memchr::memchr(sep, &b[first + 1..])?;
+    // Dates are a few bytes: a plain scan beats memchr's dispatch.
+    let first = b.iter().position(|&c| c == sep)?;
+    let second = first + 1 + b[first + 1..].iter().position(|&c| c == sep)?;
     let a = small_number(&text[..first], 2)?;
     let m = small_number(&text[first + 1..second], 2)?;
     let y_text = &text[second + 1..];
