@@ -227,6 +227,7 @@ pub fn check_file(config: &Config, path: &Path, progress: &mut dyn Progress) -> 
         }
     };
     let scale = scanner.layout.profile.scale;
+    let scanner_formats = scanner.layout.profile.all_format_names();
     report.profile = Some(scanner.layout.profile.name.clone());
     // Keys are already well-mixed hashes: hashing them again would only cost time.
     let mut dedup = Dedup::new(SPILL_AFTER_IDS, scale);
@@ -234,6 +235,7 @@ pub fn check_file(config: &Config, path: &Path, progress: &mut dyn Progress) -> 
     while let Some(batch) = scanner.next_batch() {
         t.rows_read += batch.rows_read;
         t.amount_read.merge(&batch.amount_read);
+        t.formats.merge(&batch.formats);
         for row in &batch.digests {
             if let Err(e) = dedup.add(row, &mut t) {
                 return fail(report, format!("duplicate detection spill file: {e}"));
@@ -258,6 +260,7 @@ pub fn check_file(config: &Config, path: &Path, progress: &mut dyn Progress) -> 
     }
     t.judge(config.max_reject_share);
     report.set_tally(&t, scale);
+    report.set_formats(&t, &scanner_formats);
     match digest.join() {
         Ok(Ok((sha, bytes))) => {
             report.sha256 = Some(sha);

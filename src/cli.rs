@@ -72,6 +72,10 @@ pub struct RunArgs {
     /// (default 1; SQLite always 1).
     #[arg(long, value_name = "N")]
     pub parallel: Option<usize>,
+    /// Skip files modified less than this long ago (`30s`, `5m`, `1h`, `0`): exports
+    /// written in place may still be growing [env: BANKPIPE_MIN_FILE_AGE] (default 0).
+    #[arg(long, value_name = "AGE")]
+    pub min_file_age: Option<String>,
     /// No progress bars even on a terminal.
     #[arg(long)]
     pub no_progress: bool,

@@ -174,6 +174,7 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
             overrides.max_reject_share = args.max_reject_share;
             overrides.workers = args.workers;
             overrides.parallel = args.parallel;
+            overrides.min_file_age = args.min_file_age.clone();
             run(&Config::resolve(&overrides)?, &args)
         }
         Command::Demo(args) => demo(&overrides, &args),
@@ -544,6 +545,8 @@ fn demo(overrides: &Overrides, args: &DemoArgs) -> Result<ExitCode, Failure> {
         // The demo always runs on the embedded defaults inside its own folder.
         warehouse_url: format!("sqlite://{}", dir.join("warehouse.db").display()),
         lake_url: dir.join("lake").display().to_string(),
+        // Its files were just written: an age limit would skip them all.
+        min_file_age: std::time::Duration::ZERO,
         ..config
     };
     let rt = runtime()?;

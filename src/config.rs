@@ -13,6 +13,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -30,6 +31,7 @@ pub const ENV_VARS: &[&str] = &[
     "BANKPIPE_MAX_REJECT_SHARE",
     "BANKPIPE_WORKERS",
     "BANKPIPE_PARALLEL",
+    "BANKPIPE_MIN_FILE_AGE",
     "BANKPIPE_MASTER_KEY",
     "BANKPIPE_MASTER_KEY_FILE",
     "BANKPIPE_NEW_MASTER_KEY",
@@ -71,6 +73,9 @@ pub struct FileConfig {
     /// File holding the master key that turns on encryption at rest (the key itself
     /// never goes in this file).
     pub master_key_file: Option<PathBuf>,
+    /// Skip inbox files modified more recently than this (`30s`, `5m`, `1h`; default
+    /// `0`): exports are often written in place, without a `.part` suffix.
+    pub min_file_age: Option<String>,
     /// Extra source profiles, tried before the built-in ones.
     #[serde(default, rename = "profile")]
     pub profiles: Vec<ProfileSpec>,
@@ -91,6 +96,8 @@ pub struct Overrides {
     pub workers: Option<usize>,
     /// `--parallel`.
     pub parallel: Option<usize>,
+    /// `--min-file-age`.
+    pub min_file_age: Option<String>,
 }
 
 /// Resolved configuration.
@@ -110,6 +117,8 @@ pub struct Config {
     pub workers: usize,
     /// Files processed at once (sessions in the warehouse pool).
     pub parallel: usize,
+    /// Inbox files modified more recently are skipped (reported `too_recent`).
+    pub min_file_age: Duration,
     /// Profiles in detection order (user ones first).
     pub profiles: Vec<Profile>,
     /// Master key: lake objects are encrypted at rest when set.
@@ -319,6 +328,24 @@ impl Config {
                 why: "must be between 1 and 64",
             });
         }
+        let (age_source, age_text) = match (
+            &flags.min_file_age,
+            env_string("BANKPIPE_MIN_FILE_AGE"),
+            &file.min_file_age,
+        ) {
+            (Some(t), _, _) => ("--min-file-age", Some(t.clone())),
+            (None, Some(t), _) => ("BANKPIPE_MIN_FILE_AGE", Some(t)),
+            (None, None, Some(t)) => ("min_file_age", Some(t.clone())),
+            (None, None, None) => ("min_file_age", None),
+        };
+        let min_file_age = match age_text {
+            None => Duration::ZERO,
+            Some(text) => parse_age(&text).ok_or(ConfigError::Value {
+                name: age_source,
+                value: text,
+                why: "a whole number with s, m or h (30s, 5m, 1h), or 0",
+            })?,
+        };
         let mut profiles = Vec::new();
         for spec in file.profiles.iter().chain(builtin_specs().iter()) {
             if profiles.iter().any(|p: &Profile| p.name == spec.name) {
@@ -344,10 +371,36 @@ impl Config {
             max_reject_share,
             workers,
             parallel,
+            min_file_age,
             profiles,
             master_key,
         })
     }
+}
+
+/// Parses a file age: `0`, or a whole number with a unit, `s`, `m` or `h` (`30s`,
+/// `5m`, `1h`). A bare number other than 0 is refused: seconds or minutes would be a
+/// guess.
+pub fn parse_age(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if text == "0" {
+        return Some(Duration::ZERO);
+    }
+    let unit = match text.as_bytes().last()? {
+        b's' => 1,
+        b'm' => 60,
+        b'h' => 3600,
+        _ => return None,
+    };
+    let number = &text[..text.len() - 1];
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    number
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(unit)
+        .map(Duration::from_secs)
 }
 
 /// A master key from the variable `var` (base64), the file named by `file_var`, or the
@@ -466,6 +519,16 @@ mod tests {
                 !r.contains("hunter2") && !r.contains("a/b#c"),
                 "{secret} -> {r}"
             );
+        }
+    }
+
+    #[test]
+    fn file_ages() {
+        for (text, secs) in [("0", 0), ("30s", 30), ("5m", 300), ("1h", 3600), ("0s", 0)] {
+            assert_eq!(parse_age(text), Some(Duration::from_secs(secs)), "{text}");
+        }
+        for bad in ["", "30", "s", "1.5m", "-1s", "5 m", "1d", "m5"] {
+            assert_eq!(parse_age(bad), None, "{bad}");
         }
     }
 

@@ -122,6 +122,36 @@ impl LakeError {
     }
 }
 
+/// One object of an object-store inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxObject {
+    /// Key relative to the inbox prefix (no `/`: the inbox does not recurse).
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification, as the store reports it.
+    pub modified: std::time::SystemTime,
+}
+
+/// The inbox files among listed objects: the object holding the prefix itself (a
+/// folder marker `incoming/` is listed under the empty relative key, since object paths
+/// drop a trailing `/`) and anything deeper are skipped.
+fn inbox_objects(objects: Vec<object_store::ObjectMeta>) -> Vec<InboxObject> {
+    let mut out: Vec<InboxObject> = objects
+        .into_iter()
+        .filter_map(|meta| {
+            let key = meta.location.to_string();
+            (!key.is_empty() && !key.contains('/')).then(|| InboxObject {
+                key,
+                size: meta.size,
+                modified: meta.last_modified.into(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out
+}
+
 /// An object store holding raw files.
 #[derive(Debug, Clone)]
 pub struct Lake {
@@ -538,6 +568,26 @@ impl Lake {
             })
     }
 
+    /// The objects directly below the store's root (its prefix), sorted by key, for an
+    /// object-store inbox. Deeper "folders" are not descended into, as a folder inbox
+    /// does not recurse either; folder markers (the zero-byte `incoming/` objects the S3
+    /// console creates) are not files.
+    ///
+    /// # Errors
+    /// When listing fails.
+    pub fn list_inbox(&self) -> Result<Vec<InboxObject>, LakeError> {
+        self.runtime.block_on(async {
+            // With a delimiter, S3 rolls `incoming/sub/…` (marker included) up into a
+            // common prefix, which is ignored.
+            let listed = self
+                .store
+                .list_with_delimiter(None)
+                .await
+                .map_err(|e| self.failure(&e))?;
+            Ok(inbox_objects(listed.objects))
+        })
+    }
+
     /// Streams an object into a local file (constant memory).
     ///
     /// # Errors
@@ -803,6 +853,32 @@ mod tests {
             .enable_all()
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn inbox_listings_skip_folder_markers_and_deeper_keys() {
+        let meta = |key: &str, size: u64| object_store::ObjectMeta {
+            location: ObjectPath::from(key),
+            last_modified: chrono::DateTime::from_timestamp(1_480_000_000, 0).unwrap(),
+            size,
+            e_tag: None,
+            version: None,
+        };
+        // What object_store makes of an S3 listing of `incoming/` holding the console's
+        // marker `incoming/`, `b.csv`, `a.csv`, and (without a delimiter) `sub/x.csv`.
+        let got = inbox_objects(vec![
+            meta("", 0),
+            meta("b.csv", 3),
+            meta("a.csv", 5),
+            meta("sub/x.csv", 7),
+        ]);
+        let keys: Vec<&str> = got.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, ["a.csv", "b.csv"]);
+        assert_eq!(got[0].size, 5);
+        assert_eq!(
+            got[0].modified,
+            std::time::UNIX_EPOCH + Duration::from_secs(1_480_000_000)
+        );
     }
 
     #[test]

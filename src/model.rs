@@ -639,6 +639,28 @@ impl Currency {
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).unwrap_or("XXX")
     }
+
+    /// Digits after the decimal point of the currency's minor unit (ISO 4217): 0 for
+    /// JPY, 3 for KWD, 2 for most, so `100.5` yen is not a valid amount. Only the
+    /// exceptions are listed; any other code (including ones this table does not know)
+    /// has 2, the common case.
+    pub fn minor_units(self) -> u8 {
+        const ZERO: &[&[u8; 3]] = &[
+            b"BIF", b"CLP", b"DJF", b"GNF", b"ISK", b"JPY", b"KMF", b"KRW", b"PYG", b"RWF", b"UGX",
+            b"UYI", b"VND", b"VUV", b"XAF", b"XOF", b"XPF",
+        ];
+        const THREE: &[&[u8; 3]] = &[b"BHD", b"IQD", b"JOD", b"KWD", b"LYD", b"OMR", b"TND"];
+        const FOUR: &[&[u8; 3]] = &[b"CLF", b"UYW"];
+        if ZERO.contains(&&self.0) {
+            0
+        } else if THREE.contains(&&self.0) {
+            3
+        } else if FOUR.contains(&&self.0) {
+            4
+        } else {
+            2
+        }
+    }
 }
 
 /// Short text kept inline (up to 24 bytes) instead of on the heap: ids and city names
@@ -801,6 +823,31 @@ mod tests {
         assert_eq!(t.shift_seconds(-3600).to_string(), "2016-08-01 23:36:07");
         assert!(DateTime::new(d, 24, 0, 0).is_none());
         assert!(DateTime::new(d, 0, 12, 61).is_none());
+    }
+
+    #[test]
+    fn currency_minor_units_follow_iso_4217() {
+        for (code, units) in [
+            ("JPY", 0),
+            ("KRW", 0),
+            ("INR", 2),
+            ("EUR", 2),
+            ("usd", 2),
+            ("KWD", 3),
+            ("BHD", 3),
+            ("OMR", 3),
+            ("JOD", 3),
+            ("TND", 3),
+            ("LYD", 3),
+            ("IQD", 3),
+            ("CLF", 4),
+        ] {
+            assert_eq!(
+                Currency::parse(code).unwrap().minor_units(),
+                units,
+                "{code}"
+            );
+        }
     }
 
     #[test]

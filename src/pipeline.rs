@@ -13,7 +13,7 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{error, info, warn};
 
@@ -63,30 +63,87 @@ pub struct Context {
     pub lake: Lake,
 }
 
-/// Files of the inbox worth processing, sorted by name: regular files, not hidden, not
-/// partial uploads (`*.tmp`, `*.part`, `*.partial`, `*.crdownload`).
+/// A file of the inbox worth processing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxFile {
+    /// Its path (folder inbox) or key below the prefix (object-store inbox).
+    pub path: PathBuf,
+    /// Last modification, when known.
+    pub modified: Option<SystemTime>,
+}
+
+/// Whether an inbox entry's name is a file to process: not hidden, not a partial upload
+/// (`*.tmp`, `*.part`, `*.partial`, `*.crdownload`).
+fn worth_processing(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    !name.is_empty()
+        && !name.starts_with('.')
+        && ![".tmp", ".part", ".partial", ".crdownload"]
+            .iter()
+            .any(|s| lower.ends_with(s))
+}
+
+/// Files of the inbox worth processing, sorted by name: regular files directly in it
+/// (sub-folders are not searched, like an object-store inbox), not hidden, not partial
+/// uploads.
 ///
 /// # Errors
 /// When the folder cannot be read.
-pub fn inbox_files(inbox: &Path) -> std::io::Result<Vec<PathBuf>> {
+pub fn inbox_files(inbox: &Path) -> std::io::Result<Vec<InboxFile>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(inbox)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let lower = name.to_ascii_lowercase();
-        if name.starts_with('.')
-            || [".tmp", ".part", ".partial", ".crdownload"]
-                .iter()
-                .any(|s| lower.ends_with(s))
-        {
+        if !worth_processing(&name) {
             continue;
         }
         if entry.file_type()?.is_file() || entry.path().is_file() {
-            files.push(entry.path());
+            let path = entry.path();
+            // Through a symlink: the age of what it points to.
+            let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+            files.push(InboxFile { path, modified });
         }
     }
-    files.sort();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
+}
+
+/// Splits inbox files into those old enough to process and reports for the others
+/// (`too_recent`, with the reason). A file whose time is unknown or in the future
+/// (clock skew with an object store) counts as too recent only when a minimum age is
+/// set.
+fn old_enough(
+    files: Vec<InboxFile>,
+    min_age: Duration,
+    now: SystemTime,
+) -> (Vec<PathBuf>, Vec<FileReport>) {
+    let mut ready = Vec::with_capacity(files.len());
+    let mut skipped = Vec::new();
+    for f in files {
+        if min_age.is_zero() {
+            ready.push(f.path);
+            continue;
+        }
+        let age = f.modified.and_then(|m| now.duration_since(m).ok());
+        match age {
+            Some(age) if age >= min_age => ready.push(f.path),
+            _ => {
+                let name = display_name(&f.path);
+                let age_text = age.map_or_else(
+                    || "at an unknown or future time".to_owned(),
+                    |a| format!("{}s ago", a.as_secs()),
+                );
+                info!(file = %name, "Modified too recently; left for a later run.");
+                let mut r = FileReport::new(&name, Outcome::TooRecent);
+                r.reason = Some(format!(
+                    "modified {age_text}; min_file_age is {}s",
+                    min_age.as_secs()
+                ));
+                skipped.push(r);
+            }
+        }
+    }
+    (ready, skipped)
 }
 
 /// Runs the pipeline over every file of the inbox.
@@ -97,23 +154,21 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, 
     let inbox = ctx.config.inbox.clone();
     let _lock = take_run_lock(&ctx.config)?;
     let remote = remote_inbox(ctx, &inbox)?;
-    let files = match &remote {
-        Some((_, objects, _)) => objects
-            .iter()
-            .map(|(name, _)| PathBuf::from(name))
-            .collect(),
+    let listed = match &remote {
+        Some((_, objects, _)) => objects.clone(),
         None => inbox_files(&inbox).map_err(|e| RunError::Inbox {
             path: inbox.clone(),
             reason: e.to_string(),
         })?,
     };
+    let (files, too_recent) = old_enough(listed, ctx.config.min_file_age, SystemTime::now());
     let run_id = uuid::Uuid::now_v7().to_string();
     let started_at = crate::clock::now_rfc3339();
     let clock = Instant::now();
     ctx.warehouse.start_run(&run_id, &started_at)?;
     info!(run_id, files = files.len(), inbox = %inbox.display(), "Run started.");
     let parallel = effective_parallel(&ctx.config);
-    let (reports, fatal) = if parallel > 1 && files.len() > 1 {
+    let (mut reports, fatal) = if parallel > 1 && files.len() > 1 {
         run_parallel(ctx, &run_id, &files, remote.as_ref(), progress, parallel)
     } else {
         let mut reports = Vec::with_capacity(files.len());
@@ -138,6 +193,7 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, 
     if let Some((_, _, spool)) = &remote {
         let _ = std::fs::remove_dir_all(spool);
     }
+    reports.extend(too_recent);
     let mut report = RunReport {
         run_id: run_id.clone(),
         status: String::new(),
@@ -157,6 +213,7 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, 
         "duplicate_file": report.files.iter().filter(|f| f.status == Outcome::DuplicateFile).count(),
         "claimed_elsewhere": report.files.iter().filter(|f| f.status == Outcome::ClaimedElsewhere).count(),
         "failed": report.files.iter().filter(|f| f.status == Outcome::Failed).count(),
+        "too_recent": report.files.iter().filter(|f| f.status == Outcome::TooRecent).count(),
         "rows_loaded": report.files.iter().map(|f| f.rows_loaded).sum::<u64>(),
         "rows_rejected": report.files.iter().map(|f| f.rows_rejected).sum::<u64>(),
     });
@@ -226,7 +283,7 @@ fn run_parallel(
     ctx: &Context,
     run_id: &str,
     files: &[PathBuf],
-    remote: Option<&(Lake, Vec<(String, u64)>, PathBuf)>,
+    remote: Option<&(Lake, Vec<InboxFile>, PathBuf)>,
     progress: &dyn Progress,
     parallel: usize,
 ) -> (Vec<FileReport>, Option<RunError>) {
@@ -304,27 +361,25 @@ fn run_parallel(
 }
 
 /// For an `s3://` (or other object-store) inbox: the store, its objects worth
-/// processing (same filters as a folder), and a local spool folder.
+/// processing (same rules as a folder: directly under the prefix, same name filters;
+/// folder markers ignored), and a local spool folder.
 #[allow(clippy::type_complexity)]
 fn remote_inbox(
     ctx: &Context,
     inbox: &Path,
-) -> Result<Option<(Lake, Vec<(String, u64)>, PathBuf)>, RunError> {
+) -> Result<Option<(Lake, Vec<InboxFile>, PathBuf)>, RunError> {
     let url = inbox.to_string_lossy();
     if !url.contains("://") {
         return Ok(None);
     }
     let lake = Lake::open(&url, ctx.lake.runtime())?;
-    let objects: Vec<(String, u64)> = lake
-        .list()?
+    let objects: Vec<InboxFile> = lake
+        .list_inbox()?
         .into_iter()
-        .filter(|(key, _)| {
-            let name = key.rsplit('/').next().unwrap_or(key);
-            let lower = name.to_ascii_lowercase();
-            !name.starts_with('.')
-                && ![".tmp", ".part", ".partial", ".crdownload"]
-                    .iter()
-                    .any(|s| lower.ends_with(s))
+        .filter(|o| worth_processing(&o.key))
+        .map(|o| InboxFile {
+            path: PathBuf::from(o.key),
+            modified: Some(o.modified),
         })
         .collect();
     // One folder per process: runs sharing a data folder never touch each other's files.
@@ -615,7 +670,7 @@ fn process_file(
         &profile_name,
         crate::clock::year_month(),
         &sha256,
-        &source::lake_extension(&name),
+        &source::lake_extension(&name, compression),
     );
     let claim = ctx.warehouse.claim(&NewFile {
         sha256: sha256.clone(),
@@ -766,6 +821,7 @@ fn process_file(
         loaded_at: crate::clock::now_rfc3339(),
         scale,
         replace: false,
+        format_names: scanner.layout.profile.all_format_names(),
     };
     let profiles = &ctx.config.profiles;
     let workers = ctx.config.workers;
@@ -813,7 +869,10 @@ fn process_file(
     tracing::debug!(file = %name, elapsed_s = clock.elapsed().as_secs_f64(), "Load committed.");
     match loaded {
         // The control totals were read back and checked inside the load transaction.
-        Ok(tally) => report.record_load(&tally, scale),
+        Ok(tally) => {
+            report.record_load(&tally, scale);
+            report.set_formats(&tally, &plan.format_names);
+        }
         Err(e @ WarehouseError::ControlTotals(_)) => {
             // Rolled back: the file is recorded failed with the reason, never left
             // `loaded` under a run that says its totals do not hold.
@@ -1236,6 +1295,7 @@ pub fn reprocess(
         loaded_at: crate::clock::now_rfc3339(),
         scale,
         replace: true,
+        format_names: scanner.layout.profile.all_format_names(),
     };
     let mut source = scan::Reopening::new(scanner, start);
     let mut seen = None;
@@ -1254,6 +1314,7 @@ pub fn reprocess(
     match loaded {
         Ok(tally) => {
             after.record_load(&tally, scale);
+            after.set_formats(&tally, &plan.format_names);
             moved_to = moved_rows(&catalog, &tally, scale);
             let mut broken: Vec<String> =
                 check_control_totals(&mut ctx.warehouse, entry.file_id, scale, &tally)
@@ -1287,6 +1348,7 @@ pub fn reprocess(
             let tally = seen.unwrap_or_default();
             after.record_load(&tally, scale);
             moved_to = moved_rows(&catalog, &tally, scale);
+            after.set_formats(&tally, &plan.format_names);
         }
         Err(WarehouseError::Source(msg)) => {
             mark_if_corrupt(&mut ctx.warehouse, entry.file_id, &msg)?;
@@ -1324,6 +1386,7 @@ mod tests {
             max_reject_share: 0.5,
             workers: 2,
             parallel: 1,
+            min_file_age: std::time::Duration::ZERO,
             profiles,
             master_key: None,
         };

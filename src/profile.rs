@@ -83,15 +83,37 @@ impl Field {
 /// How a date column is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DateFormat {
-    /// `d/m/yy` or `d/m/yyyy`, no leading zeros needed (the Kaggle export). Two-digit
-    /// years are resolved by the caller ([`YearRule`]).
-    DayMonthYear,
-    /// `m/d/yy` or `m/d/yyyy`.
-    MonthDayYear,
+    /// Day, month and year as numbers without leading zeros needed (`2/8/16`, the
+    /// Kaggle export), in a fixed order and with one separator. Two-digit years are
+    /// resolved by the caller ([`YearRule`]).
+    Numeric(NumericDate),
     /// ISO 8601 `YYYY-MM-DD`.
     Iso,
     /// A chrono `strftime` pattern such as `%d.%m.%Y`.
     Pattern(String),
+}
+
+/// A numeric date layout such as `d/m/yy`: which comes first, the separator, and how
+/// many year digits. Day-first and month-first are separate formats: never guessed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NumericDate {
+    /// `m/d/…` rather than `d/m/…`.
+    pub month_first: bool,
+    /// `/`, `-` or `.`.
+    pub separator: u8,
+    /// How the year is written.
+    pub year: YearDigits,
+}
+
+/// Year digits a numeric date format accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum YearDigits {
+    /// `yy`: one or two digits (`16`, `5`).
+    Two,
+    /// `yyyy`: four digits.
+    Four,
+    /// `y`: either (what `d/m/yy` meant before format lists existed).
+    Any,
 }
 
 /// How a time-of-day column is written.
@@ -127,19 +149,20 @@ pub enum YearRule {
 impl DateFormat {
     fn from_spec(text: &str) -> Result<DateFormat, ProfileError> {
         Ok(match text {
-            "d/m/yy" | "d/m/y" | "d/m/yyyy" => DateFormat::DayMonthYear,
-            "m/d/yy" | "m/d/y" | "m/d/yyyy" => DateFormat::MonthDayYear,
             "iso" | "yyyy-mm-dd" => DateFormat::Iso,
             p if p.contains('%') => DateFormat::Pattern(p.to_owned()),
-            other => return Err(ProfileError::Format(other.to_owned())),
+            other => DateFormat::Numeric(
+                NumericDate::from_name(other)
+                    .ok_or_else(|| ProfileError::Format(other.to_owned()))?,
+            ),
         })
     }
 
     /// Parses a date; `None` when malformed or impossible.
+    #[inline]
     pub fn parse(&self, text: &str, years: YearRule) -> Option<Date> {
         match self {
-            DateFormat::DayMonthYear => parse_slashed(text, false, years),
-            DateFormat::MonthDayYear => parse_slashed(text, true, years),
+            DateFormat::Numeric(n) => parse_numeric(text, *n, years),
             DateFormat::Iso => parse_iso_date(text.as_bytes()),
             DateFormat::Pattern(p) => {
                 let d = chrono::NaiveDate::parse_from_str(text, p).ok()?;
@@ -150,17 +173,48 @@ impl DateFormat {
     }
 }
 
-/// Parses `a/b/y` with 1-2 digit day and month and a 1, 2 or 4 digit year.
-fn parse_slashed(text: &str, month_first: bool, years: YearRule) -> Option<Date> {
+impl NumericDate {
+    /// `d/m/yy`, `m-d-yyyy`, `d.m.y` and the like: `d` and `m` in either order, one
+    /// separator (`/`, `-`, `.`) used twice, then `yy`, `yyyy` or `y`.
+    fn from_name(name: &str) -> Option<NumericDate> {
+        let b = name.as_bytes();
+        if b.len() < 5 || b[1] != b[3] || !matches!(b[1], b'/' | b'-' | b'.') {
+            return None;
+        }
+        let month_first = match (b[0], b[2]) {
+            (b'd', b'm') => false,
+            (b'm', b'd') => true,
+            _ => return None,
+        };
+        let year = match &name[4..] {
+            "yy" => YearDigits::Two,
+            "yyyy" => YearDigits::Four,
+            "y" => YearDigits::Any,
+            _ => return None,
+        };
+        Some(NumericDate {
+            month_first,
+            separator: b[1],
+            year,
+        })
+    }
+}
+
+/// Parses `a/b/y` (with the format's separator) with 1-2 digit day and month and the
+/// format's year digits.
+#[inline]
+fn parse_numeric(text: &str, format: NumericDate, years: YearRule) -> Option<Date> {
     let b = text.as_bytes();
-    let first = memchr::memchr(b'/', b)?;
-    let second = first + 1 + memchr::memchr(b'/', &b[first + 1..])?;
+    let sep = format.separator;
+    // Dates are a few bytes: a plain scan beats memchr's dispatch.
+    let first = b.iter().position(|&c| c == sep)?;
+    let second = first + 1 + b[first + 1..].iter().position(|&c| c == sep)?;
     let a = small_number(&text[..first], 2)?;
     let m = small_number(&text[first + 1..second], 2)?;
     let y_text = &text[second + 1..];
-    let (day, month) = if month_first { (m, a) } else { (a, m) };
-    let year = match y_text.len() {
-        1 | 2 => {
+    let (day, month) = if format.month_first { (m, a) } else { (a, m) };
+    let year = match (y_text.len(), format.year) {
+        (1 | 2, YearDigits::Two | YearDigits::Any) => {
             let yy = small_number(y_text, 2)? as i32;
             match years {
                 YearRule::TwentyFirstCentury => 2000 + yy,
@@ -173,7 +227,7 @@ fn parse_slashed(text: &str, month_first: bool, years: YearRule) -> Option<Date>
                 }
             }
         }
-        4 => small_number(y_text, 4)? as i32,
+        (4, YearDigits::Four | YearDigits::Any) => small_number(y_text, 4)? as i32,
         _ => return None,
     };
     Date::new(year, u8::try_from(month).ok()?, u8::try_from(day).ok()?)
@@ -229,6 +283,7 @@ impl TimeFormat {
 
     /// Parses a time of day into `(hour, minute, second)`; `None` when malformed or
     /// impossible (`246000`, `1261`).
+    #[inline]
     pub fn parse(&self, text: &str) -> Option<(u32, u32, u32)> {
         let (h, m, s) = match self {
             TimeFormat::IntegerHhmmss => {
@@ -342,9 +397,15 @@ pub struct ProfileSpec {
     /// Fixed currency of every row, when the source has no currency column.
     #[serde(default)]
     pub currency: Option<String>,
-    /// Digits after the decimal point of the currency (2 for INR).
-    #[serde(default = "default_scale")]
-    pub amount_scale: u8,
+    /// Digits after the decimal point of amounts. Default: the currency's ISO 4217
+    /// minor units (JPY 0, INR 2, KWD 3); with a currency column, 2, and each amount
+    /// must also fit its own row's currency. Set it to override both.
+    #[serde(default)]
+    pub amount_scale: Option<u8>,
+    /// CSV field separator: `","`, `";"`, `"\t"` (or `"tab"`) or `"|"`. Default:
+    /// detected from the header line.
+    #[serde(default)]
+    pub delimiter: Option<String>,
     /// Largest accepted amount, a plain decimal (default 100000000).
     #[serde(default = "default_max_amount")]
     pub max_amount: String,
@@ -359,9 +420,6 @@ pub struct ProfileSpec {
     pub max_age_years: u32,
 }
 
-const fn default_scale() -> u8 {
-    2
-}
 fn default_max_amount() -> String {
     "100000000".to_owned()
 }
@@ -406,27 +464,130 @@ pub struct ColumnSpec {
     pub currency: Option<String>,
 }
 
-/// Formats of the date and time columns.
+/// Formats of the date and time columns; each one format or a list tried in order.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FormatSpec {
-    /// `d/m/yy`, `m/d/yy`, `iso` or a strftime pattern (default `iso`).
-    pub customer_dob: Option<String>,
+    /// `d/m/yy`, `d/m/yyyy`, `m/d/yy`, `iso` or a strftime pattern (default `iso`).
+    pub customer_dob: Option<FormatChoice>,
     /// Same choices (default `iso`).
-    pub transaction_date: Option<String>,
+    pub transaction_date: Option<FormatChoice>,
     /// `hhmmss`, `iso` or a strftime pattern (default `iso`).
-    pub transaction_time: Option<String>,
+    pub transaction_time: Option<FormatChoice>,
     /// `iso8601` or a strftime pattern (default `iso8601`).
-    pub transaction_at: Option<String>,
+    pub transaction_at: Option<FormatChoice>,
+}
+
+/// One format, or a list of formats tried in order (`["%d/%m/%y", "%d/%m/%Y"]`):
+/// exports re-saved by spreadsheets mix several in one file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum FormatChoice {
+    /// A single format.
+    One(String),
+    /// Formats tried in order; the first that parses a value wins.
+    Many(Vec<String>),
+}
+
+impl FormatChoice {
+    /// A list from literal names (built-in profiles).
+    fn of(names: &[&str]) -> FormatChoice {
+        match names {
+            [one] => FormatChoice::One((*one).to_owned()),
+            many => FormatChoice::Many(many.iter().map(|n| (*n).to_owned()).collect()),
+        }
+    }
+
+    fn names(&self) -> &[String] {
+        match self {
+            FormatChoice::One(one) => std::slice::from_ref(one),
+            FormatChoice::Many(many) => many,
+        }
+    }
+}
+
+/// Most formats one column may list (a row records which one parsed in 4 bits).
+pub const MAX_FORMATS: usize = 15;
+
+/// The formats of one column, tried in order, each with its name as written in the
+/// profile (the name the per-format row counts are reported under).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Formats<F> {
+    /// (name, parser), 1 to [`MAX_FORMATS`] of them.
+    pub entries: Vec<(String, F)>,
+}
+
+impl<F> Formats<F> {
+    fn resolve(
+        choice: Option<&FormatChoice>,
+        default: &str,
+        parse: impl Fn(&str) -> Result<F, ProfileError>,
+    ) -> Result<Formats<F>, ProfileError> {
+        let names = match choice {
+            Some(c) => c.names().to_vec(),
+            None => vec![default.to_owned()],
+        };
+        if names.is_empty() || names.len() > MAX_FORMATS {
+            return Err(ProfileError::Format(format!(
+                "{names:?}: give 1 to {MAX_FORMATS} formats"
+            )));
+        }
+        let entries = names
+            .into_iter()
+            .map(|n| parse(&n).map(|f| (n, f)))
+            .collect::<Result<_, _>>()?;
+        Ok(Formats { entries })
+    }
+
+    /// The first format whose `parse` succeeds, with its position in the list.
+    #[inline]
+    pub fn first<T>(&self, mut parse: impl FnMut(&F) -> Option<T>) -> Option<(T, usize)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .find_map(|(i, (_, f))| parse(f).map(|v| (v, i)))
+    }
+
+    /// The names, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.entries.iter().map(|(n, _)| n.clone()).collect()
+    }
+}
+
+/// The fields whose values are parsed with formats, in the order of per-format counts
+/// ([`crate::validate::Matched`]).
+pub const FORMATTED_FIELDS: [Field; 4] = [
+    Field::TransactionDate,
+    Field::TransactionTime,
+    Field::TransactionAt,
+    Field::CustomerDob,
+];
+
+/// CSV field separators tried on a header when a profile does not name one, in
+/// tie-break order.
+pub const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
+
+/// Format names per [`FORMATTED_FIELDS`] entry (empty where the profile has none).
+pub type FormatNames = [Vec<String>; FORMATTED_FIELDS.len()];
+
+/// Parses a profile's `delimiter`.
+fn delimiter_from_spec(text: &str) -> Option<u8> {
+    match text {
+        "," => Some(b','),
+        ";" => Some(b';'),
+        "\t" | "\\t" | "tab" | "TAB" => Some(b'\t'),
+        "|" => Some(b'|'),
+        _ => None,
+    }
 }
 
 /// Where a transaction's timestamp comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum When {
     /// One column.
-    At(DateTimeFormat),
+    At(Formats<DateTimeFormat>),
     /// A date column and a time column.
-    DateAndTime(DateFormat, TimeFormat),
+    DateAndTime(Formats<DateFormat>, Formats<TimeFormat>),
 }
 
 /// Where the currency comes from.
@@ -447,14 +608,19 @@ pub struct Profile {
     pub columns: [Option<String>; FIELD_COUNT],
     /// Whether a field's column must be present in the file.
     pub required: [bool; FIELD_COUNT],
-    /// Birth-date format.
-    pub dob_format: DateFormat,
+    /// Birth-date formats.
+    pub dob_format: Formats<DateFormat>,
     /// Transaction timestamp source.
     pub when: When,
     /// Currency source.
     pub currency: CurrencySource,
-    /// Scale of amounts.
+    /// Scale of amounts: stored, summed and reported at it.
     pub scale: u8,
+    /// With a currency column and no explicit `amount_scale`: each amount must also fit
+    /// its row's currency (no `100.5` yen stored as `100.50`).
+    pub per_row_currency_scale: bool,
+    /// CSV field separator; `None`: detected from the header line.
+    pub delimiter: Option<u8>,
     /// Largest accepted amount.
     pub max_amount: Amount,
     /// Values meaning "no value".
@@ -515,9 +681,18 @@ impl Profile {
         {
             return Err(invalid("name (letters, digits, - and _)", &spec.name));
         }
-        if spec.amount_scale > MAX_SCALE {
-            return Err(invalid("amount_scale", &spec.amount_scale.to_string()));
+        if let Some(scale) = spec.amount_scale
+            && scale > MAX_SCALE
+        {
+            return Err(invalid("amount_scale", &scale.to_string()));
         }
+        let delimiter = match &spec.delimiter {
+            Some(text) => Some(
+                delimiter_from_spec(text)
+                    .ok_or_else(|| invalid("delimiter (\",\", \";\", \"\\t\", \"|\")", text))?,
+            ),
+            None => None,
+        };
         let c = &spec.columns;
         let mut columns: [Option<String>; FIELD_COUNT] = Default::default();
         let mut set = |f: Field, name: Option<&String>| {
@@ -536,14 +711,17 @@ impl Profile {
         set(Field::Currency, c.currency.as_ref());
 
         let f = &spec.formats;
-        let date_fmt = |s: &Option<String>| DateFormat::from_spec(s.as_deref().unwrap_or("iso"));
+        let date_fmt =
+            |s: &Option<FormatChoice>| Formats::resolve(s.as_ref(), "iso", DateFormat::from_spec);
         let when = match (&c.transaction_at, &c.transaction_date, &c.transaction_time) {
-            (Some(_), None, None) => When::At(DateTimeFormat::from_spec(
-                f.transaction_at.as_deref().unwrap_or("iso8601"),
+            (Some(_), None, None) => When::At(Formats::resolve(
+                f.transaction_at.as_ref(),
+                "iso8601",
+                DateTimeFormat::from_spec,
             )?),
             (None, Some(_), Some(_)) => When::DateAndTime(
                 date_fmt(&f.transaction_date)?,
-                TimeFormat::from_spec(f.transaction_time.as_deref().unwrap_or("iso"))?,
+                Formats::resolve(f.transaction_time.as_ref(), "iso", TimeFormat::from_spec)?,
             ),
             _ => {
                 return Err(ProfileError::Incomplete {
@@ -565,7 +743,12 @@ impl Profile {
                 });
             }
         };
-        let max_amount = Amount::parse(&spec.max_amount, spec.amount_scale)
+        let scale = match (spec.amount_scale, currency) {
+            (Some(scale), _) => scale,
+            (None, CurrencySource::Fixed(c)) => c.minor_units().min(MAX_SCALE),
+            (None, CurrencySource::Column) => 2,
+        };
+        let max_amount = Amount::parse(&spec.max_amount, scale)
             .ok()
             .filter(|a| a.minor >= 0)
             .ok_or_else(|| invalid("max_amount", &spec.max_amount))?;
@@ -596,13 +779,33 @@ impl Profile {
             dob_format: date_fmt(&f.customer_dob)?,
             when,
             currency,
-            scale: spec.amount_scale,
+            scale,
+            per_row_currency_scale: spec.amount_scale.is_none()
+                && currency == CurrencySource::Column,
+            delimiter,
             max_amount,
             null_values: spec.null_values.clone(),
             dob_placeholder,
             max_age_years: spec.max_age_years,
             max_null_len: spec.null_values.iter().map(String::len).max().unwrap_or(0),
         })
+    }
+
+    /// The names of the formats of a formatted field, in the order they are tried
+    /// (empty for a field the profile does not parse with formats).
+    pub fn format_names(&self, field: Field) -> Vec<String> {
+        match (field, &self.when) {
+            (Field::TransactionDate, When::DateAndTime(d, _)) => d.names(),
+            (Field::TransactionTime, When::DateAndTime(_, t)) => t.names(),
+            (Field::TransactionAt, When::At(a)) => a.names(),
+            (Field::CustomerDob, _) => self.dob_format.names(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// [`Profile::format_names`] of every formatted field.
+    pub fn all_format_names(&self) -> FormatNames {
+        FORMATTED_FIELDS.map(|f| self.format_names(f))
     }
 
     /// True when `text` (already trimmed) means "no value".
@@ -628,14 +831,17 @@ pub fn builtin_specs() -> Vec<ProfileSpec> {
             amount: "TransactionAmount (INR)".to_owned(),
             currency: None,
         },
+        // The public copy of the Kaggle file mixes `2/8/16`, `2/8/2016` and `21-10-2016`
+        // (re-saved by a spreadsheet); all are day-first.
         formats: FormatSpec {
-            customer_dob: Some("d/m/yy".to_owned()),
-            transaction_date: Some("d/m/yy".to_owned()),
-            transaction_time: Some("hhmmss".to_owned()),
+            customer_dob: Some(FormatChoice::of(&["d/m/yy", "d/m/yyyy", "d-m-yyyy"])),
+            transaction_date: Some(FormatChoice::of(&["d/m/yy", "d/m/yyyy", "d-m-yyyy"])),
+            transaction_time: Some(FormatChoice::of(&["hhmmss"])),
             transaction_at: None,
         },
         currency: Some("INR".to_owned()),
-        amount_scale: 2,
+        amount_scale: None,
+        delimiter: None,
         max_amount: default_max_amount(),
         null_values: default_null_values(),
         dob_placeholder: default_dob_placeholder(),
@@ -658,7 +864,8 @@ pub fn builtin_specs() -> Vec<ProfileSpec> {
         },
         formats: FormatSpec::default(),
         currency: None,
-        amount_scale: 2,
+        amount_scale: None,
+        delimiter: None,
         max_amount: default_max_amount(),
         null_values: default_null_values(),
         dob_placeholder: default_dob_placeholder(),
@@ -674,6 +881,19 @@ pub struct Binding {
     pub profile: usize,
     /// For each field slot, the index of the source column feeding it.
     pub column_of: [Option<usize>; FIELD_COUNT],
+}
+
+impl Binding {
+    /// Number of the profile's columns found in the header.
+    pub fn matched(&self) -> usize {
+        self.column_of.iter().filter(|c| c.is_some()).count()
+    }
+
+    /// Per field slot, whether the file carries the field: only those can be "missing"
+    /// in a row (a column the profile does not map, or the file lacks, warns nothing).
+    pub fn mapped(&self) -> [bool; FIELD_COUNT] {
+        self.column_of.map(|c| c.is_some())
+    }
 }
 
 /// Why no profile fits a header.
@@ -696,16 +916,26 @@ pub enum DetectError {
 }
 
 /// Picks the profile for a header: the one with all required columns present and the
-/// most columns matched; earlier profiles win ties (user profiles come first).
+/// most columns matched; earlier profiles win ties (user profiles come first). For a CSV
+/// header split at `delimiter`, profiles that name another delimiter are skipped.
 ///
 /// # Errors
 /// [`DetectError::MissingColumns`] when the best partial match has at least half of a
 /// profile's required columns, else [`DetectError::NoProfile`].
-pub fn detect(profiles: &[Profile], header: &[String]) -> Result<Binding, DetectError> {
+pub fn detect(
+    profiles: &[Profile],
+    header: &[String],
+    delimiter: Option<u8>,
+) -> Result<Binding, DetectError> {
     let lowered: Vec<String> = header.iter().map(|h| h.trim().to_lowercase()).collect();
     let mut best: Option<(usize, usize, Binding)> = None;
     let mut closest: Option<(f64, usize, Vec<String>)> = None;
     for (index, profile) in profiles.iter().enumerate() {
+        if let (Some(d), Some(own)) = (delimiter, profile.delimiter)
+            && d != own
+        {
+            continue;
+        }
         let mut column_of = [None; FIELD_COUNT];
         let mut matched = 0;
         let mut required = 0;
@@ -777,10 +1007,14 @@ mod tests {
         s.split(',').map(str::to_owned).collect()
     }
 
+    fn detect_csv(p: &[Profile], h: &[String]) -> Result<Binding, DetectError> {
+        detect(p, h, Some(b','))
+    }
+
     #[test]
     fn detects_kaggle_in_any_order_and_case() {
         let p = builtins();
-        let b = detect(&p, &header("transactionamount (inr),TransactionID,CUSTOMERID,CustomerDOB,CustGender,CustLocation,CustAccountBalance,TransactionDate,TransactionTime")).unwrap();
+        let b = detect_csv(&p, &header("transactionamount (inr),TransactionID,CUSTOMERID,CustomerDOB,CustGender,CustLocation,CustAccountBalance,TransactionDate,TransactionTime")).unwrap();
         assert_eq!(p[b.profile].name, "kaggle-bank");
         assert_eq!(b.column_of[Field::Amount.slot()], Some(0));
         assert_eq!(b.column_of[Field::TransactionId.slot()], Some(1));
@@ -789,7 +1023,7 @@ mod tests {
     #[test]
     fn detects_canonical() {
         let p = builtins();
-        let b = detect(
+        let b = detect_csv(
             &p,
             &header("transaction_id,customer_id,transaction_at,amount,currency"),
         )
@@ -801,7 +1035,7 @@ mod tests {
     #[test]
     fn missing_required_column_is_named() {
         let p = builtins();
-        let err = detect(&p, &header("TransactionID,CustomerID,CustomerDOB,CustGender,CustLocation,CustAccountBalance,TransactionDate,TransactionAmount (INR)")).unwrap_err();
+        let err = detect_csv(&p, &header("TransactionID,CustomerID,CustomerDOB,CustGender,CustLocation,CustAccountBalance,TransactionDate,TransactionAmount (INR)")).unwrap_err();
         assert_eq!(
             err,
             DetectError::MissingColumns {
@@ -815,14 +1049,14 @@ mod tests {
     fn unrelated_header_matches_nothing() {
         let p = builtins();
         assert!(matches!(
-            detect(&p, &header("a,b,c")),
+            detect_csv(&p, &header("a,b,c")),
             Err(DetectError::NoProfile { .. })
         ));
     }
 
     #[test]
     fn kaggle_dates_and_two_digit_years() {
-        let f = DateFormat::DayMonthYear;
+        let f = DateFormat::Numeric(NumericDate::from_name("d/m/y").unwrap());
         let txn = f.parse("2/8/16", YearRule::TwentyFirstCentury).unwrap();
         assert_eq!(txn, Date::new(2016, 8, 2).unwrap());
         assert_eq!(
@@ -926,18 +1160,100 @@ mod tests {
             panic!("date and time expected")
         };
         assert_eq!(
-            date.parse("02.08.2016", YearRule::TwentyFirstCentury),
-            Date::new(2016, 8, 2)
+            date.first(|f| f.parse("02.08.2016", YearRule::TwentyFirstCentury)),
+            Some((Date::new(2016, 8, 2).unwrap(), 0))
         );
+        assert_eq!(p.scale, 2, "EUR has cents");
+        assert_eq!(p.delimiter, None);
     }
 
     #[test]
     fn bad_specs_are_refused() {
         let mut spec = builtin_specs().remove(0);
-        spec.formats.transaction_date = Some("dd-mm".into());
+        spec.formats.transaction_date = Some(FormatChoice::of(&["dd-mm"]));
         assert!(Profile::from_spec(&spec).is_err());
         let mut spec = builtin_specs().remove(0);
         spec.currency = None;
         assert!(Profile::from_spec(&spec).is_err());
+    }
+
+    #[test]
+    fn numeric_date_names_fix_order_separator_and_year_digits() {
+        let f = |name: &str| DateFormat::from_spec(name).unwrap();
+        let ty = YearRule::TwentyFirstCentury;
+        assert_eq!(f("d/m/yy").parse("2/8/16", ty), Date::new(2016, 8, 2));
+        assert_eq!(f("d/m/yy").parse("2/8/2016", ty), None);
+        assert_eq!(f("d/m/yyyy").parse("2/8/2016", ty), Date::new(2016, 8, 2));
+        assert_eq!(f("d/m/yyyy").parse("2/8/16", ty), None);
+        assert_eq!(
+            f("d-m-yyyy").parse("21-10-2016", ty),
+            Date::new(2016, 10, 21)
+        );
+        assert_eq!(f("d-m-yyyy").parse("21/10/2016", ty), None);
+        assert_eq!(f("m/d/yy").parse("8/2/16", ty), Date::new(2016, 8, 2));
+        assert_eq!(f("d.m.y").parse("2.8.2016", ty), Date::new(2016, 8, 2));
+        for bad in ["d/m", "dd/mm/yy", "d/m-yy", "y/m/d", "d/d/yy"] {
+            assert!(DateFormat::from_spec(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn format_lists_and_delimiters_from_toml() {
+        let spec: ProfileSpec = toml::from_str(
+            r#"
+            name = "bank-x"
+            currency = "JPY"
+            delimiter = "\t"
+            [columns]
+            transaction_id = "Ref"
+            customer_id = "Client"
+            transaction_date = "Day"
+            transaction_time = "Time"
+            amount = "Amount"
+            [formats]
+            transaction_date = ["%d/%m/%y", "%d/%m/%Y", "%d-%m-%Y"]
+            transaction_time = "iso"
+            "#,
+        )
+        .unwrap();
+        let p = Profile::from_spec(&spec).unwrap();
+        assert_eq!(p.delimiter, Some(b'\t'));
+        assert_eq!(p.scale, 0, "JPY has no minor unit");
+        assert_eq!(
+            p.format_names(Field::TransactionDate),
+            ["%d/%m/%y", "%d/%m/%Y", "%d-%m-%Y"]
+        );
+        let When::DateAndTime(date, _) = &p.when else {
+            panic!()
+        };
+        let ty = YearRule::TwentyFirstCentury;
+        assert_eq!(date.first(|f| f.parse("2/8/16", ty)).unwrap().1, 0);
+        assert_eq!(date.first(|f| f.parse("2/8/2016", ty)).unwrap().1, 1);
+        assert_eq!(date.first(|f| f.parse("21-10-2016", ty)).unwrap().1, 2);
+        for (d, want) in [(";", b';'), ("tab", b'\t'), ("|", b'|'), (",", b',')] {
+            let mut s = spec.clone();
+            s.delimiter = Some(d.into());
+            assert_eq!(Profile::from_spec(&s).unwrap().delimiter, Some(want));
+        }
+        let mut s = spec.clone();
+        s.delimiter = Some("::".into());
+        assert!(Profile::from_spec(&s).is_err());
+        let mut s = spec;
+        s.formats.transaction_date = Some(FormatChoice::Many(vec![]));
+        assert!(Profile::from_spec(&s).is_err());
+    }
+
+    #[test]
+    fn a_header_is_matched_only_by_profiles_allowing_its_delimiter() {
+        let mut specs = builtin_specs();
+        specs[1].delimiter = Some(";".into());
+        let p: Vec<Profile> = specs
+            .iter()
+            .map(|s| Profile::from_spec(s).unwrap())
+            .collect();
+        let h = header("transaction_id,customer_id,transaction_at,amount,currency");
+        assert!(detect(&p, &h, Some(b',')).is_err());
+        assert_eq!(detect(&p, &h, Some(b';')).unwrap().profile, 1);
+        assert_eq!(detect(&p, &h, None).unwrap().profile, 1, "JSON keys");
     }
 }

@@ -29,6 +29,8 @@ pub enum Outcome {
     ClaimedElsewhere,
     /// `check` only: would load.
     Checked,
+    /// Modified less than `min_file_age` ago: left for a later run (not a failure).
+    TooRecent,
 }
 
 impl Outcome {
@@ -40,6 +42,7 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::ClaimedElsewhere => "claimed_elsewhere",
             Outcome::Checked => "checked",
+            Outcome::TooRecent => "too_recent",
         }
     }
 }
@@ -97,11 +100,16 @@ pub struct FileReport {
     pub warnings: BTreeMap<String, u64>,
     /// Rejections by rule.
     pub rejects: BTreeMap<String, u64>,
+    /// Rows that passed validation per matched date/time format: field → format →
+    /// rows (a file whose dates switch layout shows it here).
+    pub formats: BTreeMap<String, BTreeMap<String, u64>>,
     /// Why the file failed, or what else went wrong.
     pub error: Option<String>,
     /// For `claimed_elsewhere`: who holds the claim (`host`, `pid`, `run_id`, `since`,
     /// `backend_pid`); `null` otherwise.
     pub claimed_by: Option<Claimant>,
+    /// Why a file was skipped without being read (`too_recent`).
+    pub reason: Option<String>,
     /// Seconds spent on the file.
     pub elapsed_s: f64,
 }
@@ -128,8 +136,10 @@ impl FileReport {
             amount_duplicate: "0".into(),
             warnings: BTreeMap::new(),
             rejects: BTreeMap::new(),
+            formats: BTreeMap::new(),
             error: None,
             claimed_by: None,
+            reason: None,
             elapsed_s: 0.0,
         }
     }
@@ -144,6 +154,16 @@ impl FileReport {
             Outcome::Loaded
         };
         self.error = t.failure.clone();
+    }
+
+    /// Copies the per-format row counts of a tally, named with the profile's formats.
+    pub fn set_formats(&mut self, t: &Tally, names: &crate::profile::FormatNames) {
+        self.formats = t
+            .formats
+            .named(names)
+            .into_iter()
+            .map(|(field, per)| (field.to_owned(), per))
+            .collect();
     }
 
     /// Copies counts and totals from a tally, at the file's amount scale.
@@ -252,14 +272,18 @@ impl RunReport {
             if let Some(c) = &f.claimed_by {
                 let _ = writeln!(out, "{}: {}", f.name, c.describe());
             }
+            if let Some(reason) = &f.reason {
+                let _ = writeln!(out, "{}: {}: {reason}", f.name, f.status.name());
+            }
         }
         let count = |o: Outcome| self.files.iter().filter(|f| f.status == o).count();
         let _ = writeln!(
             out,
-            "files: {} loaded, {} duplicate_file, {} claimed_elsewhere, {} failed",
+            "files: {} loaded, {} duplicate_file, {} claimed_elsewhere, {} too_recent, {} failed",
             count(Outcome::Loaded),
             count(Outcome::DuplicateFile),
             count(Outcome::ClaimedElsewhere),
+            count(Outcome::TooRecent),
             count(Outcome::Failed)
         );
         let _ = writeln!(

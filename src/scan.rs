@@ -19,7 +19,7 @@ use crate::model::{Amount, Total, Transaction};
 use crate::profile::{self, Binding, DetectError, FIELD_COUNT, Field, Profile};
 use crate::source::split::{Chunk, Flaw, Splitter};
 use crate::source::{Format, csv, json};
-use crate::validate::{Rejection, Rule, Verdict, Warnings, validate};
+use crate::validate::{FormatCounts, Rejection, Rule, Verdict, Warnings, validate};
 
 /// Target size of a chunk handed to a worker.
 const CHUNK_BYTES: usize = 512 * 1024;
@@ -58,6 +58,10 @@ pub struct Layout {
     pub binding: Binding,
     /// Number of CSV columns (0 for JSON).
     pub columns: usize,
+    /// CSV field separator (given by the profile or detected from the header).
+    pub delimiter: u8,
+    /// Per field slot, whether the file carries the field ([`Binding::mapped`]).
+    pub mapped: [bool; FIELD_COUNT],
     /// Whether workers keep full rows for loading ([`Batch::rows`]) or only digests
     /// ([`Batch::digests`]).
     pub prepare_load: bool,
@@ -202,6 +206,8 @@ pub struct Batch {
     pub rows_read: u64,
     /// Sum of every amount that parsed, valid or not.
     pub amount_read: Total,
+    /// Valid rows per matched date/time format.
+    pub formats: FormatCounts,
 }
 
 impl Batch {
@@ -236,6 +242,14 @@ pub fn start(
     workers: usize,
     prepare_load: bool,
 ) -> Result<Scanner, FileError> {
+    let (input, delimiter) = match format {
+        Format::Csv => {
+            let (input, line) = peek_first_line(input).map_err(FileError::Read)?;
+            let delimiter = pick_delimiter(profiles, &line);
+            (input, delimiter)
+        }
+        Format::Ndjson | Format::JsonArray => (input, b','),
+    };
     // A CSV header is cut alone (a one-byte target) so that its field count is known
     // to the splitter before any data record is cut: see `Splitter::expect_columns`.
     let first_target = if format == Format::Csv {
@@ -243,11 +257,24 @@ pub fn start(
     } else {
         CHUNK_BYTES
     };
-    let mut splitter = Splitter::new(input, format, first_target);
+    let mut splitter = Splitter::new(input, format, first_target).with_delimiter(delimiter);
     let mut first = splitter
         .next_chunk()
         .map_err(FileError::Read)?
         .ok_or(FileError::Empty)?;
+    // Lines of only spaces and tabs are blank lines, before the header too.
+    while let Some(r) = first.records.first()
+        && r.flaw.is_none()
+        && is_blank(first.bytes(r))
+    {
+        first.records.remove(0);
+        if first.records.is_empty() {
+            first = splitter
+                .next_chunk()
+                .map_err(FileError::Read)?
+                .ok_or(FileError::Empty)?;
+        }
+    }
     let head = first.records[0];
     if head.flaw.is_some() {
         return Err(FileError::BadHeader(format!(
@@ -260,7 +287,7 @@ pub fn start(
     let (names, columns) = match format {
         Format::Csv => {
             let mut cells = Vec::new();
-            csv::split(head_text, &mut cells)
+            csv::split(head_text, delimiter, &mut cells)
                 .map_err(|e| FileError::BadHeader(e.message().into()))?;
             let names: Vec<String> = cells.iter().map(|c| c.trim().to_owned()).collect();
             let n = names.len();
@@ -272,7 +299,11 @@ pub fn start(
             0,
         ),
     };
-    let binding = profile::detect(profiles, &names)?;
+    let binding = profile::detect(
+        profiles,
+        &names,
+        (format == Format::Csv).then_some(delimiter),
+    )?;
     splitter.set_target(CHUNK_BYTES);
     if format == Format::Csv {
         splitter.expect_columns(columns);
@@ -293,8 +324,10 @@ pub fn start(
     let layout = Arc::new(Layout {
         format,
         profile: profiles[binding.profile].clone(),
+        mapped: binding.mapped(),
         binding,
         columns,
+        delimiter,
         prepare_load,
     });
 
@@ -325,6 +358,88 @@ pub fn start(
         reader: Some(reader),
         workers: handles,
     })
+}
+
+/// The longest first line read to choose a delimiter.
+const PEEK_LIMIT: usize = crate::source::split::MAX_ROW_BYTES;
+
+/// Reads the stream up to the end of its first non-blank line (at most 64 KiB) and
+/// gives back a stream that replays those bytes, with that line's text (BOM and line
+/// terminator removed; empty when there is none).
+///
+/// # Errors
+/// Read or decompression errors.
+fn peek_first_line(mut input: Box<dyn Read + Send>) -> io::Result<(Box<dyn Read + Send>, String)> {
+    let mut head = Vec::with_capacity(8 * 1024);
+    let mut piece = [0u8; 8 * 1024];
+    let line = loop {
+        let text = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head);
+        let mut from = 0;
+        let mut found = None;
+        while let Some(nl) = memchr::memchr(b'\n', &text[from..]) {
+            let line = &text[from..from + nl];
+            if !is_blank(line) {
+                found = Some(line);
+                break;
+            }
+            from += nl + 1;
+        }
+        if let Some(line) = found {
+            break line.to_vec();
+        }
+        let n = if head.len() >= PEEK_LIMIT {
+            0
+        } else {
+            loop {
+                match input.read(&mut piece) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    read => break read?,
+                }
+            }
+        };
+        if n == 0 {
+            break text[from..].to_vec();
+        }
+        head.extend_from_slice(&piece[..n]);
+    };
+    let line = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(&line)).into_owned();
+    Ok((Box::new(io::Cursor::new(head).chain(input)), line))
+}
+
+/// Whether a record holds only spaces and tabs (or nothing).
+fn is_blank(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .all(|b| *b == b' ' || *b == b'\t' || *b == b'\r')
+}
+
+/// The CSV delimiter of a file, from its header line: for each candidate (`,` `;` tab
+/// `|`, in that order) the header is split and matched against the profiles that allow
+/// that delimiter; the candidate whose best profile matches the most columns wins, ties
+/// going to the earlier profile, then the earlier candidate. When no candidate fits
+/// any profile, the one that splits the header into the most fields (for the error
+/// message), `,` on ties.
+fn pick_delimiter(profiles: &[Profile], header: &str) -> u8 {
+    let mut best: Option<(usize, usize, u8)> = None; // (matched, profile, delimiter)
+    let mut widest = (0, b',');
+    let mut cells = Vec::new();
+    for d in profile::DELIMITERS {
+        if csv::split(header, d, &mut cells).is_err() {
+            continue;
+        }
+        if cells.len() > widest.0 {
+            widest = (cells.len(), d);
+        }
+        let names: Vec<String> = cells.iter().map(|c| c.trim().to_owned()).collect();
+        if let Ok(b) = profile::detect(profiles, &names, Some(d)) {
+            let better =
+                best.is_none_or(|(m, p, _)| b.matched() > m || (b.matched() == m && b.profile < p));
+            if better {
+                best = Some((b.matched(), b.profile, d));
+            }
+        }
+    }
+    best.map_or(widest.1, |(_, _, d)| d)
 }
 
 fn read_chunks<R: Read>(
@@ -372,7 +487,12 @@ pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
         batch.digests.reserve(chunk.records.len());
     }
     let mut csv_cells: Vec<Cow<'_, str>> = Vec::with_capacity(layout.columns);
+    // Rows of a file nearly always match the same formats: count runs, not rows.
+    let (mut matched_last, mut matched_run) = (crate::validate::Matched::default(), 0u64);
     for record in &chunk.records {
+        if record.flaw.is_none() && is_blank(chunk.bytes(record)) {
+            continue; // a line of only spaces is a blank line, like an empty one
+        }
         batch.rows_read += 1;
         let span = (record.start, record.end);
         let malformed = |rule: Rule, detail: String| RejectedRow {
@@ -409,7 +529,7 @@ pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
         };
         let verdict = match layout.format {
             Format::Csv => {
-                if let Err(e) = csv::split(text, &mut csv_cells) {
+                if let Err(e) = csv::split(text, layout.delimiter, &mut csv_cells) {
                     batch
                         .rejects
                         .push(malformed(Rule::MalformedRow, e.message().into()));
@@ -429,13 +549,13 @@ pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
                 let mut cells: [Option<&str>; FIELD_COUNT] = [None; FIELD_COUNT];
                 for (slot, column) in layout.binding.column_of.iter().enumerate() {
                     if let Some(c) = column {
-                        let v: &str = &csv_cells[*c];
+                        let v = trimmed(slot, &csv_cells[*c]);
                         if !layout.profile.is_null(v) {
                             cells[slot] = Some(v);
                         }
                     }
                 }
-                validate(&layout.profile, &cells)
+                validate(&layout.profile, &layout.mapped, &cells)
             }
             Format::Ndjson | Format::JsonArray => match json::parse(text) {
                 Err(e) => {
@@ -446,26 +566,47 @@ pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
                 }
                 Ok(pairs) => {
                     let mut cells: [Option<&str>; FIELD_COUNT] = [None; FIELD_COUNT];
+                    let mut nested = None;
                     for (key, value) in &pairs {
-                        let json::JsonCell::Text(v) = value else {
-                            continue;
-                        };
                         for field in Field::ALL {
-                            if let Some(name) = &layout.profile.columns[field.slot()]
-                                && key.trim().eq_ignore_ascii_case(name)
-                                && !layout.profile.is_null(v)
-                            {
-                                cells[field.slot()] = Some(v.as_str());
+                            let Some(name) = &layout.profile.columns[field.slot()] else {
+                                continue;
+                            };
+                            if !key.trim().eq_ignore_ascii_case(name) {
+                                continue;
+                            }
+                            match value {
+                                json::JsonCell::Text(v) => {
+                                    let v = trimmed(field.slot(), v);
+                                    if !layout.profile.is_null(v) {
+                                        cells[field.slot()] = Some(v);
+                                    }
+                                }
+                                json::JsonCell::Null => {}
+                                // Only a key the profile uses must hold a scalar.
+                                json::JsonCell::Nested => nested = Some(key),
                             }
                         }
                     }
-                    validate(&layout.profile, &cells)
+                    if let Some(key) = nested {
+                        batch.rejects.push(malformed(
+                            Rule::MalformedRow,
+                            format!("value of {key:?} is not a scalar"),
+                        ));
+                        continue;
+                    }
+                    validate(&layout.profile, &layout.mapped, &cells)
                 }
             },
         };
         match verdict {
-            Verdict::Valid(txn, warnings) => {
+            Verdict::Valid(txn, warnings, matched) => {
                 batch.amount_read.add(txn.amount);
+                if matched != matched_last {
+                    batch.formats.add_n(matched_last, matched_run);
+                    (matched_last, matched_run) = (matched, 0);
+                }
+                matched_run += 1;
                 if layout.prepare_load {
                     batch.rows.push(ValidRow {
                         line: record.line,
@@ -496,8 +637,22 @@ pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
             }
         }
     }
+    batch.formats.add_n(matched_last, matched_run);
     batch.data = chunk.data;
     batch
+}
+
+/// A cell as the contract sees it: ids, dates, times, amounts and codes are trimmed of
+/// surrounding whitespace even when quoted (`" T1 "` is `T1`, `"  "` is empty); a
+/// location keeps what its quotes hold, unless that is only whitespace.
+#[inline]
+fn trimmed(slot: usize, cell: &str) -> &str {
+    let t = cell.trim_ascii();
+    if slot == Field::Location.slot() && !t.is_empty() {
+        cell
+    } else {
+        t
+    }
 }
 
 /// Where a load gets its batches from.
@@ -742,5 +897,69 @@ mod tests {
         assert_eq!(batches[0].rows[0].txn.amount.minor, 2510);
         assert_eq!(batches[0].rejects[0].rejection.rule, Rule::InvalidAmount);
         assert_eq!(batches[0].rejects[0].line, 2);
+    }
+
+    #[test]
+    fn the_delimiter_is_detected_from_the_header() {
+        for d in [";", "\t", "|"] {
+            let text = format!(
+                "\n{}\nT1{d}C1{d}1/1/80{d}M{d}\"A{d}B\"{d}1.00{d}2/8/16{d}10{d}5,0\n",
+                HEADER.trim_end().replace(',', d)
+            );
+            let batches = scan_all(text.as_bytes(), Format::Csv).unwrap();
+            let b = &batches[0];
+            assert_eq!(b.rows_read, 1, "{d:?}");
+            // `5,0` is not a plain decimal: the comma stayed inside the cell.
+            assert_eq!(b.rejects[0].rejection.rule, Rule::InvalidAmount, "{d:?}");
+        }
+        // A profile that names its delimiter is only matched with it.
+        let mut specs = builtin_specs();
+        specs[0].delimiter = Some("|".into());
+        let profiles: Vec<Profile> = specs
+            .iter()
+            .map(|s| Profile::from_spec(s).unwrap())
+            .collect();
+        let semi = format!("{}\n", HEADER.trim_end().replace(',', ";"));
+        assert_eq!(
+            pick_delimiter(&profiles, semi.trim_end()),
+            b';',
+            "widest split"
+        );
+        let pipe = HEADER.trim_end().replace(',', "|");
+        assert_eq!(pick_delimiter(&profiles, &pipe), b'|');
+        // Ties between delimiters go to the first candidate.
+        assert_eq!(pick_delimiter(&profiles, "a"), b',');
+    }
+
+    #[test]
+    fn blank_lines_of_spaces_are_skipped_and_ids_trimmed_even_when_quoted() {
+        let text = format!(
+            "   \n{HEADER}  \t \n\" T1 \",\" C1\",1/1/80,M,X,1,\" 2/8/16 \",\"10 \",\" 5.0\"\n \t\r\n\"  \",C2,1/1/80,M,X,1,2/8/16,10,5.0\n"
+        );
+        let batches = scan_all(text.as_bytes(), Format::Csv).unwrap();
+        let b = &batches[0];
+        assert_eq!(b.rows_read, 2, "the blank line is not a row");
+        assert_eq!(b.rows[0].txn.transaction_id, "T1");
+        assert_eq!(b.rows[0].txn.customer_id, "C1");
+        assert_eq!(b.rows[0].txn.amount.minor, 500);
+        assert_eq!(
+            b.rejects[0].rejection.rule,
+            Rule::MissingTransactionId,
+            "a whitespace-only id is missing"
+        );
+        assert_eq!(b.rejects[0].line, 6);
+    }
+
+    #[test]
+    fn json_keys_the_profile_does_not_use_may_hold_anything() {
+        let text = br#"{"transaction_id":"X1","customer_id":"C1","transaction_at":"2016-08-02T10:00:00","amount":"1","currency":"EUR","meta":{"a":[1,{"b":2}]},"tags":[]}
+{"transaction_id":"X2","customer_id":{"id":"C1"},"transaction_at":"2016-08-02T10:00:00","amount":"1","currency":"EUR"}
+"#;
+        let batches = scan_all(text, Format::Ndjson).unwrap();
+        let b = &batches[0];
+        assert_eq!(b.rows.len(), 1, "{:?}", b.rejects);
+        assert_eq!(b.rows[0].warnings.rules().count(), 0, "no such columns");
+        assert_eq!(b.rejects[0].rejection.rule, Rule::MalformedRow);
+        assert!(b.rejects[0].rejection.detail.contains("customer_id"));
     }
 }

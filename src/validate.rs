@@ -9,7 +9,12 @@
 use crate::model::{
     Amount, AmountError, Currency, Date, DateTime, Gender, ParsedAmount, Text, Transaction,
 };
-use crate::profile::{CurrencySource, FIELD_COUNT, Field, Profile, When, YearRule};
+use std::collections::BTreeMap;
+
+use crate::profile::{
+    CurrencySource, FIELD_COUNT, FORMATTED_FIELDS, Field, FormatNames, MAX_FORMATS, Profile, When,
+    YearRule,
+};
 
 /// Every rule of the contract, with the stable name stored in the warehouse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -223,6 +228,80 @@ impl WarningCounts {
     }
 }
 
+/// Which format of its list parsed each formatted field of one row
+/// ([`FORMATTED_FIELDS`] order, 4 bits each: 0 none, else position + 1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Matched(pub u16);
+
+impl Matched {
+    fn set(&mut self, which: usize, format: usize) {
+        self.0 |= ((format as u16 + 1) & 0xf) << (which * 4);
+    }
+
+    /// The position of the format that parsed `FORMATTED_FIELDS[which]`.
+    pub fn get(self, which: usize) -> Option<usize> {
+        match (self.0 >> (which * 4)) & 0xf {
+            0 => None,
+            n => Some(usize::from(n) - 1),
+        }
+    }
+}
+
+/// Rows per matched format, per formatted field, for a batch or a file: a file whose
+/// dates silently switch layout shows it here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FormatCounts(pub [[u64; MAX_FORMATS]; FORMATTED_FIELDS.len()]);
+
+impl Default for FormatCounts {
+    fn default() -> Self {
+        FormatCounts([[0; MAX_FORMATS]; FORMATTED_FIELDS.len()])
+    }
+}
+
+impl FormatCounts {
+    /// Counts one row.
+    #[inline]
+    pub fn add(&mut self, m: Matched) {
+        self.add_n(m, 1);
+    }
+
+    /// Counts `n` rows that matched alike.
+    pub fn add_n(&mut self, m: Matched, n: u64) {
+        for (which, counts) in self.0.iter_mut().enumerate() {
+            if let Some(i) = m.get(which) {
+                counts[i] += n;
+            }
+        }
+    }
+
+    /// Adds another set of counters.
+    pub fn merge(&mut self, other: &FormatCounts) {
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
+    }
+
+    /// Non-zero counts as `field name → format name → rows`, with the profile's format
+    /// names ([`Profile::all_format_names`]).
+    pub fn named(&self, names: &FormatNames) -> BTreeMap<&'static str, BTreeMap<String, u64>> {
+        let mut out = BTreeMap::new();
+        for (which, field) in FORMATTED_FIELDS.iter().enumerate() {
+            let per: BTreeMap<String, u64> = names[which]
+                .iter()
+                .cloned()
+                .zip(self.0[which])
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            if !per.is_empty() {
+                out.insert(field.name(), per);
+            }
+        }
+        out
+    }
+}
+
 /// Why a row was not loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
@@ -242,8 +321,9 @@ pub struct Rejection {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Load it; warnings say which attributes were set to NULL.
-    Valid(Transaction, Warnings),
+    /// Load it; warnings say which attributes were set to NULL, `Matched` which format
+    /// parsed each date and time.
+    Valid(Transaction, Warnings, Matched),
     /// Quarantine it.
     Rejected(Rejection),
 }
@@ -275,9 +355,16 @@ fn shortened(value: &str) -> String {
 }
 
 /// Validates one row. `cells` holds, per field slot, the trimmed cell text or `None`
-/// when the column is absent or the value is one of the profile's null values.
-pub fn validate(profile: &Profile, cells: &[Option<&str>; FIELD_COUNT]) -> Verdict {
+/// when the column is absent or the value is one of the profile's null values;
+/// `mapped` says which fields the file carries at all (an optional field it does not
+/// carry is never "missing").
+pub fn validate(
+    profile: &Profile,
+    mapped: &[bool; FIELD_COUNT],
+    cells: &[Option<&str>; FIELD_COUNT],
+) -> Verdict {
     let cell = |f: Field| cells[f.slot()];
+    let mut matched = Matched::default();
 
     // The amount is parsed first so that a row rejected for another rule still
     // contributes its amount to the control totals.
@@ -290,7 +377,7 @@ pub fn validate(profile: &Profile, cells: &[Option<&str>; FIELD_COUNT]) -> Verdi
         None => (None, None),
     };
 
-    let Some(transaction_id) = cell(Field::TransactionId) else {
+    let Some(transaction_id) = cell(Field::TransactionId).filter(|t| !t.is_empty()) else {
         return reject(
             Rule::MissingTransactionId,
             Field::TransactionId,
@@ -298,7 +385,7 @@ pub fn validate(profile: &Profile, cells: &[Option<&str>; FIELD_COUNT]) -> Verdi
             amount,
         );
     };
-    let Some(customer_id) = cell(Field::CustomerId) else {
+    let Some(customer_id) = cell(Field::CustomerId).filter(|t| !t.is_empty()) else {
         return reject(
             Rule::MissingCustomerId,
             Field::CustomerId,
@@ -308,9 +395,12 @@ pub fn validate(profile: &Profile, cells: &[Option<&str>; FIELD_COUNT]) -> Verdi
     };
 
     let transaction_at = match &profile.when {
-        When::At(format) => match cell(Field::TransactionAt) {
-            Some(text) => match format.parse(text) {
-                Some(at) => at,
+        When::At(formats) => match cell(Field::TransactionAt) {
+            Some(text) => match formats.first(|f| f.parse(text)) {
+                Some((at, i)) => {
+                    matched.set(2, i);
+                    at
+                }
                 None => {
                     return reject(
                         Rule::InvalidTransactionDate,
@@ -329,19 +419,24 @@ pub fn validate(profile: &Profile, cells: &[Option<&str>; FIELD_COUNT]) -> Verdi
                 );
             }
         },
-        When::DateAndTime(date_format, time_format) => {
+        When::DateAndTime(date_formats, time_formats) => {
             let date = match cell(Field::TransactionDate) {
-                Some(text) => match date_format.parse(text, YearRule::TwentyFirstCentury) {
-                    Some(d) => d,
-                    None => {
-                        return reject(
-                            Rule::InvalidTransactionDate,
-                            Field::TransactionDate,
-                            format!("{} is not a valid date", quoted(text)),
-                            amount,
-                        );
+                Some(text) => {
+                    match date_formats.first(|f| f.parse(text, YearRule::TwentyFirstCentury)) {
+                        Some((d, i)) => {
+                            matched.set(0, i);
+                            d
+                        }
+                        None => {
+                            return reject(
+                                Rule::InvalidTransactionDate,
+                                Field::TransactionDate,
+                                format!("{} is not a valid date", quoted(text)),
+                                amount,
+                            );
+                        }
                     }
-                },
+                }
                 None => {
                     return reject(
                         Rule::InvalidTransactionDate,
@@ -352,8 +447,11 @@ pub fn validate(profile: &Profile, cells: &[Option<&str>; FIELD_COUNT]) -> Verdi
                 }
             };
             let time = match cell(Field::TransactionTime) {
-                Some(text) => match time_format.parse(text) {
-                    Some(t) => t,
+                Some(text) => match time_formats.first(|f| f.parse(text)) {
+                    Some((t, i)) => {
+                        matched.set(1, i);
+                        t
+                    }
                     None => {
                         return reject(
                             Rule::InvalidTransactionTime,
@@ -453,13 +551,43 @@ pub fn validate(profile: &Profile, cells: &[Option<&str>; FIELD_COUNT]) -> Verdi
         },
     };
 
+    if profile.per_row_currency_scale {
+        let units = currency.minor_units();
+        if units < profile.scale {
+            let step = 10i64.pow(u32::from(profile.scale - units));
+            if amount.minor % step != 0 {
+                return reject(
+                    Rule::InvalidAmount,
+                    Field::Amount,
+                    format!(
+                        "{} has more decimals than {} allows ({units})",
+                        quoted(amount_text.unwrap_or_default()),
+                        currency.as_str()
+                    ),
+                    None,
+                );
+            }
+        }
+    }
+
     let mut warnings = Warnings::default();
-    let customer_dob = birth_date(profile, cell(Field::CustomerDob), transaction_at.date)
+    let customer_dob = if mapped[Field::CustomerDob.slot()] {
+        birth_date(
+            profile,
+            cell(Field::CustomerDob),
+            transaction_at.date,
+            &mut matched,
+        )
         .map_err(|rule| warnings.add(rule))
-        .ok();
+        .ok()
+    } else {
+        None
+    };
     let gender = match cell(Field::Gender) {
         None => {
-            warnings.add(Rule::MissingGender);
+            if mapped[Field::Gender.slot()] {
+                warnings.add(Rule::MissingGender);
+            }
             None
         }
         Some(text) => {
@@ -473,13 +601,17 @@ pub fn validate(profile: &Profile, cells: &[Option<&str>; FIELD_COUNT]) -> Verdi
     let location = match cell(Field::Location) {
         Some(text) => Some(Text::from(text)),
         None => {
-            warnings.add(Rule::MissingLocation);
+            if mapped[Field::Location.slot()] {
+                warnings.add(Rule::MissingLocation);
+            }
             None
         }
     };
     let account_balance = match cell(Field::AccountBalance) {
         None => {
-            warnings.add(Rule::MissingBalance);
+            if mapped[Field::AccountBalance.slot()] {
+                warnings.add(Rule::MissingBalance);
+            }
             None
         }
         Some(text) => {
@@ -504,16 +636,23 @@ pub fn validate(profile: &Profile, cells: &[Option<&str>; FIELD_COUNT]) -> Verdi
             currency,
         },
         warnings,
+        matched,
     )
 }
 
 /// Resolves a birth date against the transaction date, or says which warning applies.
-fn birth_date(profile: &Profile, text: Option<&str>, on: Date) -> Result<Date, Rule> {
+fn birth_date(
+    profile: &Profile,
+    text: Option<&str>,
+    on: Date,
+    matched: &mut Matched,
+) -> Result<Date, Rule> {
     let text = text.ok_or(Rule::MissingDob)?;
-    let dob = profile
+    let (dob, i) = profile
         .dob_format
-        .parse(text, YearRule::NotAfter(on.year))
+        .first(|f| f.parse(text, YearRule::NotAfter(on.year)))
         .ok_or(Rule::InvalidDob)?;
+    matched.set(3, i);
     if Some(dob) == profile.dob_placeholder {
         return Err(Rule::PlaceholderDob);
     }
@@ -538,6 +677,9 @@ mod tests {
     fn kaggle() -> Profile {
         Profile::from_spec(&builtin_specs()[0]).unwrap()
     }
+
+    /// Every field present in the file.
+    const ALL: [bool; FIELD_COUNT] = [true; FIELD_COUNT];
 
     fn canonical() -> Profile {
         Profile::from_spec(&builtin_specs()[1]).unwrap()
@@ -583,15 +725,15 @@ mod tests {
     }
 
     fn rejected_rule(values: [&str; 9]) -> Rule {
-        match validate(&kaggle(), &row(values)) {
+        match validate(&kaggle(), &ALL, &row(values)) {
             Verdict::Rejected(r) => r.rule,
             Verdict::Valid(..) => panic!("expected a rejection for {values:?}"),
         }
     }
 
     fn warnings_of(values: [&str; 9]) -> (Transaction, Vec<Rule>) {
-        match validate(&kaggle(), &row(values)) {
-            Verdict::Valid(t, w) => (t, w.rules().collect()),
+        match validate(&kaggle(), &ALL, &row(values)) {
+            Verdict::Valid(t, w, _) => (t, w.rules().collect()),
             Verdict::Rejected(r) => panic!("unexpected rejection {r:?}"),
         }
     }
@@ -658,7 +800,7 @@ mod tests {
                 "1234567890123456789012345678901234567890.00",
             ),
         ] {
-            let Verdict::Rejected(r) = validate(&kaggle(), &row(with(8, huge))) else {
+            let Verdict::Rejected(r) = validate(&kaggle(), &ALL, &row(with(8, huge))) else {
                 panic!("{huge}")
             };
             assert_eq!(r.rule, Rule::AmountAboveMax, "{huge}: {}", r.detail);
@@ -674,11 +816,11 @@ mod tests {
 
     #[test]
     fn rejected_rows_keep_their_parsed_amount() {
-        let Verdict::Rejected(r) = validate(&kaggle(), &row(with(1, ""))) else {
+        let Verdict::Rejected(r) = validate(&kaggle(), &ALL, &row(with(1, ""))) else {
             panic!()
         };
         assert_eq!(r.amount.unwrap().to_text(), "25.00");
-        let Verdict::Rejected(r) = validate(&kaggle(), &row(with(8, "-5"))) else {
+        let Verdict::Rejected(r) = validate(&kaggle(), &ALL, &row(with(8, "-5"))) else {
             panic!()
         };
         assert_eq!(r.amount.unwrap().to_text(), "-5.00");
@@ -729,14 +871,14 @@ mod tests {
         cells[Field::TransactionAt.slot()] = Some("2016-08-02T10:00:00");
         cells[Field::Amount.slot()] = Some("12.5");
         assert!(matches!(
-            validate(&p, &cells),
+            validate(&p, &ALL, &cells),
             Verdict::Rejected(Rejection {
                 rule: Rule::InvalidCurrency,
                 ..
             })
         ));
         cells[Field::Currency.slot()] = Some("eur");
-        let Verdict::Valid(t, _) = validate(&p, &cells) else {
+        let Verdict::Valid(t, _, _) = validate(&p, &ALL, &cells) else {
             panic!()
         };
         assert_eq!(t.currency.as_str(), "EUR");
@@ -768,5 +910,146 @@ mod tests {
         c.add(w);
         let got: Vec<_> = c.iter().collect();
         assert_eq!(got, [(Rule::InvalidGender, 2), (Rule::MissingBalance, 2)]);
+    }
+
+    fn canonical_cells<'a>(amount: &'a str, currency: &'a str) -> [Option<&'a str>; FIELD_COUNT] {
+        let mut cells = [None; FIELD_COUNT];
+        cells[Field::TransactionId.slot()] = Some("X1");
+        cells[Field::CustomerId.slot()] = Some("C1");
+        cells[Field::TransactionAt.slot()] = Some("2016-08-02T10:00:00");
+        cells[Field::Amount.slot()] = Some(amount);
+        cells[Field::Currency.slot()] = Some(currency);
+        cells
+    }
+
+    fn verdict_rule(v: &Verdict) -> Option<Rule> {
+        match v {
+            Verdict::Rejected(r) => Some(r.rule),
+            Verdict::Valid(..) => None,
+        }
+    }
+
+    #[test]
+    fn fields_the_file_does_not_carry_give_no_warnings() {
+        let p = canonical();
+        let mut mapped = [false; FIELD_COUNT];
+        for f in [
+            Field::TransactionId,
+            Field::CustomerId,
+            Field::TransactionAt,
+            Field::Amount,
+            Field::Currency,
+        ] {
+            mapped[f.slot()] = true;
+        }
+        let Verdict::Valid(_, w, _) = validate(&p, &mapped, &canonical_cells("1", "EUR")) else {
+            panic!()
+        };
+        assert_eq!(
+            w.rules().count(),
+            0,
+            "no dob, gender, location or balance column"
+        );
+        // A column the file has but a row leaves empty is still a warning.
+        mapped[Field::Gender.slot()] = true;
+        let Verdict::Valid(_, w, _) = validate(&p, &mapped, &canonical_cells("1", "EUR")) else {
+            panic!()
+        };
+        assert_eq!(w.rules().collect::<Vec<_>>(), [Rule::MissingGender]);
+    }
+
+    #[test]
+    fn an_empty_id_is_missing_even_when_empty_is_not_a_null_value() {
+        let mut spec = builtin_specs().remove(0);
+        spec.null_values = vec!["NULL".into()];
+        let p = Profile::from_spec(&spec).unwrap();
+        let mut cells = row(with(0, "X"));
+        cells[Field::TransactionId.slot()] = Some("");
+        assert_eq!(
+            verdict_rule(&validate(&p, &ALL, &cells)),
+            Some(Rule::MissingTransactionId)
+        );
+    }
+
+    #[test]
+    fn amounts_follow_the_currency_minor_units() {
+        // A fixed currency sets the scale: JPY has none.
+        let mut spec = builtin_specs().remove(0);
+        spec.currency = Some("JPY".into());
+        let jpy = Profile::from_spec(&spec).unwrap();
+        assert_eq!(jpy.scale, 0);
+        assert_eq!(
+            verdict_rule(&validate(&jpy, &ALL, &row(with(8, "100.5")))),
+            Some(Rule::InvalidAmount)
+        );
+        let Verdict::Valid(t, ..) = validate(&jpy, &ALL, &row(with(8, "100"))) else {
+            panic!()
+        };
+        assert_eq!(t.amount.to_text(), "100");
+        // KWD has three.
+        spec.currency = Some("KWD".into());
+        let kwd = Profile::from_spec(&spec).unwrap();
+        let Verdict::Valid(t, ..) = validate(&kwd, &ALL, &row(with(8, "1.234"))) else {
+            panic!()
+        };
+        assert_eq!(t.amount.to_text(), "1.234");
+        // An explicit amount_scale overrides the currency.
+        spec.currency = Some("JPY".into());
+        spec.amount_scale = Some(2);
+        let jpy2 = Profile::from_spec(&spec).unwrap();
+        let Verdict::Valid(t, ..) = validate(&jpy2, &ALL, &row(with(8, "100.5"))) else {
+            panic!()
+        };
+        assert_eq!(t.amount.to_text(), "100.50");
+        // A currency column: each row's amount must fit its own currency.
+        let c = canonical();
+        assert!(c.per_row_currency_scale);
+        assert_eq!(
+            verdict_rule(&validate(&c, &ALL, &canonical_cells("100.5", "JPY"))),
+            Some(Rule::InvalidAmount)
+        );
+        assert_eq!(
+            verdict_rule(&validate(&c, &ALL, &canonical_cells("100", "JPY"))),
+            None
+        );
+        assert_eq!(
+            verdict_rule(&validate(&c, &ALL, &canonical_cells("100.5", "EUR"))),
+            None
+        );
+    }
+
+    #[test]
+    fn format_lists_record_which_format_parsed() {
+        let p = kaggle();
+        for (date, index) in [("2/8/16", 0), ("2/8/2016", 1), ("21-10-2016", 2)] {
+            let Verdict::Valid(t, _, m) = validate(&p, &ALL, &row(with(6, date))) else {
+                panic!("{date}")
+            };
+            assert_eq!(t.transaction_at.date.year, 2016, "{date}");
+            assert_eq!(m.get(0), Some(index), "{date}");
+            assert_eq!(m.get(1), Some(0), "hhmmss");
+            assert_eq!(m.get(3), Some(0), "dob d/m/yy");
+        }
+        let mut counts = FormatCounts::default();
+        for date in ["2/8/16", "3/8/16", "2/8/2016"] {
+            let Verdict::Valid(_, _, m) = validate(&p, &ALL, &row(with(6, date))) else {
+                panic!()
+            };
+            counts.add(m);
+        }
+        let named = counts.named(&p.all_format_names());
+        assert_eq!(named["transaction_date"]["d/m/yy"], 2);
+        assert_eq!(named["transaction_date"]["d/m/yyyy"], 1);
+        assert!(!named["transaction_date"].contains_key("d-m-yyyy"));
+        assert_eq!(named["transaction_time"]["hhmmss"], 3);
+        // Month-first is never guessed: 13/1/16 is day 13 of January.
+        let Verdict::Valid(t, ..) = validate(&p, &ALL, &row(with(6, "13/1/16"))) else {
+            panic!()
+        };
+        assert_eq!(t.transaction_at.date.month, 1);
+        assert_eq!(
+            verdict_rule(&validate(&p, &ALL, &row(with(6, "1/13/16")))),
+            Some(Rule::InvalidTransactionDate)
+        );
     }
 }

@@ -108,6 +108,7 @@ fn postgres_gives_the_same_results_as_sqlite() {
             "amount_duplicate",
             "warnings",
             "rejects",
+            "formats",
         ] {
             assert_eq!(p[k], l[k], "{k} differs between backends for {}", p["name"]);
         }
@@ -1661,4 +1662,84 @@ fn huge_amounts_are_above_max_and_counted_exactly_on_postgres() {
     let (again, code, _) = run_json(dir.path(), &db.url);
     assert_eq!(code, 0, "{again}");
     assert_eq!(files(&again)[0]["duplicate_of"]["status"], "loaded");
+}
+
+/// Amounts at the currency's minor units (JPY 0, KWD 3) reach PostgreSQL's NUMERIC
+/// exactly, the control totals hold at each file's scale, and the per-format counts
+/// are stored and listed by `files --json` (issue 9).
+#[test]
+fn currency_scales_and_format_counts_on_postgres() {
+    let (dir, inbox) = workdir();
+    std::fs::write(
+        dir.path().join("bankpipe.toml"),
+        r#"
+[[profile]]
+name = "yen"
+currency = "JPY"
+[profile.columns]
+transaction_id = "yen_id"
+customer_id = "customer"
+transaction_at = "at"
+amount = "amount"
+
+[[profile]]
+name = "dinar"
+currency = "KWD"
+delimiter = ";"
+[profile.columns]
+transaction_id = "dinar_id"
+customer_id = "customer"
+transaction_at = "at"
+amount = "amount"
+"#,
+    )
+    .unwrap();
+    let at = "2016-08-02T10:00:00";
+    std::fs::write(
+        inbox.join("yen.csv"),
+        format!("yen_id,customer,at,amount\nY1,C,{at},100\nY2,C,{at},100.5\nY3,C,{at},7\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        inbox.join("dinar.csv"),
+        format!("dinar_id;customer;at;amount\nD1;C;{at};1.234\nD2;C;{at};2\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        inbox.join("mixed.csv"),
+        format!(
+            "{HEADER}\nT1,C1,10/1/94,F,X,1.00,2/8/16,143207,25.0\nT2,C1,10/1/94,F,X,1.00,2/8/2016,143207,25.0\nT3,C1,10/1/94,F,X,1.00,21-10-2016,143207,25.0\n"
+        ),
+    )
+    .unwrap();
+    let c = PgCluster::shared();
+    let db = c.database();
+    let (r, code, err) = run_json_with(dir.path(), &db.url, &["--max-reject-share", "0.5"]);
+    assert_eq!(code, 0, "{r}\n{err}");
+    let by_name = |n: &str| files(&r).iter().find(|f| f["name"] == n).unwrap().clone();
+    assert_eq!(by_name("yen.csv")["amount_loaded"], "107");
+    assert_eq!(by_name("yen.csv")["rejects"]["invalid_amount"], 1);
+    assert_eq!(by_name("dinar.csv")["amount_loaded"], "3.234");
+    assert_eq!(
+        c.psql(
+            &db.name,
+            "SELECT string_agg(transaction_id || '=' || amount::text, ' ' ORDER BY transaction_id)
+             FROM transactions WHERE currency <> 'INR'"
+        ),
+        "D1=1.234 D2=2.000 Y1=100 Y3=7"
+    );
+    let want = serde_json::json!({"d/m/yy": 1, "d/m/yyyy": 1, "d-m-yyyy": 1});
+    assert_eq!(by_name("mixed.csv")["formats"]["transaction_date"], want);
+    let out = bankpipe(dir.path(), &db.url)
+        .args(["files", "--json"])
+        .output()
+        .unwrap();
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mixed = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["original_name"] == "mixed.csv")
+        .unwrap();
+    assert_eq!(mixed["formats"]["transaction_date"], want, "{mixed}");
 }

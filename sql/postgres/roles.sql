@@ -50,3 +50,9 @@ GRANT SELECT ON transactions, files, file_warnings, duplicate_rows, runs, schema
     lake_master_key
     TO bankpipe_reader;
 GRANT SELECT (file_id, line_no, rule, field, detail, amount) ON rejected_rows TO bankpipe_reader;
+
+-- file_formats (migration 0009): rows per matched date/time format, like file_warnings.
+ALTER TABLE file_formats OWNER TO bankpipe_owner;
+REVOKE ALL ON file_formats FROM bankpipe_loader, bankpipe_reader;
+GRANT SELECT, INSERT, DELETE ON file_formats TO bankpipe_loader;
+GRANT SELECT ON file_formats TO bankpipe_reader;

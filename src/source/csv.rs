@@ -30,18 +30,23 @@ impl CellError {
     }
 }
 
-/// Splits `record` into `cells` (cleared first). Unquoted cells are trimmed of
-/// surrounding spaces and tabs; quoted cells keep their content with `""` unescaped.
+/// Splits `record` into `cells` (cleared first) at `delimiter` (`,`, `;`, tab, `|`).
+/// Unquoted cells are trimmed of surrounding spaces and tabs; quoted cells keep their
+/// content with `""` unescaped (the contract trims the fields it needs trimmed).
 ///
 /// # Errors
 /// See [`CellError`].
-pub fn split<'a>(record: &'a str, cells: &mut Vec<Cow<'a, str>>) -> Result<(), CellError> {
+pub fn split<'a>(
+    record: &'a str,
+    delimiter: u8,
+    cells: &mut Vec<Cow<'a, str>>,
+) -> Result<(), CellError> {
     cells.clear();
     let bytes = record.as_bytes();
     let mut pos = 0;
     loop {
         let mut i = pos;
-        while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'\t') {
+        while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'\t') && bytes[i] != delimiter {
             i += 1;
         }
         if i < bytes.len() && bytes[i] == b'"' {
@@ -69,16 +74,19 @@ pub fn split<'a>(record: &'a str, cells: &mut Vec<Cow<'a, str>>) -> Result<(), C
                 Cow::Borrowed(inner)
             });
             let mut k = close + 1;
-            while k < bytes.len() && (bytes[k] == b' ' || bytes[k] == b'\t') {
+            while k < bytes.len()
+                && (bytes[k] == b' ' || bytes[k] == b'\t')
+                && bytes[k] != delimiter
+            {
                 k += 1;
             }
             match bytes.get(k) {
                 None => return Ok(()),
-                Some(b',') => pos = k + 1,
+                Some(&b) if b == delimiter => pos = k + 1,
                 Some(_) => return Err(CellError::TextAfterQuote),
             }
         } else {
-            let end = memchr::memchr(b',', &bytes[pos..]).map_or(bytes.len(), |o| pos + o);
+            let end = memchr::memchr(delimiter, &bytes[pos..]).map_or(bytes.len(), |o| pos + o);
             let cell = &record[pos..end];
             if memchr::memchr(b'"', cell.as_bytes()).is_some() {
                 return Err(CellError::StrayQuote);
@@ -99,12 +107,13 @@ pub fn split<'a>(record: &'a str, cells: &mut Vec<Cow<'a, str>>) -> Result<(), C
 ///
 /// # Errors
 /// The same [`CellError`] as [`split`].
-pub fn count_fields(record: &[u8]) -> Result<usize, CellError> {
+pub fn count_fields(record: &[u8], delimiter: u8) -> Result<usize, CellError> {
     let mut fields = 1;
     let mut pos = 0;
     loop {
         let mut i = pos;
-        while i < record.len() && (record[i] == b' ' || record[i] == b'\t') {
+        while i < record.len() && (record[i] == b' ' || (record[i] == b'\t' && delimiter != b'\t'))
+        {
             i += 1;
         }
         let end = if i < record.len() && record[i] == b'"' {
@@ -117,15 +126,18 @@ pub fn count_fields(record: &[u8]) -> Result<usize, CellError> {
                 }
             };
             let mut k = close + 1;
-            while k < record.len() && (record[k] == b' ' || record[k] == b'\t') {
+            while k < record.len()
+                && (record[k] == b' ' || (record[k] == b'\t' && delimiter != b'\t'))
+            {
                 k += 1;
             }
             match record.get(k) {
-                None | Some(b',') => k,
+                None => k,
+                Some(&c) if c == delimiter => k,
                 Some(_) => return Err(CellError::TextAfterQuote),
             }
         } else {
-            let end = memchr::memchr(b',', &record[pos..]).map_or(record.len(), |o| pos + o);
+            let end = memchr::memchr(delimiter, &record[pos..]).map_or(record.len(), |o| pos + o);
             if memchr::memchr(b'"', &record[pos..end]).is_some() {
                 return Err(CellError::StrayQuote);
             }
@@ -140,7 +152,8 @@ pub fn count_fields(record: &[u8]) -> Result<usize, CellError> {
 }
 
 /// Strips spaces and tabs from both ends (ASCII only, so slicing stays on char
-/// boundaries).
+/// boundaries). An unquoted cell never holds its delimiter, so a tab delimiter needs
+/// no care here.
 fn trim_blanks(cell: &str) -> &str {
     let b = cell.as_bytes();
     let mut start = 0;
@@ -159,9 +172,27 @@ mod tests {
     use super::*;
 
     fn cells(record: &str) -> Result<Vec<String>, CellError> {
+        cells_at(record, b',')
+    }
+
+    fn cells_at(record: &str, delimiter: u8) -> Result<Vec<String>, CellError> {
         let mut out = Vec::new();
-        split(record, &mut out)?;
+        split(record, delimiter, &mut out)?;
         Ok(out.into_iter().map(Cow::into_owned).collect())
+    }
+
+    #[test]
+    fn other_delimiters() {
+        assert_eq!(
+            cells_at("a;b ; \"c;d\" ;", b';').unwrap(),
+            ["a", "b", "c;d", ""]
+        );
+        assert_eq!(
+            cells_at("a\t\tb\t\"c\"", b'\t').unwrap(),
+            ["a", "", "b", "c"]
+        );
+        assert_eq!(cells_at("1|2,5|x", b'|').unwrap(), ["1", "2,5", "x"]);
+        assert_eq!(cells_at("a,b;c", b';').unwrap(), ["a,b", "c"]);
     }
 
     #[test]
@@ -201,7 +232,7 @@ mod tests {
             "T991,C1,1/1/1800,M,\"YATA,1.0\nT992,C2,\"X, Y\",3",
         ] {
             assert_eq!(
-                count_fields(record.as_bytes()),
+                count_fields(record.as_bytes(), b','),
                 cells(record).map(|c| c.len()),
                 "{record:?}"
             );

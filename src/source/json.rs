@@ -14,15 +14,16 @@ pub enum JsonCell {
     Null,
     /// A string (unescaped), number (exact text) or boolean (`true`/`false`).
     Text(String),
+    /// An object or an array: an error only for a key the profile uses, so the caller
+    /// decides.
+    Nested,
 }
 
-/// Why a record is not an object of scalars.
+/// Why a record is not a JSON object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JsonError {
     /// Not valid JSON, or not an object.
     NotAnObject(String),
-    /// A value is an object or an array.
-    NestedValue(String),
 }
 
 impl JsonError {
@@ -30,13 +31,13 @@ impl JsonError {
     pub fn message(&self) -> String {
         match self {
             JsonError::NotAnObject(why) => format!("not a JSON object: {why}"),
-            JsonError::NestedValue(key) => format!("value of {key:?} is not a scalar"),
         }
     }
 }
 
-/// Parses `record` into its keys and scalar values, in no particular order. A key that
-/// appears twice keeps its last value, as most JSON readers do.
+/// Parses `record` into its keys and values, in no particular order. A key that
+/// appears twice keeps its last value, as most JSON readers do. Nested values are
+/// only marked: keys the profile does not use may hold anything.
 ///
 /// # Errors
 /// See [`JsonError`].
@@ -51,7 +52,7 @@ pub fn parse(record: &str) -> Result<Vec<(String, JsonCell)>, JsonError> {
                 serde_json::from_str::<String>(text)
                     .map_err(|e| JsonError::NotAnObject(e.to_string()))?,
             ),
-            Some(b'{' | b'[') => return Err(JsonError::NestedValue(key)),
+            Some(b'{' | b'[') => JsonCell::Nested,
             Some(b'n') => JsonCell::Null,
             _ => JsonCell::Text(text.to_owned()),
         };
@@ -89,12 +90,16 @@ mod tests {
     }
 
     #[test]
-    fn non_objects_and_nested_values_are_errors() {
+    fn non_objects_are_errors_and_nested_values_are_marked() {
         assert!(matches!(parse("5"), Err(JsonError::NotAnObject(_))));
         assert!(matches!(parse("{\"a\":"), Err(JsonError::NotAnObject(_))));
         assert_eq!(
-            parse(r#"{"a": [1]}"#),
-            Err(JsonError::NestedValue("a".into()))
+            parse(r#"{"a": [1]}"#).unwrap(),
+            [("a".into(), JsonCell::Nested)]
+        );
+        assert_eq!(
+            parse(r#"{"a": {"b": {"c": 1}}}"#).unwrap(),
+            [("a".into(), JsonCell::Nested)]
         );
     }
 

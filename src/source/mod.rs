@@ -86,25 +86,31 @@ pub fn format_from_name(name: &str) -> Option<Format> {
     }
 }
 
-/// The extension a landed object keeps (`csv`, `csv.gz`, `ndjson.zst`, or `bin`).
-pub fn lake_extension(name: &str) -> String {
+/// The extension a landed object keeps: the name's own extension without any
+/// compression suffix (`csv`, `ndjson`, or `bin` when the name has none usable), then the
+/// suffix of the compression detected from the bytes (`.gz`, `.zst`). The key says what
+/// the object holds even when the name lies: a gzip file named `x.csv` lands as
+/// `….csv.gz`, a plain file named `x.csv.gz` as `….csv`.
+pub fn lake_extension(name: &str, compression: Compression) -> String {
     let lower = name.to_ascii_lowercase();
-    let mut parts: Vec<&str> = lower.rsplit('.').take(2).collect();
-    parts.reverse();
-    let ext = match parts.as_slice() {
-        [inner, outer] if matches!(*outer, "gz" | "zst") && !inner.contains('/') => {
-            format!("{inner}.{outer}")
+    let stem = [".gz", ".gzip", ".zst", ".zstd"]
+        .iter()
+        .find_map(|s| lower.strip_suffix(s))
+        .unwrap_or(&lower);
+    let inner = match stem.rsplit_once('.') {
+        Some((_, ext))
+            if !ext.is_empty()
+                && ext.len() <= 12
+                && ext.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+        {
+            ext
         }
-        [_, last] => (*last).to_owned(),
-        _ => "bin".to_owned(),
+        _ => "bin",
     };
-    if ext.is_empty()
-        || ext.len() > 16
-        || !ext.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
-    {
-        "bin".to_owned()
-    } else {
-        ext
+    match compression {
+        Compression::None => inner.to_owned(),
+        Compression::Gzip => format!("{inner}.gz"),
+        Compression::Zstd => format!("{inner}.zst"),
     }
 }
 
@@ -213,11 +219,23 @@ mod tests {
 
     #[test]
     fn lake_extensions() {
-        assert_eq!(lake_extension("x.csv"), "csv");
-        assert_eq!(lake_extension("x.CSV.GZ"), "csv.gz");
-        assert_eq!(lake_extension("x.ndjson.zst"), "ndjson.zst");
-        assert_eq!(lake_extension("noext"), "bin");
-        assert_eq!(lake_extension("we ird.c$v"), "bin");
+        assert_eq!(lake_extension("x.csv", Compression::None), "csv");
+        assert_eq!(lake_extension("x.CSV.GZ", Compression::Gzip), "csv.gz");
+        assert_eq!(
+            lake_extension("x.ndjson.zst", Compression::Zstd),
+            "ndjson.zst"
+        );
+        assert_eq!(lake_extension("noext", Compression::None), "bin");
+        assert_eq!(lake_extension("we ird.c$v", Compression::None), "bin");
+    }
+
+    #[test]
+    fn lake_extension_follows_the_detected_compression_not_the_name() {
+        assert_eq!(lake_extension("x.csv", Compression::Gzip), "csv.gz");
+        assert_eq!(lake_extension("x.csv", Compression::Zstd), "csv.zst");
+        assert_eq!(lake_extension("x.csv.gz", Compression::None), "csv");
+        assert_eq!(lake_extension("x.csv.gz", Compression::Zstd), "csv.zst");
+        assert_eq!(lake_extension("noext", Compression::Gzip), "bin.gz");
     }
 
     #[test]

@@ -105,6 +105,7 @@ pub struct Splitter<R> {
     target: usize,
     columns: Option<usize>,
     read_size: usize,
+    delimiter: u8,
 }
 
 impl<R: Read> Splitter<R> {
@@ -123,6 +124,7 @@ impl<R: Read> Splitter<R> {
             target: target.max(1),
             columns: None,
             read_size: READ_SIZE,
+            delimiter: b',',
         }
     }
 
@@ -138,6 +140,14 @@ impl<R: Read> Splitter<R> {
     /// Changes the size of the chunks emitted from now on.
     pub fn set_target(&mut self, target: usize) {
         self.target = target.max(1);
+    }
+
+    /// Sets the CSV field separator (default `,`): a quote opens a field only at the
+    /// start of a record or right after a separator.
+    #[must_use]
+    pub fn with_delimiter(mut self, delimiter: u8) -> Splitter<R> {
+        self.delimiter = delimiter;
+        self
     }
 
     /// The next chunk, or `None` at the end of the input.
@@ -338,20 +348,20 @@ impl<R: Read> Splitter<R> {
         if let Some(rest) = record.strip_suffix(b"\r") {
             record = rest;
         }
-        match super::csv::count_fields(record) {
+        match super::csv::count_fields(record, self.delimiter) {
             Ok(n) => self.columns.is_none_or(|c| c == n),
             Err(_) => false,
         }
     }
 
     /// Whether the quote at `at` opens a field: only blanks since the record start or
-    /// the previous comma.
+    /// the previous separator.
     fn at_field_start(&self, start: usize, at: usize) -> bool {
         let mut k = at;
         while k > start && matches!(self.buf[k - 1], b' ' | b'\t') {
             k -= 1;
         }
-        k == start || self.buf[k - 1] == b','
+        k == start || self.buf[k - 1] == self.delimiter
     }
 
     /// The first physical line from `start`: (end, next, newlines consumed).
@@ -707,6 +717,15 @@ mod tests {
                 ok(5, "4,ok,w")
             ]
         );
+    }
+
+    #[test]
+    fn a_quote_opens_a_field_after_the_configured_delimiter() {
+        let input = b"a;\"x\ny\";b\nc;d\n";
+        let mut s = Splitter::new(&input[..], Format::Csv, 1 << 20).with_delimiter(b';');
+        let chunk = s.next_chunk().unwrap().unwrap();
+        let got: Vec<&[u8]> = chunk.records.iter().map(|r| chunk.bytes(r)).collect();
+        assert_eq!(got, [&b"a;\"x\ny\";b"[..], b"c;d"]);
     }
 
     #[test]

@@ -307,6 +307,38 @@ pub struct LoadPlan {
     /// Reprocess: the file may already be `loaded` or `failed`; its previous rows,
     /// rejects and warnings are replaced in the same transaction.
     pub replace: bool,
+    /// The profile's format names per formatted field, to record
+    /// [`Tally::formats`] under ([`crate::profile::Profile::all_format_names`]).
+    pub format_names: crate::profile::FormatNames,
+}
+
+/// Non-zero per-format row counts of a load as (field, format, rows) rows.
+fn format_rows(plan: &LoadPlan, tally: &Tally) -> Vec<(&'static str, String, u64)> {
+    let mut out = Vec::new();
+    for (field, per) in tally.formats.named(&plan.format_names) {
+        for (format, rows) in per {
+            out.push((field, format, rows));
+        }
+    }
+    out
+}
+
+/// Puts `(file_id, field, format, rows)` rows read from `file_formats` on their files.
+fn attach_formats(files: &mut [FileEntry], counts: Vec<(i64, String, String, i64)>) {
+    let mut by_file: BTreeMap<i64, BTreeMap<String, BTreeMap<String, u64>>> = BTreeMap::new();
+    for (file_id, field, format, rows) in counts {
+        by_file
+            .entry(file_id)
+            .or_default()
+            .entry(field)
+            .or_default()
+            .insert(format, rows.max(0) as u64);
+    }
+    for f in files {
+        if let Some(formats) = by_file.remove(&f.file_id) {
+            f.formats = formats;
+        }
+    }
 }
 
 /// Counts and totals of one file's load.
@@ -330,6 +362,8 @@ pub struct Tally {
     pub amount_duplicate: Total,
     /// Warnings of loaded rows, by rule.
     pub warnings: WarningCounts,
+    /// Rows that passed validation, per matched date/time format.
+    pub formats: crate::validate::FormatCounts,
     /// Rejections by rule.
     pub rejects: BTreeMap<Rule, u64>,
     /// Set when the file failed as a whole (too many rejects); nothing was loaded.
@@ -540,6 +574,8 @@ pub struct FileEntry {
     /// The wrapped data key (never printed).
     #[serde(skip)]
     pub wrapped_key: Option<String>,
+    /// Rows per matched date/time format: field → format → rows.
+    pub formats: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl FileEntry {

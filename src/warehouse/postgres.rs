@@ -64,6 +64,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "claimant",
         include_str!("../../sql/postgres/0008_claimant.sql"),
     ),
+    (
+        9,
+        "file_formats",
+        include_str!("../../sql/postgres/0009_file_formats.sql"),
+    ),
 ];
 
 /// Role set-up for `migrate --create-roles`.
@@ -656,7 +661,8 @@ impl PgWarehouse {
             .execute(
                 "DELETE FROM files WHERE file_id = $1 AND status = 'landing'
                    AND NOT EXISTS (SELECT 1 FROM rejected_rows WHERE file_id = $1)
-                   AND NOT EXISTS (SELECT 1 FROM file_warnings WHERE file_id = $1)",
+                   AND NOT EXISTS (SELECT 1 FROM file_warnings WHERE file_id = $1)
+                   AND NOT EXISTS (SELECT 1 FROM file_formats WHERE file_id = $1)",
                 &[&file_id],
             )
             .map_err(pg("withdrawing a claim"));
@@ -897,6 +903,18 @@ impl PgWarehouse {
             )
             .map_err(pg("recording warnings"))?;
         }
+        tx.execute(
+            "DELETE FROM file_formats WHERE file_id = $1",
+            &[&plan.file_id],
+        )
+        .map_err(pg("clearing format counts"))?;
+        for (field, format, rows) in super::format_rows(plan, &tally) {
+            tx.execute(
+                "INSERT INTO file_formats (file_id, field, format, rows) VALUES ($1, $2, $3, $4)",
+                &[&plan.file_id, &field, &format, &(rows as i64)],
+            )
+            .map_err(pg("recording format counts"))?;
+        }
         // Read back inside the transaction: totals that do not hold roll everything back.
         stored_in(&mut tx, plan.file_id, plan.scale)?
             .check(&tally, plan.scale)
@@ -1053,7 +1071,7 @@ impl PgWarehouse {
                 &[&only],
             )
             .map_err(pg("listing files"))?;
-        Ok(rows
+        let mut files = rows
             .iter()
             .map(|r| FileEntry {
                 file_id: r.get(0),
@@ -1074,8 +1092,18 @@ impl PgWarehouse {
                 key_id: r.get(15),
                 wrapped_key: r.get(16),
                 run_id: r.get(17),
+                formats: std::collections::BTreeMap::new(),
             })
-            .collect())
+            .collect::<Vec<_>>();
+        let counts = self
+            .client
+            .query("SELECT file_id, field, format, rows FROM file_formats", &[])
+            .map_err(pg("listing format counts"))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        super::attach_formats(&mut files, counts);
+        Ok(files)
     }
 
     pub(super) fn can_read_raw(&mut self) -> Result<bool> {
@@ -1288,6 +1316,7 @@ fn copy_direct(
         let encoding = std::time::Instant::now();
         tally.rows_read += batch.rows_read;
         tally.amount_read.merge(&batch.amount_read);
+        tally.formats.merge(&batch.formats);
         // Key order within a batch keeps the primary-key inserts on neighbouring index
         // pages. Order does not matter here: any repeated id aborts this COPY.
         let mut order: Vec<&ValidRow> = batch.rows.iter().collect();
@@ -1482,6 +1511,7 @@ fn copy_staged(
         while let Some(batch) = source.next_batch() {
             tally.rows_read += batch.rows_read;
             tally.amount_read.merge(&batch.amount_read);
+            tally.formats.merge(&batch.formats);
             for row in &batch.rows {
                 let start = buf.len();
                 encode_row(&mut buf, row, plan.file_id);

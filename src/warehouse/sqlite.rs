@@ -52,6 +52,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "claimant",
         include_str!("../../sql/sqlite/0008_claimant.sql"),
     ),
+    (
+        9,
+        "file_formats",
+        include_str!("../../sql/sqlite/0009_file_formats.sql"),
+    ),
 ];
 
 /// Every migration this binary knows, for `migrate --dry-run` where no warehouse exists
@@ -386,7 +391,8 @@ impl SqliteWarehouse {
             .execute(
                 "DELETE FROM files WHERE file_id = ?1 AND status = 'landing'
                    AND NOT EXISTS (SELECT 1 FROM rejected_rows WHERE file_id = ?1)
-                   AND NOT EXISTS (SELECT 1 FROM file_warnings WHERE file_id = ?1)",
+                   AND NOT EXISTS (SELECT 1 FROM file_warnings WHERE file_id = ?1)
+                   AND NOT EXISTS (SELECT 1 FROM file_formats WHERE file_id = ?1)",
                 params![file_id],
             )
             .map_err(sql("withdrawing a claim"))?;
@@ -588,6 +594,7 @@ impl SqliteWarehouse {
                 waited += wait_start.elapsed();
                 tally.rows_read += batch.rows_read;
                 tally.amount_read.merge(&batch.amount_read);
+                tally.formats.merge(&batch.formats);
                 for group in batch.rows.chunks(INSERT_GROUP) {
                     let mut tail;
                     let insert = if group.len() == INSERT_GROUP {
@@ -765,6 +772,18 @@ impl SqliteWarehouse {
             )
             .map_err(sql("recording warnings"))?;
         }
+        tx.execute(
+            "DELETE FROM file_formats WHERE file_id = ?1",
+            [plan.file_id],
+        )
+        .map_err(sql("clearing format counts"))?;
+        for (field, format, rows) in super::format_rows(plan, &tally) {
+            tx.execute(
+                "INSERT INTO file_formats (file_id, field, format, rows) VALUES (?1, ?2, ?3, ?4)",
+                params![plan.file_id, field, format, rows],
+            )
+            .map_err(sql("recording format counts"))?;
+        }
         tracing::debug!(rows = tally.rows_read, "All batches inserted.");
         source.finish().map_err(WarehouseError::Source)?;
         // Read back inside the transaction: totals that do not hold roll everything back.
@@ -935,11 +954,31 @@ impl SqliteWarehouse {
                     key_id: r.get(15)?,
                     wrapped_key: r.get(16)?,
                     run_id: r.get(17)?,
+                    formats: std::collections::BTreeMap::new(),
                 })
             })
             .map_err(sql("listing files"))?;
-        rows.collect::<std::result::Result<_, _>>()
-            .map_err(sql("listing files"))
+        let mut files: Vec<FileEntry> = rows
+            .collect::<std::result::Result<_, _>>()
+            .map_err(sql("listing files"))?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT file_id, field, format, rows FROM file_formats")
+            .map_err(sql("listing format counts"))?;
+        let counts = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .map_err(sql("listing format counts"))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(sql("listing format counts"))?;
+        super::attach_formats(&mut files, counts);
+        Ok(files)
     }
 
     pub(super) fn rejects(&mut self, filter: &RejectFilter) -> Result<Vec<RejectEntry>> {

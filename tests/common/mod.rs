@@ -214,6 +214,7 @@ pub fn plan(file_id: i64, run_id: &str, max_reject_share: f64) -> LoadPlan {
         loaded_at: bankpipe::clock::now_rfc3339(),
         scale: SCALE,
         replace: false,
+        format_names: Default::default(),
     }
 }
 
