@@ -1243,7 +1243,9 @@ fn a_file_claimed_by_a_live_worker_is_claimed_elsewhere_with_its_claimant() {
                 "held.csv: claimed by host {host} pid {}",
                 loader.id()
             ))
-            && table.contains("0 loaded, 0 duplicate_file, 1 claimed_elsewhere, 0 failed"),
+            && table.contains(
+                "0 loaded, 0 duplicate_file, 1 claimed_elsewhere, 0 too_recent, 0 failed"
+            ),
         "{table}"
     );
 
