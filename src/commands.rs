@@ -6,7 +6,7 @@
 //! configuration, authentication or permission error (never retried); 3 warehouse or
 //! lake unreachable after bounded retries.
 //!
-//! Results go to stdout through [`Stdout`]: once the reader has gone away (`bankpipe
+//! Results go to stdout through `Stdout`: once the reader has gone away (`bankpipe
 //! files | head -1`) the rest is discarded, so the command ends quietly with the status
 //! of what it did, instead of the panic `println!` raises on a closed pipe.
 
@@ -18,11 +18,12 @@ use crate::cli::{
     CheckArgs, Cli, Command, DemoArgs, GenFormat, GenerateArgs, MigrateArgs, RejectsArgs,
     RotateKeyArgs, RunArgs,
 };
-use crate::config::{Config, ConfigError, Overrides, redact_url};
+use crate::config::{Config, ConfigError, Overrides};
 use crate::generate::{GenerateOptions, OutputFormat};
 use crate::lake::{Lake, LakeError};
 use crate::pipeline::{self, Context, RunError};
 use crate::progress::{Bars, Progress, Silent};
+use crate::redact::redact_url;
 use crate::report::RunReport;
 use crate::warehouse::{Access, Fault, RejectFilter, Warehouse, WarehouseError};
 
@@ -117,7 +118,7 @@ impl From<ConfigError> for Failure {
     }
 }
 
-/// Writing results failed (a closed pipe never gets here, see [`Stdout`]): status 1,
+/// Writing results failed (a closed pipe never gets here, see `Stdout`): status 1,
 /// the output is incomplete.
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Failure {

@@ -130,7 +130,7 @@ impl DataKey {
     /// A short public tag of this data key (8 hex digits of its check value), to name
     /// the object it encrypts.
     pub fn tag(&self) -> String {
-        crate::lake::hex(&self.check_value()[..4])
+        crate::hex::encode(&self.check_value()[..4])
     }
 
     fn check_value(&self) -> [u8; 16] {
@@ -158,7 +158,7 @@ impl MasterKey {
         let mut h = Sha256::new();
         h.update(b"bankpipe master key id v1");
         h.update(bytes);
-        let id = format!("mk-{}", &crate::lake::hex(&h.finalize())[..16]);
+        let id = format!("mk-{}", &crate::hex::encode(&h.finalize())[..16]);
         let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| malformed())?);
         Ok(MasterKey { key, id })
     }

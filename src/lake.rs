@@ -195,7 +195,7 @@ impl Lake {
         } else if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(LakeError::UnsupportedUrl(crate::config::redact_url(url)));
+                return Err(LakeError::UnsupportedUrl(crate::redact::redact_url(url)));
             }
             // Standard AWS_* variables (endpoint, keys, region, AWS_ALLOW_HTTP); path-style
             // addressing unless AWS_VIRTUAL_HOSTED_STYLE_REQUEST says otherwise. Retries
@@ -213,7 +213,7 @@ impl Lake {
                 })
                 .build()
                 .map_err(|e| LakeError::Setup {
-                    url: crate::config::redact_url(url),
+                    url: crate::redact::redact_url(url),
                     reason: format!("{}; check lake_url and the AWS_* variables", one_line(&e)),
                 })?;
             if prefix.trim_matches('/').is_empty() {
@@ -225,7 +225,7 @@ impl Lake {
             let path = match url.strip_prefix("file://") {
                 Some(p) => std::path::PathBuf::from(p),
                 None if url.contains("://") => {
-                    return Err(LakeError::UnsupportedUrl(crate::config::redact_url(url)));
+                    return Err(LakeError::UnsupportedUrl(crate::redact::redact_url(url)));
                 }
                 None => std::path::PathBuf::from(url),
             };
@@ -243,7 +243,7 @@ impl Lake {
         };
         Ok(Lake {
             store,
-            url: crate::config::redact_url(url),
+            url: crate::redact::redact_url(url),
             runtime,
             master: None,
         })
@@ -365,7 +365,7 @@ impl Lake {
                 }
             }
         }
-        let actual = hex(&hasher.finalize());
+        let actual = crate::hex::encode(&hasher.finalize());
         Ok(if actual == expected_sha256 {
             Verified::Intact { bytes }
         } else {
@@ -484,7 +484,7 @@ impl Lake {
                     }
                 }
             }
-            let actual = hex(&hasher.finalize());
+            let actual = crate::hex::encode(&hasher.finalize());
             if actual != expected_sha256 {
                 let _ = writer.abort().await;
                 return Err(LakeError::Changed {
@@ -679,7 +679,7 @@ impl Read for VerifiedReader {
             return Ok(n);
         }
         self.done = true;
-        let actual = hex(&self.hasher.clone().finalize());
+        let actual = crate::hex::encode(&self.hasher.clone().finalize());
         if actual != self.expected {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -812,16 +812,6 @@ fn one_line(e: &dyn std::fmt::Display) -> String {
     first.chars().take(300).collect()
 }
 
-/// Lower-case hex of a digest.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
 /// SHA-256 and length of a whole stream.
 ///
 /// # Errors
@@ -840,7 +830,7 @@ pub fn fingerprint(mut source: impl Read) -> std::io::Result<(String, u64)> {
         hasher.update(&buf[..n]);
         bytes += n as u64;
     }
-    Ok((hex(&hasher.finalize()), bytes))
+    Ok((crate::hex::encode(&hasher.finalize()), bytes))
 }
 
 #[cfg(test)]

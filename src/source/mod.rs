@@ -190,7 +190,7 @@ impl<R: Read> Read for Counting<R> {
         self.count.fetch_add(n as u64, Ordering::Relaxed);
         if let Some(slot) = &self.digest {
             if n == 0 {
-                let digest = crate::lake::hex(&sha2::Digest::finalize(self.hasher.clone()));
+                let digest = crate::hex::encode(&sha2::Digest::finalize(self.hasher.clone()));
                 if let Ok(mut s) = slot.lock() {
                     *s = Some((digest, self.bytes));
                 }

@@ -1,9 +1,10 @@
 //! The warehouse seam: the catalog of files and runs, the load of one file's rows in
 //! one transaction, and the read-backs that reports and control totals need.
 //!
-//! [`Warehouse`] is a closed set of backends selected by URL (`sqlite://` today,
-//! `postgres://` next). Every backend honours the same guarantees, checked by the
-//! behaviour suite in `tests/warehouse_contract.rs`:
+//! [`Warehouse`] is a closed set of backends selected by URL: `sqlite://` (the embedded
+//! default, [`sqlite`]) and `postgres://` (production, [`postgres`]). Every backend
+//! honours the same guarantees, checked by the behaviour suite in `tests/common/mod.rs`,
+//! which `tests/warehouse_sqlite.rs` and `tests/warehouse_postgres.rs` run on each:
 //! - **Atomic per file:** a file's rows, rejects, warnings and catalog status commit in
 //!   one transaction; a crash leaves nothing of the load.
 //! - **Exactly once:** a transaction id already present with identical content is a
@@ -834,7 +835,7 @@ impl Warehouse {
                 postgres::PgWarehouse::connect(url)?,
             )));
         }
-        Err(WarehouseError::UnsupportedUrl(crate::config::redact_url(
+        Err(WarehouseError::UnsupportedUrl(crate::redact::redact_url(
             url,
         )))
     }

@@ -20,7 +20,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::config::redact_url;
+use crate::redact::redact_url;
 
 /// TLS requirement, as libpq's `sslmode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

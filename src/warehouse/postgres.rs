@@ -286,7 +286,7 @@ impl std::fmt::Debug for PgWarehouse {
 
 impl PgWarehouse {
     /// Connects; applies no migration. The database must exist whatever the
-    /// [`Access`]: bankpipe never creates databases, only its schema inside one (by
+    /// [`super::Access`]: bankpipe never creates databases, only its schema inside one (by
     /// migrating), so the difference lies in who calls [`PgWarehouse::migrate`].
     ///
     /// # Errors
@@ -343,7 +343,7 @@ impl PgWarehouse {
     /// by the old session are released by the server.
     ///
     /// # Errors
-    /// As [`PgWarehouse::open`].
+    /// As [`PgWarehouse::connect`].
     pub fn reconnect(&mut self) -> Result<()> {
         let mut client = connect(&self.target)?;
         self.pid = backend_pid(&mut client)?;
