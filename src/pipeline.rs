@@ -1164,6 +1164,45 @@ fn check_receiving_file(warehouse: &mut Warehouse, file_id: i64, scale: u8) -> R
     }
 }
 
+/// Shortest sha256 prefix `reprocess` accepts (`files` shows 12 hex digits).
+const MIN_SHA_PREFIX: usize = 12;
+
+/// The catalog entry a `reprocess` selector names: a file id, a full sha256, or a
+/// unique hex prefix of one of at least [`MIN_SHA_PREFIX`] digits.
+fn select<'a>(
+    catalog: &'a [crate::warehouse::FileEntry],
+    selector: &str,
+) -> Result<&'a crate::warehouse::FileEntry, String> {
+    if let Some(f) = catalog
+        .iter()
+        .find(|f| f.file_id.to_string() == selector || f.sha256 == selector)
+    {
+        return Ok(f);
+    }
+    let prefix = selector.to_ascii_lowercase();
+    if prefix.len() < MIN_SHA_PREFIX || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "no such file id or sha256 in the catalog (a sha256 prefix needs at least \
+             {MIN_SHA_PREFIX} hex digits)"
+        ));
+    }
+    let found: Vec<&crate::warehouse::FileEntry> = catalog
+        .iter()
+        .filter(|f| f.sha256.starts_with(&prefix))
+        .collect();
+    match found.as_slice() {
+        [] => Err("no such file id or sha256 in the catalog".into()),
+        [one] => Ok(one),
+        many => Err(format!(
+            "sha256 prefix {prefix} is ambiguous: it matches {}; give more digits or the file id",
+            many.iter()
+                .map(|f| format!("file {} ({}, {})", f.file_id, f.original_name, f.sha256))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
 /// Reloads one landed file from its raw object in the lake (not from the inbox), under
 /// the current contract: its previous rows, rejects and warnings are replaced in one
 /// transaction, and the control totals are checked again. With `dry_run` the load runs
@@ -1182,11 +1221,7 @@ pub fn reprocess(
         reason,
     };
     let catalog = ctx.warehouse.files()?;
-    let entry = catalog
-        .iter()
-        .find(|f| f.file_id.to_string() == selector || f.sha256 == selector)
-        .cloned()
-        .ok_or_else(|| unknown("no such file id or sha256 in the catalog".into()))?;
+    let entry = select(&catalog, selector).map_err(unknown)?.clone();
     if entry.status == "landing" {
         return Err(unknown(format!(
             "file {} is still landing; run `bankpipe run` to finish it",
@@ -1205,8 +1240,23 @@ pub fn reprocess(
     before.rows_loaded = entry.rows_loaded.unwrap_or(0);
     before.rows_rejected = entry.rows_rejected.unwrap_or(0);
     before.rows_duplicate = entry.rows_duplicate.unwrap_or(0);
-    before.amount_loaded = entry.amount_loaded.clone().unwrap_or_default();
+    // The catalog row as stored: every count and exact amount, profile, key and size.
+    let amount = |a: &Option<String>| a.clone().unwrap_or_else(|| "0".into());
+    before.amount_read = amount(&entry.amount_read);
+    before.amount_loaded = amount(&entry.amount_loaded);
+    before.amount_rejected = amount(&entry.amount_rejected);
+    before.amount_duplicate = amount(&entry.amount_duplicate);
+    before.profile = entry.profile.clone();
+    before.lake_key = Some(entry.lake_key.clone());
+    before.bytes = entry.bytes;
+    before.formats = entry.formats.clone();
     before.error = entry.error.clone();
+    // What a reprocess that changes nothing reports as its result: the catalog row.
+    let unchanged = |msg: String| {
+        let mut after = before.clone();
+        after.error = Some(msg);
+        after
+    };
 
     let lake = ctx.lake.clone();
     let (key, sha, sealed) = (entry.lake_key.clone(), entry.sha256.clone(), entry.sealed());
@@ -1231,8 +1281,7 @@ pub fn reprocess(
                 lake.url()
             );
             error!(file_id = entry.file_id, key = %key, "Raw object missing; nothing reprocessed.");
-            let mut after = before.clone();
-            after.error = Some(msg);
+            let after = unchanged(msg);
             return Ok(Reprocessed {
                 file_id: entry.file_id,
                 name: entry.original_name,
@@ -1266,6 +1315,7 @@ pub fn reprocess(
     after.file_id = Some(entry.file_id);
     after.sha256 = Some(entry.sha256.clone());
     after.lake_key = Some(entry.lake_key.clone());
+    after.bytes = entry.bytes;
     let scanner = match start() {
         Ok(s) => s,
         Err(e) => {
@@ -1274,7 +1324,7 @@ pub fn reprocess(
             let msg = e.to_string();
             mark_if_corrupt(&mut ctx.warehouse, entry.file_id, &msg)?;
             error!(file_id = entry.file_id, error = %msg, "Reprocessing failed; the previous load is untouched.");
-            after.error = Some(format!("{msg}; nothing changed"));
+            let after = unchanged(format!("{msg}; nothing changed"));
             return Ok(Reprocessed {
                 file_id: entry.file_id,
                 name: entry.original_name,
@@ -1342,7 +1392,7 @@ pub fn reprocess(
         // rolled back and the previous load stays.
         Err(e @ WarehouseError::ControlTotals(_)) => {
             error!(file_id = entry.file_id, error = %e, "Reprocessing failed; the previous load is untouched.");
-            after.error = Some(e.to_string());
+            after = unchanged(e.to_string());
         }
         Err(WarehouseError::Aborted(_)) if dry_run => {
             let tally = seen.unwrap_or_default();
@@ -1353,7 +1403,7 @@ pub fn reprocess(
         Err(WarehouseError::Source(msg)) => {
             mark_if_corrupt(&mut ctx.warehouse, entry.file_id, &msg)?;
             error!(file_id = entry.file_id, error = %msg, "Reprocessing failed; the previous load is untouched.");
-            after.error = Some(msg);
+            after = unchanged(msg);
         }
         Err(e) => return Err(e.into()),
     }

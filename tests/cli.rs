@@ -2122,3 +2122,109 @@ fn rotate_key_dry_run_logs_nothing_as_re_wrapped_and_needs_a_warehouse() {
     assert!(!stderr.contains("re-wrapped"), "{stderr}");
     assert!(stderr.contains("nothing changed"), "{stderr}");
 }
+
+/// `reprocess --dry-run --json`: `before` is the catalog row as stored (counts, exact
+/// amounts, profile, lake key, bytes), `after` carries the bytes too; `files --json`
+/// carries every amount total; a 12-digit sha256 prefix selects the file; a corrupt
+/// object leaves the after column at the catalog's values.
+#[test]
+fn reprocess_before_is_the_catalog_row_and_files_json_has_every_total() {
+    let w = Workdir::new();
+    let mut text = format!("{HEADER}\n");
+    for i in 0..20 {
+        let date = if i % 10 == 0 { "31/2/16" } else { "2/8/16" };
+        text.push_str(&format!("Q{i},C1,10/1/94,F,PUNE,1.0,{date},143207,25.5\n"));
+    }
+    text.push_str("Q1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.5\n");
+    w.put("q.csv", text);
+    let (r, code) = w.run_json(&["--max-reject-share", "0.5"]);
+    assert_eq!(code, 0, "{r}");
+    let files: Value = serde_json::from_slice(&w.run(&["files", "--json"]).stdout).unwrap();
+    let entry = &files[0];
+    assert_eq!(entry["amount_read"], "535.50", "{entry}");
+    assert_eq!(entry["amount_loaded"], "459.00", "{entry}");
+    assert_eq!(entry["amount_rejected"], "51.00", "{entry}");
+    assert_eq!(entry["amount_duplicate"], "25.50", "{entry}");
+    let sha = entry["sha256"].as_str().unwrap().to_owned();
+
+    let dry = w.run(&[
+        "reprocess",
+        &sha[..12],
+        "--dry-run",
+        "--json",
+        "--max-reject-share",
+        "0.5",
+    ]);
+    assert_eq!(
+        dry.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let d: Value = serde_json::from_slice(&dry.stdout).unwrap();
+    let before = &d["before"];
+    for k in [
+        "amount_read",
+        "amount_loaded",
+        "amount_rejected",
+        "amount_duplicate",
+        "profile",
+        "lake_key",
+        "bytes",
+        "rows_read",
+        "rows_rejected",
+        "rows_duplicate",
+    ] {
+        assert_eq!(before[k], entry[k], "{k}: {before}");
+    }
+    assert!(d["after"]["bytes"].as_u64().unwrap() > 0, "{d}");
+    assert_eq!(d["after"]["bytes"], entry["bytes"]);
+
+    // Too short a prefix is not a selector.
+    let short = w.run(&["reprocess", &sha[..8], "--dry-run"]);
+    assert_eq!(short.status.code(), Some(2));
+
+    // A corrupt object: the after column shows the catalog's values, unchanged.
+    let key = entry["lake_key"].as_str().unwrap();
+    let obj = w.path().join("lake").join(key);
+    let mut bytes = std::fs::read(&obj).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] = b'9';
+    std::fs::write(&obj, bytes).unwrap();
+    let bad = w.run(&["reprocess", "1", "--json"]);
+    assert_eq!(bad.status.code(), Some(1));
+    let b: Value = serde_json::from_slice(&bad.stdout).unwrap();
+    assert!(
+        b["after"]["error"].as_str().unwrap().contains("is corrupt"),
+        "{b}"
+    );
+    for k in ["amount_loaded", "rows_loaded", "rows_read", "status"] {
+        assert_eq!(b["after"][k], b["before"][k], "{k}: {b}");
+    }
+}
+
+/// Two files whose sha256s share a prefix cannot be told apart by it: exit 2 naming both.
+#[test]
+fn reprocess_refuses_an_ambiguous_sha256_prefix() {
+    let w = Workdir::new();
+    w.put(
+        "a.csv",
+        format!("{HEADER}\nA1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"),
+    );
+    w.put(
+        "b.csv",
+        format!("{HEADER}\nB1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"),
+    );
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{r}");
+    let conn = rusqlite::Connection::open(w.db()).unwrap();
+    conn.execute_batch("UPDATE files SET sha256 = 'abcdef012345' || substr(sha256, 13)")
+        .unwrap();
+    let out = w.run(&["reprocess", "abcdef012345", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ambiguous") && err.contains("file 1") && err.contains("file 2"),
+        "{err}"
+    );
+}

@@ -413,18 +413,30 @@ impl Tally {
         } else if self.reject_share() > max_reject_share {
             let mut rules: Vec<_> = self.rejects.iter().collect();
             rules.sort_by(|a, b| b.1.cmp(a.1));
-            let top: Vec<String> = rules
+            // Every rule up to SHOWN; past that, the rest is counted so the listed
+            // numbers never seem to be the whole of the rejected rows.
+            const SHOWN: usize = 5;
+            let mut listed: Vec<String> = rules
                 .iter()
-                .take(3)
+                .take(SHOWN)
                 .map(|(r, n)| format!("{} {n}", r.name()))
                 .collect();
+            if rules.len() > SHOWN {
+                let rest = &rules[SHOWN..];
+                let rows: u64 = rest.iter().map(|(_, n)| **n).sum();
+                listed.push(format!(
+                    "and {rows} more in {} rule{}",
+                    rest.len(),
+                    if rest.len() == 1 { "" } else { "s" }
+                ));
+            }
             self.failure = Some(format!(
                 "rejected-row share {:.2}% exceeds max_reject_share {:.2}% ({} of {} rows; {})",
                 self.reject_share() * 100.0,
                 max_reject_share * 100.0,
                 self.rows_rejected,
                 self.rows_read,
-                top.join(", ")
+                listed.join(", ")
             ));
         }
     }
@@ -562,8 +574,14 @@ pub struct FileEntry {
     pub rows_rejected: Option<u64>,
     /// Rows duplicate.
     pub rows_duplicate: Option<u64>,
-    /// Amount loaded.
+    /// Sum of every amount that parsed (exact decimal).
+    pub amount_read: Option<String>,
+    /// Amount loaded (exact decimal).
     pub amount_loaded: Option<String>,
+    /// Sum over rejected rows (exact decimal).
+    pub amount_rejected: Option<String>,
+    /// Sum over identical duplicate rows (exact decimal).
+    pub amount_duplicate: Option<String>,
     /// Lake key.
     pub lake_key: String,
     /// Failure reason.
@@ -1283,5 +1301,63 @@ impl Warehouse {
         };
         s.unfinished = self.unfinished()?;
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::Rule;
+
+    fn tally(rejects: &[(Rule, u64)]) -> Tally {
+        let rejected: u64 = rejects.iter().map(|(_, n)| n).sum();
+        Tally {
+            rows_read: rejected + 2,
+            rows_rejected: rejected,
+            rows_loaded: 2,
+            rejects: rejects.iter().cloned().collect(),
+            ..Tally::default()
+        }
+    }
+
+    #[test]
+    fn judge_names_every_rule_of_four() {
+        let mut t = tally(&[
+            (Rule::MissingCustomerId, 1),
+            (Rule::InvalidTransactionDate, 1),
+            (Rule::InvalidTransactionTime, 1),
+            (Rule::AmountAboveMax, 1),
+        ]);
+        t.judge(0.1);
+        let msg = t.failure.unwrap();
+        assert!(msg.contains("(4 of 6 rows; "), "{msg}");
+        for r in [
+            "missing_customer_id 1",
+            "invalid_transaction_date 1",
+            "invalid_transaction_time 1",
+            "amount_above_max 1",
+        ] {
+            assert!(msg.contains(r), "{r} missing from {msg}");
+        }
+    }
+
+    #[test]
+    fn judge_counts_the_rules_it_does_not_list() {
+        let mut t = tally(&[
+            (Rule::MalformedRow, 7),
+            (Rule::MissingCustomerId, 6),
+            (Rule::InvalidTransactionDate, 5),
+            (Rule::InvalidTransactionTime, 4),
+            (Rule::AmountAboveMax, 3),
+            (Rule::InvalidCurrency, 2),
+            (Rule::NegativeAmount, 1),
+        ]);
+        t.judge(0.1);
+        let msg = t.failure.unwrap();
+        assert!(msg.contains("malformed_row 7, "), "{msg}");
+        assert!(
+            msg.ends_with("amount_above_max 3, and 3 more in 2 rules)"),
+            "{msg}"
+        );
     }
 }

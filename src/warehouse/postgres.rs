@@ -1063,7 +1063,8 @@ impl PgWarehouse {
                 &format!(
                     "SELECT file_id, sha256, original_name, bytes, profile, status, {}, {},
                             rows_read, rows_loaded, rows_rejected, rows_duplicate,
-                            amount_loaded::text, lake_key, error, key_id, wrapped_key, run_id
+                            amount_loaded::text, lake_key, error, key_id, wrapped_key, run_id,
+                            amount_read::text, amount_rejected::text, amount_duplicate::text
                      FROM files WHERE ($1::bigint IS NULL OR file_id = $1) ORDER BY file_id",
                     ts("received_at"),
                     ts("processed_at")
@@ -1086,7 +1087,10 @@ impl PgWarehouse {
                 rows_loaded: r.get::<_, Option<i64>>(9).map(|n| n as u64),
                 rows_rejected: r.get::<_, Option<i64>>(10).map(|n| n as u64),
                 rows_duplicate: r.get::<_, Option<i64>>(11).map(|n| n as u64),
+                amount_read: r.get(18),
                 amount_loaded: r.get(12),
+                amount_rejected: r.get(19),
+                amount_duplicate: r.get(20),
                 lake_key: r.get(13),
                 error: r.get(14),
                 key_id: r.get(15),

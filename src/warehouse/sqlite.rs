@@ -929,7 +929,8 @@ impl SqliteWarehouse {
             .prepare(
                 "SELECT file_id, sha256, original_name, bytes, profile, status, received_at,
                         processed_at, rows_read, rows_loaded, rows_rejected, rows_duplicate,
-                        amount_loaded, lake_key, error, key_id, wrapped_key, run_id
+                        amount_loaded, lake_key, error, key_id, wrapped_key, run_id,
+                        amount_read, amount_rejected, amount_duplicate
                  FROM files WHERE (?1 IS NULL OR file_id = ?1) ORDER BY file_id",
             )
             .map_err(sql("listing files"))?;
@@ -948,7 +949,10 @@ impl SqliteWarehouse {
                     rows_loaded: r.get(9)?,
                     rows_rejected: r.get(10)?,
                     rows_duplicate: r.get(11)?,
+                    amount_read: r.get(18)?,
                     amount_loaded: r.get(12)?,
+                    amount_rejected: r.get(19)?,
+                    amount_duplicate: r.get(20)?,
                     lake_key: r.get(13)?,
                     error: r.get(14)?,
                     key_id: r.get(15)?,
