@@ -35,8 +35,10 @@ const PART_BYTES: usize = 8 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {
     /// The lake cannot be opened or written.
-    #[error("lake unreachable at {url}: {reason}")]
+    #[error("{role} unreachable at {url}: {reason}")]
     Unreachable {
+        /// What the store serves as: `lake`, or `inbox` for an object-store inbox.
+        role: &'static str,
         /// URL (no secrets).
         url: String,
         /// Cause.
@@ -44,8 +46,10 @@ pub enum LakeError {
     },
     /// The lake refused for a reason retrying cannot fix: a wrong setting or
     /// credential (exit status 2). The reason names the setting to change.
-    #[error("lake {url}: {reason}")]
+    #[error("{role} {url}: {reason}")]
     Setup {
+        /// What the store serves as: `lake`, or `inbox` for an object-store inbox.
+        role: &'static str,
         /// URL (no secrets).
         url: String,
         /// What is wrong and what to change.
@@ -159,6 +163,8 @@ pub struct Lake {
     url: String,
     runtime: Handle,
     master: Option<Arc<MasterKey>>,
+    /// `lake`, or `inbox` when the store is an object-store inbox (named in errors).
+    role: &'static str,
 }
 
 /// Encrypt a landed object: its data key and the plaintext length.
@@ -190,6 +196,18 @@ impl Lake {
     /// [`LakeError::Unreachable`] when the folder cannot be created,
     /// [`LakeError::UnsupportedUrl`] otherwise.
     pub fn open(url: &str, runtime: Handle) -> Result<Lake, LakeError> {
+        Lake::open_as(url, runtime, "lake")
+    }
+
+    /// Opens an object-store inbox like a lake; its errors say `inbox`.
+    ///
+    /// # Errors
+    /// As [`Lake::open`].
+    pub fn open_inbox(url: &str, runtime: Handle) -> Result<Lake, LakeError> {
+        Lake::open_as(url, runtime, "inbox")
+    }
+
+    fn open_as(url: &str, runtime: Handle, role: &'static str) -> Result<Lake, LakeError> {
         let store: Arc<dyn ObjectStore> = if url == "memory://" {
             Arc::new(InMemory::new())
         } else if let Some(rest) = url.strip_prefix("s3://") {
@@ -200,7 +218,7 @@ impl Lake {
             // Standard AWS_* variables (endpoint, keys, region, AWS_ALLOW_HTTP); path-style
             // addressing unless AWS_VIRTUAL_HOSTED_STYLE_REQUEST says otherwise. Retries
             // are bounded so an unreachable store fails in seconds, not minutes.
-            let s3 = AmazonS3Builder::from_env()
+            let s3 = s3_from_env()
                 .with_bucket_name(bucket)
                 .with_retry(RetryConfig {
                     backoff: BackoffConfig {
@@ -213,8 +231,18 @@ impl Lake {
                 })
                 .build()
                 .map_err(|e| LakeError::Setup {
+                    role,
                     url: crate::redact::redact_url(url),
-                    reason: format!("{}; check lake_url and the AWS_* variables", one_line(&e)),
+                    reason: format!(
+                        "{}{}; check {} and the AWS_* variables",
+                        one_line(&e),
+                        unparsable_variable(&one_line(&e)),
+                        if role == "lake" {
+                            "lake_url"
+                        } else {
+                            "--inbox"
+                        }
+                    ),
                 })?;
             if prefix.trim_matches('/').is_empty() {
                 Arc::new(s3)
@@ -232,6 +260,7 @@ impl Lake {
             // A local folder that cannot be made or used is a setting to fix, not an
             // outage: nothing would change by waiting.
             let setup = |e: &dyn std::fmt::Display| LakeError::Setup {
+                role,
                 url: url.to_owned(),
                 reason: format!(
                     "{e}; check lake_url (BANKPIPE_LAKE_URL) or --data-dir: it must be a folder \
@@ -246,6 +275,7 @@ impl Lake {
             url: crate::redact::redact_url(url),
             runtime,
             master: None,
+            role,
         })
     }
 
@@ -310,11 +340,13 @@ impl Lake {
         let (setup, reason) = explain(e);
         if setup {
             LakeError::Setup {
+                role: self.role,
                 url: self.url.clone(),
                 reason,
             }
         } else {
             LakeError::Unreachable {
+                role: self.role,
                 url: self.url.clone(),
                 reason,
             }
@@ -713,6 +745,43 @@ pub enum Verified {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// `AmazonS3Builder::from_env` without the variables set to an empty string: an empty
+/// `AWS_ALLOW_HTTP=` (or any other `AWS_*`) counts as unset, as bankpipe's own
+/// variables do, instead of failing to parse.
+fn s3_from_env() -> AmazonS3Builder {
+    let mut builder = AmazonS3Builder::new();
+    for (key, value) in std::env::vars_os() {
+        if let (Some(key), Some(value)) = (key.to_str(), value.to_str())
+            && key.starts_with("AWS_")
+            && !value.trim().is_empty()
+            && let Ok(config) = key.to_ascii_lowercase().parse()
+        {
+            builder = builder.with_config(config, value);
+        }
+    }
+    builder
+}
+
+/// For a builder error `failed to parse "VALUE" as …`: the `AWS_*` variables holding
+/// that value, named (` (AWS_ALLOW_HTTP="yes")`), or nothing.
+fn unparsable_variable(error: &str) -> String {
+    let Some(rest) = error.split("failed to parse \"").nth(1) else {
+        return String::new();
+    };
+    let Some(value) = rest.split('"').next() else {
+        return String::new();
+    };
+    let names: Vec<String> = std::env::vars()
+        .filter(|(k, v)| k.starts_with("AWS_") && v == value)
+        .map(|(k, _)| format!("{k}=\"{value}\""))
+        .collect();
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", names.join(", "))
+    }
 }
 
 /// A store error as one actionable line, and whether it is a setting or credential to

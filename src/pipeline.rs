@@ -372,7 +372,7 @@ fn remote_inbox(
     if !url.contains("://") {
         return Ok(None);
     }
-    let lake = Lake::open(&url, ctx.lake.runtime())?;
+    let lake = Lake::open_inbox(&url, ctx.lake.runtime())?;
     let objects: Vec<InboxFile> = lake
         .list_inbox()?
         .into_iter()

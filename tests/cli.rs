@@ -2228,3 +2228,29 @@ fn reprocess_refuses_an_ambiguous_sha256_prefix() {
         "{err}"
     );
 }
+
+/// An empty `AWS_ALLOW_HTTP=` counts as unset (no "failed to parse" naming no variable),
+/// and an `s3://` inbox that fails is called an inbox, not a lake.
+#[test]
+fn empty_aws_allow_http_is_unset_and_an_s3_inbox_is_called_an_inbox() {
+    let w = Workdir::new();
+    let out = w
+        .cmd()
+        .args(["run", "--inbox", "s3://nobkt/x/"])
+        .env("AWS_ALLOW_HTTP", "")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "k")
+        .env("AWS_SECRET_ACCESS_KEY", "s")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("failed to parse"), "{text}");
+    assert!(text.contains("inbox"), "{text}");
+    assert!(!text.contains("lake s3://nobkt"), "{text}");
+    assert!(!text.contains("lake unreachable at s3://nobkt"), "{text}");
+}
