@@ -213,9 +213,12 @@ fn migrate(config: &Config, args: &MigrateArgs) -> Result<ExitCode, Failure> {
             Err(WarehouseError::NoWarehouse { reason, .. })
                 if crate::warehouse::sqlite::path_from_url(&config.warehouse_url).is_some() =>
             {
+                // The reason's own advice ("create it with `bankpipe migrate`") is what
+                // this line says already: the cause alone.
+                let cause = reason.split(';').next().unwrap_or(&reason).trim();
                 writeln!(
                     out,
-                    "no warehouse at {url} ({reason}); `bankpipe migrate` would create it"
+                    "no warehouse at {url} ({cause}); `bankpipe migrate` would create it"
                 )?;
                 (None, crate::warehouse::sqlite::known_migrations())
             }

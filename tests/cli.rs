@@ -1834,6 +1834,11 @@ fn read_only_commands_create_nothing_where_the_url_points_nowhere() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(text.contains("would create"), "{text}");
+    assert_eq!(
+        text.matches("bankpipe migrate").count(),
+        1,
+        "said once: {text}"
+    );
     assert!(text.contains("0001 init"), "{text}");
     assert!(!w.db().exists());
     // `migrate` creates it and says what it applied; the read-only commands then work.
