@@ -971,6 +971,21 @@ fn withdraw_earlier_versions(ctx: &mut Context, name: &str, file_id: i64) {
     }
 }
 
+/// Whether a recorded failure comes from the file's bytes alone (empty, a header without
+/// rows, an unreadable header), so `reprocess` — the same bytes under the current
+/// settings — would fail the same way. A header no profile matches is not: a
+/// `[[profile]]` added since can match it.
+fn content_is_the_cause(reason: &str) -> bool {
+    [
+        scan::FileError::Empty.to_string(),
+        scan::FileError::NoRows.to_string(),
+        "header unreadable".to_owned(),
+        "file has no data rows".to_owned(),
+    ]
+    .iter()
+    .any(|r| reason.starts_with(r.as_str()))
+}
+
 /// Content the catalog already holds under `earlier`: a duplicate of a loaded file, or,
 /// when that file failed, a failure again with the earlier id, its reason and the way
 /// out. Skipping content that failed must not read as success (issue 8 §3): it counts as
@@ -984,13 +999,23 @@ fn seen_before(ctx: &mut Context, report: &mut FileReport, earlier: i64) -> Resu
     };
     if entry.status == FileStatus::Failed.name() {
         report.status = Outcome::Failed;
+        let reason = entry.error.as_deref().unwrap_or("no reason recorded");
+        let way_out = if content_is_the_cause(reason) {
+            // The same bytes fail the same way whatever the settings: only a new file helps.
+            "Fix the file and put the corrected one in the inbox (reprocessing the same \
+             content cannot change this)"
+                .to_owned()
+        } else {
+            format!(
+                "Put a corrected file in the inbox, or load this content again from the lake \
+                 with `bankpipe reprocess {earlier}` (with --max-reject-share if the reject \
+                 share was the reason)"
+            )
+        };
         report.error = Some(format!(
-            "same content as file {earlier} ({}), which failed: {}; nothing loaded. Put a \
-             corrected file in the inbox, or load this content again from the lake with \
-             `bankpipe reprocess {earlier}` (with --max-reject-share if the reject share was the \
-             reason)",
+            "same content as file {earlier} ({}), which failed: {reason}; nothing loaded. \
+             {way_out}",
             entry.original_name,
-            entry.error.as_deref().unwrap_or("no reason recorded")
         ));
         warn!(file = %report.name, duplicate_of = %entry.original_name, file_id = earlier, "Same content already failed; failed again.");
     } else {

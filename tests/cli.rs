@@ -585,10 +585,15 @@ fn content_that_already_failed_fails_again_with_the_way_out() {
         let reason = file(&r1, earlier)["error"].as_str().unwrap();
         assert!(e.contains(&format!("file {earlier_id} ({earlier})")), "{e}");
         assert!(e.contains(reason), "{e} lacks the earlier reason {reason}");
-        assert!(
-            e.contains(&format!("bankpipe reprocess {earlier_id}")),
-            "{e}"
-        );
+        // Reprocessing helps only where the settings can change the outcome.
+        if earlier == "bad.csv" {
+            assert!(
+                e.contains(&format!("bankpipe reprocess {earlier_id}")),
+                "{e}"
+            );
+        } else {
+            assert!(e.contains("Fix the file"), "{e}");
+        }
     }
     // A true duplicate of a loaded file names it too, and stays a success.
     for name in ["good.csv", "good-copy.csv"] {
@@ -2258,4 +2263,32 @@ fn empty_aws_allow_http_is_unset_and_an_s3_inbox_is_called_an_inbox() {
     assert!(text.contains("inbox"), "{text}");
     assert!(!text.contains("lake s3://nobkt"), "{text}");
     assert!(!text.contains("lake unreachable at s3://nobkt"), "{text}");
+}
+
+/// An empty or header-only file fails the same way however often it is reprocessed:
+/// its later copies say to fix the file, not to run `bankpipe reprocess`.
+#[test]
+fn an_empty_or_header_only_file_is_not_sent_to_reprocess() {
+    let w = Workdir::new();
+    w.put("empty.csv", "");
+    w.put("header.csv", format!("{HEADER}\n"));
+    let (r1, code) = w.run_json(&[]);
+    assert_eq!(code, 1, "{r1}");
+    for name in ["empty.csv", "header.csv"] {
+        let e = file(&r1, name)["error"].as_str().unwrap().to_owned();
+        assert!(!e.contains("reprocess"), "{e}");
+    }
+    w.put("empty-again.csv", "");
+    w.put("header-again.csv", format!("{HEADER}\n"));
+    let (r2, code) = w.run_json(&[]);
+    assert_eq!(code, 1, "{r2}");
+    for name in ["empty-again.csv", "header-again.csv"] {
+        let f = file(&r2, name);
+        assert_eq!(f["status"], "failed", "{f}");
+        let e = f["error"].as_str().unwrap();
+        assert!(!e.contains("bankpipe reprocess"), "{e}");
+        assert!(e.contains("Fix the file"), "{e}");
+    }
+    let table = String::from_utf8(w.run(&["run"]).stdout).unwrap();
+    assert!(!table.contains("bankpipe reprocess"), "{table}");
 }
