@@ -301,8 +301,6 @@ pub struct LoadPlan {
     pub run_id: String,
     /// Fail the file when rejected rows / rows read exceeds this.
     pub max_reject_share: f64,
-    /// When the file was loaded: written to `files.processed_at` (the rows' load time).
-    pub loaded_at: String,
     /// Scale of the file's amounts.
     pub scale: u8,
     /// Reprocess: the file may already be `loaded` or `failed`; its previous rows,

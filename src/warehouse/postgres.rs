@@ -886,7 +886,7 @@ impl PgWarehouse {
                 &tally.amount_rejected.to_text(s),
                 &tally.amount_duplicate.to_text(s),
                 &tally.failure,
-                &plan.loaded_at,
+                &crate::clock::now_rfc3339(),
                 &plan.run_id,
             ],
         )

@@ -753,7 +753,7 @@ impl SqliteWarehouse {
                 tally.amount_rejected.to_text(plan.scale),
                 tally.amount_duplicate.to_text(plan.scale),
                 tally.failure,
-                plan.loaded_at,
+                crate::clock::now_rfc3339(),
                 plan.run_id,
                 first_rowid,
                 last_rowid

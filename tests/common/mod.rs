@@ -211,7 +211,6 @@ pub fn plan(file_id: i64, run_id: &str, max_reject_share: f64) -> LoadPlan {
         file_id,
         run_id: run_id.to_owned(),
         max_reject_share,
-        loaded_at: bankpipe::clock::now_rfc3339(),
         scale: SCALE,
         replace: false,
         format_names: Default::default(),
