@@ -315,7 +315,33 @@ fn open_context(
     })
 }
 
+/// `run`. With `--json` exactly one JSON object is printed whatever happens: a run that
+/// stops part-way (exit 2 or 3) prints what it did before, with `status` `failed` and the
+/// run-level `error`; one that cannot start prints `run_id` `null`, no files and the
+/// `error`. Without `--json` the summary of what was done comes before the error line.
 fn run(config: &Config, args: &RunArgs) -> Result<ExitCode, Failure> {
+    let mut printed = false;
+    let result = run_printing(config, args, &mut printed);
+    if let Err(failure) = &result
+        && args.json
+        && !printed
+        && !failure.is_closed_pipe()
+    {
+        let unstarted = serde_json::json!({
+            "run_id": null,
+            "status": "failed",
+            "started_at": null,
+            "finished_at": crate::clock::now_rfc3339(),
+            "elapsed_s": 0.0,
+            "files": [],
+            "error": failure.message,
+        });
+        writeln!(stdout(), "{unstarted}")?;
+    }
+    result
+}
+
+fn run_printing(config: &Config, args: &RunArgs, printed: &mut bool) -> Result<ExitCode, Failure> {
     if !config.inbox.to_string_lossy().contains("://") && !config.inbox.is_dir() {
         return Err(Failure::usage(format!(
             "inbox {} is not a folder: create it and put files in it, or pass --inbox DIR",
@@ -326,9 +352,29 @@ fn run(config: &Config, args: &RunArgs) -> Result<ExitCode, Failure> {
     let mut ctx = open_context(config, &rt, Access::Create)?;
     require_current_key(&mut ctx.warehouse, config.master_key.as_deref(), false)?;
     let mut progress = progress_for(args.json, args.no_progress);
-    let report = pipeline::run(&mut ctx, progress.as_mut())?;
-    print_run(&report, args.json)?;
-    Ok(exit_for(&report))
+    let outcome = pipeline::run(&mut ctx, progress.as_mut());
+    drop(progress);
+    *printed = true;
+    match outcome {
+        Ok(report) => {
+            print_run(&report, args.json)?;
+            Ok(exit_for(&report))
+        }
+        Err(stopped) => {
+            let failure = Failure::from(stopped.error);
+            match stopped.report {
+                Some(report) => print_run(&report, args.json)?,
+                None => *printed = false,
+            }
+            Err(failure)
+        }
+    }
+}
+
+impl From<pipeline::Stopped> for Failure {
+    fn from(s: pipeline::Stopped) -> Failure {
+        s.error.into()
+    }
 }
 
 /// Refuses (exit 2) to `run` or `reprocess` with a master key other than the catalog's
@@ -428,6 +474,7 @@ fn check(config: &Config, args: &CheckArgs) -> Result<ExitCode, Failure> {
         finished_at: crate::clock::now_rfc3339(),
         elapsed_s: started.elapsed().as_secs_f64(),
         files,
+        error: None,
     };
     print_run(&report, args.json)?;
     Ok(exit_for(&report))

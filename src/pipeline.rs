@@ -52,6 +52,25 @@ pub enum RunError {
     },
 }
 
+/// A run that stopped part-way (exit status 2 or 3): why, and what it did before.
+#[derive(Debug)]
+pub struct Stopped {
+    /// The files processed before the run stopped, with `status` `failed` and the
+    /// run-level `error`; `None` when it stopped before it started (no run id yet).
+    pub report: Option<Box<RunReport>>,
+    /// Why it stopped.
+    pub error: RunError,
+}
+
+impl From<RunError> for Stopped {
+    fn from(error: RunError) -> Stopped {
+        Stopped {
+            report: None,
+            error,
+        }
+    }
+}
+
 /// Everything a run needs, opened once.
 #[derive(Debug)]
 pub struct Context {
@@ -149,8 +168,9 @@ fn old_enough(
 /// Runs the pipeline over every file of the inbox.
 ///
 /// # Errors
-/// [`RunError`] when the run cannot go on; file-level problems are in the report.
-pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, RunError> {
+/// [`Stopped`] when the run cannot go on, with the report of what it did before (when it
+/// had started); file-level problems are in the report.
+pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, Stopped> {
     let inbox = ctx.config.inbox.clone();
     let _lock = take_run_lock(&ctx.config)?;
     let remote = remote_inbox(ctx, &inbox)?;
@@ -165,7 +185,9 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, 
     let run_id = uuid::Uuid::now_v7().to_string();
     let started_at = crate::clock::now_rfc3339();
     let clock = Instant::now();
-    ctx.warehouse.start_run(&run_id, &started_at)?;
+    ctx.warehouse
+        .start_run(&run_id, &started_at)
+        .map_err(RunError::from)?;
     info!(run_id, files = files.len(), inbox = %inbox.display(), "Run started.");
     let parallel = effective_parallel(&ctx.config);
     let (mut reports, fatal) = if parallel > 1 && files.len() > 1 {
@@ -201,6 +223,7 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, 
         finished_at: crate::clock::now_rfc3339(),
         elapsed_s: clock.elapsed().as_secs_f64(),
         files: reports,
+        error: fatal.as_ref().map(ToString::to_string),
     };
     report.status = if fatal.is_some() || report.has_failures() {
         "failed".into()
@@ -223,10 +246,21 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, 
         &report.status,
         &counts.to_string(),
     );
-    if let Some(e) = fatal {
-        return Err(e);
+    if let Some(error) = fatal {
+        return Err(Stopped {
+            report: Some(Box::new(report)),
+            error,
+        });
     }
-    finish?;
+    if let Err(e) = finish {
+        let error = RunError::from(e);
+        report.status = "failed".into();
+        report.error = Some(error.to_string());
+        return Err(Stopped {
+            report: Some(Box::new(report)),
+            error,
+        });
+    }
     info!(run_id, status = %report.status, elapsed_s = report.elapsed_s, "Run finished.");
     Ok(report)
 }
@@ -421,6 +455,9 @@ fn process_with_retries(
                     warn!(attempt, error = %e, "Reconnect failed; will retry.");
                 }
             }
+            Err(RunError::Warehouse(e)) if e.is_transient() => {
+                return Err(unreachable_after(&ctx.config.warehouse_url, e, attempt).into());
+            }
             other => {
                 if let Ok(report) = &other
                     && let Some(id) = report.file_id.filter(|_| {
@@ -450,6 +487,24 @@ fn process_with_retries(
                 return other;
             }
         }
+    }
+}
+
+/// The error a run stops with once a transient warehouse failure outlasted its retries:
+/// it names the warehouse (password redacted) and says it is unreachable, with what was
+/// being done and how many attempts were made.
+fn unreachable_after(url: &str, e: WarehouseError, attempts: u32) -> WarehouseError {
+    let reason = match e {
+        WarehouseError::Unreachable { reason, .. } => reason,
+        other => {
+            let text = other.to_string();
+            text.strip_prefix("warehouse ")
+                .map_or_else(|| text.clone(), str::to_owned)
+        }
+    };
+    WarehouseError::Unreachable {
+        url: crate::redact::redact_url(url),
+        reason: format!("{reason} (after {attempts} attempts)"),
     }
 }
 
@@ -672,17 +727,20 @@ fn process_file(
         &sha256,
         &source::lake_extension(&name, compression),
     );
-    let claim = ctx.warehouse.claim(&NewFile {
-        sha256: sha256.clone(),
-        original_name: name.clone(),
-        bytes,
-        profile: report.profile.clone(),
-        format: format.name().to_owned(),
-        compression: compression.name().to_owned(),
-        lake_key: key.clone(),
-        received_at: crate::clock::now_rfc3339(),
-        run_id: run_id.to_owned(),
-    })?;
+    let claim = claim_waiting_for_own_run(
+        ctx,
+        &NewFile {
+            sha256: sha256.clone(),
+            original_name: name.clone(),
+            bytes,
+            profile: report.profile.clone(),
+            format: format.name().to_owned(),
+            compression: compression.name().to_owned(),
+            lake_key: key.clone(),
+            received_at: crate::clock::now_rfc3339(),
+            run_id: run_id.to_owned(),
+        },
+    )?;
     let (file_id, key, resumed) = match claim {
         Claim::New { file_id } => (file_id, key, false),
         Claim::Resume { file_id, .. } => {
@@ -932,6 +990,49 @@ fn process_file(
         withdraw_earlier_versions(ctx, &name, file_id);
     }
     Ok(finish(report, progress))
+}
+
+/// Claims `file`; when the claim is held by another worker of this very run (two inbox
+/// files with the same content under `run --parallel N`), waits for that worker to
+/// finish the content and claims again, so the copy is reported as a sequential run
+/// would report it (`duplicate_file`, or `failed` again), never `claimed_elsewhere`.
+///
+/// The wait polls the claim with a growing pause (20 ms doubling to 1 s), never spins:
+/// it ends when that worker releases the claim, which it does when it finishes the file
+/// or when its session is closed after an error (the run waits for its workers anyway,
+/// so this adds no wait the run would not have). A claim held by another run or process
+/// is returned as is ([`Claim::Busy`]).
+fn claim_waiting_for_own_run(ctx: &mut Context, file: &NewFile) -> Result<Claim, RunError> {
+    let mut pause = Duration::from_millis(20);
+    let mut waited = Duration::ZERO;
+    loop {
+        let claim = ctx.warehouse.claim(file)?;
+        match &claim {
+            Claim::Busy { file_id, claimant } if claimed_by_this_run(claimant, &file.run_id) => {
+                if waited.is_zero() {
+                    info!(file = %file.original_name, file_id, "Another worker of this run holds the same content's claim; waiting for it to finish.");
+                }
+                std::thread::sleep(pause);
+                waited += pause;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            _ => {
+                if !waited.is_zero() {
+                    tracing::debug!(file = %file.original_name, waited_s = waited.as_secs_f64(), "Waited for another worker of this run.");
+                }
+                return Ok(claim);
+            }
+        }
+    }
+}
+
+/// Whether a claim's holder is this process working on run `run_id` (another worker of
+/// the same run), not another run or process.
+fn claimed_by_this_run(claimant: &crate::warehouse::Claimant, run_id: &str) -> bool {
+    let (host, pid) = crate::warehouse::Claimant::this_process();
+    claimant.run_id.as_deref() == Some(run_id)
+        && claimant.pid == Some(pid)
+        && claimant.host.as_deref().is_none_or(|h| h == host)
 }
 
 /// Records on a claim why it stopped (issue 8 §8): without it, `files` showed a

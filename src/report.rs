@@ -212,6 +212,9 @@ pub struct RunReport {
     pub elapsed_s: f64,
     /// One entry per file, in processing order.
     pub files: Vec<FileReport>,
+    /// Why the run stopped part-way (exit status 2 or 3; `status` is then `failed` and
+    /// `files` lists what was processed before); `null` for a run that went to the end.
+    pub error: Option<String>,
 }
 
 impl RunReport {
@@ -361,6 +364,7 @@ mod tests {
             finished_at: String::new(),
             elapsed_s: 0.0,
             files: vec![a, b],
+            error: None,
         };
         let table = report.table();
         // The status column starts at the same character on every line.

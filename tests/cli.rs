@@ -2292,3 +2292,94 @@ fn an_empty_or_header_only_file_is_not_sent_to_reprocess() {
     let table = String::from_utf8(w.run(&["run"]).stdout).unwrap();
     assert!(!table.contains("bankpipe reprocess"), "{table}");
 }
+
+/// A run that stops part-way (here: the warehouse refuses the second file's claim, an
+/// unexpected error, exit 3) still prints exactly one JSON object with `--json`: the
+/// file it loaded before, `status` `failed` and the run-level `error`; the text summary
+/// lists what was done before the error line.
+#[test]
+fn a_run_that_stops_part_way_reports_what_it_did() {
+    let w = Workdir::new();
+    let migrated = w.run(&["migrate"]);
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    let conn = rusqlite::Connection::open(w.db()).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refuse_b BEFORE INSERT ON files WHEN NEW.original_name = 'b.csv'
+         BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END;",
+    )
+    .unwrap();
+    drop(conn);
+    w.put(
+        "a.csv",
+        format!("{HEADER}\nA1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"),
+    );
+    w.put(
+        "b.csv",
+        format!("{HEADER}\nB1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"),
+    );
+    let out = w.run(&["run", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let report: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {text}\n{stderr}"));
+    assert_eq!(report["status"], "failed", "{report}");
+    let error = report["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(error.contains("refused by a test trigger"), "{error}");
+    assert!(
+        stderr.contains(error),
+        "the same message ends stderr: {stderr}"
+    );
+    assert_eq!(file(&report, "a.csv")["status"], "loaded", "{report}");
+    assert_eq!(file(&report, "a.csv")["rows_loaded"], 1, "{report}");
+    assert_eq!(file(&report, "b.csv")["status"], "failed", "{report}");
+    assert!(report["run_id"].is_string(), "{report}");
+
+    // Text mode: the summary of what was done, then the error line on stderr.
+    let w2 = Workdir::new();
+    assert!(w2.run(&["migrate"]).status.success());
+    let conn = rusqlite::Connection::open(w2.db()).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refuse_b BEFORE INSERT ON files WHEN NEW.original_name = 'b.csv'
+         BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END;",
+    )
+    .unwrap();
+    drop(conn);
+    w2.put(
+        "a.csv",
+        format!("{HEADER}\nA1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"),
+    );
+    w2.put(
+        "b.csv",
+        format!("{HEADER}\nB1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"),
+    );
+    let out = w2.run(&["run"]);
+    assert_eq!(out.status.code(), Some(3));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("a.csv") && l.contains("loaded")),
+        "{table}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bankpipe: error: "),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A run that cannot start prints one JSON object too.
+    let out = w.run(&["run", "--json", "--inbox", "/nonexistent-bankpipe-inbox"]);
+    assert_eq!(out.status.code(), Some(2));
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(report["status"], "failed");
+    assert!(report["run_id"].is_null());
+    assert!(report["error"].as_str().unwrap().contains("not a folder"));
+}

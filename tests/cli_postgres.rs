@@ -1745,3 +1745,122 @@ amount = "amount"
         .unwrap();
     assert_eq!(mixed["formats"]["transaction_date"], want, "{mixed}");
 }
+
+/// Bug nu1 §1: under `--parallel 3`, copies of one content in one inbox are reported as
+/// a sequential run reports them: one `loaded` and the others `duplicate_file` naming
+/// it; for content that fails, every copy `failed` (the others "failed again" naming
+/// the first). Never `claimed_elsewhere` by this very run.
+#[test]
+fn identical_files_in_one_parallel_run_are_duplicates_not_claimed_elsewhere() {
+    let c = PgCluster::shared();
+    for (content, max_reject_share) in [("good", "0.5"), ("bad", "0.01")] {
+        let (dir, inbox) = workdir();
+        let source = dir.path().join("source.csv");
+        // Large enough that the three workers meet while the first is still loading.
+        let defects = if content == "good" { "0.001" } else { "0.05" };
+        generate(&source, 60_000, 77, 1, defects);
+        for name in ["x1.csv", "x2.csv", "x3.csv"] {
+            std::fs::copy(&source, inbox.join(name)).unwrap();
+        }
+        let db = c.database();
+        let (r, code, err) = run_json_with(
+            dir.path(),
+            &db.url,
+            &["--parallel", "3", "--max-reject-share", max_reject_share],
+        );
+        let all = files(&r);
+        assert_eq!(all.len(), 3, "{r}");
+        for f in all {
+            assert_ne!(f["status"], "claimed_elsewhere", "{f}\n{err}");
+            assert!(f["claimed_by"].is_null(), "{f}");
+        }
+        let first: Vec<&Value> = all.iter().filter(|f| f["duplicate_of"].is_null()).collect();
+        assert_eq!(first.len(), 1, "exactly one copy is processed: {r}");
+        let first = first[0];
+        let first_id = first["file_id"].as_i64().unwrap();
+        let others = all.iter().filter(|f| !f["duplicate_of"].is_null());
+        if content == "good" {
+            assert_eq!(code, 0, "{r}\n{err}");
+            assert_eq!(first["status"], "loaded", "{first}");
+            for f in others {
+                assert_eq!(f["status"], "duplicate_file", "{f}");
+                assert_eq!(
+                    f["duplicate_of"],
+                    serde_json::json!({"file_id": first_id, "name": first["name"], "status": "loaded"})
+                );
+            }
+            assert_eq!(c.psql(&db.name, "SELECT COUNT(*) FROM files"), "1");
+        } else {
+            assert_eq!(code, 1, "{r}\n{err}");
+            assert_eq!(r["status"], "failed");
+            assert_eq!(first["status"], "failed", "{first}");
+            let reason = first["error"].as_str().unwrap().to_owned();
+            for f in others {
+                assert_eq!(f["status"], "failed", "{f}");
+                assert_eq!(
+                    f["duplicate_of"],
+                    serde_json::json!({"file_id": first_id, "name": first["name"], "status": "failed"})
+                );
+                let e = f["error"].as_str().unwrap();
+                assert!(e.contains(&reason), "{e}");
+                assert!(e.contains(first["name"].as_str().unwrap()), "{e}");
+            }
+            assert_eq!(c.psql(&db.name, "SELECT COUNT(*) FROM transactions"), "0");
+        }
+    }
+}
+
+/// Bug nu1 §3: a warehouse that goes away mid-run and stays away ends the run with
+/// exit 3 and a last line naming the warehouse (password redacted) as unreachable;
+/// `--json` still prints one object with the run-level error (§2).
+#[test]
+fn a_server_gone_for_good_ends_the_run_naming_the_unreachable_warehouse() {
+    let cluster = PgCluster::start();
+    let db = cluster.database();
+    let secret = "s3cr3t-pw";
+    let url = db
+        .url
+        .replacen("postgres@", &format!("postgres:{secret}@"), 1);
+    let (dir, inbox) = workdir();
+    generate(&inbox.join("big.csv"), 300_000, 41, 1, "0");
+    let mut child = bankpipe(dir.path(), &url)
+        .args(["run", "--json"])
+        .env("BANKPIPE_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut reader = BufReader::new(stderr);
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap() > 0 && !line.contains("Claimed") {
+        line.clear();
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    cluster.stop();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{rest}");
+    assert!(!rest.contains(secret), "{rest}");
+    let last = rest.lines().last().unwrap_or_default();
+    let redacted = url.replace(secret, "***");
+    assert!(
+        last.starts_with(&format!(
+            "bankpipe: error: warehouse unreachable at {redacted}: "
+        )),
+        "{last}"
+    );
+    assert!(last.contains("attempts)"), "{last}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(!stdout.contains(secret), "{stdout}");
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {stdout}"));
+    assert_eq!(report["status"], "failed");
+    assert_eq!(
+        report["error"].as_str().unwrap(),
+        last.trim_start_matches("bankpipe: error: ")
+    );
+    // The database guard drops its database through the server.
+    cluster.restart();
+}

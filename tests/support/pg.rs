@@ -243,6 +243,13 @@ impl PgCluster {
         );
     }
 
+    /// Stops the server abruptly (`pg_ctl -m immediate stop`: every connection is cut)
+    /// and leaves it stopped, so that clients find it unreachable. Not for
+    /// [`PgCluster::shared`].
+    pub fn stop(&self) {
+        let _ = self.pg_ctl_stop();
+    }
+
     /// Creates, configures and starts a cluster.
     fn launch(tls: bool) -> PgCluster {
         let bins = binaries();
