@@ -813,19 +813,31 @@ impl PgWarehouse {
         tx.batch_execute("SAVEPOINT optimistic")
             .map_err(pg("setting a savepoint"))?;
         let mut rejects = RejectBuffer::default();
-        let optimistic = copy_direct(&mut tx, plan, source, progress, &mut rejects);
+        let mut repeats = RepeatBuffer::default();
+        let optimistic = copy_direct(&mut tx, plan, source, progress, &mut rejects, &mut repeats)
+            .and_then(|mut t| {
+                let merged = repeats.rows == 0 || merge_repeats(&mut tx, plan, repeats, &mut t)?;
+                Ok(merged.then_some(t))
+            });
+        // Staging is the way when an id is stored already (the server refused the
+        // COPY), or when a row set aside as a repeat turned out to be new.
+        let restage = match &optimistic {
+            Ok(None) => true,
+            Err(WarehouseError::Pg { source: e, .. }) => {
+                e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+            }
+            _ => false,
+        };
         let mut tally = match optimistic {
-            Ok(t) => {
+            Ok(Some(t)) => {
                 tx.batch_execute("RELEASE SAVEPOINT optimistic")
                     .map_err(pg("releasing a savepoint"))?;
                 t
             }
-            Err(WarehouseError::Pg { source: e, .. })
-                if e.code() == Some(&SqlState::UNIQUE_VIOLATION) =>
-            {
+            _ if restage => {
                 tracing::debug!(
                     file_id = plan.file_id,
-                    "An id is already loaded; merging through staging."
+                    "An id is already loaded (or set aside as a repeat but new); merging through staging."
                 );
                 tx.batch_execute("ROLLBACK TO SAVEPOINT optimistic")
                     .map_err(pg("rolling back to the savepoint"))?;
@@ -834,6 +846,7 @@ impl PgWarehouse {
                 copy_staged(&mut tx, plan, source, progress, &mut rejects)?
             }
             Err(e) => return Err(e),
+            Ok(None) => unreachable!("restage holds for Ok(None)"),
         };
         let copied = started.elapsed();
         source.finish().map_err(WarehouseError::Source)?;
@@ -1260,15 +1273,101 @@ struct CopyTiming {
     finish: std::time::Duration,
 }
 
-/// The optimistic path: every valid row straight into `transactions`.
+/// Distinct ids the optimistic path remembers per file (a 64-bit digest each, ~18 bytes
+/// with the table's overhead; ~75 MB at the cap). Past it, further new ids are not
+/// remembered: a later repeat of one of them aborts the optimistic `COPY` (unique
+/// violation) and the file takes the staging path, which is exact at any size.
+const SEEN_IDS_MAX: usize = 1 << 22;
+
+/// A 64-bit digest of a transaction id, to notice ids repeated inside a file.
+fn id_digest(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
+}
+
+/// Encodes one valid row for `bankpipe_staging`: the `transactions` fields, then
+/// warnings, the raw text and the record's order in the file.
+fn encode_staged(buf: &mut Vec<u8>, batch: &Batch, row: &ValidRow, file_id: i64, ord: i64) {
+    let start = buf.len();
+    encode_row(buf, row, file_id);
+    // Three more fields: warnings, raw, ord.
+    buf[start..start + 2].copy_from_slice(&(TXN_FIELDS + 3).to_be_bytes());
+    enc::int4(buf, i32::from(row.warnings.0));
+    enc::text(buf, &String::from_utf8_lossy(batch.raw(row.span)));
+    enc::int8(buf, ord);
+}
+
+/// Rows the optimistic path set aside because their id already occurred earlier in the
+/// file, encoded for `bankpipe_staging`; spilled to a temporary file past 16 MiB, so
+/// memory stays bounded whatever the share of repeats.
+#[derive(Default)]
+struct RepeatBuffer {
+    buf: Vec<u8>,
+    spill: Option<std::fs::File>,
+    rows: u64,
+}
+
+impl RepeatBuffer {
+    fn add(&mut self, batch: &Batch, row: &ValidRow, file_id: i64, ord: i64) -> Result<()> {
+        encode_staged(&mut self.buf, batch, row, file_id, ord);
+        self.rows += 1;
+        if self.buf.len() > 16 << 20 {
+            let io = |e: std::io::Error| WarehouseError::Source(format!("repeats buffer: {e}"));
+            if self.spill.is_none() {
+                self.spill = Some(tempfile::tempfile().map_err(io)?);
+            }
+            if let Some(f) = self.spill.as_mut() {
+                f.write_all(&self.buf).map_err(io)?;
+            }
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Streams the rows into `bankpipe_staging` (which must exist).
+    fn copy(self, tx: &mut Transaction<'_>) -> Result<()> {
+        let mut writer = tx
+            .copy_in(&format!(
+                "COPY bankpipe_staging ({TXN_COLUMNS}, warnings, raw, ord) FROM STDIN (FORMAT binary)"
+            ))
+            .map_err(pg("starting staging COPY"))?;
+        let io = |e: std::io::Error| WarehouseError::Source(format!("repeats buffer: {e}"));
+        let mut head = Vec::new();
+        enc::header(&mut head);
+        writer.write_all(&head).map_err(io)?;
+        if let Some(mut f) = self.spill {
+            use std::io::Seek;
+            f.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+            std::io::copy(&mut f, &mut writer).map_err(io)?;
+        }
+        writer.write_all(&self.buf).map_err(io)?;
+        let mut tail = Vec::new();
+        enc::trailer(&mut tail);
+        writer.write_all(&tail).map_err(io)?;
+        writer
+            .finish()
+            .map_err(pg("staging repeated ids with COPY"))?;
+        Ok(())
+    }
+}
+
+/// The optimistic path: the first occurrence of every id in the file straight into
+/// `transactions`; a row whose id occurred earlier in the file goes to `repeats`
+/// instead, for [`merge_repeats`] (so in-file repeats, common in real files, do not
+/// abort the `COPY`). `tally` counts only the rows sent to `transactions` as loaded.
 fn copy_direct(
     tx: &mut Transaction<'_>,
     plan: &LoadPlan,
     source: &mut dyn BatchSource,
     progress: &mut dyn FnMut(&Tally),
     rejects: &mut RejectBuffer,
+    repeats: &mut RepeatBuffer,
 ) -> Result<Tally> {
     let mut tally = Tally::default();
+    let mut seen: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    let mut ord = 0i64;
     let mut writer = tx
         .copy_in(&format!(
             "COPY transactions ({TXN_COLUMNS}) FROM STDIN (FORMAT binary)"
@@ -1288,9 +1387,24 @@ fn copy_direct(
         let encoding = std::time::Instant::now();
         tally.rows_read += batch.rows_read;
         tally.amount_read.merge(&batch.amount_read);
+        // File order decides which occurrence of an id is the first. A digest seen
+        // before sets the row aside (a digest collision only sets aside a first
+        // occurrence, which `merge_repeats` notices).
+        let mut order: Vec<&ValidRow> = Vec::with_capacity(batch.rows.len());
+        for row in &batch.rows {
+            ord += 1;
+            let digest = id_digest(&row.txn.transaction_id);
+            if seen.contains(&digest) {
+                repeats.add(&batch, row, plan.file_id, ord)?;
+            } else {
+                if seen.len() < SEEN_IDS_MAX {
+                    seen.insert(digest);
+                }
+                order.push(row);
+            }
+        }
         // Key order within a batch keeps the primary-key inserts on neighbouring index
-        // pages. Order does not matter here: any repeated id aborts this COPY.
-        let mut order: Vec<&ValidRow> = batch.rows.iter().collect();
+        // pages.
         order.sort_unstable_by(|a, b| a.txn.transaction_id.cmp(&b.txn.transaction_id));
         for row in order {
             encode_row(&mut buf, row, plan.file_id);
@@ -1359,6 +1473,15 @@ pub struct MergeSql {
     pub quarantine: String,
     /// Records the identical duplicates in `duplicate_rows` (duplicate lineage).
     pub duplicates: String,
+    /// After an optimistic `COPY`, for a staging table holding only the rows it set
+    /// aside as repeats (see `merge_repeats`): counts the staged rows whose id is not
+    /// stored, then count and sum of the identical and of the conflicting ones. `$1`:
+    /// the amount scale.
+    pub repeats_classify: String,
+    /// Quarantines the conflicting set-aside rows.
+    pub repeats_quarantine: String,
+    /// Records the identical set-aside rows in `duplicate_rows`.
+    pub repeats_duplicates: String,
 }
 
 impl MergeSql {
@@ -1441,12 +1564,37 @@ impl MergeSql {
              WHERE NOT {ours} AND {same}",
             ours = ours_at(1)
         );
+        let repeats_classify = format!(
+            "SELECT COUNT(*) FILTER (WHERE t.transaction_id IS NULL),
+                    COUNT(*) FILTER (WHERE t.transaction_id IS NOT NULL AND {same}),
+                    round(COALESCE(SUM(s.amount) FILTER (WHERE t.transaction_id IS NOT NULL AND {same}), 0), $1::int)::text,
+                    COUNT(*) FILTER (WHERE t.transaction_id IS NOT NULL AND NOT ({same})),
+                    round(COALESCE(SUM(s.amount) FILTER (WHERE t.transaction_id IS NOT NULL AND NOT ({same})), 0), $1::int)::text
+             FROM bankpipe_staging s LEFT JOIN transactions t USING (transaction_id)"
+        );
+        let repeats_quarantine = format!(
+            "INSERT INTO rejected_rows (file_id, line_no, rule, field, detail, amount, raw)
+             SELECT s.file_id, s.line_no, 'conflicting_duplicate', 'transaction_id',
+                    'already loaded from file ' || t.file_id || ' line ' || t.line_no ||
+                    ' with a different ' || concat_ws(', ', {differs}), s.amount, s.raw
+             FROM bankpipe_staging s JOIN transactions t USING (transaction_id)
+             WHERE NOT ({same})"
+        );
+        let repeats_duplicates = format!(
+            "INSERT INTO duplicate_rows (transaction_id, file_id, line_no, warnings)
+             SELECT s.transaction_id, s.file_id, s.line_no, s.warnings
+             FROM bankpipe_staging s JOIN transactions t USING (transaction_id)
+             WHERE {same}"
+        );
         MergeSql {
             staging,
             insert,
             classify,
             quarantine,
             duplicates,
+            repeats_classify,
+            repeats_quarantine,
+            repeats_duplicates,
         }
     }
 }
@@ -1455,6 +1603,60 @@ impl Default for MergeSql {
     fn default() -> MergeSql {
         MergeSql::new()
     }
+}
+
+/// After an optimistic `COPY` that succeeded: classifies the rows it set aside as
+/// repeats. Each has an earlier occurrence of its id, stored by this `COPY` (which
+/// succeeded, so every row it sent was new to the warehouse) or by another file: the
+/// first occurrence wins, so every set-aside row whose id is stored is a duplicate
+/// (identical) or a conflicting duplicate (quarantined), never loaded. A set-aside row
+/// whose id is not stored at all (a digest collision: a first occurrence set aside)
+/// makes this return `false`; the caller then rolls back and takes the staging path.
+fn merge_repeats(
+    tx: &mut Transaction<'_>,
+    plan: &LoadPlan,
+    repeats: RepeatBuffer,
+    tally: &mut Tally,
+) -> Result<bool> {
+    let started = std::time::Instant::now();
+    let sql = MergeSql::new();
+    let rows = repeats.rows;
+    tx.batch_execute(&sql.staging)
+        .map_err(pg("creating the staging table"))?;
+    repeats.copy(tx)?;
+    // As in `copy_staged`: before reading which ids exist.
+    tx.batch_execute("LOCK TABLE duplicate_rows IN ROW EXCLUSIVE MODE; ANALYZE bankpipe_staging")
+        .map_err(pg("locking duplicate lineage"))?;
+    let scale = i32::from(plan.scale);
+    let row = tx
+        .query_one(&sql.repeats_classify, &[&scale])
+        .map_err(pg("classifying repeated ids"))?;
+    let unmatched = row.get::<_, i64>(0);
+    if unmatched > 0 {
+        return Ok(false);
+    }
+    let total = |i: usize| Total::parse(&row.get::<_, String>(i), plan.scale).unwrap_or_default();
+    tally.rows_duplicate += row.get::<_, i64>(1) as u64;
+    tally.amount_duplicate.merge(&total(2));
+    let conflicts = row.get::<_, i64>(3) as u64;
+    tally.rows_rejected += conflicts;
+    tally.amount_rejected.merge(&total(4));
+    if conflicts > 0 {
+        *tally.rejects.entry(Rule::ConflictingDuplicate).or_default() += conflicts;
+        tx.execute(&sql.repeats_quarantine, &[])
+            .map_err(pg("quarantining conflicting rows"))?;
+    }
+    if row.get::<_, i64>(1) > 0 {
+        tx.execute(&sql.repeats_duplicates, &[])
+            .map_err(pg("recording duplicate lineage"))?;
+    }
+    tracing::debug!(
+        file_id = plan.file_id,
+        rows,
+        elapsed_s = started.elapsed().as_secs_f64(),
+        "Classified the rows whose id repeats an earlier one."
+    );
+    Ok(true)
 }
 
 /// The merge path: the file into a temporary staging table, then set operations decide
@@ -1483,15 +1685,9 @@ fn copy_staged(
             tally.rows_read += batch.rows_read;
             tally.amount_read.merge(&batch.amount_read);
             for row in &batch.rows {
-                let start = buf.len();
-                encode_row(&mut buf, row, plan.file_id);
-                // Three more fields: warnings, raw, ord.
-                buf[start..start + 2].copy_from_slice(&(TXN_FIELDS + 3).to_be_bytes());
-                enc::int4(&mut buf, i32::from(row.warnings.0));
-                enc::text(&mut buf, &String::from_utf8_lossy(batch.raw(row.span)));
                 // Record order: several records can share a line (compact JSON).
                 ord += 1;
-                enc::int8(&mut buf, ord);
+                encode_staged(&mut buf, &batch, row, plan.file_id, ord);
             }
             rejects.add_batch(&batch, &mut tally);
             if buf.len() >= COPY_CHUNK {
