@@ -1003,11 +1003,12 @@ fn the_merge_path_plans_are_never_quadratic_at_any_work_mem() {
     tx.batch_execute(&format!(
         "PREPARE merge_insert AS {}; PREPARE merge_classify(int, bigint) AS {};
          PREPARE merge_quarantine(bigint) AS {};
-         PREPARE repeats_classify(int) AS {}; PREPARE repeats_quarantine AS {};
-         PREPARE repeats_duplicates AS {};",
+         PREPARE set_aside_insert AS {}; PREPARE repeats_classify(int, bigint) AS {};
+         PREPARE repeats_quarantine(bigint) AS {}; PREPARE repeats_duplicates(bigint) AS {};",
         sql.insert,
         sql.classify,
         sql.quarantine,
+        sql.set_aside_insert,
         sql.repeats_classify,
         sql.repeats_quarantine,
         sql.repeats_duplicates
@@ -1020,9 +1021,10 @@ fn the_merge_path_plans_are_never_quadratic_at_any_work_mem() {
             "merge_insert",
             "merge_classify(2, 2)",
             "merge_quarantine(2)",
-            "repeats_classify(2)",
-            "repeats_quarantine",
-            "repeats_duplicates",
+            "set_aside_insert",
+            "repeats_classify(2, 2)",
+            "repeats_quarantine(2)",
+            "repeats_duplicates(2)",
         ] {
             let explained = tx
                 .simple_query(&format!("EXPLAIN (FORMAT JSON) EXECUTE {statement}"))
@@ -1202,7 +1204,7 @@ fn repeats_inside_a_file_stay_on_the_optimistic_path_with_exact_totals() {
     let r: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{log}"));
     assert_eq!(out.status.code(), Some(0), "{r}\n{log}");
     assert!(
-        log.contains("Classified the rows whose id repeats an earlier one.")
+        log.contains("Merged the rows set aside by the optimistic COPY.")
             && !log.contains("merging through staging"),
         "the file should have stayed on the optimistic path:\n{log}"
     );
