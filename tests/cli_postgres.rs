@@ -1305,6 +1305,127 @@ fn repeats_inside_a_file_stay_on_the_optimistic_path_with_exact_totals() {
     );
 }
 
+#[test]
+fn a_stored_id_late_in_a_file_costs_one_segment_with_exact_totals() {
+    // Issue #8: after the optimistic COPY is refused, the file is sent again in
+    // segments, each under its own savepoint; only the refused segment is set aside.
+    // Here the stored ids sit near line 75,000 of 150,000, so the first segment loads
+    // straight away, and repeats cross the segment boundaries both ways.
+    let (dir, inbox) = workdir();
+    let db = PgCluster::shared().database();
+    let c = PgCluster::shared();
+    let a_path = dir.path().join("a.csv");
+    generate(&a_path, 1_000, 71, 1, "0");
+    let a_text = std::fs::read_to_string(&a_path).unwrap();
+    let a_rows: Vec<&str> = a_text.lines().skip(1).collect();
+    std::fs::copy(&a_path, inbox.join("a.csv")).unwrap();
+    let (r, code, err) = run_json(dir.path(), &db.url);
+    assert_eq!(code, 0, "{r}\n{err}");
+    let new_path = dir.path().join("b-new.csv");
+    generate(&new_path, 150_000, 72, 10_001, "0");
+    let text = std::fs::read_to_string(&new_path).unwrap();
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    let other_amount = |line: &str| {
+        let (head, _) = line.rsplit_once(',').unwrap();
+        format!("{head},77.77")
+    };
+    // b.csv: rows 0..75,000; 10 rows of a.csv (identical); 5 rows of a.csv with another
+    // amount; rows 75,000..150,000; then repeats: 20 identical of rows 0..20 (first
+    // occurrences in the first segment), 7 conflicting of rows 75,000..75,007 (first
+    // occurrences in the refused segment), 3 identical of rows 149,990..149,993.
+    let mut b = vec![HEADER.to_owned()];
+    b.extend(rows[..75_000].iter().map(|l| l.to_string()));
+    b.extend(a_rows[..10].iter().map(|l| l.to_string()));
+    b.extend(a_rows[100..105].iter().map(|l| other_amount(l)));
+    b.extend(rows[75_000..].iter().map(|l| l.to_string()));
+    b.extend(rows[..20].iter().map(|l| l.to_string()));
+    b.extend(rows[75_000..75_007].iter().map(|l| other_amount(l)));
+    b.extend(rows[149_990..149_993].iter().map(|l| l.to_string()));
+    std::fs::write(inbox.join("b.csv"), b.join("\n") + "\n").unwrap();
+    let out = bankpipe(dir.path(), &db.url)
+        .env("BANKPIPE_LOG", "debug")
+        .args(["run", "--json", "--max-reject-share", "0.05"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert_eq!(out.status.code(), Some(0), "{r}\n{log}");
+    // Segments: at least one loaded before the refused one, and only the refused one
+    // (with the repeats) set aside, not the whole file.
+    let line = log
+        .lines()
+        .find(|l| l.contains("COPY by segments after an id was found stored."))
+        .unwrap_or_else(|| panic!("no segmented COPY:\n{log}"));
+    let field = |name: &str| -> u64 {
+        line.split(&format!(" {name}="))
+            .nth(1)
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {line}"))
+    };
+    assert_eq!(field("refused"), 1, "{line}");
+    assert!(field("segments") >= 3, "{line}");
+    assert!(field("set_aside") < 90_000, "{line}");
+    let fb = files(&r)
+        .iter()
+        .find(|f| f["name"] == "b.csv")
+        .unwrap_or_else(|| panic!("{r}"));
+    let sum = |lines: &[&str]| lines.iter().map(|l| paise(l)).sum::<i128>();
+    let loaded = sum(&rows);
+    let duplicate = sum(&a_rows[..10]) + sum(&rows[..20]) + sum(&rows[149_990..149_993]);
+    let rejected = 12 * 7_777;
+    assert_eq!(fb["status"], "loaded", "{fb}");
+    assert_eq!(fb["rows_read"], 150_045, "{fb}");
+    assert_eq!(fb["rows_loaded"], 150_000, "{fb}");
+    assert_eq!(fb["rows_duplicate"], 33, "{fb}");
+    assert_eq!(fb["rows_rejected"], 12, "{fb}");
+    assert_eq!(fb["rejects"]["conflicting_duplicate"], 12, "{fb}");
+    assert_eq!(fb["amount_loaded"], decimal(loaded), "{fb}");
+    assert_eq!(fb["amount_duplicate"], decimal(duplicate), "{fb}");
+    assert_eq!(fb["amount_rejected"], decimal(rejected), "{fb}");
+    let file_id = fb["file_id"].as_i64().unwrap();
+    assert_eq!(
+        c.psql(
+            &db.name,
+            &format!("SELECT COUNT(*), SUM(amount) FROM transactions WHERE file_id = {file_id}")
+        ),
+        format!("150000|{}", decimal(loaded))
+    );
+    // First occurrence wins across the boundary: row 75,000's id keeps its first line
+    // (in the refused segment) and amount; row 0's its line in the first segment.
+    for (i, line_no) in [(75_000usize, 2 + 75_000 + 15), (0, 2)] {
+        let id = rows[i].split(',').next().unwrap();
+        assert_eq!(
+            c.psql(
+                &db.name,
+                &format!(
+                    "SELECT file_id, line_no, amount <> 77.77 FROM transactions WHERE transaction_id = '{id}'"
+                )
+            ),
+            format!("{file_id}|{line_no}|t")
+        );
+    }
+    // Conflicts name where the stored row came from; duplicates are recorded.
+    assert_eq!(
+        c.psql(
+            &db.name,
+            &format!(
+                "SELECT COUNT(*) FILTER (WHERE detail LIKE 'already loaded from file 1 line % with a different amount'),
+                        COUNT(*) FILTER (WHERE detail LIKE 'already loaded from file {file_id} line % with a different amount')
+                 FROM rejected_rows WHERE file_id = {file_id}"
+            )
+        ),
+        "5|7"
+    );
+    assert_eq!(
+        c.psql(
+            &db.name,
+            &format!("SELECT COUNT(*) FROM duplicate_rows WHERE file_id = {file_id}")
+        ),
+        "33"
+    );
+}
+
 /// Holds an uncommitted row with `transaction_id` in its own session, so that a load of
 /// a file carrying that id waits on it (a lock wait inside the `COPY`) while holding
 /// the file's claim: a worker that is alive and busy, for as long as the test wants.
