@@ -2,12 +2,16 @@
 //!
 //! Load path: rows are encoded on the loader thread into large binary-COPY buffers while
 //! the scan's workers parse and validate on the other core. The common case (a file of
-//! new ids) is one optimistic `COPY` straight into `transactions`. When an id already
-//! exists the server aborts that `COPY`; the load rolls back to a savepoint, reads the
-//! file again into a temporary staging table and merges: the first occurrence of each
-//! new id is inserted, identical rows count as duplicates, different ones are
-//! quarantined as `conflicting_duplicate`. Either way everything of a file commits in
-//! one transaction.
+//! new ids, maybe repeating a few of its own) is one optimistic `COPY` straight into
+//! `transactions` of each id's first occurrence, the repeats set aside and merged
+//! afterwards (`merge_set_aside`). When an id already exists the server aborts that
+//! `COPY`; the load rolls back to a savepoint and sends the file again in segments,
+//! each under its own savepoint, setting aside the segments the server refuses
+//! (`copy_segmented`). Set-aside rows go through a small staging table: first
+//! occurrences not stored yet are inserted, identical rows count as duplicates,
+//! different ones are quarantined as `conflicting_duplicate`. Only a digest collision
+//! falls back to staging the whole file (`copy_staged`). Either way everything of a file
+//! commits in one transaction.
 //!
 //! Many workers: a claim takes a session-level advisory lock on the file, so another
 //! worker skips it while it is being processed, and takes it over (resume) when the
