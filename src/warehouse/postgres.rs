@@ -1308,13 +1308,42 @@ struct CopyTiming {
 /// violation) and the file takes the staging path, which is exact at any size.
 const SEEN_IDS_MAX: usize = 1 << 22;
 
-/// A 64-bit digest of a transaction id, to notice ids repeated inside a file.
+/// A 64-bit digest of a transaction id, to notice ids repeated inside a file: FNV-1a,
+/// then the splitmix64 finaliser so that every bit depends on every byte (the set
+/// below uses the digest as its own hash). Collisions only cost speed (see
+/// [`merge_set_aside`]).
 fn id_digest(id: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    id.hash(&mut h);
-    h.finish()
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
 }
+
+/// Hashes a digest to itself (it is already well mixed).
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// The digests of the ids a load has seen in its file.
+type SeenIds = std::collections::HashSet<u64, std::hash::BuildHasherDefault<DigestHasher>>;
 
 /// Encodes one valid row for `bankpipe_staging`: the `transactions` fields, then
 /// warnings, the raw text and the record's order in the file.
@@ -1437,7 +1466,7 @@ fn copy_direct(
     repeats: &mut RepeatBuffer,
 ) -> Result<Tally> {
     let mut tally = Tally::default();
-    let mut seen: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    let mut seen = SeenIds::default();
     let mut ord = 0i64;
     let mut writer = tx
         .copy_in(&format!(
@@ -1797,7 +1826,7 @@ fn copy_segmented(
     staged: &mut RepeatBuffer,
 ) -> Result<Tally> {
     let mut tally = Tally::default();
-    let mut seen: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    let mut seen = SeenIds::default();
     let mut ord = 0i64;
     let mut target = SEGMENT_MIN_ROWS;
     let (mut segments, mut refused) = (0usize, 0usize);
