@@ -1003,8 +1003,16 @@ fn the_merge_path_plans_are_never_quadratic_at_any_work_mem() {
     .unwrap();
     tx.batch_execute(&format!(
         "PREPARE merge_insert AS {}; PREPARE merge_classify(int, bigint) AS {};
-         PREPARE merge_quarantine(bigint) AS {};",
-        sql.insert, sql.classify, sql.quarantine
+         PREPARE merge_quarantine(bigint) AS {};
+         PREPARE set_aside_insert AS {}; PREPARE repeats_classify(int, bigint) AS {};
+         PREPARE repeats_quarantine(bigint) AS {}; PREPARE repeats_duplicates(bigint) AS {};",
+        sql.insert,
+        sql.classify,
+        sql.quarantine,
+        sql.set_aside_insert,
+        sql.repeats_classify,
+        sql.repeats_quarantine,
+        sql.repeats_duplicates
     ))
     .unwrap();
     for work_mem in ["4MB", "64kB"] {
@@ -1014,6 +1022,10 @@ fn the_merge_path_plans_are_never_quadratic_at_any_work_mem() {
             "merge_insert",
             "merge_classify(2, 2)",
             "merge_quarantine(2)",
+            "set_aside_insert",
+            "repeats_classify(2, 2)",
+            "repeats_quarantine(2)",
+            "repeats_duplicates(2)",
         ] {
             let explained = tx
                 .simple_query(&format!("EXPLAIN (FORMAT JSON) EXECUTE {statement}"))
@@ -1154,6 +1166,264 @@ fn an_overlapping_file_loads_through_the_merge_with_exact_totals() {
             )
         ),
         format!("150|100|{}", decimal(rejected))
+    );
+}
+
+#[test]
+fn repeats_inside_a_file_stay_on_the_optimistic_path_with_exact_totals() {
+    // Issue #8: real files repeat some of their own ids. Those rows are set aside during
+    // the optimistic COPY and classified against the stored first occurrence, so the
+    // file is neither staged whole nor read twice; a file that also carries an id stored
+    // by another file, late in the file, still takes the staging path and agrees.
+    let (dir, inbox) = workdir();
+    let db = PgCluster::shared().database();
+    let c = PgCluster::shared();
+    let new_path = dir.path().join("c-new.csv");
+    generate(&new_path, 10_000, 61, 1, "0");
+    let text = std::fs::read_to_string(&new_path).unwrap();
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    let other_amount = |line: &str| {
+        let (head, _) = line.rsplit_once(',').unwrap();
+        format!("{head},77.77")
+    };
+    // c.csv: rows 0..6000, then 200 identical repeats of rows 0..200 and 30 repeats of
+    // rows 1000..1030 with another amount, then rows 6000..10000, then 100 identical
+    // repeats of rows 9000..9100 (a repeat whose first occurrence is in the same batch).
+    let mut c_lines = vec![HEADER.to_owned()];
+    c_lines.extend(rows[..6_000].iter().map(|l| l.to_string()));
+    c_lines.extend(rows[..200].iter().map(|l| l.to_string()));
+    c_lines.extend(rows[1_000..1_030].iter().map(|l| other_amount(l)));
+    c_lines.extend(rows[6_000..].iter().map(|l| l.to_string()));
+    c_lines.extend(rows[9_000..9_100].iter().map(|l| l.to_string()));
+    std::fs::write(inbox.join("c.csv"), c_lines.join("\n") + "\n").unwrap();
+    let out = bankpipe(dir.path(), &db.url)
+        .env("BANKPIPE_LOG", "debug")
+        .args(["run", "--json", "--max-reject-share", "0.05"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert_eq!(out.status.code(), Some(0), "{r}\n{log}");
+    assert!(
+        log.contains("Merged the rows set aside by the optimistic COPY.")
+            && !log.contains("merging through staging"),
+        "the file should have stayed on the optimistic path:\n{log}"
+    );
+    let fc = files(&r)
+        .iter()
+        .find(|f| f["name"] == "c.csv")
+        .unwrap_or_else(|| panic!("{r}"));
+    let sum = |lines: &[&str]| lines.iter().map(|l| paise(l)).sum::<i128>();
+    let loaded = sum(&rows);
+    let duplicate = sum(&rows[..200]) + sum(&rows[9_000..9_100]);
+    let rejected = 30 * 7_777;
+    assert_eq!(fc["status"], "loaded", "{fc}");
+    assert_eq!(fc["rows_read"], 10_330, "{fc}");
+    assert_eq!(fc["rows_loaded"], 10_000, "{fc}");
+    assert_eq!(fc["rows_duplicate"], 300, "{fc}");
+    assert_eq!(fc["rows_rejected"], 30, "{fc}");
+    assert_eq!(fc["rejects"]["conflicting_duplicate"], 30, "{fc}");
+    assert_eq!(fc["amount_loaded"], decimal(loaded), "{fc}");
+    assert_eq!(fc["amount_duplicate"], decimal(duplicate), "{fc}");
+    assert_eq!(fc["amount_rejected"], decimal(rejected), "{fc}");
+    let file_id = fc["file_id"].as_i64().unwrap();
+    // First occurrence wins: the stored row keeps its first line and amount.
+    let id = rows[1_000].split(',').next().unwrap();
+    assert_eq!(
+        c.psql(
+            &db.name,
+            &format!(
+                "SELECT line_no, amount <> 77.77 FROM transactions WHERE transaction_id = '{id}'"
+            )
+        ),
+        "1002|t"
+    );
+    assert_eq!(
+        c.psql(
+            &db.name,
+            &format!("SELECT COUNT(*), SUM(amount) FROM transactions WHERE file_id = {file_id}")
+        ),
+        format!("10000|{}", decimal(loaded))
+    );
+    // Conflicts name the column and the stored row's file and line; identical repeats
+    // are recorded as duplicate lineage at their own lines.
+    assert_eq!(
+        c.psql(
+            &db.name,
+            &format!(
+                "SELECT COUNT(*), SUM(amount), MIN(line_no), MAX(line_no)
+                 FROM rejected_rows WHERE file_id = {file_id}"
+            )
+        ),
+        format!("30|{}|6202|6231", decimal(rejected))
+    );
+    assert_eq!(
+        c.psql(
+            &db.name,
+            &format!(
+                "SELECT COUNT(*) FILTER (WHERE detail = 'already loaded from file {file_id} line ' || (line_no - 6202 + 1002) || ' with a different amount')
+                 FROM rejected_rows WHERE file_id = {file_id}"
+            )
+        ),
+        "30"
+    );
+    assert_eq!(
+        c.psql(
+            &db.name,
+            &format!(
+                "SELECT COUNT(*), MIN(line_no), MAX(line_no) FROM duplicate_rows WHERE file_id = {file_id}"
+            )
+        ),
+        format!("300|6002|{}", 2 + 6_000 + 230 + 4_000 + 99)
+    );
+
+    // d.csv: 3,000 new rows repeating some of their own ids, then, late in the file, an
+    // id c.csv stored (identical): the optimistic COPY is refused near its end and the
+    // whole file goes through staging, with the same kind of exact answer.
+    let d_path = dir.path().join("d-new.csv");
+    generate(&d_path, 3_000, 62, 20_001, "0");
+    let d_text = std::fs::read_to_string(&d_path).unwrap();
+    let d_rows: Vec<&str> = d_text.lines().skip(1).collect();
+    let mut d_lines = vec![HEADER.to_owned()];
+    d_lines.extend(d_rows.iter().map(|l| l.to_string()));
+    d_lines.extend(d_rows[..50].iter().map(|l| l.to_string()));
+    d_lines.push(rows[5_000].to_string());
+    std::fs::write(inbox.join("d.csv"), d_lines.join("\n") + "\n").unwrap();
+    let (r, code, err) = run_json(dir.path(), &db.url);
+    assert_eq!(code, 0, "{r}\n{err}");
+    let fd = files(&r)
+        .iter()
+        .find(|f| f["name"] == "d.csv")
+        .unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(fd["rows_read"], 3_051, "{fd}");
+    assert_eq!(fd["rows_loaded"], 3_000, "{fd}");
+    assert_eq!(fd["rows_duplicate"], 51, "{fd}");
+    assert_eq!(fd["amount_loaded"], decimal(sum(&d_rows)), "{fd}");
+    assert_eq!(
+        fd["amount_duplicate"],
+        decimal(sum(&d_rows[..50]) + paise(rows[5_000])),
+        "{fd}"
+    );
+}
+
+#[test]
+fn a_stored_id_late_in_a_file_costs_one_segment_with_exact_totals() {
+    // Issue #8: after the optimistic COPY is refused, the file is sent again in
+    // segments, each under its own savepoint; only the refused segment is set aside.
+    // Here the stored ids sit near line 75,000 of 150,000, so the first segment loads
+    // straight away, and repeats cross the segment boundaries both ways.
+    let (dir, inbox) = workdir();
+    let db = PgCluster::shared().database();
+    let c = PgCluster::shared();
+    let a_path = dir.path().join("a.csv");
+    generate(&a_path, 1_000, 71, 1, "0");
+    let a_text = std::fs::read_to_string(&a_path).unwrap();
+    let a_rows: Vec<&str> = a_text.lines().skip(1).collect();
+    std::fs::copy(&a_path, inbox.join("a.csv")).unwrap();
+    let (r, code, err) = run_json(dir.path(), &db.url);
+    assert_eq!(code, 0, "{r}\n{err}");
+    let new_path = dir.path().join("b-new.csv");
+    generate(&new_path, 150_000, 72, 10_001, "0");
+    let text = std::fs::read_to_string(&new_path).unwrap();
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    let other_amount = |line: &str| {
+        let (head, _) = line.rsplit_once(',').unwrap();
+        format!("{head},77.77")
+    };
+    // b.csv: rows 0..75,000; 10 rows of a.csv (identical); 5 rows of a.csv with another
+    // amount; rows 75,000..150,000; then repeats: 20 identical of rows 0..20 (first
+    // occurrences in the first segment), 7 conflicting of rows 75,000..75,007 (first
+    // occurrences in the refused segment), 3 identical of rows 149,990..149,993.
+    let mut b = vec![HEADER.to_owned()];
+    b.extend(rows[..75_000].iter().map(|l| l.to_string()));
+    b.extend(a_rows[..10].iter().map(|l| l.to_string()));
+    b.extend(a_rows[100..105].iter().map(|l| other_amount(l)));
+    b.extend(rows[75_000..].iter().map(|l| l.to_string()));
+    b.extend(rows[..20].iter().map(|l| l.to_string()));
+    b.extend(rows[75_000..75_007].iter().map(|l| other_amount(l)));
+    b.extend(rows[149_990..149_993].iter().map(|l| l.to_string()));
+    std::fs::write(inbox.join("b.csv"), b.join("\n") + "\n").unwrap();
+    let out = bankpipe(dir.path(), &db.url)
+        .env("BANKPIPE_LOG", "debug")
+        .args(["run", "--json", "--max-reject-share", "0.05"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert_eq!(out.status.code(), Some(0), "{r}\n{log}");
+    // Segments: at least one loaded before the refused one, and only the refused one
+    // (with the repeats) set aside, not the whole file.
+    let line = log
+        .lines()
+        .find(|l| l.contains("COPY by segments after an id was found stored."))
+        .unwrap_or_else(|| panic!("no segmented COPY:\n{log}"));
+    let field = |name: &str| -> u64 {
+        line.split(&format!(" {name}="))
+            .nth(1)
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {line}"))
+    };
+    assert_eq!(field("refused"), 1, "{line}");
+    assert!(field("segments") >= 3, "{line}");
+    assert!(field("set_aside") < 90_000, "{line}");
+    let fb = files(&r)
+        .iter()
+        .find(|f| f["name"] == "b.csv")
+        .unwrap_or_else(|| panic!("{r}"));
+    let sum = |lines: &[&str]| lines.iter().map(|l| paise(l)).sum::<i128>();
+    let loaded = sum(&rows);
+    let duplicate = sum(&a_rows[..10]) + sum(&rows[..20]) + sum(&rows[149_990..149_993]);
+    let rejected = 12 * 7_777;
+    assert_eq!(fb["status"], "loaded", "{fb}");
+    assert_eq!(fb["rows_read"], 150_045, "{fb}");
+    assert_eq!(fb["rows_loaded"], 150_000, "{fb}");
+    assert_eq!(fb["rows_duplicate"], 33, "{fb}");
+    assert_eq!(fb["rows_rejected"], 12, "{fb}");
+    assert_eq!(fb["rejects"]["conflicting_duplicate"], 12, "{fb}");
+    assert_eq!(fb["amount_loaded"], decimal(loaded), "{fb}");
+    assert_eq!(fb["amount_duplicate"], decimal(duplicate), "{fb}");
+    assert_eq!(fb["amount_rejected"], decimal(rejected), "{fb}");
+    let file_id = fb["file_id"].as_i64().unwrap();
+    assert_eq!(
+        c.psql(
+            &db.name,
+            &format!("SELECT COUNT(*), SUM(amount) FROM transactions WHERE file_id = {file_id}")
+        ),
+        format!("150000|{}", decimal(loaded))
+    );
+    // First occurrence wins across the boundary: row 75,000's id keeps its first line
+    // (in the refused segment) and amount; row 0's its line in the first segment.
+    for (i, line_no) in [(75_000usize, 2 + 75_000 + 15), (0, 2)] {
+        let id = rows[i].split(',').next().unwrap();
+        assert_eq!(
+            c.psql(
+                &db.name,
+                &format!(
+                    "SELECT file_id, line_no, amount <> 77.77 FROM transactions WHERE transaction_id = '{id}'"
+                )
+            ),
+            format!("{file_id}|{line_no}|t")
+        );
+    }
+    // Conflicts name where the stored row came from; duplicates are recorded.
+    assert_eq!(
+        c.psql(
+            &db.name,
+            &format!(
+                "SELECT COUNT(*) FILTER (WHERE detail LIKE 'already loaded from file 1 line % with a different amount'),
+                        COUNT(*) FILTER (WHERE detail LIKE 'already loaded from file {file_id} line % with a different amount')
+                 FROM rejected_rows WHERE file_id = {file_id}"
+            )
+        ),
+        "5|7"
+    );
+    assert_eq!(
+        c.psql(
+            &db.name,
+            &format!("SELECT COUNT(*) FROM duplicate_rows WHERE file_id = {file_id}")
+        ),
+        "33"
     );
 }
 

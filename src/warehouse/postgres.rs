@@ -2,12 +2,16 @@
 //!
 //! Load path: rows are encoded on the loader thread into large binary-COPY buffers while
 //! the scan's workers parse and validate on the other core. The common case (a file of
-//! new ids) is one optimistic `COPY` straight into `transactions`. When an id already
-//! exists the server aborts that `COPY`; the load rolls back to a savepoint, reads the
-//! file again into a temporary staging table and merges: the first occurrence of each
-//! new id is inserted, identical rows count as duplicates, different ones are
-//! quarantined as `conflicting_duplicate`. Either way everything of a file commits in
-//! one transaction.
+//! new ids, maybe repeating a few of its own) is one optimistic `COPY` straight into
+//! `transactions` of each id's first occurrence, the repeats set aside and merged
+//! afterwards (`merge_set_aside`). When an id already exists the server aborts that
+//! `COPY`; the load rolls back to a savepoint and sends the file again in segments,
+//! each under its own savepoint, setting aside the segments the server refuses
+//! (`copy_segmented`). Set-aside rows go through a small staging table: first
+//! occurrences not stored yet are inserted, identical rows count as duplicates,
+//! different ones are quarantined as `conflicting_duplicate`. Only a digest collision
+//! falls back to staging the whole file (`copy_staged`). Either way everything of a file
+//! commits in one transaction.
 //!
 //! Many workers: a claim takes a session-level advisory lock on the file, so another
 //! worker skips it while it is being processed, and takes it over (resume) when the
@@ -819,27 +823,65 @@ impl PgWarehouse {
         tx.batch_execute("SAVEPOINT optimistic")
             .map_err(pg("setting a savepoint"))?;
         let mut rejects = RejectBuffer::default();
-        let optimistic = copy_direct(&mut tx, plan, source, progress, &mut rejects);
+        let mut repeats = RepeatBuffer::default();
+        let optimistic = copy_direct(&mut tx, plan, source, progress, &mut rejects, &mut repeats)
+            .and_then(|mut t| {
+                let merged = repeats.rows == 0 || merge_set_aside(&mut tx, plan, repeats, &mut t)?;
+                Ok(merged.then_some(t))
+            });
+        // Staging is the way when an id is stored already (the server refused the
+        // COPY), or when a row set aside as a repeat turned out to be new.
+        let restage = match &optimistic {
+            Ok(None) => true,
+            Err(WarehouseError::Pg { source: e, .. }) => {
+                e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+            }
+            _ => false,
+        };
         let mut tally = match optimistic {
-            Ok(t) => {
+            Ok(Some(t)) => {
                 tx.batch_execute("RELEASE SAVEPOINT optimistic")
                     .map_err(pg("releasing a savepoint"))?;
                 t
             }
-            Err(WarehouseError::Pg { source: e, .. })
-                if e.code() == Some(&SqlState::UNIQUE_VIOLATION) =>
-            {
+            _ if restage => {
                 tracing::debug!(
                     file_id = plan.file_id,
-                    "An id is already loaded; merging through staging."
+                    "An id is already loaded (or set aside as a repeat but new); merging through staging."
                 );
                 tx.batch_execute("ROLLBACK TO SAVEPOINT optimistic")
                     .map_err(pg("rolling back to the savepoint"))?;
                 source.restart().map_err(WarehouseError::Source)?;
                 rejects = RejectBuffer::default();
-                copy_staged(&mut tx, plan, source, progress, &mut rejects)?
+                let mut staged = RepeatBuffer::default();
+                let segmented = if optimistic.is_err() {
+                    copy_segmented(&mut tx, plan, source, progress, &mut rejects, &mut staged)
+                        .and_then(|mut t| {
+                            let merged =
+                                staged.rows == 0 || merge_set_aside(&mut tx, plan, staged, &mut t)?;
+                            Ok(merged.then_some(t))
+                        })?
+                } else {
+                    None
+                };
+                match segmented {
+                    Some(t) => {
+                        tx.batch_execute("RELEASE SAVEPOINT optimistic")
+                            .map_err(pg("releasing a savepoint"))?;
+                        t
+                    }
+                    None => {
+                        // A digest collision: the whole file through staging (exact).
+                        tx.batch_execute("ROLLBACK TO SAVEPOINT optimistic")
+                            .map_err(pg("rolling back to the savepoint"))?;
+                        source.restart().map_err(WarehouseError::Source)?;
+                        rejects = RejectBuffer::default();
+                        copy_staged(&mut tx, plan, source, progress, &mut rejects)?
+                    }
+                }
             }
             Err(e) => return Err(e),
+            Ok(None) => unreachable!("restage holds for Ok(None)"),
         };
         let copied = started.elapsed();
         source.finish().map_err(WarehouseError::Source)?;
@@ -1292,15 +1334,172 @@ struct CopyTiming {
     finish: std::time::Duration,
 }
 
-/// The optimistic path: every valid row straight into `transactions`.
+/// Distinct ids the optimistic path remembers per file (a 64-bit digest each, ~18 bytes
+/// with the table's overhead; ~75 MB at the cap). Past it, further new ids are not
+/// remembered: a later repeat of one of them aborts the optimistic `COPY` (unique
+/// violation) and the file takes the staging path, which is exact at any size.
+const SEEN_IDS_MAX: usize = 1 << 22;
+
+/// A 64-bit digest of a transaction id, to notice ids repeated inside a file: FNV-1a,
+/// then the splitmix64 finaliser so that every bit depends on every byte (the set
+/// below uses the digest as its own hash). Collisions only cost speed (see
+/// [`merge_set_aside`]).
+fn id_digest(id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// Hashes a digest to itself (it is already well mixed).
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// The digests of the ids a load has seen in its file.
+type SeenIds = std::collections::HashSet<u64, std::hash::BuildHasherDefault<DigestHasher>>;
+
+/// Encodes one valid row for `bankpipe_staging`: the `transactions` fields, then
+/// warnings, the raw text and the record's order in the file.
+fn encode_staged(buf: &mut Vec<u8>, batch: &Batch, row: &ValidRow, file_id: i64, ord: i64) {
+    let start = buf.len();
+    encode_row(buf, row, file_id);
+    // Three more fields: warnings, raw, ord.
+    buf[start..start + 2].copy_from_slice(&(TXN_FIELDS + 3).to_be_bytes());
+    enc::int4(buf, i32::from(row.warnings.0));
+    enc::text(buf, &String::from_utf8_lossy(batch.raw(row.span)));
+    enc::int8(buf, ord);
+}
+
+/// Rows the optimistic path set aside because their id already occurred earlier in the
+/// file, encoded for `bankpipe_staging`; spilled to a temporary file past 16 MiB, so
+/// memory stays bounded whatever the share of repeats.
+#[derive(Default)]
+struct RepeatBuffer {
+    buf: Vec<u8>,
+    spill: Option<std::fs::File>,
+    rows: u64,
+    /// Rows that are their id's first occurrence in the file.
+    firsts: u64,
+}
+
+impl RepeatBuffer {
+    /// Adds a row; `first`: its id's digest had not been seen earlier in the file (so it
+    /// is certainly the id's first occurrence).
+    fn add(
+        &mut self,
+        batch: &Batch,
+        row: &ValidRow,
+        file_id: i64,
+        ord: i64,
+        first: bool,
+    ) -> Result<()> {
+        let start = self.buf.len();
+        encode_staged(&mut self.buf, batch, row, file_id, ord);
+        self.buf[start..start + 2].copy_from_slice(&(TXN_FIELDS + 4).to_be_bytes());
+        self.buf.extend_from_slice(&1i32.to_be_bytes());
+        self.buf.push(u8::from(first));
+        self.rows += 1;
+        self.firsts += u64::from(first);
+        self.spill_if_large()
+    }
+
+    /// Takes over the rows of `other`.
+    fn absorb(&mut self, other: RepeatBuffer) -> Result<()> {
+        let io = |e: std::io::Error| WarehouseError::Source(format!("repeats buffer: {e}"));
+        if let Some(mut f) = other.spill {
+            use std::io::{Read, Seek};
+            f.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+            let mut chunk = vec![0u8; 1 << 20];
+            loop {
+                let n = f.read(&mut chunk).map_err(io)?;
+                if n == 0 {
+                    break;
+                }
+                self.buf.extend_from_slice(&chunk[..n]);
+                self.spill_if_large()?;
+            }
+        }
+        self.buf.extend_from_slice(&other.buf);
+        self.rows += other.rows;
+        self.firsts += other.firsts;
+        self.spill_if_large()
+    }
+
+    fn spill_if_large(&mut self) -> Result<()> {
+        if self.buf.len() > 16 << 20 {
+            let io = |e: std::io::Error| WarehouseError::Source(format!("repeats buffer: {e}"));
+            if self.spill.is_none() {
+                self.spill = Some(tempfile::tempfile().map_err(io)?);
+            }
+            if let Some(f) = self.spill.as_mut() {
+                f.write_all(&self.buf).map_err(io)?;
+            }
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Streams the rows into `bankpipe_staging` (which must exist).
+    fn copy(self, tx: &mut Transaction<'_>) -> Result<()> {
+        let mut writer = tx
+            .copy_in(&format!(
+                "COPY bankpipe_staging ({TXN_COLUMNS}, warnings, raw, ord, first) FROM STDIN (FORMAT binary)"
+            ))
+            .map_err(pg("starting staging COPY"))?;
+        let io = |e: std::io::Error| WarehouseError::Source(format!("repeats buffer: {e}"));
+        let mut head = Vec::new();
+        enc::header(&mut head);
+        writer.write_all(&head).map_err(io)?;
+        if let Some(mut f) = self.spill {
+            use std::io::Seek;
+            f.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+            std::io::copy(&mut f, &mut writer).map_err(io)?;
+        }
+        writer.write_all(&self.buf).map_err(io)?;
+        let mut tail = Vec::new();
+        enc::trailer(&mut tail);
+        writer.write_all(&tail).map_err(io)?;
+        writer
+            .finish()
+            .map_err(pg("staging repeated ids with COPY"))?;
+        Ok(())
+    }
+}
+
+/// The optimistic path: the first occurrence of every id in the file straight into
+/// `transactions`; a row whose id occurred earlier in the file goes to `repeats`
+/// instead, for [`merge_repeats`] (so in-file repeats, common in real files, do not
+/// abort the `COPY`). `tally` counts only the rows sent to `transactions` as loaded.
 fn copy_direct(
     tx: &mut Transaction<'_>,
     plan: &LoadPlan,
     source: &mut dyn BatchSource,
     progress: &mut dyn FnMut(&Tally),
     rejects: &mut RejectBuffer,
+    repeats: &mut RepeatBuffer,
 ) -> Result<Tally> {
     let mut tally = Tally::default();
+    let mut seen = SeenIds::default();
+    let mut ord = 0i64;
     let mut writer = tx
         .copy_in(&format!(
             "COPY transactions ({TXN_COLUMNS}) FROM STDIN (FORMAT binary)"
@@ -1321,9 +1520,24 @@ fn copy_direct(
         tally.rows_read += batch.rows_read;
         tally.amount_read.merge(&batch.amount_read);
         tally.formats.merge(&batch.formats);
+        // File order decides which occurrence of an id is the first. A digest seen
+        // before sets the row aside (a digest collision only sets aside a first
+        // occurrence, which `merge_repeats` notices).
+        let mut order: Vec<&ValidRow> = Vec::with_capacity(batch.rows.len());
+        for row in &batch.rows {
+            ord += 1;
+            let digest = id_digest(&row.txn.transaction_id);
+            if seen.contains(&digest) {
+                repeats.add(&batch, row, plan.file_id, ord, false)?;
+            } else {
+                if seen.len() < SEEN_IDS_MAX {
+                    seen.insert(digest);
+                }
+                order.push(row);
+            }
+        }
         // Key order within a batch keeps the primary-key inserts on neighbouring index
-        // pages. Order does not matter here: any repeated id aborts this COPY.
-        let mut order: Vec<&ValidRow> = batch.rows.iter().collect();
+        // pages.
         order.sort_unstable_by(|a, b| a.txn.transaction_id.cmp(&b.txn.transaction_id));
         for row in order {
             encode_row(&mut buf, row, plan.file_id);
@@ -1392,6 +1606,18 @@ pub struct MergeSql {
     pub quarantine: String,
     /// Records the identical duplicates in `duplicate_rows` (duplicate lineage).
     pub duplicates: String,
+    /// After an optimistic `COPY`, for a staging table holding only the rows it set
+    /// aside (see `merge_set_aside`): inserts those that are their id's first
+    /// occurrence (`first`), unless stored.
+    pub set_aside_insert: String,
+    /// Counts the set-aside rows whose id is not stored, then count and sum of the
+    /// loaded, of the identical and of the conflicting ones, then warnings of the
+    /// loaded. `$1`: the amount scale, `$2`: the file id.
+    pub repeats_classify: String,
+    /// Quarantines the conflicting set-aside rows (`$1`: the file id).
+    pub repeats_quarantine: String,
+    /// Records the identical set-aside rows in `duplicate_rows` (`$1`: the file id).
+    pub repeats_duplicates: String,
 }
 
 impl MergeSql {
@@ -1401,7 +1627,7 @@ impl MergeSql {
                 transaction_id TEXT COLLATE \"C\", customer_id TEXT, customer_dob DATE, gender TEXT,
                 location TEXT, account_balance NUMERIC, transaction_at TIMESTAMP, amount NUMERIC,
                 currency TEXT, file_id BIGINT, line_no INTEGER,
-                warnings INTEGER, raw TEXT, ord BIGINT) ON COMMIT DROP;
+                warnings INTEGER, raw TEXT, ord BIGINT, first BOOLEAN) ON COMMIT DROP;
              TRUNCATE bankpipe_staging;"
             .to_owned();
         let insert = format!(
@@ -1474,12 +1700,63 @@ impl MergeSql {
              WHERE NOT {ours} AND {same}",
             ours = ours_at(1)
         );
+        // Set-aside rows (see `merge_set_aside`): a staged row is ours when it is its
+        // id's first occurrence (`first`, decided by the client) and the stored row
+        // carries this file's id; the optimistic COPY only stored other ids.
+        let mine = |n: u8| format!("(s.first AND t.file_id = ${n}::bigint)");
+        let set_aside_insert = format!(
+            "INSERT INTO transactions ({TXN_COLUMNS})
+             SELECT {TXN_COLUMNS} FROM bankpipe_staging WHERE first
+             ORDER BY transaction_id
+             ON CONFLICT (transaction_id) DO NOTHING"
+        );
+        let ours2 = mine(2);
+        let set_aside_warnings: String = (0..Rule::WARNINGS.len())
+            .map(|i| {
+                format!(
+                    ", COUNT(*) FILTER (WHERE {ours2} AND s.warnings & {} <> 0)",
+                    1 << i
+                )
+            })
+            .collect();
+        let found = "t.transaction_id IS NOT NULL";
+        let repeats_classify = format!(
+            "SELECT COUNT(*) FILTER (WHERE t.transaction_id IS NULL),
+                    COUNT(*) FILTER (WHERE {ours2}),
+                    round(COALESCE(SUM(s.amount) FILTER (WHERE {ours2}), 0), $1::int)::text,
+                    COUNT(*) FILTER (WHERE {found} AND NOT {ours2} AND {same}),
+                    round(COALESCE(SUM(s.amount) FILTER (WHERE {found} AND NOT {ours2} AND {same}), 0), $1::int)::text,
+                    COUNT(*) FILTER (WHERE {found} AND NOT {ours2} AND NOT ({same})),
+                    round(COALESCE(SUM(s.amount) FILTER (WHERE {found} AND NOT {ours2} AND NOT ({same})), 0), $1::int)::text
+                    {set_aside_warnings}
+             FROM bankpipe_staging s LEFT JOIN transactions t USING (transaction_id)"
+        );
+        let repeats_quarantine = format!(
+            "INSERT INTO rejected_rows (file_id, line_no, rule, field, detail, amount, raw)
+             SELECT s.file_id, s.line_no, 'conflicting_duplicate', 'transaction_id',
+                    'already loaded from file ' || t.file_id || ' line ' || t.line_no ||
+                    ' with a different ' || concat_ws(', ', {differs}), s.amount, s.raw
+             FROM bankpipe_staging s JOIN transactions t USING (transaction_id)
+             WHERE NOT {ours1} AND NOT ({same})",
+            ours1 = mine(1)
+        );
+        let repeats_duplicates = format!(
+            "INSERT INTO duplicate_rows (transaction_id, file_id, line_no, warnings)
+             SELECT s.transaction_id, s.file_id, s.line_no, s.warnings
+             FROM bankpipe_staging s JOIN transactions t USING (transaction_id)
+             WHERE NOT {ours1} AND {same}",
+            ours1 = mine(1)
+        );
         MergeSql {
             staging,
             insert,
             classify,
             quarantine,
             duplicates,
+            set_aside_insert,
+            repeats_classify,
+            repeats_quarantine,
+            repeats_duplicates,
         }
     }
 }
@@ -1488,6 +1765,212 @@ impl Default for MergeSql {
     fn default() -> MergeSql {
         MergeSql::new()
     }
+}
+
+/// After an optimistic `COPY` that succeeded (whole or by segments): merges the rows it
+/// set aside. Those are repeats (an earlier occurrence of the id exists in the file:
+/// stored by the `COPY`, or itself set aside) and, after segments the server refused,
+/// those segments' first occurrences (`first`). First occurrences not stored yet are
+/// inserted; every other set-aside row is compared with the stored row of its id:
+/// identical is a duplicate, different is quarantined. The `COPY` only stored ids new to
+/// the warehouse and to the file, so the stored row of a set-aside id carries this
+/// file's id only when one of its set-aside first occurrences was just inserted. A
+/// set-aside row whose id ends up not stored at all (a digest collision set aside a
+/// first occurrence as a repeat) makes this return `false`; the caller then rolls back
+/// and merges the whole file through staging.
+fn merge_set_aside(
+    tx: &mut Transaction<'_>,
+    plan: &LoadPlan,
+    staged: RepeatBuffer,
+    tally: &mut Tally,
+) -> Result<bool> {
+    let started = std::time::Instant::now();
+    let sql = MergeSql::new();
+    let (rows, firsts) = (staged.rows, staged.firsts);
+    tx.batch_execute(&sql.staging)
+        .map_err(pg("creating the staging table"))?;
+    staged.copy(tx)?;
+    // As in `copy_staged`: before reading which ids exist.
+    tx.batch_execute("LOCK TABLE duplicate_rows IN ROW EXCLUSIVE MODE; ANALYZE bankpipe_staging")
+        .map_err(pg("locking duplicate lineage"))?;
+    if firsts > 0 {
+        tx.execute(&sql.set_aside_insert, &[])
+            .map_err(pg("merging new rows"))?;
+    }
+    let scale = i32::from(plan.scale);
+    let row = tx
+        .query_one(&sql.repeats_classify, &[&scale, &plan.file_id])
+        .map_err(pg("classifying set-aside rows"))?;
+    if row.get::<_, i64>(0) > 0 {
+        return Ok(false);
+    }
+    let total = |i: usize| Total::parse(&row.get::<_, String>(i), plan.scale).unwrap_or_default();
+    tally.rows_loaded += row.get::<_, i64>(1) as u64;
+    tally.amount_loaded.merge(&total(2));
+    let duplicates = row.get::<_, i64>(3) as u64;
+    tally.rows_duplicate += duplicates;
+    tally.amount_duplicate.merge(&total(4));
+    let conflicts = row.get::<_, i64>(5) as u64;
+    tally.rows_rejected += conflicts;
+    tally.amount_rejected.merge(&total(6));
+    for (i, c) in tally.warnings.0.iter_mut().enumerate() {
+        *c += row.get::<_, i64>(7 + i) as u64;
+    }
+    if conflicts > 0 {
+        *tally.rejects.entry(Rule::ConflictingDuplicate).or_default() += conflicts;
+        tx.execute(&sql.repeats_quarantine, &[&plan.file_id])
+            .map_err(pg("quarantining conflicting rows"))?;
+    }
+    if duplicates > 0 {
+        tx.execute(&sql.repeats_duplicates, &[&plan.file_id])
+            .map_err(pg("recording duplicate lineage"))?;
+    }
+    tracing::debug!(
+        file_id = plan.file_id,
+        rows,
+        firsts,
+        elapsed_s = started.elapsed().as_secs_f64(),
+        "Merged the rows set aside by the optimistic COPY."
+    );
+    Ok(true)
+}
+
+/// Rows of the first segment of [`copy_segmented`]; each successful segment doubles
+/// it, up to [`SEGMENT_MAX_ROWS`], and a refused one starts again from here.
+const SEGMENT_MIN_ROWS: usize = 32 * 1024;
+const SEGMENT_MAX_ROWS: usize = 1024 * 1024;
+/// Savepoints [`copy_segmented`] may take: PostgreSQL caches 64 subtransactions per
+/// session before every snapshot elsewhere must look them up; past this, the rest of
+/// the file is set aside whole.
+const SEGMENTS_MAX: usize = 40;
+
+/// After the whole-file optimistic `COPY` was refused (an id is already stored): the
+/// file again, in segments of growing size, each its own `COPY` under its own
+/// savepoint. A segment the server refuses is rolled back and its rows set aside (kept
+/// encoded meanwhile, spilling to disk past 16 MiB), so the rows already in the
+/// warehouse cost one segment each, not the whole file; repeats are set aside as in
+/// [`copy_direct`]. `staged` then goes to [`merge_set_aside`].
+fn copy_segmented(
+    tx: &mut Transaction<'_>,
+    plan: &LoadPlan,
+    source: &mut dyn BatchSource,
+    progress: &mut dyn FnMut(&Tally),
+    rejects: &mut RejectBuffer,
+    staged: &mut RepeatBuffer,
+) -> Result<Tally> {
+    let mut tally = Tally::default();
+    let mut seen = SeenIds::default();
+    let mut ord = 0i64;
+    let mut target = SEGMENT_MIN_ROWS;
+    let (mut segments, mut refused) = (0usize, 0usize);
+    let mut done = false;
+    while !done {
+        if segments >= SEGMENTS_MAX || seen.len() >= SEEN_IDS_MAX {
+            // Everything left is set aside; `first` stays exact while ids are remembered,
+            // and a first occurrence marked as a repeat is caught by `merge_set_aside`.
+            let remember = seen.len() < SEEN_IDS_MAX;
+            while let Some(batch) = source.next_batch() {
+                tally.rows_read += batch.rows_read;
+                tally.amount_read.merge(&batch.amount_read);
+                tally.formats.merge(&batch.formats);
+                for row in &batch.rows {
+                    ord += 1;
+                    let digest = id_digest(&row.txn.transaction_id);
+                    let first = remember && seen.insert(digest);
+                    staged.add(&batch, row, plan.file_id, ord, first)?;
+                }
+                rejects.add_batch(&batch, &mut tally);
+                progress(&tally);
+            }
+            break;
+        }
+        tx.batch_execute("SAVEPOINT segment")
+            .map_err(pg("setting a savepoint"))?;
+        segments += 1;
+        let mut held = RepeatBuffer::default();
+        let mut seg = Tally::default();
+        let finished = {
+            let mut writer = tx
+                .copy_in(&format!(
+                    "COPY transactions ({TXN_COLUMNS}) FROM STDIN (FORMAT binary)"
+                ))
+                .map_err(pg("starting COPY"))?;
+            let mut buf = Vec::with_capacity(COPY_CHUNK + 64 * 1024);
+            enc::header(&mut buf);
+            let mut rows_in_segment = 0usize;
+            let mut broken = false;
+            loop {
+                let Some(batch) = source.next_batch() else {
+                    done = true;
+                    break;
+                };
+                tally.rows_read += batch.rows_read;
+                tally.amount_read.merge(&batch.amount_read);
+                tally.formats.merge(&batch.formats);
+                let mut order: Vec<&ValidRow> = Vec::with_capacity(batch.rows.len());
+                for row in &batch.rows {
+                    ord += 1;
+                    let digest = id_digest(&row.txn.transaction_id);
+                    if seen.contains(&digest) {
+                        staged.add(&batch, row, plan.file_id, ord, false)?;
+                    } else {
+                        seen.insert(digest);
+                        held.add(&batch, row, plan.file_id, ord, true)?;
+                        order.push(row);
+                    }
+                }
+                order.sort_unstable_by(|a, b| a.txn.transaction_id.cmp(&b.txn.transaction_id));
+                for row in order {
+                    encode_row(&mut buf, row, plan.file_id);
+                    seg.rows_loaded += 1;
+                    seg.amount_loaded.add(row.txn.amount);
+                    seg.warnings.add(row.warnings);
+                }
+                rejects.add_batch(&batch, &mut tally);
+                rows_in_segment += batch.rows.len();
+                if buf.len() >= COPY_CHUNK {
+                    // A refused stream (an id already stored): `finish` reports it.
+                    broken = writer.write_all(&buf).is_err();
+                    buf.clear();
+                }
+                progress(&tally);
+                if broken || rows_in_segment >= target {
+                    break;
+                }
+            }
+            if !broken {
+                enc::trailer(&mut buf);
+                let _ = writer.write_all(&buf);
+            }
+            writer.finish()
+        };
+        match finished {
+            Ok(_) => {
+                tx.batch_execute("RELEASE SAVEPOINT segment")
+                    .map_err(pg("releasing a savepoint"))?;
+                tally.rows_loaded += seg.rows_loaded;
+                tally.amount_loaded.merge(&seg.amount_loaded);
+                tally.warnings.merge(&seg.warnings);
+                target = (target * 2).min(SEGMENT_MAX_ROWS);
+            }
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT segment; RELEASE SAVEPOINT segment")
+                    .map_err(pg("rolling back to the savepoint"))?;
+                staged.absorb(held)?;
+                refused += 1;
+                target = SEGMENT_MIN_ROWS;
+            }
+            Err(e) => return Err(pg("loading rows with COPY")(e)),
+        }
+    }
+    tracing::debug!(
+        file_id = plan.file_id,
+        segments,
+        refused,
+        set_aside = staged.rows,
+        "COPY by segments after an id was found stored."
+    );
+    Ok(tally)
 }
 
 /// The merge path: the file into a temporary staging table, then set operations decide
@@ -1517,15 +2000,9 @@ fn copy_staged(
             tally.amount_read.merge(&batch.amount_read);
             tally.formats.merge(&batch.formats);
             for row in &batch.rows {
-                let start = buf.len();
-                encode_row(&mut buf, row, plan.file_id);
-                // Three more fields: warnings, raw, ord.
-                buf[start..start + 2].copy_from_slice(&(TXN_FIELDS + 3).to_be_bytes());
-                enc::int4(&mut buf, i32::from(row.warnings.0));
-                enc::text(&mut buf, &String::from_utf8_lossy(batch.raw(row.span)));
                 // Record order: several records can share a line (compact JSON).
                 ord += 1;
-                enc::int8(&mut buf, ord);
+                encode_staged(&mut buf, &batch, row, plan.file_id, ord);
             }
             rejects.add_batch(&batch, &mut tally);
             if buf.len() >= COPY_CHUNK {
