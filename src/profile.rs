@@ -919,9 +919,14 @@ pub enum DetectError {
 /// most columns matched; earlier profiles win ties (user profiles come first). For a CSV
 /// header split at `delimiter`, profiles that name another delimiter are skipped.
 ///
+/// With no `delimiter` (the keys of a file's first JSON object), when no profile has
+/// all its required keys, the profile with at least half of its required keys present
+/// and the most keys matched binds (earlier profiles win ties): a record lacking a
+/// required key is rejected row by row, not the file.
+///
 /// # Errors
 /// [`DetectError::MissingColumns`] when the best partial match has at least half of a
-/// profile's required columns, else [`DetectError::NoProfile`].
+/// profile's required columns (CSV only), else [`DetectError::NoProfile`].
 pub fn detect(
     profiles: &[Profile],
     header: &[String],
@@ -930,6 +935,7 @@ pub fn detect(
     let lowered: Vec<String> = header.iter().map(|h| h.trim().to_lowercase()).collect();
     let mut best: Option<(usize, usize, Binding)> = None;
     let mut closest: Option<(f64, usize, Vec<String>)> = None;
+    let mut partial: Option<(usize, Binding)> = None;
     for (index, profile) in profiles.iter().enumerate() {
         if let (Some(d), Some(own)) = (delimiter, profile.delimiter)
             && d != own
@@ -960,7 +966,27 @@ pub fn detect(
                 None => {}
             }
         }
-        if missing.is_empty() {
+        // JSON keys come from the first object only, and exporters often omit a null
+        // field: there a profile with at least half of its required keys present
+        // still binds (the rows lacking one are rejected row by row), ranked after
+        // every profile whose required keys are all present.
+        let partial_json = delimiter.is_none()
+            && !missing.is_empty()
+            && f64::from(required_matched) >= 0.5 * f64::from(required);
+        if partial_json {
+            if partial
+                .as_ref()
+                .is_none_or(|(m, _): &(usize, Binding)| matched > *m)
+            {
+                partial = Some((
+                    matched,
+                    Binding {
+                        profile: index,
+                        column_of,
+                    },
+                ));
+            }
+        } else if missing.is_empty() {
             if best.as_ref().is_none_or(|(m, _, _)| matched > *m) {
                 best = Some((
                     matched,
@@ -978,7 +1004,7 @@ pub fn detect(
             }
         }
     }
-    if let Some((_, _, binding)) = best {
+    if let Some((_, _, binding)) = best.or(partial.map(|(m, b)| (m, b.profile, b))) {
         return Ok(binding);
     }
     match closest {

@@ -60,7 +60,8 @@ pub struct Layout {
     pub columns: usize,
     /// CSV field separator (given by the profile or detected from the header).
     pub delimiter: u8,
-    /// Per field slot, whether the file carries the field ([`Binding::mapped`]).
+    /// Per field slot, whether a row may lack the field ("missing" warnings): for CSV the
+    /// header's columns ([`Binding::mapped`]), for JSON every field the profile maps.
     pub mapped: [bool; FIELD_COUNT],
     /// Whether workers keep full rows for loading ([`Batch::rows`]) or only digests
     /// ([`Batch::digests`]).
@@ -324,7 +325,16 @@ pub fn start(
     let layout = Arc::new(Layout {
         format,
         profile: profiles[binding.profile].clone(),
-        mapped: binding.mapped(),
+        // A CSV header says which columns the file has; a JSON object's keys say only
+        // what that record has: every field the profile maps is read from every record.
+        mapped: if format == Format::Csv {
+            binding.mapped()
+        } else {
+            profiles[binding.profile]
+                .columns
+                .each_ref()
+                .map(Option::is_some)
+        },
         binding,
         columns,
         delimiter,

@@ -530,3 +530,94 @@ fn the_folder_inbox_does_not_recurse_and_skips_files_younger_than_min_file_age()
         );
     }
 }
+
+/// A JSON record's keys say only what that record has: an optional field the first
+/// record omits is still read from every later record, and warns where it is missing.
+#[test]
+fn json_fields_the_first_record_omits_are_read_from_every_record() {
+    let w = Workdir::new();
+    w.config(
+        r#"
+[[profile]]
+name = "lean-json"
+currency = "EUR"
+[profile.columns]
+transaction_id = "id"
+customer_id = "cust"
+transaction_at = "at"
+amount = "amt"
+customer_dob = "dob"
+gender = "sex"
+"#,
+    );
+    let at = "2016-08-02T10:00:00";
+    w.put(
+        "people.json",
+        format!(
+            "[{{\"id\":\"A1\",\"cust\":\"C\",\"at\":\"{at}\",\"amt\":\"1\"}},\n\
+             {{\"id\":\"A2\",\"cust\":\"C\",\"at\":\"{at}\",\"amt\":\"2\",\"dob\":\"1980-05-05\",\"sex\":\"F\"}},\n\
+             {{\"id\":\"A3\",\"cust\":\"C\",\"at\":\"{at}\",\"amt\":\"3\",\"dob\":\"1800-01-01\"}}]\n"
+        ),
+    );
+    let (r, code) = w.json(&["run"]);
+    assert_eq!(code, 0, "{r}");
+    let f = file(&r, "people.json");
+    assert_eq!(f["rows_loaded"], 3, "{f}");
+    assert_eq!(
+        f["warnings"],
+        serde_json::json!({"missing_dob": 1, "dob_too_old": 1, "missing_gender": 2}),
+        "{f}"
+    );
+    assert_eq!(f["formats"]["customer_dob"], serde_json::json!({"iso": 2}), "{f}");
+    assert_eq!(
+        w.query("SELECT transaction_id, customer_dob, gender FROM transactions ORDER BY 1"),
+        [
+            ["A1", "NULL", "NULL"],
+            ["A2", "1980-05-05", "F"],
+            ["A3", "NULL", "NULL"]
+        ]
+    );
+}
+
+/// The built-in Kaggle profile in NDJSON: the first record omits null fields, its
+/// customer id among them; it is rejected alone and the others load with every field.
+#[test]
+fn kaggle_ndjson_whose_first_record_omits_keys_loads_row_by_row() {
+    let w = Workdir::new();
+    let rec = |id: &str, cust: Option<&str>, dob: Option<&str>, sex: &str, loc: &str| {
+        let mut s = format!("{{\"TransactionID\":\"{id}\"");
+        if let Some(c) = cust {
+            s.push_str(&format!(",\"CustomerID\":\"{c}\""));
+        }
+        if let Some(d) = dob {
+            s.push_str(&format!(",\"CustomerDOB\":\"{d}\""));
+        }
+        s.push_str(&format!(
+            ",\"CustGender\":\"{sex}\",\"CustLocation\":\"{loc}\",\"CustAccountBalance\":\"1.00\",\
+             \"TransactionDate\":\"2/8/16\",\"TransactionTime\":\"143207\",\"TransactionAmount (INR)\":\"25.0\"}}\n"
+        ));
+        s
+    };
+    let text = [
+        rec("K1", None, None, "M", "PUNE"),
+        rec("K2", Some("C2"), Some("10/1/94"), "F", "DELHI"),
+        rec("K3", Some("C3"), Some("99/99/99"), "", ""),
+    ]
+    .concat();
+    w.put("kaggle.ndjson", text);
+    let (r, code) = w.json(&["run", "--max-reject-share", "0.5"]);
+    assert_eq!(code, 0, "{r}");
+    let f = file(&r, "kaggle.ndjson");
+    assert_eq!(f["status"], "loaded", "{f}");
+    assert_eq!(f["rows_loaded"], 2, "{f}");
+    assert_eq!(f["rejects"], serde_json::json!({"missing_customer_id": 1}), "{f}");
+    assert_eq!(
+        f["warnings"],
+        serde_json::json!({"invalid_dob": 1, "missing_gender": 1, "missing_location": 1}),
+        "{f}"
+    );
+    assert_eq!(
+        w.query("SELECT transaction_id, customer_dob FROM transactions ORDER BY 1"),
+        [["K2", "1994-01-10"], ["K3", "NULL"]]
+    );
+}
