@@ -60,8 +60,9 @@ pub struct Layout {
     pub columns: usize,
     /// CSV field separator (given by the profile or detected from the header).
     pub delimiter: u8,
-    /// Per field slot, whether a row may lack the field ("missing" warnings): for CSV the
-    /// header's columns ([`Binding::mapped`]), for JSON every field the profile maps.
+    /// Per field slot, whether a CSV row may lack the field ("missing" warnings): the
+    /// header's columns ([`Binding::mapped`]). A JSON record says it for itself: the
+    /// profile's keys it holds, whatever their value.
     pub mapped: [bool; FIELD_COUNT],
     /// Whether workers keep full rows for loading ([`Batch::rows`]) or only digests
     /// ([`Batch::digests`]).
@@ -325,16 +326,7 @@ pub fn start(
     let layout = Arc::new(Layout {
         format,
         profile: profiles[binding.profile].clone(),
-        // A CSV header says which columns the file has; a JSON object's keys say only
-        // what that record has: every field the profile maps is read from every record.
-        mapped: if format == Format::Csv {
-            binding.mapped()
-        } else {
-            profiles[binding.profile]
-                .columns
-                .each_ref()
-                .map(Option::is_some)
-        },
+        mapped: binding.mapped(),
         binding,
         columns,
         delimiter,
@@ -576,6 +568,11 @@ pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
                 }
                 Ok(pairs) => {
                     let mut cells: [Option<&str>; FIELD_COUNT] = [None; FIELD_COUNT];
+                    // Every field the profile maps is read from every record (not only
+                    // the keys of the first one). An absent key is a field this record
+                    // does not carry, like a column a CSV header lacks: NULL, no warning;
+                    // a key holding null or an empty string is a missing value.
+                    let mut present = [false; FIELD_COUNT];
                     let mut nested = None;
                     for (key, value) in &pairs {
                         for field in Field::ALL {
@@ -585,6 +582,7 @@ pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
                             if !key.trim().eq_ignore_ascii_case(name) {
                                 continue;
                             }
+                            present[field.slot()] = true;
                             match value {
                                 json::JsonCell::Text(v) => {
                                     let v = trimmed(field.slot(), v);
@@ -605,7 +603,7 @@ pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
                         ));
                         continue;
                     }
-                    validate(&layout.profile, &layout.mapped, &cells)
+                    validate(&layout.profile, &present, &cells)
                 }
             },
         };
@@ -968,7 +966,7 @@ mod tests {
         let batches = scan_all(text, Format::Ndjson).unwrap();
         let b = &batches[0];
         assert_eq!(b.rows.len(), 1, "{:?}", b.rejects);
-        assert_eq!(b.rows[0].warnings.rules().count(), 0, "no such columns");
+        assert_eq!(b.rows[0].warnings.rules().count(), 0, "no such keys");
         assert_eq!(b.rejects[0].rejection.rule, Rule::MalformedRow);
         assert!(b.rejects[0].rejection.detail.contains("customer_id"));
     }

@@ -1867,10 +1867,16 @@ fn content_that_already_failed_fails_again_on_postgres() {
         let e = f["error"].as_str().unwrap();
         let reason = entry(&r1, earlier)["error"].as_str().unwrap().to_owned();
         assert!(e.contains(&reason), "{e}");
-        assert!(
-            e.contains(&format!("bankpipe reprocess {earlier_id}")),
-            "{e}"
-        );
+        if earlier == "header-only.csv" {
+            // The bytes alone are the cause: reprocessing cannot help.
+            assert!(e.contains("Fix the file"), "{e}");
+            assert!(!e.contains("bankpipe reprocess"), "{e}");
+        } else {
+            assert!(
+                e.contains(&format!("bankpipe reprocess {earlier_id}")),
+                "{e}"
+            );
+        }
     }
     for name in ["good.csv", "good-copy.csv"] {
         let f = entry(&r2, name);
