@@ -307,7 +307,7 @@ fn categorical_bins(prev: &[Option<String>], cur: &[Option<String>]) -> ((u64, u
     }
     let mut ranked: Vec<(&str, u64)> = counts.iter().map(|(v, n)| (*v, *n)).collect();
     // The map iterates in byte order, and the sort is stable: ties stay in byte order.
-    ranked.sort_by(|a, b| b.1.cmp(&a.1));
+    ranked.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     let top: Vec<(&str, u64)> = ranked.iter().take(TOP_VALUES).copied().collect();
     let prev_other: u64 = ranked.iter().skip(TOP_VALUES).map(|(_, n)| n).sum();
     let index: BTreeMap<&str, usize> = top.iter().enumerate().map(|(i, (v, _))| (*v, i)).collect();
@@ -417,7 +417,7 @@ pub fn render_html(quarter: &str, previous: Option<&str>, features: &[FeatureDri
         let _ = writeln!(
             h,
             "<section id=\"f{i}\">\n<h2>{name}{mark}</h2>\n<p>{kind}; PSI {psi:.4}; null rate \
-             {np} &rarr; {nc}; rows {rp} &rarr; {rc}</p>",
+             {np} &rarr; {nc}; rows {rp} &rarr; {rc}; bars: share of {of}</p>",
             name = esc(&f.feature),
             mark = if f.flagged {
                 " <span class=\"flag\">flagged</span>"
@@ -430,6 +430,11 @@ pub fn render_html(quarter: &str, previous: Option<&str>, features: &[FeatureDri
             nc = percent(f.null_rate_cur),
             rp = f.rows_prev,
             rc = f.rows_cur,
+            of = if f.kind == "numeric" {
+                "non-null values"
+            } else {
+                "rows"
+            },
         );
         histogram(&mut h, f, quarter, previous);
         h.push_str("</section>\n");
@@ -796,7 +801,7 @@ mod tests {
             serde_json::to_string(&b).unwrap()
         );
         assert_eq!(
-            render_html("2016Q3", Some("2016Q2"), &[a.clone()]),
+            render_html("2016Q3", Some("2016Q2"), std::slice::from_ref(&a)),
             render_html("2016Q3", Some("2016Q2"), &[b])
         );
         // Ties by bytes: a (2) first, then b and c (1 each) in byte order.
@@ -811,7 +816,8 @@ mod tests {
             ["(-inf, 1]", "(1, 2.5]", "(2.5, +inf)"]
         );
         assert_eq!(range_labels(&[]), ["(-inf, +inf)"]);
-        assert_eq!(number(12.300000000000001, true), "12.3");
+        assert_eq!(number(0.1 + 0.2, true), "0.3");
+        assert_eq!(number(0.1 + 0.2, false), "0.30000000000000004");
         assert_eq!(number(1234567.891, true), "1234570");
         // Edges equal at 6 digits are written in full.
         let l = range_labels(&[1.0000001, 1.0000002]);
