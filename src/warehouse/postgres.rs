@@ -1487,7 +1487,7 @@ impl RepeatBuffer {
 
 /// The optimistic path: the first occurrence of every id in the file straight into
 /// `transactions`; a row whose id occurred earlier in the file goes to `repeats`
-/// instead, for [`merge_repeats`] (so in-file repeats, common in real files, do not
+/// instead, for [`merge_set_aside`] (so in-file repeats, common in real files, do not
 /// abort the `COPY`). `tally` counts only the rows sent to `transactions` as loaded.
 fn copy_direct(
     tx: &mut Transaction<'_>,
@@ -1522,7 +1522,7 @@ fn copy_direct(
         tally.formats.merge(&batch.formats);
         // File order decides which occurrence of an id is the first. A digest seen
         // before sets the row aside (a digest collision only sets aside a first
-        // occurrence, which `merge_repeats` notices).
+        // occurrence, which `merge_set_aside` notices).
         let mut order: Vec<&ValidRow> = Vec::with_capacity(batch.rows.len());
         for row in &batch.rows {
             ord += 1;
