@@ -279,7 +279,7 @@ fn range_labels(edges: &[f64]) -> Vec<String> {
 }
 
 /// A number as text: the shortest text that reads back as `x` (after rounding to 6
-/// significant digits when `round`). No exponent for everyday magnitudes.
+/// significant digits when `round`); an exponent only below 1e-6 or from 1e15 on.
 fn number(x: f64, round: bool) -> String {
     if !x.is_finite() {
         return if x > 0.0 { "+inf" } else { "-inf" }.to_owned();
@@ -291,6 +291,10 @@ fn number(x: f64, round: bool) -> String {
     };
     if x == 0.0 {
         return "0".to_owned();
+    }
+    // `{}` never uses an exponent: 1e300 would be 301 digits.
+    if x.abs() >= 1e15 || x.abs() < 1e-6 {
+        return format!("{x:e}");
     }
     format!("{x}")
 }
@@ -819,6 +823,9 @@ mod tests {
         assert_eq!(number(0.1 + 0.2, true), "0.3");
         assert_eq!(number(0.1 + 0.2, false), "0.30000000000000004");
         assert_eq!(number(1234567.891, true), "1234570");
+        assert_eq!(number(1e300, false), "1e300");
+        assert_eq!(number(-2.5e-9, true), "-2.5e-9");
+        assert_eq!(number(-0.0, true), "0");
         // Edges equal at 6 digits are written in full.
         let l = range_labels(&[1.0000001, 1.0000002]);
         assert_eq!(l[1], "(1.0000001, 1.0000002]");

@@ -94,7 +94,7 @@ pub enum KeyError {
         reason: String,
     },
     /// No randomness from the operating system.
-    #[error("the system random generator failed while generating a pseudonym key")]
+    #[error("the system random generator failed while generating a pseudonym key (or {HOW})")]
     Random,
 }
 
