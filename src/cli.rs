@@ -51,6 +51,10 @@ pub enum Command {
     /// Re-wrap the data keys of encrypted lake objects under a new master key (objects
     /// are not rewritten). The current key comes from BANKPIPE_MASTER_KEY(_FILE).
     RotateKey(RotateKeyArgs),
+    /// Print the pseudonymised key of each id read (one a line) as `id,key` CSV, to join
+    /// label tables to exported datasets. The key comes from BANKPIPE_PSEUDONYM_KEY(_FILE),
+    /// else (SQLite) DATA_DIR/pseudonym.key.
+    Pseudonymise(PseudonymiseArgs),
 }
 
 /// `run` options.
@@ -212,4 +216,24 @@ pub struct RotateKeyArgs {
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Which identifier `pseudonymise` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IdKind {
+    /// `customer_id` → `customer_key`.
+    Customer,
+    /// `transaction_id` → `transaction_key`.
+    Transaction,
+}
+
+/// `pseudonymise` options.
+#[derive(Debug, Args)]
+pub struct PseudonymiseArgs {
+    /// Which identifiers the input holds.
+    #[arg(long, value_enum)]
+    pub kind: IdKind,
+    /// File of ids, one a line (`-` or none: standard input).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
 }

@@ -15,8 +15,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::{
-    CheckArgs, Cli, Command, DemoArgs, GenFormat, GenerateArgs, MigrateArgs, RejectsArgs,
-    RotateKeyArgs, RunArgs,
+    CheckArgs, Cli, Command, DemoArgs, GenFormat, GenerateArgs, IdKind, MigrateArgs,
+    PseudonymiseArgs, RejectsArgs, RotateKeyArgs, RunArgs,
 };
 use crate::config::{Config, ConfigError, Overrides};
 use crate::generate::{GenerateOptions, OutputFormat};
@@ -112,6 +112,13 @@ impl Failure {
     }
 }
 
+/// A pseudonym key missing or unusable: a setting to fix.
+impl From<crate::export::pseudonym::KeyError> for Failure {
+    fn from(e: crate::export::pseudonym::KeyError) -> Failure {
+        Failure::usage(e.to_string())
+    }
+}
+
 impl From<ConfigError> for Failure {
     fn from(e: ConfigError) -> Failure {
         Failure::usage(e.to_string())
@@ -195,6 +202,7 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::RotateKey(a) => rotate_key(&Config::resolve(&overrides)?, &a),
         Command::Migrate(args) => migrate(&Config::resolve(&overrides)?, &args),
+        Command::Pseudonymise(a) => pseudonymise(&Config::resolve(&overrides)?, &a),
     }
 }
 
@@ -973,6 +981,80 @@ impl Orphan {
             what,
         }
     }
+}
+
+/// `pseudonymise`: the header `id,key`, then one CSV line per id read, in input order.
+/// Lines are read as [`crate::export::pseudonym::id_of_line`] says (line ending and
+/// surrounding blanks dropped, a UTF-8 byte order mark before the first line too);
+/// blank lines are skipped and counted in the closing log line. A line that is not
+/// UTF-8 stops the command (exit 1): no stored id could match it.
+fn pseudonymise(config: &Config, args: &PseudonymiseArgs) -> Result<ExitCode, Failure> {
+    use crate::export::pseudonym::{PseudonymKey, csv_field, id_of_line};
+    use std::io::BufRead;
+
+    let embedded = crate::warehouse::sqlite::path_from_url(&config.warehouse_url).is_some();
+    let (key, generated) = PseudonymKey::load(&config.data_dir, embedded)?;
+    if let Some(path) = generated {
+        eprintln!(
+            "bankpipe: generated a new pseudonym key in {} (mode 0600). Keep it and back it \
+             up: the keys of exported datasets can only be recomputed with it. Another machine \
+             that must produce the same keys needs BANKPIPE_PSEUDONYM_KEY_FILE pointing to a \
+             copy of it.",
+            path.display()
+        );
+    }
+    let derive = match args.kind {
+        IdKind::Customer => PseudonymKey::customer_key,
+        IdKind::Transaction => PseudonymKey::transaction_key,
+    };
+    let (name, mut input): (String, Box<dyn BufRead>) = match args.file.as_deref() {
+        Some(path) if path != Path::new("-") => {
+            let file = std::fs::File::open(path)
+                .map_err(|e| Failure::usage(format!("cannot open {}: {e}", path.display())))?;
+            (
+                path.display().to_string(),
+                Box::new(std::io::BufReader::with_capacity(64 * 1024, file)),
+            )
+        }
+        _ => ("standard input".into(), Box::new(std::io::stdin().lock())),
+    };
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout());
+    writeln!(out, "id,key")?;
+    let mut line = Vec::new();
+    let (mut line_no, mut ids, mut blank) = (0u64, 0u64, 0u64);
+    loop {
+        line.clear();
+        let read = input.read_until(b'\n', &mut line).map_err(|e| Failure {
+            code: 1,
+            message: format!("reading {name}: {e}"),
+        })?;
+        if read == 0 {
+            break;
+        }
+        line_no += 1;
+        let bytes = match line_no {
+            1 => line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&line),
+            _ => &line,
+        };
+        let text = std::str::from_utf8(bytes).map_err(|_| Failure {
+            code: 1,
+            message: format!("line {line_no} of {name} is not UTF-8 text (stored ids are)"),
+        })?;
+        let id = id_of_line(text);
+        if id.is_empty() {
+            blank += 1;
+            continue;
+        }
+        writeln!(out, "{},{}", csv_field(id), derive(&key, id))?;
+        ids += 1;
+        // Nobody reads any more (`| head`): the rest of the input is not worth reading.
+        if out.get_ref().closed {
+            break;
+        }
+    }
+    out.flush()?;
+    tracing::info!(ids, blank_lines = blank, key_id = %key.key_id(), "Pseudonymised ids.");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn status(config: &Config, json: bool) -> Result<ExitCode, Failure> {
