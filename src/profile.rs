@@ -9,7 +9,7 @@
 
 use serde::Deserialize;
 
-use crate::model::{Amount, Currency, Date, DateTime, MAX_SCALE};
+use crate::model::{Amount, Currency, Date, DateTime, MAX_SCALE, MinorUnits};
 
 /// A warehouse field a source column can feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -649,6 +649,20 @@ pub enum ProfileError {
         /// What is missing.
         what: String,
     },
+    /// A fixed `currency` ISO 4217 does not list (or lists without a minor unit), and
+    /// no `amount_scale` says how many decimals its amounts have.
+    #[error(
+        "profile {profile}: currency {code:?} {why}; fix the code, or give amount_scale to use \
+         a code ISO 4217 does not list"
+    )]
+    Currency {
+        /// Profile name.
+        profile: String,
+        /// The code as written.
+        code: String,
+        /// What is wrong with it, with a suggestion when one is close.
+        why: String,
+    },
     /// A bad value.
     #[error("profile {profile}: invalid {field}: {value:?}")]
     Invalid {
@@ -743,9 +757,38 @@ impl Profile {
                 });
             }
         };
+        // A fixed code must be one ISO 4217 lists, so a typo (`JYP`) is not loaded with
+        // a guessed scale; with an explicit `amount_scale` any code is allowed (private
+        // or newer codes exist).
         let scale = match (spec.amount_scale, currency) {
             (Some(scale), _) => scale,
-            (None, CurrencySource::Fixed(c)) => c.minor_units().min(MAX_SCALE),
+            (None, CurrencySource::Fixed(c)) => match c.iso4217() {
+                Some(MinorUnits::Digits(d)) => d.min(MAX_SCALE),
+                Some(MinorUnits::NotApplicable) => {
+                    return Err(ProfileError::Currency {
+                        profile: spec.name.clone(),
+                        code: c.as_str().to_owned(),
+                        why: "has no ISO 4217 minor unit".to_owned(),
+                    });
+                }
+                None => {
+                    let suggestions: Vec<String> =
+                        c.anagrams().iter().map(|a| a.as_str().to_owned()).collect();
+                    let why = if suggestions.is_empty() {
+                        "is not an ISO 4217 currency code".to_owned()
+                    } else {
+                        format!(
+                            "is not an ISO 4217 currency code (did you mean {}?)",
+                            suggestions.join(" or ")
+                        )
+                    };
+                    return Err(ProfileError::Currency {
+                        profile: spec.name.clone(),
+                        code: c.as_str().to_owned(),
+                        why,
+                    });
+                }
+            },
             (None, CurrencySource::Column) => 2,
         };
         let max_amount = Amount::parse(&spec.max_amount, scale)
@@ -1201,6 +1244,34 @@ mod tests {
         let mut spec = builtin_specs().remove(0);
         spec.currency = None;
         assert!(Profile::from_spec(&spec).is_err());
+    }
+
+    #[test]
+    fn a_fixed_currency_must_be_iso_4217_unless_amount_scale_is_given() {
+        let mut spec = builtin_specs().remove(0);
+        spec.name = "yen".into();
+        spec.currency = Some("JYP".into());
+        let err = Profile::from_spec(&spec).unwrap_err().to_string();
+        assert!(
+            err.contains("profile yen")
+                && err.contains("\"JYP\" is not an ISO 4217 currency code (did you mean JPY?)")
+                && err.contains("amount_scale"),
+            "{err}"
+        );
+        spec.currency = Some("XAU".into());
+        let err = Profile::from_spec(&spec).unwrap_err().to_string();
+        assert!(err.contains("has no ISO 4217 minor unit"), "{err}");
+        // Private or newer codes: the profile says the scale itself.
+        spec.currency = Some("QQQ".into());
+        spec.amount_scale = Some(3);
+        let p = Profile::from_spec(&spec).unwrap();
+        assert_eq!(
+            (p.scale, p.currency),
+            (3, CurrencySource::Fixed(Currency::parse("QQQ").unwrap()))
+        );
+        spec.currency = Some("jpy".into());
+        spec.amount_scale = None;
+        assert_eq!(Profile::from_spec(&spec).unwrap().scale, 0, "any case");
     }
 
     #[test]

@@ -551,22 +551,22 @@ pub fn validate(
         },
     };
 
-    if profile.per_row_currency_scale {
-        let units = currency.minor_units();
-        if units < profile.scale {
-            let step = 10i64.pow(u32::from(profile.scale - units));
-            if amount.minor % step != 0 {
-                return reject(
-                    Rule::InvalidAmount,
-                    Field::Amount,
-                    format!(
-                        "{} has more decimals than {} allows ({units})",
-                        quoted(amount_text.unwrap_or_default()),
-                        currency.as_str()
-                    ),
-                    None,
-                );
-            }
+    if profile.per_row_currency_scale
+        && let Some(units) = currency.minor_units()
+        && units < profile.scale
+    {
+        let step = 10i64.pow(u32::from(profile.scale - units));
+        if amount.minor % step != 0 {
+            return reject(
+                Rule::InvalidAmount,
+                Field::Amount,
+                format!(
+                    "{} has more decimals than {} allows ({units})",
+                    quoted(amount_text.unwrap_or_default()),
+                    currency.as_str()
+                ),
+                None,
+            );
         }
     }
 

@@ -362,6 +362,52 @@ amount = "amount"
     );
 }
 
+/// A fixed currency ISO 4217 does not list is a configuration error (exit 2) naming
+/// the profile and the code, unless the profile says its amount scale itself.
+#[test]
+fn a_mistyped_fixed_currency_stops_at_config_load_unless_amount_scale_is_given() {
+    let w = Workdir::new();
+    let profile = |currency: &str, extra: &str| {
+        format!(
+            r#"
+[[profile]]
+name = "yen"
+currency = "{currency}"
+{extra}
+[profile.columns]
+transaction_id = "id"
+customer_id = "customer"
+transaction_at = "at"
+amount = "amount"
+"#
+        )
+    };
+    w.put(
+        "yen.csv",
+        "id,customer,at,amount\nY1,C,2016-08-02T10:00:00,100\n",
+    );
+    w.config(&profile("JYP", ""));
+    for args in [&["run"][..], &["check", "inbox/yen.csv"]] {
+        let out = w.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("profile yen") && stderr.contains("\"JYP\"") && stderr.contains("JPY?"),
+            "{stderr}"
+        );
+    }
+    assert!(
+        !w.path().join("warehouse.db").exists(),
+        "nothing was created"
+    );
+    // A private code with an explicit scale loads at that scale.
+    w.config(&profile("JYP", "amount_scale = 0"));
+    let (r, code) = w.json(&["run"]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(file(&r, "yen.csv")["amount_loaded"], "100");
+    assert_eq!(w.query("SELECT currency FROM transactions"), [["JYP"]]);
+}
+
 #[test]
 fn columns_a_file_lacks_give_no_warnings_and_unused_json_keys_may_nest() {
     let w = Workdir::new();
