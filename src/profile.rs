@@ -399,7 +399,9 @@ pub struct ProfileSpec {
     pub currency: Option<String>,
     /// Digits after the decimal point of amounts. Default: the currency's ISO 4217
     /// minor units (JPY 0, INR 2, KWD 3); with a currency column, 2, and each amount
-    /// must also fit its own row's currency. Set it to override both.
+    /// must also fit its own row's currency. Set it to override both: it is then the
+    /// scale of every row, and a fixed currency may be a code ISO 4217 does not list
+    /// (a row's code from a currency column never may).
     #[serde(default)]
     pub amount_scale: Option<u8>,
     /// CSV field separator: `","`, `";"`, `"\t"` (or `"tab"`) or `"|"`. Default:
@@ -616,6 +618,9 @@ pub struct Profile {
     pub currency: CurrencySource,
     /// Scale of amounts: stored, summed and reported at it.
     pub scale: u8,
+    /// Whether the profile gave `amount_scale` (it then overrides the minor units of
+    /// every row's currency), rather than taking the scale from the currency.
+    pub scale_given: bool,
     /// With a currency column and no explicit `amount_scale`: each amount must also fit
     /// its row's currency (no `100.5` yen stored as `100.50`).
     pub per_row_currency_scale: bool,
@@ -823,6 +828,7 @@ impl Profile {
             when,
             currency,
             scale,
+            scale_given: spec.amount_scale.is_some(),
             per_row_currency_scale: spec.amount_scale.is_none()
                 && currency == CurrencySource::Column,
             delimiter,

@@ -42,7 +42,7 @@ pub enum Rule {
     NegativeAmount,
     /// Amount above the profile's maximum.
     AmountAboveMax,
-    /// Currency missing or not a three-letter code.
+    /// Currency missing, not a three-letter code, or not an ISO 4217 code.
     InvalidCurrency,
     /// Transaction id already loaded with different content.
     ConflictingDuplicate,
@@ -494,17 +494,12 @@ pub fn validate(
             );
         }
         (Some(text), Some(e), _) => {
-            let why = match e {
-                AmountError::NotPlainDecimal => "is not a plain decimal",
-                AmountError::TooPrecise => "has more decimals than the currency allows",
-                AmountError::TooLarge => "is too large",
+            let detail = match e {
+                AmountError::NotPlainDecimal => format!("{} is not a plain decimal", quoted(text)),
+                AmountError::TooPrecise => too_precise(profile, text, cell(Field::Currency)),
+                AmountError::TooLarge => format!("{} is too large", quoted(text)),
             };
-            return reject(
-                Rule::InvalidAmount,
-                Field::Amount,
-                format!("{} {why}", quoted(text)),
-                None,
-            );
+            return reject(Rule::InvalidAmount, Field::Amount, detail, None);
         }
         (Some(_), None, Some(a)) => a,
         (Some(_), None, None) => unreachable!("amount text present but not parsed"),
@@ -535,16 +530,38 @@ pub fn validate(
 
     let currency = match profile.currency {
         CurrencySource::Fixed(c) => c,
-        CurrencySource::Column => match cell(Field::Currency).and_then(Currency::parse) {
-            Some(c) => c,
+        // A row's code must be one ISO 4217 lists, whatever the profile's amount_scale:
+        // a typo in one row is that row's error, not a new currency.
+        CurrencySource::Column => match cell(Field::Currency).map(|t| (t, Currency::parse(t))) {
+            Some((_, Some(c))) if c.iso4217().is_some() => c,
+            Some((text, Some(c))) => {
+                let close: Vec<String> =
+                    c.anagrams().iter().map(|a| a.as_str().to_owned()).collect();
+                let hint = if close.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (did you mean {}?)", close.join(" or "))
+                };
+                return reject(
+                    Rule::InvalidCurrency,
+                    Field::Currency,
+                    format!("{} is not an ISO 4217 currency code{hint}", quoted(text)),
+                    Some(ParsedAmount::Fits(amount)),
+                );
+            }
+            Some((text, None)) => {
+                return reject(
+                    Rule::InvalidCurrency,
+                    Field::Currency,
+                    format!("{} is not a currency code", quoted(text)),
+                    Some(ParsedAmount::Fits(amount)),
+                );
+            }
             None => {
                 return reject(
                     Rule::InvalidCurrency,
                     Field::Currency,
-                    format!(
-                        "{} is not a currency code",
-                        quoted(cell(Field::Currency).unwrap_or(""))
-                    ),
+                    "missing currency".into(),
                     Some(ParsedAmount::Fits(amount)),
                 );
             }
@@ -638,6 +655,46 @@ pub fn validate(
         warnings,
         matched,
     )
+}
+
+/// Why a well-formed amount has too many decimals, naming what sets the limit: the
+/// profile's `amount_scale`, or the (row's) currency and its ISO 4217 minor units.
+fn too_precise(profile: &Profile, text: &str, currency_cell: Option<&str>) -> String {
+    let scale = profile.scale;
+    if profile.scale_given {
+        return format!(
+            "{} has more decimals than the profile's amount_scale allows ({scale})",
+            quoted(text)
+        );
+    }
+    let currency = match profile.currency {
+        CurrencySource::Fixed(c) => Some(c),
+        CurrencySource::Column => currency_cell.and_then(Currency::parse),
+    };
+    let decimals = text
+        .split_once('.')
+        .map_or(0, |(_, frac)| frac.trim_end_matches('0').len());
+    match currency.and_then(|c| c.minor_units().map(|units| (c, units))) {
+        // Within the currency's minor units but beyond the file's scale: the default
+        // scale of a currency column (2) cannot hold KWD's third decimal.
+        Some((c, units)) if usize::from(units) >= decimals => format!(
+            "{} has {decimals} decimals, which {} allows ({units}), but profile {} keeps \
+             amounts at {scale} (give it amount_scale = {units})",
+            quoted(text),
+            c.as_str(),
+            profile.name
+        ),
+        Some((c, units)) => format!(
+            "{} has more decimals than {} allows ({units})",
+            quoted(text),
+            c.as_str()
+        ),
+        None => format!(
+            "{} has more decimals than profile {} keeps ({scale})",
+            quoted(text),
+            profile.name
+        ),
+    }
 }
 
 /// Resolves a birth date against the transaction date, or says which warning applies.
@@ -1016,6 +1073,100 @@ mod tests {
             verdict_rule(&validate(&c, &ALL, &canonical_cells("100.5", "EUR"))),
             None
         );
+    }
+
+    fn rejection(p: &Profile, cells: &[Option<&str>; FIELD_COUNT]) -> Rejection {
+        match validate(p, &ALL, cells) {
+            Verdict::Rejected(r) => r,
+            Verdict::Valid(..) => panic!("expected a rejection for {cells:?}"),
+        }
+    }
+
+    #[test]
+    fn row_currency_codes_must_be_iso_4217() {
+        let c = canonical();
+        let r = rejection(&c, &canonical_cells("12.5", "JYP"));
+        assert_eq!(
+            (r.rule, r.field),
+            (Rule::InvalidCurrency, Some(Field::Currency))
+        );
+        assert_eq!(
+            r.detail,
+            "\"JYP\" is not an ISO 4217 currency code (did you mean JPY?)"
+        );
+        assert_eq!(r.amount.unwrap().to_text(), "12.50", "still counted");
+        assert_eq!(
+            rejection(&c, &canonical_cells("1", "QQQ")).detail,
+            "\"QQQ\" is not an ISO 4217 currency code"
+        );
+        assert_eq!(
+            rejection(&c, &canonical_cells("1", "EURO")).rule,
+            Rule::InvalidCurrency
+        );
+        for known in ["usd", "XAU", "HRK", "KWD"] {
+            assert_eq!(
+                verdict_rule(&validate(&c, &ALL, &canonical_cells("1", known))),
+                None,
+                "{known}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_explicit_amount_scale_is_every_rows_scale_but_codes_are_still_checked() {
+        let mut spec = builtin_specs().remove(1);
+        spec.amount_scale = Some(3);
+        let p = Profile::from_spec(&spec).unwrap();
+        let Verdict::Valid(t, ..) = validate(&p, &ALL, &canonical_cells("100.5", "JPY")) else {
+            panic!("amount_scale overrides the row's currency")
+        };
+        assert_eq!(t.amount.to_text(), "100.500");
+        let Verdict::Valid(t, ..) = validate(&p, &ALL, &canonical_cells("1.234", "KWD")) else {
+            panic!()
+        };
+        assert_eq!(t.amount.to_text(), "1.234");
+        assert_eq!(
+            rejection(&p, &canonical_cells("1", "JYP")).rule,
+            Rule::InvalidCurrency
+        );
+        assert_eq!(
+            rejection(&p, &canonical_cells("1.2345", "KWD")).detail,
+            "\"1.2345\" has more decimals than the profile's amount_scale allows (3)"
+        );
+    }
+
+    #[test]
+    fn a_too_precise_amount_names_the_currency_and_its_minor_units() {
+        let c = canonical();
+        // More decimals than the row's currency has.
+        assert_eq!(
+            rejection(&c, &canonical_cells("1.2345", "KWD")).detail,
+            "\"1.2345\" has more decimals than KWD allows (3)"
+        );
+        assert_eq!(
+            rejection(&c, &canonical_cells("100.5", "JPY")).detail,
+            "\"100.5\" has more decimals than JPY allows (0)"
+        );
+        assert_eq!(
+            rejection(&c, &canonical_cells("1.255", "EUR")).detail,
+            "\"1.255\" has more decimals than EUR allows (2)"
+        );
+        // Right for KWD, but beyond the 2 decimals a currency column keeps by default.
+        let r = rejection(&c, &canonical_cells("1.234", "KWD"));
+        assert_eq!(r.rule, Rule::InvalidAmount);
+        assert_eq!(
+            r.detail,
+            "\"1.234\" has 3 decimals, which KWD allows (3), but profile canonical keeps \
+             amounts at 2 (give it amount_scale = 3)"
+        );
+        // A fixed currency.
+        let mut spec = builtin_specs().remove(0);
+        spec.currency = Some("KWD".into());
+        let kwd = Profile::from_spec(&spec).unwrap();
+        let Verdict::Rejected(r) = validate(&kwd, &ALL, &row(with(8, "1.2345"))) else {
+            panic!()
+        };
+        assert_eq!(r.detail, "\"1.2345\" has more decimals than KWD allows (3)");
     }
 
     #[test]
