@@ -962,6 +962,36 @@ pub enum DetectError {
         /// The file's column names.
         columns: Vec<String>,
     },
+    /// A profile names a delimiter the header does not split at, and the header split
+    /// at another delimiter has every column the profile needs.
+    #[error(
+        "the header does not split at {} (profile {profile} says delimiter = {}): it looks \
+         {}-separated; set delimiter = {} in the profile, or remove delimiter to have it \
+         detected",
+        delimiter_name(*expected),
+        delimiter_name(*expected),
+        delimiter_name(*found),
+        delimiter_name(*found)
+    )]
+    WrongDelimiter {
+        /// The profile that names `expected`.
+        profile: String,
+        /// The profile's delimiter.
+        expected: u8,
+        /// The delimiter the header splits at into the profile's columns.
+        found: u8,
+    },
+}
+
+/// A delimiter as written in a profile: `","`, `";"`, `"\t"`, `"|"`.
+pub const fn delimiter_name(delimiter: u8) -> &'static str {
+    match delimiter {
+        b',' => "\",\"",
+        b';' => "\";\"",
+        b'\t' => "\"\\t\"",
+        b'|' => "\"|\"",
+        _ => "\"?\"",
+    }
 }
 
 /// Picks the profile for a header: the one with all required columns present and the

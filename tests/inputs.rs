@@ -204,7 +204,8 @@ amount = "amount"
         "pipe.csv",
         "id|customer|at|amount\nP1|C1|2016-08-02T10:00:00|1,5\nP2|C1|2016-08-02T10:00:00|2\n",
     );
-    // The same header with commas matches no profile: "pipes" allows only `|`.
+    // The same header with commas matches no profile: "pipes" allows only `|`, and the
+    // error says the header looks `,`-separated.
     w.put(
         "commas.csv",
         "id,customer,at,amount\nQ1,C1,2016-08-02T10:00:00,2\n",
@@ -226,7 +227,13 @@ amount = "amount"
     );
     let f = file(&r, "commas.csv");
     assert_eq!(f["status"], "failed");
-    assert!(f["error"].as_str().unwrap().contains("no profile"), "{f}");
+    assert_eq!(
+        f["error"],
+        "the header does not split at \"|\" (profile pipes says delimiter = \"|\"): it looks \
+         \",\"-separated; set delimiter = \",\" in the profile, or remove delimiter to have it \
+         detected",
+        "{f}"
+    );
     assert_eq!(
         w.query("SELECT location FROM transactions WHERE transaction_id = 'T1'"),
         [["X, Y"]]
