@@ -668,6 +668,19 @@ pub enum ProfileError {
         /// What is wrong with it, with a suggestion when one is close.
         why: String,
     },
+    /// `max_amount` is not a non-negative plain decimal at the profile's scale.
+    #[error(
+        "profile {profile}: invalid max_amount {value:?}: give a plain decimal, not negative, \
+         with at most {scale} decimals (the profile's amount scale)"
+    )]
+    MaxAmount {
+        /// Profile name.
+        profile: String,
+        /// The value as written.
+        value: String,
+        /// The profile's amount scale.
+        scale: u8,
+    },
     /// A bad value.
     #[error("profile {profile}: invalid {field}: {value:?}")]
     Invalid {
@@ -799,7 +812,11 @@ impl Profile {
         let max_amount = Amount::parse(&spec.max_amount, scale)
             .ok()
             .filter(|a| a.minor >= 0)
-            .ok_or_else(|| invalid("max_amount", &spec.max_amount))?;
+            .ok_or_else(|| ProfileError::MaxAmount {
+                profile: spec.name.clone(),
+                value: spec.max_amount.clone(),
+                scale,
+            })?;
         let dob_placeholder = match &spec.dob_placeholder {
             Some(text) => Some(
                 parse_iso_date(text.as_bytes()).ok_or_else(|| invalid("dob_placeholder", text))?,
@@ -1280,6 +1297,23 @@ mod tests {
         let mut spec = builtin_specs().remove(0);
         spec.currency = None;
         assert!(Profile::from_spec(&spec).is_err());
+    }
+
+    #[test]
+    fn a_max_amount_the_scale_cannot_hold_says_why() {
+        let mut spec = builtin_specs().remove(0);
+        spec.currency = Some("JPY".into());
+        spec.max_amount = "1000000.5".into();
+        assert_eq!(
+            Profile::from_spec(&spec).unwrap_err().to_string(),
+            "profile kaggle-bank: invalid max_amount \"1000000.5\": give a plain decimal, not \
+             negative, with at most 0 decimals (the profile's amount scale)"
+        );
+        spec.max_amount = "1000000.0".into();
+        assert_eq!(
+            Profile::from_spec(&spec).unwrap().max_amount.to_text(),
+            "1000000"
+        );
     }
 
     #[test]

@@ -346,12 +346,29 @@ fn quoted(value: &str) -> String {
     format!("{s:?}")
 }
 
-/// Shortens a long number quoted in a detail message (the raw row keeps all of it).
+/// Shortens a canonical amount of more than 24 digits before the point (`-123…789.00`)
+/// quoted in a detail message (the raw row keeps all of it): the middle of the integer
+/// part gives way, the sign and the decimals at the file's scale stay, and the digit
+/// count says how large it was. A cut
+/// never lands inside the decimals (`…789.` or `…789.0` would misstate the scale).
 fn shortened(value: &str) -> String {
-    match value.char_indices().nth(40) {
-        Some((cut, _)) => format!("{}…", &value[..cut]),
-        None => value.to_owned(),
+    let (sign, unsigned) = match value.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", value),
+    };
+    let (int_part, decimals) = match unsigned.find('.') {
+        Some(dot) => unsigned.split_at(dot),
+        None => (unsigned, ""),
+    };
+    if int_part.len() <= 24 {
+        return value.to_owned();
     }
+    format!(
+        "{sign}{}…{}{decimals} ({} digits before the point)",
+        &int_part[..12],
+        &int_part[int_part.len() - 8..],
+        int_part.len()
+    )
 }
 
 /// Validates one row. `cells` holds, per field slot, the trimmed cell text or `None`
@@ -869,6 +886,70 @@ mod tests {
         );
         let (t, _) = warnings_of(with(8, "100000000"));
         assert_eq!(t.amount.to_text(), "100000000.00");
+    }
+
+    #[test]
+    fn amounts_above_the_maximum_print_at_every_scale() {
+        for scale in 0..=crate::model::MAX_SCALE {
+            let mut spec = builtin_specs().remove(0);
+            spec.currency = Some("JPY".into());
+            spec.amount_scale = (scale > 0).then_some(scale);
+            spec.max_amount = "1000000".into();
+            let p = Profile::from_spec(&spec).unwrap();
+            assert_eq!(p.scale, scale);
+            let decimals = if scale == 0 {
+                String::new()
+            } else {
+                format!(".{}", "0".repeat(usize::from(scale)))
+            };
+            let max = format!("1000000{decimals}");
+            let digits = |n: usize| "1234567890".repeat(5)[..n].to_owned();
+            for (amount, shown) in [
+                ("2000000".to_owned(), format!("2000000{decimals}")),
+                (digits(20), format!("{}{decimals}", digits(20))),
+                (
+                    digits(39),
+                    format!("123456789012…23456789{decimals} (39 digits before the point)"),
+                ),
+                (
+                    format!("{}.5", digits(45)),
+                    if scale == 0 {
+                        String::new()
+                    } else {
+                        format!(
+                            "123456789012…89012345.5{} (45 digits before the point)",
+                            "0".repeat(usize::from(scale) - 1)
+                        )
+                    },
+                ),
+            ] {
+                let mut cells = row(GOOD);
+                cells[Field::Amount.slot()] = Some(&amount);
+                let Verdict::Rejected(r) = validate(&p, &ALL, &cells) else {
+                    panic!("{amount} at scale {scale}")
+                };
+                if shown.is_empty() {
+                    assert_eq!(r.rule, Rule::InvalidAmount, "a decimal at scale 0");
+                    continue;
+                }
+                assert_eq!(r.rule, Rule::AmountAboveMax, "{amount}");
+                assert_eq!(
+                    r.detail,
+                    format!("{shown} exceeds the maximum {max}"),
+                    "scale {scale}"
+                );
+            }
+        }
+        let negative = format!("-{}", "9".repeat(41));
+        let mut cells = row(GOOD);
+        cells[Field::Amount.slot()] = Some(&negative);
+        let Verdict::Rejected(r) = validate(&kaggle(), &ALL, &cells) else {
+            panic!()
+        };
+        assert_eq!(
+            r.detail,
+            "-999999999999…99999999.00 (41 digits before the point) is negative"
+        );
     }
 
     #[test]
