@@ -998,6 +998,69 @@ pub enum DetectError {
         /// The delimiter the header splits at into the profile's columns.
         found: u8,
     },
+    /// The header names a column the profile reads more than once.
+    #[error(
+        "column {column:?} appears {} times in the header (columns {}) and profile {profile} \
+         reads it: rename or remove all but one",
+        positions.len(),
+        positions_text(positions)
+    )]
+    DuplicateColumn {
+        /// The bound profile.
+        profile: String,
+        /// The column's name, as the header writes it first.
+        column: String,
+        /// Its 1-based positions in the header.
+        positions: Vec<usize>,
+    },
+}
+
+/// Column positions as a reader counts them: `2 and 5`, `2, 5 and 7` (1-based).
+fn positions_text(positions: &[usize]) -> String {
+    match positions {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!(
+            "{} and {last}",
+            init.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// A column a bound profile reads that the header names more than once (names compared
+/// as [`detect`] does: trimmed, any case): which copy feeds the field would be a guess,
+/// so the file is refused. Duplicates among columns the profile does not read are
+/// ignored.
+///
+/// # Errors
+/// [`DetectError::DuplicateColumn`] for the first such column, in header order.
+pub fn check_duplicates(
+    profile: &Profile,
+    header: &[String],
+    binding: &Binding,
+) -> Result<(), DetectError> {
+    let lowered: Vec<String> = header.iter().map(|h| h.trim().to_lowercase()).collect();
+    let mut read: Vec<usize> = binding.column_of.iter().flatten().copied().collect();
+    read.sort_unstable();
+    for first in read {
+        let positions: Vec<usize> = lowered
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| **h == lowered[first])
+            .map(|(i, _)| i + 1)
+            .collect();
+        if positions.len() > 1 {
+            return Err(DetectError::DuplicateColumn {
+                profile: profile.name.clone(),
+                column: header[first].trim().to_owned(),
+                positions,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A delimiter as written in a profile: `","`, `";"`, `"\t"`, `"|"`.

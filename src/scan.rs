@@ -314,6 +314,9 @@ pub fn start(
         }
         Err(e) => return Err(e.into()),
     };
+    if format == Format::Csv {
+        profile::check_duplicates(&profiles[binding.profile], &names, &binding)?;
+    }
     splitter.set_target(CHUNK_BYTES);
     if format == Format::Csv {
         splitter.expect_columns(columns);
@@ -973,6 +976,26 @@ mod tests {
         assert_eq!(pick_delimiter(&profiles, &pipe), b'|');
         // Ties between delimiters go to the first candidate.
         assert_eq!(pick_delimiter(&profiles, "a"), b',');
+    }
+
+    #[test]
+    fn a_column_the_profile_reads_twice_refuses_the_file_other_duplicates_do_not() {
+        let twice = HEADER.replace("CustGender", "customerid ");
+        let text = format!("{twice}T1,C1,1/1/80,C2,X,1.00,2/8/16,10,5.0\n");
+        let Err(e) = scan_all(text.as_bytes(), Format::Csv) else {
+            panic!("which CustomerID is the customer?")
+        };
+        assert_eq!(
+            e.to_string(),
+            "column \"CustomerID\" appears 2 times in the header (columns 2 and 4) and profile \
+             kaggle-bank reads it: rename or remove all but one"
+        );
+        let extra = format!(
+            "Note,{},Note\nx,T1,C1,1/1/80,M,X,1.00,2/8/16,10,5.0,y\n",
+            HEADER.trim_end()
+        );
+        let batches = scan_all(extra.as_bytes(), Format::Csv).unwrap();
+        assert_eq!(batches[0].rows[0].txn.transaction_id, "T1");
     }
 
     #[test]
