@@ -12,8 +12,8 @@ use crate::model::{
 use std::collections::BTreeMap;
 
 use crate::profile::{
-    CurrencySource, FIELD_COUNT, FORMATTED_FIELDS, Field, FormatNames, MAX_FORMATS, Profile, When,
-    YearRule,
+    CurrencySource, DateFormat, FIELD_COUNT, FORMATTED_FIELDS, Field, FormatNames, MAX_FORMATS,
+    Profile, When, YearRule,
 };
 
 /// Every rule of the contract, with the stable name stored in the warehouse.
@@ -371,6 +371,27 @@ fn shortened(value: &str) -> String {
     )
 }
 
+/// The earliest year of a transaction. `%Y` reads any number of digits (`0024` is the
+/// year 24, `16` the year 16), and so does `yyyy` with leading zeros: such a year is a
+/// mistyped or mis-formatted date, never a transaction, so that format does not match
+/// and the next one of the list is tried. One comparison per row: the parsers stay as
+/// they are.
+const MIN_TRANSACTION_YEAR: i32 = 1000;
+
+/// The detail of a transaction date (or timestamp) no format accepts; `early` is what
+/// a format made of it when only its year was refused.
+fn not_a_date(text: &str, what: &str, early: Option<Date>) -> String {
+    match early {
+        Some(d) => format!(
+            "{} is in the year {}: a transaction {what} before the year \
+             {MIN_TRANSACTION_YEAR} is refused",
+            quoted(text),
+            d.year
+        ),
+        None => format!("{} is not a valid {what}", quoted(text)),
+    }
+}
+
 /// Validates one row. `cells` holds, per field slot, the trimmed cell text or `None`
 /// when the column is absent or the value is one of the profile's null values;
 /// `mapped` says which fields the file carries at all (an optional field it does not
@@ -413,16 +434,20 @@ pub fn validate(
 
     let transaction_at = match &profile.when {
         When::At(formats) => match cell(Field::TransactionAt) {
-            Some(text) => match formats.first(|f| f.parse(text)) {
+            Some(text) => match formats.first(|f| {
+                f.parse(text)
+                    .filter(|at| at.date.year >= MIN_TRANSACTION_YEAR)
+            }) {
                 Some((at, i)) => {
                     matched.set(2, i);
                     at
                 }
                 None => {
+                    let early = formats.first(|f| f.parse(text)).map(|(at, _)| at.date);
                     return reject(
                         Rule::InvalidTransactionDate,
                         Field::TransactionAt,
-                        format!("{} is not a valid timestamp", quoted(text)),
+                        not_a_date(text, "timestamp", early),
                         amount,
                     );
                 }
@@ -439,16 +464,20 @@ pub fn validate(
         When::DateAndTime(date_formats, time_formats) => {
             let date = match cell(Field::TransactionDate) {
                 Some(text) => {
-                    match date_formats.first(|f| f.parse(text, YearRule::TwentyFirstCentury)) {
+                    let parse = |f: &DateFormat| f.parse(text, YearRule::TwentyFirstCentury);
+                    match date_formats
+                        .first(|f| parse(f).filter(|d| d.year >= MIN_TRANSACTION_YEAR))
+                    {
                         Some((d, i)) => {
                             matched.set(0, i);
                             d
                         }
                         None => {
+                            let early = date_formats.first(parse).map(|(d, _)| d);
                             return reject(
                                 Rule::InvalidTransactionDate,
                                 Field::TransactionDate,
-                                format!("{} is not a valid date", quoted(text)),
+                                not_a_date(text, "date", early),
                                 amount,
                             );
                         }
@@ -844,6 +873,56 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn transaction_years_before_1000_are_refused_and_the_next_format_tried() {
+        use crate::profile::FormatChoice;
+        let mut spec = builtin_specs().remove(0);
+        spec.formats.transaction_date = Some(FormatChoice::One("%d/%m/%Y".into()));
+        let p = Profile::from_spec(&spec).unwrap();
+        for (date, year) in [("02/08/0024", 24), ("2/8/16", 16), ("1/1/0999", 999)] {
+            let mut cells = row(GOOD);
+            cells[Field::TransactionDate.slot()] = Some(date);
+            let r = rejection(&p, &cells);
+            assert_eq!(r.rule, Rule::InvalidTransactionDate, "{date}");
+            assert_eq!(
+                r.detail,
+                format!(
+                    "{date:?} is in the year {year}: a transaction date before the year 1000 \
+                     is refused"
+                )
+            );
+        }
+        let Verdict::Valid(t, ..) = validate(&p, &ALL, &row(with(6, "02/08/1000"))) else {
+            panic!()
+        };
+        assert_eq!(t.transaction_at.date.year, 1000);
+        // `%Y` before `%y`: `16` is not the year 16 but falls through to `%y`.
+        spec.formats.transaction_date = Some(FormatChoice::Many(vec![
+            "%d/%m/%Y".into(),
+            "%d/%m/%y".into(),
+        ]));
+        let p = Profile::from_spec(&spec).unwrap();
+        let Verdict::Valid(t, _, m) = validate(&p, &ALL, &row(with(6, "2/8/16"))) else {
+            panic!()
+        };
+        assert_eq!((t.transaction_at.date.year, m.get(0)), (2016, Some(1)));
+        // The built-in numeric formats and ISO dates and timestamps too.
+        assert_eq!(
+            rejected_rule(with(6, "2/8/0016")),
+            Rule::InvalidTransactionDate
+        );
+        let c = canonical();
+        let mut cells = canonical_cells("1", "EUR");
+        cells[Field::TransactionAt.slot()] = Some("0024-08-02T10:00:00");
+        assert_eq!(
+            rejection(&c, &cells).detail,
+            "\"0024-08-02T10:00:00\" is in the year 24: a transaction timestamp before the \
+             year 1000 is refused"
+        );
+        // Birth dates are not transactions: an early year is still `dob_too_old`.
+        assert_eq!(warnings_of(with(2, "1/1/0994")).1, [Rule::DobTooOld]);
     }
 
     #[test]
