@@ -478,7 +478,7 @@ fn whitespace_around_ids_dates_and_amounts_is_trimmed_and_blank_lines_skipped() 
 }
 
 #[test]
-fn a_gzip_file_named_csv_lands_under_a_gz_key() {
+fn the_lake_key_extension_is_the_detected_format_and_compression() {
     use std::io::Write;
     let w = Workdir::new();
     let text = format!("{KAGGLE}\nT1,C1,10/1/94,F,X,1.00,2/8/16,143207,25.0\n");
@@ -489,12 +489,32 @@ fn a_gzip_file_named_csv_lands_under_a_gz_key() {
     let zst = zstd::encode_all(text.replace("T1,", "T2,").as_bytes(), 1).unwrap();
     w.put("really-zstd.csv", &zst);
     w.put("plain.csv.gz", text.replace("T1,", "T3,"));
+    // No inner extension: the key names the format read from the bytes.
+    let gzip = |text: &str| {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(text.as_bytes()).unwrap();
+        gz.finish().unwrap()
+    };
+    w.put("c.gz", gzip(&text.replace("T1,", "T4,")));
+    let record = |id: &str| {
+        format!(
+            "{{\"transaction_id\":\"{id}\",\"customer_id\":\"C\",\
+             \"transaction_at\":\"2016-08-02T10:00:00\",\"amount\":\"1\",\"currency\":\"EUR\"}}"
+        )
+    };
+    w.put("j.gz", gzip(&format!("[{}]\n", record("J1"))));
+    w.put("n.gz", gzip(&format!("{}\n", record("N1"))));
+    w.put("lines.jsonl", format!("{}\n", record("N2")));
     let (r, code) = w.json(&["run"]);
     assert_eq!(code, 0, "{r}");
     for (name, ext) in [
         ("really-gzip.csv", ".csv.gz"),
         ("really-zstd.csv", ".csv.zst"),
         ("plain.csv.gz", ".csv"),
+        ("c.gz", ".csv.gz"),
+        ("j.gz", ".json.gz"),
+        ("n.gz", ".ndjson.gz"),
+        ("lines.jsonl", ".ndjson"),
     ] {
         let key = file(&r, name)["lake_key"].as_str().unwrap().to_owned();
         let sha = file(&r, name)["sha256"].as_str().unwrap().to_owned();
