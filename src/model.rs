@@ -640,28 +640,102 @@ impl Currency {
         std::str::from_utf8(&self.0).unwrap_or("XXX")
     }
 
+    /// What ISO 4217 says of the code: its minor units, or `None` when the code is not
+    /// in [`ISO_4217`] (a typo such as `JYP`, or a private code).
+    pub fn iso4217(self) -> Option<MinorUnits> {
+        ISO_4217
+            .binary_search_by(|(code, _)| code.cmp(&&self.0))
+            .ok()
+            .map(|i| ISO_4217[i].1)
+    }
+
     /// Digits after the decimal point of the currency's minor unit (ISO 4217): 0 for
-    /// JPY, 3 for KWD, 2 for most, so `100.5` yen is not a valid amount. Only the
-    /// exceptions are listed; any other code (including ones this table does not know)
-    /// has 2, the common case.
-    pub fn minor_units(self) -> u8 {
-        const ZERO: &[&[u8; 3]] = &[
-            b"BIF", b"CLP", b"DJF", b"GNF", b"ISK", b"JPY", b"KMF", b"KRW", b"PYG", b"RWF", b"UGX",
-            b"UYI", b"VND", b"VUV", b"XAF", b"XOF", b"XPF",
-        ];
-        const THREE: &[&[u8; 3]] = &[b"BHD", b"IQD", b"JOD", b"KWD", b"LYD", b"OMR", b"TND"];
-        const FOUR: &[&[u8; 3]] = &[b"CLF", b"UYW"];
-        if ZERO.contains(&&self.0) {
-            0
-        } else if THREE.contains(&&self.0) {
-            3
-        } else if FOUR.contains(&&self.0) {
-            4
-        } else {
-            2
+    /// JPY, 3 for KWD, 2 for most, so `100.5` yen is not a valid amount. `None` for a
+    /// code ISO 4217 does not list, or lists without a minor unit (`XAU`).
+    pub fn minor_units(self) -> Option<u8> {
+        match self.iso4217() {
+            Some(MinorUnits::Digits(d)) => Some(d),
+            Some(MinorUnits::NotApplicable) | None => None,
         }
     }
+
+    /// Listed codes made of the same letters in another order (`JYP` → `JPY`), for a
+    /// message about a mistyped code.
+    pub fn anagrams(self) -> Vec<Currency> {
+        let mut letters = self.0;
+        letters.sort_unstable();
+        ISO_4217
+            .iter()
+            .filter(|(code, _)| {
+                let mut l = **code;
+                l.sort_unstable();
+                l == letters && **code != self.0
+            })
+            .map(|(code, _)| Currency(**code))
+            .collect()
+    }
 }
+
+/// The minor unit of an ISO 4217 code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MinorUnits {
+    /// Digits after the decimal point (JPY 0, EUR 2, KWD 3, CLF 4).
+    Digits(u8),
+    /// Listed without a minor unit ("N.A."): precious metals, SDR, test and "no
+    /// currency" codes.
+    NotApplicable,
+}
+
+/// ISO 4217 alphabetic codes and their minor units, sorted by code (binary-searched per
+/// row). The current list (as of 2025, with `XCG`, `ZWG`, `VED` and `SLE`) plus
+/// codes withdrawn since 2010 that older exports still hold (`HRK`, `LTL`, `LVL`,
+/// `EEK`, `BYR`, `MRO`, `STD`, `VEF`, `ZMK`, `CUC`, `ANG`, `SLL`, `ZWL`), so a
+/// re-loaded archive is not rejected row by row.
+#[rustfmt::skip]
+pub const ISO_4217: &[(&[u8; 3], MinorUnits)] = {
+    use MinorUnits::{Digits as D, NotApplicable as NA};
+    &[
+        (b"AED", D(2)), (b"AFN", D(2)), (b"ALL", D(2)), (b"AMD", D(2)), (b"ANG", D(2)),
+        (b"AOA", D(2)), (b"ARS", D(2)), (b"AUD", D(2)), (b"AWG", D(2)), (b"AZN", D(2)),
+        (b"BAM", D(2)), (b"BBD", D(2)), (b"BDT", D(2)), (b"BGN", D(2)), (b"BHD", D(3)),
+        (b"BIF", D(0)), (b"BMD", D(2)), (b"BND", D(2)), (b"BOB", D(2)), (b"BOV", D(2)),
+        (b"BRL", D(2)), (b"BSD", D(2)), (b"BTN", D(2)), (b"BWP", D(2)), (b"BYN", D(2)),
+        (b"BYR", D(0)), (b"BZD", D(2)), (b"CAD", D(2)), (b"CDF", D(2)), (b"CHE", D(2)),
+        (b"CHF", D(2)), (b"CHW", D(2)), (b"CLF", D(4)), (b"CLP", D(0)), (b"CNY", D(2)),
+        (b"COP", D(2)), (b"COU", D(2)), (b"CRC", D(2)), (b"CUC", D(2)), (b"CUP", D(2)),
+        (b"CVE", D(2)), (b"CZK", D(2)), (b"DJF", D(0)), (b"DKK", D(2)), (b"DOP", D(2)),
+        (b"DZD", D(2)), (b"EEK", D(2)), (b"EGP", D(2)), (b"ERN", D(2)), (b"ETB", D(2)),
+        (b"EUR", D(2)), (b"FJD", D(2)), (b"FKP", D(2)), (b"GBP", D(2)), (b"GEL", D(2)),
+        (b"GHS", D(2)), (b"GIP", D(2)), (b"GMD", D(2)), (b"GNF", D(0)), (b"GTQ", D(2)),
+        (b"GYD", D(2)), (b"HKD", D(2)), (b"HNL", D(2)), (b"HRK", D(2)), (b"HTG", D(2)),
+        (b"HUF", D(2)), (b"IDR", D(2)), (b"ILS", D(2)), (b"INR", D(2)), (b"IQD", D(3)),
+        (b"IRR", D(2)), (b"ISK", D(0)), (b"JMD", D(2)), (b"JOD", D(3)), (b"JPY", D(0)),
+        (b"KES", D(2)), (b"KGS", D(2)), (b"KHR", D(2)), (b"KMF", D(0)), (b"KPW", D(2)),
+        (b"KRW", D(0)), (b"KWD", D(3)), (b"KYD", D(2)), (b"KZT", D(2)), (b"LAK", D(2)),
+        (b"LBP", D(2)), (b"LKR", D(2)), (b"LRD", D(2)), (b"LSL", D(2)), (b"LTL", D(2)),
+        (b"LVL", D(2)), (b"LYD", D(3)), (b"MAD", D(2)), (b"MDL", D(2)), (b"MGA", D(2)),
+        (b"MKD", D(2)), (b"MMK", D(2)), (b"MNT", D(2)), (b"MOP", D(2)), (b"MRO", D(2)),
+        (b"MRU", D(2)), (b"MUR", D(2)), (b"MVR", D(2)), (b"MWK", D(2)), (b"MXN", D(2)),
+        (b"MXV", D(2)), (b"MYR", D(2)), (b"MZN", D(2)), (b"NAD", D(2)), (b"NGN", D(2)),
+        (b"NIO", D(2)), (b"NOK", D(2)), (b"NPR", D(2)), (b"NZD", D(2)), (b"OMR", D(3)),
+        (b"PAB", D(2)), (b"PEN", D(2)), (b"PGK", D(2)), (b"PHP", D(2)), (b"PKR", D(2)),
+        (b"PLN", D(2)), (b"PYG", D(0)), (b"QAR", D(2)), (b"RON", D(2)), (b"RSD", D(2)),
+        (b"RUB", D(2)), (b"RWF", D(0)), (b"SAR", D(2)), (b"SBD", D(2)), (b"SCR", D(2)),
+        (b"SDG", D(2)), (b"SEK", D(2)), (b"SGD", D(2)), (b"SHP", D(2)), (b"SLE", D(2)),
+        (b"SLL", D(2)), (b"SOS", D(2)), (b"SRD", D(2)), (b"SSP", D(2)), (b"STD", D(2)),
+        (b"STN", D(2)), (b"SVC", D(2)), (b"SYP", D(2)), (b"SZL", D(2)), (b"THB", D(2)),
+        (b"TJS", D(2)), (b"TMT", D(2)), (b"TND", D(3)), (b"TOP", D(2)), (b"TRY", D(2)),
+        (b"TTD", D(2)), (b"TWD", D(2)), (b"TZS", D(2)), (b"UAH", D(2)), (b"UGX", D(0)),
+        (b"USD", D(2)), (b"USN", D(2)), (b"UYI", D(0)), (b"UYU", D(2)), (b"UYW", D(4)),
+        (b"UZS", D(2)), (b"VED", D(2)), (b"VEF", D(2)), (b"VES", D(2)), (b"VND", D(0)),
+        (b"VUV", D(0)), (b"WST", D(2)), (b"XAF", D(0)), (b"XAG", NA), (b"XAU", NA),
+        (b"XBA", NA), (b"XBB", NA), (b"XBC", NA), (b"XBD", NA), (b"XCD", D(2)),
+        (b"XCG", D(2)), (b"XDR", NA), (b"XOF", D(0)), (b"XPD", NA), (b"XPF", D(0)),
+        (b"XPT", NA), (b"XSU", NA), (b"XTS", NA), (b"XUA", NA), (b"XXX", NA),
+        (b"YER", D(2)), (b"ZAR", D(2)), (b"ZMK", D(2)), (b"ZMW", D(2)), (b"ZWG", D(2)),
+        (b"ZWL", D(2)),
+    ]
+};
 
 /// Short text kept inline (up to 24 bytes) instead of on the heap: ids and city names
 /// fit, so validating a row allocates nothing.
@@ -844,9 +918,26 @@ mod tests {
         ] {
             assert_eq!(
                 Currency::parse(code).unwrap().minor_units(),
-                units,
+                Some(units),
                 "{code}"
             );
+        }
+    }
+
+    #[test]
+    fn the_iso_4217_table_is_sorted_and_knows_typos_from_codes() {
+        assert!(
+            ISO_4217.windows(2).all(|w| w[0].0 < w[1].0),
+            "sorted, unique"
+        );
+        let code = |c: &str| Currency::parse(c).unwrap();
+        assert_eq!(code("JYP").iso4217(), None);
+        assert_eq!(code("JYP").minor_units(), None);
+        assert_eq!(code("JYP").anagrams(), [code("JPY")]);
+        assert_eq!(code("XAU").iso4217(), Some(MinorUnits::NotApplicable));
+        assert_eq!(code("XAU").minor_units(), None);
+        for known in ["AED", "ZWL", "HRK", "XCG", "eur"] {
+            assert!(code(known).iso4217().is_some(), "{known}");
         }
     }
 

@@ -725,7 +725,7 @@ fn process_file(
         &profile_name,
         crate::clock::year_month(),
         &sha256,
-        &source::lake_extension(&name, compression),
+        &source::lake_extension(format, compression),
     );
     let claim = claim_waiting_for_own_run(
         ctx,

@@ -9,7 +9,7 @@
 
 use serde::Deserialize;
 
-use crate::model::{Amount, Currency, Date, DateTime, MAX_SCALE};
+use crate::model::{Amount, Currency, Date, DateTime, MAX_SCALE, MinorUnits};
 
 /// A warehouse field a source column can feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -399,7 +399,9 @@ pub struct ProfileSpec {
     pub currency: Option<String>,
     /// Digits after the decimal point of amounts. Default: the currency's ISO 4217
     /// minor units (JPY 0, INR 2, KWD 3); with a currency column, 2, and each amount
-    /// must also fit its own row's currency. Set it to override both.
+    /// must also fit its own row's currency. Set it to override both: it is then the
+    /// scale of every row, and a fixed currency may be a code ISO 4217 does not list
+    /// (a row's code from a currency column never may).
     #[serde(default)]
     pub amount_scale: Option<u8>,
     /// CSV field separator: `","`, `";"`, `"\t"` (or `"tab"`) or `"|"`. Default:
@@ -616,6 +618,9 @@ pub struct Profile {
     pub currency: CurrencySource,
     /// Scale of amounts: stored, summed and reported at it.
     pub scale: u8,
+    /// Whether the profile gave `amount_scale` (it then overrides the minor units of
+    /// every row's currency), rather than taking the scale from the currency.
+    pub scale_given: bool,
     /// With a currency column and no explicit `amount_scale`: each amount must also fit
     /// its row's currency (no `100.5` yen stored as `100.50`).
     pub per_row_currency_scale: bool,
@@ -648,6 +653,33 @@ pub enum ProfileError {
         profile: String,
         /// What is missing.
         what: String,
+    },
+    /// A fixed `currency` ISO 4217 does not list (or lists without a minor unit), and
+    /// no `amount_scale` says how many decimals its amounts have.
+    #[error(
+        "profile {profile}: currency {code:?} {why}; fix the code, or give amount_scale to use \
+         a code ISO 4217 does not list"
+    )]
+    Currency {
+        /// Profile name.
+        profile: String,
+        /// The code as written.
+        code: String,
+        /// What is wrong with it, with a suggestion when one is close.
+        why: String,
+    },
+    /// `max_amount` is not a non-negative plain decimal at the profile's scale.
+    #[error(
+        "profile {profile}: invalid max_amount {value:?}: give a plain decimal, not negative, \
+         with at most {scale} decimals (the profile's amount scale)"
+    )]
+    MaxAmount {
+        /// Profile name.
+        profile: String,
+        /// The value as written.
+        value: String,
+        /// The profile's amount scale.
+        scale: u8,
     },
     /// A bad value.
     #[error("profile {profile}: invalid {field}: {value:?}")]
@@ -743,15 +775,48 @@ impl Profile {
                 });
             }
         };
+        // A fixed code must be one ISO 4217 lists, so a typo (`JYP`) is not loaded with
+        // a guessed scale; with an explicit `amount_scale` any code is allowed (private
+        // or newer codes exist).
         let scale = match (spec.amount_scale, currency) {
             (Some(scale), _) => scale,
-            (None, CurrencySource::Fixed(c)) => c.minor_units().min(MAX_SCALE),
+            (None, CurrencySource::Fixed(c)) => match c.iso4217() {
+                Some(MinorUnits::Digits(d)) => d.min(MAX_SCALE),
+                Some(MinorUnits::NotApplicable) => {
+                    return Err(ProfileError::Currency {
+                        profile: spec.name.clone(),
+                        code: c.as_str().to_owned(),
+                        why: "has no ISO 4217 minor unit".to_owned(),
+                    });
+                }
+                None => {
+                    let suggestions: Vec<String> =
+                        c.anagrams().iter().map(|a| a.as_str().to_owned()).collect();
+                    let why = if suggestions.is_empty() {
+                        "is not an ISO 4217 currency code".to_owned()
+                    } else {
+                        format!(
+                            "is not an ISO 4217 currency code (did you mean {}?)",
+                            suggestions.join(" or ")
+                        )
+                    };
+                    return Err(ProfileError::Currency {
+                        profile: spec.name.clone(),
+                        code: c.as_str().to_owned(),
+                        why,
+                    });
+                }
+            },
             (None, CurrencySource::Column) => 2,
         };
         let max_amount = Amount::parse(&spec.max_amount, scale)
             .ok()
             .filter(|a| a.minor >= 0)
-            .ok_or_else(|| invalid("max_amount", &spec.max_amount))?;
+            .ok_or_else(|| ProfileError::MaxAmount {
+                profile: spec.name.clone(),
+                value: spec.max_amount.clone(),
+                scale,
+            })?;
         let dob_placeholder = match &spec.dob_placeholder {
             Some(text) => Some(
                 parse_iso_date(text.as_bytes()).ok_or_else(|| invalid("dob_placeholder", text))?,
@@ -780,6 +845,7 @@ impl Profile {
             when,
             currency,
             scale,
+            scale_given: spec.amount_scale.is_some(),
             per_row_currency_scale: spec.amount_scale.is_none()
                 && currency == CurrencySource::Column,
             delimiter,
@@ -913,6 +979,99 @@ pub enum DetectError {
         /// The file's column names.
         columns: Vec<String>,
     },
+    /// A profile names a delimiter the header does not split at, and the header split
+    /// at another delimiter has every column the profile needs.
+    #[error(
+        "the header does not split at {} (profile {profile} says delimiter = {}): it looks \
+         {}-separated; set delimiter = {} in the profile, or remove delimiter to have it \
+         detected",
+        delimiter_name(*expected),
+        delimiter_name(*expected),
+        delimiter_name(*found),
+        delimiter_name(*found)
+    )]
+    WrongDelimiter {
+        /// The profile that names `expected`.
+        profile: String,
+        /// The profile's delimiter.
+        expected: u8,
+        /// The delimiter the header splits at into the profile's columns.
+        found: u8,
+    },
+    /// The header names a column the profile reads more than once.
+    #[error(
+        "column {column:?} appears {} times in the header (columns {}) and profile {profile} \
+         reads it: rename or remove all but one",
+        positions.len(),
+        positions_text(positions)
+    )]
+    DuplicateColumn {
+        /// The bound profile.
+        profile: String,
+        /// The column's name, as the header writes it first.
+        column: String,
+        /// Its 1-based positions in the header.
+        positions: Vec<usize>,
+    },
+}
+
+/// Column positions as a reader counts them: `2 and 5`, `2, 5 and 7` (1-based).
+fn positions_text(positions: &[usize]) -> String {
+    match positions {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!(
+            "{} and {last}",
+            init.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// A column a bound profile reads that the header names more than once (names compared
+/// as [`detect`] does: trimmed, any case): which copy feeds the field would be a guess,
+/// so the file is refused. Duplicates among columns the profile does not read are
+/// ignored.
+///
+/// # Errors
+/// [`DetectError::DuplicateColumn`] for the first such column, in header order.
+pub fn check_duplicates(
+    profile: &Profile,
+    header: &[String],
+    binding: &Binding,
+) -> Result<(), DetectError> {
+    let lowered: Vec<String> = header.iter().map(|h| h.trim().to_lowercase()).collect();
+    let mut read: Vec<usize> = binding.column_of.iter().flatten().copied().collect();
+    read.sort_unstable();
+    for first in read {
+        let positions: Vec<usize> = lowered
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| **h == lowered[first])
+            .map(|(i, _)| i + 1)
+            .collect();
+        if positions.len() > 1 {
+            return Err(DetectError::DuplicateColumn {
+                profile: profile.name.clone(),
+                column: header[first].trim().to_owned(),
+                positions,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A delimiter as written in a profile: `","`, `";"`, `"\t"`, `"|"`.
+pub const fn delimiter_name(delimiter: u8) -> &'static str {
+    match delimiter {
+        b',' => "\",\"",
+        b';' => "\";\"",
+        b'\t' => "\"\\t\"",
+        b'|' => "\"|\"",
+        _ => "\"?\"",
+    }
 }
 
 /// Picks the profile for a header: the one with all required columns present and the
@@ -1201,6 +1360,51 @@ mod tests {
         let mut spec = builtin_specs().remove(0);
         spec.currency = None;
         assert!(Profile::from_spec(&spec).is_err());
+    }
+
+    #[test]
+    fn a_max_amount_the_scale_cannot_hold_says_why() {
+        let mut spec = builtin_specs().remove(0);
+        spec.currency = Some("JPY".into());
+        spec.max_amount = "1000000.5".into();
+        assert_eq!(
+            Profile::from_spec(&spec).unwrap_err().to_string(),
+            "profile kaggle-bank: invalid max_amount \"1000000.5\": give a plain decimal, not \
+             negative, with at most 0 decimals (the profile's amount scale)"
+        );
+        spec.max_amount = "1000000.0".into();
+        assert_eq!(
+            Profile::from_spec(&spec).unwrap().max_amount.to_text(),
+            "1000000"
+        );
+    }
+
+    #[test]
+    fn a_fixed_currency_must_be_iso_4217_unless_amount_scale_is_given() {
+        let mut spec = builtin_specs().remove(0);
+        spec.name = "yen".into();
+        spec.currency = Some("JYP".into());
+        let err = Profile::from_spec(&spec).unwrap_err().to_string();
+        assert!(
+            err.contains("profile yen")
+                && err.contains("\"JYP\" is not an ISO 4217 currency code (did you mean JPY?)")
+                && err.contains("amount_scale"),
+            "{err}"
+        );
+        spec.currency = Some("XAU".into());
+        let err = Profile::from_spec(&spec).unwrap_err().to_string();
+        assert!(err.contains("has no ISO 4217 minor unit"), "{err}");
+        // Private or newer codes: the profile says the scale itself.
+        spec.currency = Some("QQQ".into());
+        spec.amount_scale = Some(3);
+        let p = Profile::from_spec(&spec).unwrap();
+        assert_eq!(
+            (p.scale, p.currency),
+            (3, CurrencySource::Fixed(Currency::parse("QQQ").unwrap()))
+        );
+        spec.currency = Some("jpy".into());
+        spec.amount_scale = None;
+        assert_eq!(Profile::from_spec(&spec).unwrap().scale, 0, "any case");
     }
 
     #[test]

@@ -301,11 +301,22 @@ pub fn start(
             0,
         ),
     };
-    let binding = profile::detect(
+    let binding = match profile::detect(
         profiles,
         &names,
         (format == Format::Csv).then_some(delimiter),
-    )?;
+    ) {
+        Ok(b) => b,
+        Err(e) if format == Format::Csv => {
+            return Err(FileError::Detect(
+                wrong_delimiter(profiles, head_text).unwrap_or(e),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if format == Format::Csv {
+        profile::check_duplicates(&profiles[binding.profile], &names, &binding)?;
+    }
     splitter.set_target(CHUNK_BYTES);
     if format == Format::Csv {
         splitter.expect_columns(columns);
@@ -442,6 +453,34 @@ fn pick_delimiter(profiles: &[Profile], header: &str) -> u8 {
         }
     }
     best.map_or(widest.1, |(_, _, d)| d)
+}
+
+/// When no profile fits a CSV header: the first profile that names a delimiter and
+/// whose columns the header has when split at another one (a `;` profile meeting a
+/// `,` file), as the error to report instead of missing columns.
+fn wrong_delimiter(profiles: &[Profile], header: &str) -> Option<DetectError> {
+    let mut cells = Vec::new();
+    for p in profiles {
+        let Some(expected) = p.delimiter else {
+            continue;
+        };
+        let mut unbound = p.clone();
+        unbound.delimiter = None;
+        for found in profile::DELIMITERS {
+            if found == expected || csv::split(header, found, &mut cells).is_err() {
+                continue;
+            }
+            let names: Vec<String> = cells.iter().map(|c| c.trim().to_owned()).collect();
+            if profile::detect(std::slice::from_ref(&unbound), &names, Some(found)).is_ok() {
+                return Some(DetectError::WrongDelimiter {
+                    profile: p.name.clone(),
+                    expected,
+                    found,
+                });
+            }
+        }
+    }
+    None
 }
 
 fn read_chunks<R: Read>(
@@ -937,6 +976,66 @@ mod tests {
         assert_eq!(pick_delimiter(&profiles, &pipe), b'|');
         // Ties between delimiters go to the first candidate.
         assert_eq!(pick_delimiter(&profiles, "a"), b',');
+    }
+
+    #[test]
+    fn a_column_the_profile_reads_twice_refuses_the_file_other_duplicates_do_not() {
+        let twice = HEADER.replace("CustGender", "customerid ");
+        let text = format!("{twice}T1,C1,1/1/80,C2,X,1.00,2/8/16,10,5.0\n");
+        let Err(e) = scan_all(text.as_bytes(), Format::Csv) else {
+            panic!("which CustomerID is the customer?")
+        };
+        assert_eq!(
+            e.to_string(),
+            "column \"CustomerID\" appears 2 times in the header (columns 2 and 4) and profile \
+             kaggle-bank reads it: rename or remove all but one"
+        );
+        let extra = format!(
+            "Note,{},Note\nx,T1,C1,1/1/80,M,X,1.00,2/8/16,10,5.0,y\n",
+            HEADER.trim_end()
+        );
+        let batches = scan_all(extra.as_bytes(), Format::Csv).unwrap();
+        assert_eq!(batches[0].rows[0].txn.transaction_id, "T1");
+    }
+
+    #[test]
+    fn a_header_split_by_another_delimiter_than_the_profiles_says_so() {
+        let mut specs = builtin_specs();
+        specs[0].delimiter = Some(";".into());
+        let profiles: Vec<Profile> = specs
+            .iter()
+            .map(|s| Profile::from_spec(s).unwrap())
+            .collect();
+        let text = format!("{HEADER}T1,C1,1/1/80,M,X,1.00,2/8/16,10,5.0\n");
+        let Err(e) = start(
+            Box::new(io::Cursor::new(text.into_bytes())),
+            Format::Csv,
+            &profiles,
+            1,
+            false,
+        ) else {
+            panic!("a `;` profile must not read a `,` file")
+        };
+        assert_eq!(
+            e.to_string(),
+            "the header does not split at \";\" (profile kaggle-bank says delimiter = \";\"): \
+             it looks \",\"-separated; set delimiter = \",\" in the profile, or remove \
+             delimiter to have it detected"
+        );
+        // A header that fits no profile at any delimiter still lists its columns.
+        let Err(e) = start(
+            Box::new(io::Cursor::new(b"a,b\n1,2\n".to_vec())),
+            Format::Csv,
+            &profiles,
+            1,
+            false,
+        ) else {
+            panic!()
+        };
+        assert!(
+            matches!(e, FileError::Detect(DetectError::NoProfile { .. })),
+            "{e}"
+        );
     }
 
     #[test]

@@ -12,8 +12,8 @@ use crate::model::{
 use std::collections::BTreeMap;
 
 use crate::profile::{
-    CurrencySource, FIELD_COUNT, FORMATTED_FIELDS, Field, FormatNames, MAX_FORMATS, Profile, When,
-    YearRule,
+    CurrencySource, DateFormat, FIELD_COUNT, FORMATTED_FIELDS, Field, FormatNames, MAX_FORMATS,
+    Profile, When, YearRule,
 };
 
 /// Every rule of the contract, with the stable name stored in the warehouse.
@@ -42,7 +42,7 @@ pub enum Rule {
     NegativeAmount,
     /// Amount above the profile's maximum.
     AmountAboveMax,
-    /// Currency missing or not a three-letter code.
+    /// Currency missing, not a three-letter code, or not an ISO 4217 code.
     InvalidCurrency,
     /// Transaction id already loaded with different content.
     ConflictingDuplicate,
@@ -346,11 +346,49 @@ fn quoted(value: &str) -> String {
     format!("{s:?}")
 }
 
-/// Shortens a long number quoted in a detail message (the raw row keeps all of it).
+/// Shortens a canonical amount of more than 24 digits before the point (`-123…789.00`)
+/// quoted in a detail message (the raw row keeps all of it): the middle of the integer
+/// part gives way, the sign and the decimals at the file's scale stay, and the digit
+/// count says how large it was. A cut
+/// never lands inside the decimals (`…789.` or `…789.0` would misstate the scale).
 fn shortened(value: &str) -> String {
-    match value.char_indices().nth(40) {
-        Some((cut, _)) => format!("{}…", &value[..cut]),
-        None => value.to_owned(),
+    let (sign, unsigned) = match value.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", value),
+    };
+    let (int_part, decimals) = match unsigned.find('.') {
+        Some(dot) => unsigned.split_at(dot),
+        None => (unsigned, ""),
+    };
+    if int_part.len() <= 24 {
+        return value.to_owned();
+    }
+    format!(
+        "{sign}{}…{}{decimals} ({} digits before the point)",
+        &int_part[..12],
+        &int_part[int_part.len() - 8..],
+        int_part.len()
+    )
+}
+
+/// The earliest year of a transaction. `%Y` reads any number of digits (`0024` is the
+/// year 24, `16` the year 16), and so does `yyyy` with leading zeros: such a year is a
+/// mistyped or mis-formatted date, never a transaction, so that format does not match
+/// and the next one of the list is tried. One comparison per row: the parsers stay as
+/// they are.
+const MIN_TRANSACTION_YEAR: i32 = 1000;
+
+/// The detail of a transaction date (or timestamp) no format accepts; `early` is what
+/// a format made of it when only its year was refused.
+fn not_a_date(text: &str, what: &str, early: Option<Date>) -> String {
+    match early {
+        Some(d) => format!(
+            "{} is in the year {}: a transaction {what} before the year \
+             {MIN_TRANSACTION_YEAR} is refused",
+            quoted(text),
+            d.year
+        ),
+        None => format!("{} is not a valid {what}", quoted(text)),
     }
 }
 
@@ -396,16 +434,20 @@ pub fn validate(
 
     let transaction_at = match &profile.when {
         When::At(formats) => match cell(Field::TransactionAt) {
-            Some(text) => match formats.first(|f| f.parse(text)) {
+            Some(text) => match formats.first(|f| {
+                f.parse(text)
+                    .filter(|at| at.date.year >= MIN_TRANSACTION_YEAR)
+            }) {
                 Some((at, i)) => {
                     matched.set(2, i);
                     at
                 }
                 None => {
+                    let early = formats.first(|f| f.parse(text)).map(|(at, _)| at.date);
                     return reject(
                         Rule::InvalidTransactionDate,
                         Field::TransactionAt,
-                        format!("{} is not a valid timestamp", quoted(text)),
+                        not_a_date(text, "timestamp", early),
                         amount,
                     );
                 }
@@ -422,16 +464,20 @@ pub fn validate(
         When::DateAndTime(date_formats, time_formats) => {
             let date = match cell(Field::TransactionDate) {
                 Some(text) => {
-                    match date_formats.first(|f| f.parse(text, YearRule::TwentyFirstCentury)) {
+                    let parse = |f: &DateFormat| f.parse(text, YearRule::TwentyFirstCentury);
+                    match date_formats
+                        .first(|f| parse(f).filter(|d| d.year >= MIN_TRANSACTION_YEAR))
+                    {
                         Some((d, i)) => {
                             matched.set(0, i);
                             d
                         }
                         None => {
+                            let early = date_formats.first(parse).map(|(d, _)| d);
                             return reject(
                                 Rule::InvalidTransactionDate,
                                 Field::TransactionDate,
-                                format!("{} is not a valid date", quoted(text)),
+                                not_a_date(text, "date", early),
                                 amount,
                             );
                         }
@@ -494,17 +540,12 @@ pub fn validate(
             );
         }
         (Some(text), Some(e), _) => {
-            let why = match e {
-                AmountError::NotPlainDecimal => "is not a plain decimal",
-                AmountError::TooPrecise => "has more decimals than the currency allows",
-                AmountError::TooLarge => "is too large",
+            let detail = match e {
+                AmountError::NotPlainDecimal => format!("{} is not a plain decimal", quoted(text)),
+                AmountError::TooPrecise => too_precise(profile, text, cell(Field::Currency)),
+                AmountError::TooLarge => format!("{} is too large", quoted(text)),
             };
-            return reject(
-                Rule::InvalidAmount,
-                Field::Amount,
-                format!("{} {why}", quoted(text)),
-                None,
-            );
+            return reject(Rule::InvalidAmount, Field::Amount, detail, None);
         }
         (Some(_), None, Some(a)) => a,
         (Some(_), None, None) => unreachable!("amount text present but not parsed"),
@@ -535,38 +576,60 @@ pub fn validate(
 
     let currency = match profile.currency {
         CurrencySource::Fixed(c) => c,
-        CurrencySource::Column => match cell(Field::Currency).and_then(Currency::parse) {
-            Some(c) => c,
+        // A row's code must be one ISO 4217 lists, whatever the profile's amount_scale:
+        // a typo in one row is that row's error, not a new currency.
+        CurrencySource::Column => match cell(Field::Currency).map(|t| (t, Currency::parse(t))) {
+            Some((_, Some(c))) if c.iso4217().is_some() => c,
+            Some((text, Some(c))) => {
+                let close: Vec<String> =
+                    c.anagrams().iter().map(|a| a.as_str().to_owned()).collect();
+                let hint = if close.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (did you mean {}?)", close.join(" or "))
+                };
+                return reject(
+                    Rule::InvalidCurrency,
+                    Field::Currency,
+                    format!("{} is not an ISO 4217 currency code{hint}", quoted(text)),
+                    Some(ParsedAmount::Fits(amount)),
+                );
+            }
+            Some((text, None)) => {
+                return reject(
+                    Rule::InvalidCurrency,
+                    Field::Currency,
+                    format!("{} is not a currency code", quoted(text)),
+                    Some(ParsedAmount::Fits(amount)),
+                );
+            }
             None => {
                 return reject(
                     Rule::InvalidCurrency,
                     Field::Currency,
-                    format!(
-                        "{} is not a currency code",
-                        quoted(cell(Field::Currency).unwrap_or(""))
-                    ),
+                    "missing currency".into(),
                     Some(ParsedAmount::Fits(amount)),
                 );
             }
         },
     };
 
-    if profile.per_row_currency_scale {
-        let units = currency.minor_units();
-        if units < profile.scale {
-            let step = 10i64.pow(u32::from(profile.scale - units));
-            if amount.minor % step != 0 {
-                return reject(
-                    Rule::InvalidAmount,
-                    Field::Amount,
-                    format!(
-                        "{} has more decimals than {} allows ({units})",
-                        quoted(amount_text.unwrap_or_default()),
-                        currency.as_str()
-                    ),
-                    None,
-                );
-            }
+    if profile.per_row_currency_scale
+        && let Some(units) = currency.minor_units()
+        && units < profile.scale
+    {
+        let step = 10i64.pow(u32::from(profile.scale - units));
+        if amount.minor % step != 0 {
+            return reject(
+                Rule::InvalidAmount,
+                Field::Amount,
+                format!(
+                    "{} has more decimals than {} allows ({units})",
+                    quoted(amount_text.unwrap_or_default()),
+                    currency.as_str()
+                ),
+                None,
+            );
         }
     }
 
@@ -638,6 +701,46 @@ pub fn validate(
         warnings,
         matched,
     )
+}
+
+/// Why a well-formed amount has too many decimals, naming what sets the limit: the
+/// profile's `amount_scale`, or the (row's) currency and its ISO 4217 minor units.
+fn too_precise(profile: &Profile, text: &str, currency_cell: Option<&str>) -> String {
+    let scale = profile.scale;
+    if profile.scale_given {
+        return format!(
+            "{} has more decimals than the profile's amount_scale allows ({scale})",
+            quoted(text)
+        );
+    }
+    let currency = match profile.currency {
+        CurrencySource::Fixed(c) => Some(c),
+        CurrencySource::Column => currency_cell.and_then(Currency::parse),
+    };
+    let decimals = text
+        .split_once('.')
+        .map_or(0, |(_, frac)| frac.trim_end_matches('0').len());
+    match currency.and_then(|c| c.minor_units().map(|units| (c, units))) {
+        // Within the currency's minor units but beyond the file's scale: the default
+        // scale of a currency column (2) cannot hold KWD's third decimal.
+        Some((c, units)) if usize::from(units) >= decimals => format!(
+            "{} has {decimals} decimals, which {} allows ({units}), but profile {} keeps \
+             amounts at {scale} (give it amount_scale = {units})",
+            quoted(text),
+            c.as_str(),
+            profile.name
+        ),
+        Some((c, units)) => format!(
+            "{} has more decimals than {} allows ({units})",
+            quoted(text),
+            c.as_str()
+        ),
+        None => format!(
+            "{} has more decimals than profile {} keeps ({scale})",
+            quoted(text),
+            profile.name
+        ),
+    }
 }
 
 /// Resolves a birth date against the transaction date, or says which warning applies.
@@ -773,6 +876,56 @@ mod tests {
     }
 
     #[test]
+    fn transaction_years_before_1000_are_refused_and_the_next_format_tried() {
+        use crate::profile::FormatChoice;
+        let mut spec = builtin_specs().remove(0);
+        spec.formats.transaction_date = Some(FormatChoice::One("%d/%m/%Y".into()));
+        let p = Profile::from_spec(&spec).unwrap();
+        for (date, year) in [("02/08/0024", 24), ("2/8/16", 16), ("1/1/0999", 999)] {
+            let mut cells = row(GOOD);
+            cells[Field::TransactionDate.slot()] = Some(date);
+            let r = rejection(&p, &cells);
+            assert_eq!(r.rule, Rule::InvalidTransactionDate, "{date}");
+            assert_eq!(
+                r.detail,
+                format!(
+                    "{date:?} is in the year {year}: a transaction date before the year 1000 \
+                     is refused"
+                )
+            );
+        }
+        let Verdict::Valid(t, ..) = validate(&p, &ALL, &row(with(6, "02/08/1000"))) else {
+            panic!()
+        };
+        assert_eq!(t.transaction_at.date.year, 1000);
+        // `%Y` before `%y`: `16` is not the year 16 but falls through to `%y`.
+        spec.formats.transaction_date = Some(FormatChoice::Many(vec![
+            "%d/%m/%Y".into(),
+            "%d/%m/%y".into(),
+        ]));
+        let p = Profile::from_spec(&spec).unwrap();
+        let Verdict::Valid(t, _, m) = validate(&p, &ALL, &row(with(6, "2/8/16"))) else {
+            panic!()
+        };
+        assert_eq!((t.transaction_at.date.year, m.get(0)), (2016, Some(1)));
+        // The built-in numeric formats and ISO dates and timestamps too.
+        assert_eq!(
+            rejected_rule(with(6, "2/8/0016")),
+            Rule::InvalidTransactionDate
+        );
+        let c = canonical();
+        let mut cells = canonical_cells("1", "EUR");
+        cells[Field::TransactionAt.slot()] = Some("0024-08-02T10:00:00");
+        assert_eq!(
+            rejection(&c, &cells).detail,
+            "\"0024-08-02T10:00:00\" is in the year 24: a transaction timestamp before the \
+             year 1000 is refused"
+        );
+        // Birth dates are not transactions: an early year is still `dob_too_old`.
+        assert_eq!(warnings_of(with(2, "1/1/0994")).1, [Rule::DobTooOld]);
+    }
+
+    #[test]
     fn impossible_or_missing_times() {
         for bad in ["246000", "1261", "", "12:00:00", "9999999"] {
             assert_eq!(
@@ -812,6 +965,70 @@ mod tests {
         );
         let (t, _) = warnings_of(with(8, "100000000"));
         assert_eq!(t.amount.to_text(), "100000000.00");
+    }
+
+    #[test]
+    fn amounts_above_the_maximum_print_at_every_scale() {
+        for scale in 0..=crate::model::MAX_SCALE {
+            let mut spec = builtin_specs().remove(0);
+            spec.currency = Some("JPY".into());
+            spec.amount_scale = (scale > 0).then_some(scale);
+            spec.max_amount = "1000000".into();
+            let p = Profile::from_spec(&spec).unwrap();
+            assert_eq!(p.scale, scale);
+            let decimals = if scale == 0 {
+                String::new()
+            } else {
+                format!(".{}", "0".repeat(usize::from(scale)))
+            };
+            let max = format!("1000000{decimals}");
+            let digits = |n: usize| "1234567890".repeat(5)[..n].to_owned();
+            for (amount, shown) in [
+                ("2000000".to_owned(), format!("2000000{decimals}")),
+                (digits(20), format!("{}{decimals}", digits(20))),
+                (
+                    digits(39),
+                    format!("123456789012…23456789{decimals} (39 digits before the point)"),
+                ),
+                (
+                    format!("{}.5", digits(45)),
+                    if scale == 0 {
+                        String::new()
+                    } else {
+                        format!(
+                            "123456789012…89012345.5{} (45 digits before the point)",
+                            "0".repeat(usize::from(scale) - 1)
+                        )
+                    },
+                ),
+            ] {
+                let mut cells = row(GOOD);
+                cells[Field::Amount.slot()] = Some(&amount);
+                let Verdict::Rejected(r) = validate(&p, &ALL, &cells) else {
+                    panic!("{amount} at scale {scale}")
+                };
+                if shown.is_empty() {
+                    assert_eq!(r.rule, Rule::InvalidAmount, "a decimal at scale 0");
+                    continue;
+                }
+                assert_eq!(r.rule, Rule::AmountAboveMax, "{amount}");
+                assert_eq!(
+                    r.detail,
+                    format!("{shown} exceeds the maximum {max}"),
+                    "scale {scale}"
+                );
+            }
+        }
+        let negative = format!("-{}", "9".repeat(41));
+        let mut cells = row(GOOD);
+        cells[Field::Amount.slot()] = Some(&negative);
+        let Verdict::Rejected(r) = validate(&kaggle(), &ALL, &cells) else {
+            panic!()
+        };
+        assert_eq!(
+            r.detail,
+            "-999999999999…99999999.00 (41 digits before the point) is negative"
+        );
     }
 
     #[test]
@@ -1016,6 +1233,100 @@ mod tests {
             verdict_rule(&validate(&c, &ALL, &canonical_cells("100.5", "EUR"))),
             None
         );
+    }
+
+    fn rejection(p: &Profile, cells: &[Option<&str>; FIELD_COUNT]) -> Rejection {
+        match validate(p, &ALL, cells) {
+            Verdict::Rejected(r) => r,
+            Verdict::Valid(..) => panic!("expected a rejection for {cells:?}"),
+        }
+    }
+
+    #[test]
+    fn row_currency_codes_must_be_iso_4217() {
+        let c = canonical();
+        let r = rejection(&c, &canonical_cells("12.5", "JYP"));
+        assert_eq!(
+            (r.rule, r.field),
+            (Rule::InvalidCurrency, Some(Field::Currency))
+        );
+        assert_eq!(
+            r.detail,
+            "\"JYP\" is not an ISO 4217 currency code (did you mean JPY?)"
+        );
+        assert_eq!(r.amount.unwrap().to_text(), "12.50", "still counted");
+        assert_eq!(
+            rejection(&c, &canonical_cells("1", "QQQ")).detail,
+            "\"QQQ\" is not an ISO 4217 currency code"
+        );
+        assert_eq!(
+            rejection(&c, &canonical_cells("1", "EURO")).rule,
+            Rule::InvalidCurrency
+        );
+        for known in ["usd", "XAU", "HRK", "KWD"] {
+            assert_eq!(
+                verdict_rule(&validate(&c, &ALL, &canonical_cells("1", known))),
+                None,
+                "{known}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_explicit_amount_scale_is_every_rows_scale_but_codes_are_still_checked() {
+        let mut spec = builtin_specs().remove(1);
+        spec.amount_scale = Some(3);
+        let p = Profile::from_spec(&spec).unwrap();
+        let Verdict::Valid(t, ..) = validate(&p, &ALL, &canonical_cells("100.5", "JPY")) else {
+            panic!("amount_scale overrides the row's currency")
+        };
+        assert_eq!(t.amount.to_text(), "100.500");
+        let Verdict::Valid(t, ..) = validate(&p, &ALL, &canonical_cells("1.234", "KWD")) else {
+            panic!()
+        };
+        assert_eq!(t.amount.to_text(), "1.234");
+        assert_eq!(
+            rejection(&p, &canonical_cells("1", "JYP")).rule,
+            Rule::InvalidCurrency
+        );
+        assert_eq!(
+            rejection(&p, &canonical_cells("1.2345", "KWD")).detail,
+            "\"1.2345\" has more decimals than the profile's amount_scale allows (3)"
+        );
+    }
+
+    #[test]
+    fn a_too_precise_amount_names_the_currency_and_its_minor_units() {
+        let c = canonical();
+        // More decimals than the row's currency has.
+        assert_eq!(
+            rejection(&c, &canonical_cells("1.2345", "KWD")).detail,
+            "\"1.2345\" has more decimals than KWD allows (3)"
+        );
+        assert_eq!(
+            rejection(&c, &canonical_cells("100.5", "JPY")).detail,
+            "\"100.5\" has more decimals than JPY allows (0)"
+        );
+        assert_eq!(
+            rejection(&c, &canonical_cells("1.255", "EUR")).detail,
+            "\"1.255\" has more decimals than EUR allows (2)"
+        );
+        // Right for KWD, but beyond the 2 decimals a currency column keeps by default.
+        let r = rejection(&c, &canonical_cells("1.234", "KWD"));
+        assert_eq!(r.rule, Rule::InvalidAmount);
+        assert_eq!(
+            r.detail,
+            "\"1.234\" has 3 decimals, which KWD allows (3), but profile canonical keeps \
+             amounts at 2 (give it amount_scale = 3)"
+        );
+        // A fixed currency.
+        let mut spec = builtin_specs().remove(0);
+        spec.currency = Some("KWD".into());
+        let kwd = Profile::from_spec(&spec).unwrap();
+        let Verdict::Rejected(r) = validate(&kwd, &ALL, &row(with(8, "1.2345"))) else {
+            panic!()
+        };
+        assert_eq!(r.detail, "\"1.2345\" has more decimals than KWD allows (3)");
     }
 
     #[test]

@@ -204,7 +204,8 @@ amount = "amount"
         "pipe.csv",
         "id|customer|at|amount\nP1|C1|2016-08-02T10:00:00|1,5\nP2|C1|2016-08-02T10:00:00|2\n",
     );
-    // The same header with commas matches no profile: "pipes" allows only `|`.
+    // The same header with commas matches no profile: "pipes" allows only `|`, and the
+    // error says the header looks `,`-separated.
     w.put(
         "commas.csv",
         "id,customer,at,amount\nQ1,C1,2016-08-02T10:00:00,2\n",
@@ -226,7 +227,13 @@ amount = "amount"
     );
     let f = file(&r, "commas.csv");
     assert_eq!(f["status"], "failed");
-    assert!(f["error"].as_str().unwrap().contains("no profile"), "{f}");
+    assert_eq!(
+        f["error"],
+        "the header does not split at \"|\" (profile pipes says delimiter = \"|\"): it looks \
+         \",\"-separated; set delimiter = \",\" in the profile, or remove delimiter to have it \
+         detected",
+        "{f}"
+    );
     assert_eq!(
         w.query("SELECT location FROM transactions WHERE transaction_id = 'T1'"),
         [["X, Y"]]
@@ -362,6 +369,52 @@ amount = "amount"
     );
 }
 
+/// A fixed currency ISO 4217 does not list is a configuration error (exit 2) naming
+/// the profile and the code, unless the profile says its amount scale itself.
+#[test]
+fn a_mistyped_fixed_currency_stops_at_config_load_unless_amount_scale_is_given() {
+    let w = Workdir::new();
+    let profile = |currency: &str, extra: &str| {
+        format!(
+            r#"
+[[profile]]
+name = "yen"
+currency = "{currency}"
+{extra}
+[profile.columns]
+transaction_id = "id"
+customer_id = "customer"
+transaction_at = "at"
+amount = "amount"
+"#
+        )
+    };
+    w.put(
+        "yen.csv",
+        "id,customer,at,amount\nY1,C,2016-08-02T10:00:00,100\n",
+    );
+    w.config(&profile("JYP", ""));
+    for args in [&["run"][..], &["check", "inbox/yen.csv"]] {
+        let out = w.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("profile yen") && stderr.contains("\"JYP\"") && stderr.contains("JPY?"),
+            "{stderr}"
+        );
+    }
+    assert!(
+        !w.path().join("warehouse.db").exists(),
+        "nothing was created"
+    );
+    // A private code with an explicit scale loads at that scale.
+    w.config(&profile("JYP", "amount_scale = 0"));
+    let (r, code) = w.json(&["run"]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(file(&r, "yen.csv")["amount_loaded"], "100");
+    assert_eq!(w.query("SELECT currency FROM transactions"), [["JYP"]]);
+}
+
 #[test]
 fn columns_a_file_lacks_give_no_warnings_and_unused_json_keys_may_nest() {
     let w = Workdir::new();
@@ -425,7 +478,7 @@ fn whitespace_around_ids_dates_and_amounts_is_trimmed_and_blank_lines_skipped() 
 }
 
 #[test]
-fn a_gzip_file_named_csv_lands_under_a_gz_key() {
+fn the_lake_key_extension_is_the_detected_format_and_compression() {
     use std::io::Write;
     let w = Workdir::new();
     let text = format!("{KAGGLE}\nT1,C1,10/1/94,F,X,1.00,2/8/16,143207,25.0\n");
@@ -436,12 +489,32 @@ fn a_gzip_file_named_csv_lands_under_a_gz_key() {
     let zst = zstd::encode_all(text.replace("T1,", "T2,").as_bytes(), 1).unwrap();
     w.put("really-zstd.csv", &zst);
     w.put("plain.csv.gz", text.replace("T1,", "T3,"));
+    // No inner extension: the key names the format read from the bytes.
+    let gzip = |text: &str| {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(text.as_bytes()).unwrap();
+        gz.finish().unwrap()
+    };
+    w.put("c.gz", gzip(&text.replace("T1,", "T4,")));
+    let record = |id: &str| {
+        format!(
+            "{{\"transaction_id\":\"{id}\",\"customer_id\":\"C\",\
+             \"transaction_at\":\"2016-08-02T10:00:00\",\"amount\":\"1\",\"currency\":\"EUR\"}}"
+        )
+    };
+    w.put("j.gz", gzip(&format!("[{}]\n", record("J1"))));
+    w.put("n.gz", gzip(&format!("{}\n", record("N1"))));
+    w.put("lines.jsonl", format!("{}\n", record("N2")));
     let (r, code) = w.json(&["run"]);
     assert_eq!(code, 0, "{r}");
     for (name, ext) in [
         ("really-gzip.csv", ".csv.gz"),
         ("really-zstd.csv", ".csv.zst"),
         ("plain.csv.gz", ".csv"),
+        ("c.gz", ".csv.gz"),
+        ("j.gz", ".json.gz"),
+        ("n.gz", ".ndjson.gz"),
+        ("lines.jsonl", ".ndjson"),
     ] {
         let key = file(&r, name)["lake_key"].as_str().unwrap().to_owned();
         let sha = file(&r, name)["sha256"].as_str().unwrap().to_owned();

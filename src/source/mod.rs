@@ -86,27 +86,13 @@ pub fn format_from_name(name: &str) -> Option<Format> {
     }
 }
 
-/// The extension a landed object keeps: the name's own extension without any
-/// compression suffix (`csv`, `ndjson`, or `bin` when the name has none usable), then the
-/// suffix of the compression detected from the bytes (`.gz`, `.zst`). The key says what
-/// the object holds even when the name lies: a gzip file named `x.csv` lands as
-/// `….csv.gz`, a plain file named `x.csv.gz` as `….csv`.
-pub fn lake_extension(name: &str, compression: Compression) -> String {
-    let lower = name.to_ascii_lowercase();
-    let stem = [".gz", ".gzip", ".zst", ".zstd"]
-        .iter()
-        .find_map(|s| lower.strip_suffix(s))
-        .unwrap_or(&lower);
-    let inner = match stem.rsplit_once('.') {
-        Some((_, ext))
-            if !ext.is_empty()
-                && ext.len() <= 12
-                && ext.bytes().all(|b| b.is_ascii_alphanumeric()) =>
-        {
-            ext
-        }
-        _ => "bin",
-    };
+/// The extension a landed object keeps: the format bankpipe read it as (`csv`,
+/// `ndjson`, `json`), then the suffix of the compression detected from the bytes
+/// (`.gz`, `.zst`). The key says what the object holds whatever the name says or
+/// lacks: a gzip file named `x.csv` lands as `….csv.gz`, a plain file named `x.csv.gz`
+/// as `….csv`, a gzip file named `c.gz` as `….csv.gz`, `x.jsonl` as `….ndjson`.
+pub fn lake_extension(format: Format, compression: Compression) -> String {
+    let inner = format.name();
     match compression {
         Compression::None => inner.to_owned(),
         Compression::Gzip => format!("{inner}.gz"),
@@ -218,24 +204,26 @@ mod tests {
     }
 
     #[test]
-    fn lake_extensions() {
-        assert_eq!(lake_extension("x.csv", Compression::None), "csv");
-        assert_eq!(lake_extension("x.CSV.GZ", Compression::Gzip), "csv.gz");
-        assert_eq!(
-            lake_extension("x.ndjson.zst", Compression::Zstd),
-            "ndjson.zst"
-        );
-        assert_eq!(lake_extension("noext", Compression::None), "bin");
-        assert_eq!(lake_extension("we ird.c$v", Compression::None), "bin");
-    }
-
-    #[test]
-    fn lake_extension_follows_the_detected_compression_not_the_name() {
-        assert_eq!(lake_extension("x.csv", Compression::Gzip), "csv.gz");
-        assert_eq!(lake_extension("x.csv", Compression::Zstd), "csv.zst");
-        assert_eq!(lake_extension("x.csv.gz", Compression::None), "csv");
-        assert_eq!(lake_extension("x.csv.gz", Compression::Zstd), "csv.zst");
-        assert_eq!(lake_extension("noext", Compression::Gzip), "bin.gz");
+    fn lake_extensions_are_the_detected_format_and_compression() {
+        let ext = |name: &str, head: &[u8], compression| {
+            lake_extension(sniff_format(name, head), compression)
+        };
+        assert_eq!(ext("x.csv", b"a,b", Compression::None), "csv");
+        assert_eq!(ext("x.CSV.GZ", b"a,b", Compression::Gzip), "csv.gz");
+        assert_eq!(ext("x.ndjson.zst", b"{}", Compression::Zstd), "ndjson.zst");
+        assert_eq!(ext("x.jsonl", b"{}", Compression::None), "ndjson");
+        assert_eq!(ext("x.json", b"{}", Compression::None), "ndjson");
+        assert_eq!(ext("x.json", b"[{}]", Compression::None), "json");
+        // No usable extension in the name: the bytes decide.
+        assert_eq!(ext("noext", b"a,b", Compression::None), "csv");
+        assert_eq!(ext("c.gz", b"a,b", Compression::Gzip), "csv.gz");
+        assert_eq!(ext("j.gz", b" [{}]", Compression::Gzip), "json.gz");
+        assert_eq!(ext("n.zst", b"{}", Compression::Zstd), "ndjson.zst");
+        assert_eq!(ext("we ird.c$v", b"a,b", Compression::None), "csv");
+        // The compression comes from the bytes, not the name.
+        assert_eq!(ext("x.csv", b"a,b", Compression::Gzip), "csv.gz");
+        assert_eq!(ext("x.csv.gz", b"a,b", Compression::None), "csv");
+        assert_eq!(ext("x.csv.gz", b"a,b", Compression::Zstd), "csv.zst");
     }
 
     #[test]
