@@ -1563,6 +1563,7 @@ mod tests {
             min_file_age: std::time::Duration::ZERO,
             profiles,
             master_key: None,
+            listen: crate::config::DEFAULT_LISTEN.parse().unwrap(),
         };
         Context {
             warehouse: Warehouse::open(&config.warehouse_url).unwrap(),
