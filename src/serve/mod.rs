@@ -41,6 +41,7 @@ mod health;
 pub mod jobs;
 pub mod metrics;
 mod page;
+mod process;
 mod scheduler;
 
 use std::net::SocketAddr;

@@ -54,6 +54,19 @@ pub struct CatalogFigures {
     /// Files past `landing` by what `bankpipe verify` last found of their raw object:
     /// `intact`, `missing`, `corrupt`, or `unchecked` (never verified).
     pub lake_objects: BTreeMap<String, u64>,
+    /// Quarterly exports (table `exports`, schema 11); `None` when the warehouse has no
+    /// such table or no export yet.
+    pub exports: Option<ExportFigures>,
+}
+
+/// What the `exports` table says of the dataset versions written.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExportFigures {
+    /// When the most recent export version was written, in seconds since the Unix
+    /// epoch (every `exports` row is a version written in full).
+    pub last_success: f64,
+    /// Features the drift check flagged in that most recent export.
+    pub drift_flagged_features: u64,
 }
 
 impl CatalogFigures {
@@ -70,6 +83,14 @@ impl CatalogFigures {
             ..CatalogFigures::default()
         }
     }
+}
+
+/// An RFC 3339 timestamp as the catalog writes it (`2026-11-26T16:54:28.123Z`) in
+/// seconds since the Unix epoch.
+pub(super) fn epoch_seconds(text: &str) -> Option<f64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis() as f64 / 1000.0)
 }
 
 /// The histogram query's select list over a column of durations named `d`:

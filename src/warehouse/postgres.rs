@@ -2459,6 +2459,26 @@ impl PgWarehouse {
             .map(|i| r.get(i + 2))
             .collect();
         fill_histogram(&mut f.processing, r.get(0), r.get(1), &per_bound);
+        // Quarterly exports (schema 11): read only where the table exists.
+        let has_exports: bool = tx
+            .query_one("SELECT to_regclass('exports') IS NOT NULL", &[])
+            .map_err(pg("reading catalog figures"))?
+            .get(0);
+        if has_exports {
+            let latest = tx
+                .query_opt(
+                    "SELECT created_at, COALESCE(cardinality(flagged_features), 0)::bigint
+                     FROM exports ORDER BY created_at DESC LIMIT 1",
+                    &[],
+                )
+                .map_err(pg("reading catalog figures"))?;
+            f.exports = latest.and_then(|r| {
+                Some(super::figures::ExportFigures {
+                    last_success: super::figures::epoch_seconds(r.get(0))?,
+                    drift_flagged_features: r.get::<_, i64>(1).max(0) as u64,
+                })
+            });
+        }
         tx.commit().map_err(pg("reading catalog figures"))?;
         Ok(f)
     }

@@ -1124,7 +1124,31 @@ impl SqliteWarehouse {
                 |r| r.get(0),
             )
             .map_err(sql("reading catalog figures"))?;
-        f.last_successful_run = last_ok.as_deref().and_then(epoch_seconds);
+        f.last_successful_run = last_ok.as_deref().and_then(super::figures::epoch_seconds);
+        let has_exports: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'exports')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql("reading catalog figures"))?;
+        if has_exports {
+            let latest: Option<(String, i64)> = tx
+                .query_row(
+                    "SELECT created_at, json_array_length(flagged_features) FROM exports
+                     ORDER BY created_at DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(sql("reading catalog figures"))?;
+            f.exports = latest.and_then(|(at, flagged)| {
+                Some(super::figures::ExportFigures {
+                    last_success: super::figures::epoch_seconds(&at)?,
+                    drift_flagged_features: flagged.max(0) as u64,
+                })
+            });
+        }
         let q = format!(
             "SELECT {} FROM (SELECT MAX(0.0, (julianday(processed_at) - julianday(claimed_at)) * 86400.0) AS d
                              FROM files WHERE status <> 'landing'
@@ -1395,14 +1419,6 @@ fn rehome(tx: &rusqlite::Transaction<'_>, scale: u8) -> Result<Vec<super::Rehome
         .map_err(sql("moving amounts of the receiving file"))?;
     }
     Ok(moved.into_values().map(|(m, _)| m).collect())
-}
-
-/// An RFC 3339 timestamp of the catalog (`2026-11-26T16:54:28.123Z`) as seconds since
-/// the Unix epoch.
-fn epoch_seconds(text: &str) -> Option<f64> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.timestamp_millis() as f64 / 1000.0)
 }
 
 /// Writes a (re)loaded file's per-rule rejects and per-currency loaded amounts
