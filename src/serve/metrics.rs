@@ -6,7 +6,7 @@
 //! The catalog is the source of truth (it counts the work of every worker on every
 //! machine and survives restarts), read by [`Warehouse::catalog_figures`]: one row per
 //! file and per run, never `rejected_rows` or `transactions`. A task
-//! ([`spawn_refresher`]) reads it on a blocking thread and publishes each reading; a
+//! (`spawn_refresher`) reads it on a blocking thread and publishes each reading; a
 //! scrape never waits on the warehouse for longer than [`SCRAPE_WAIT`]:
 //!
 //! - a reading younger than [`MAX_AGE`] is served as it is;
@@ -189,6 +189,10 @@ pub(super) fn spawn_refresher(state: Arc<AppState>) -> JoinHandle<()> {
                                 tracing::info!("Catalog readable again.");
                             }
                             failing = false;
+                        }
+                        Ok(Err(e)) if e.is_busy() => {
+                            // Answered, but a load holds the lock past the busy timeout.
+                            tracing::debug!(error = %e, "Catalog busy; serving the last figures.");
                         }
                         Ok(Err(e)) => {
                             state.catalog.set_warehouse_up(false);

@@ -785,6 +785,16 @@ impl WarehouseError {
         }
     }
 
+    /// Whether the warehouse answered but another transaction holds the lock it needs
+    /// (SQLite busy or locked): it is up, only busy.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, WarehouseError::Sql { source, .. }
+        if matches!(
+            source.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        ))
+    }
+
     /// Whether retrying after a reconnect may succeed (connection lost, server
     /// restarting, serialization failure, too many connections).
     pub fn is_transient(&self) -> bool {
