@@ -9,9 +9,11 @@
 //! (`spawn_refresher`) reads it on a blocking thread and publishes each reading; a
 //! scrape never waits on the warehouse for longer than [`SCRAPE_WAIT`]:
 //!
-//! - a reading younger than [`MAX_AGE`] is served as it is;
-//! - an older one makes the scrape ask for a new reading and wait up to
-//!   [`SCRAPE_WAIT`] for it, then serve whatever is newest;
+//! - while scrapes (or page views) keep coming, the task reads every [`WARM_REFRESH`],
+//!   so a scrape finds a reading younger than [`MAX_AGE`] and answers from memory (the
+//!   read's cost is off the request path: its latency does not grow with the catalog);
+//! - otherwise (the first scrape after [`WARM_FOR`] without any) the scrape asks for a
+//!   new reading and waits up to [`SCRAPE_WAIT`] for it, then serves whatever is newest;
 //! - a read still running after [`READ_TIMEOUT`] (a load holding the SQLite write lock
 //!   once its page cache spilled: readers wait for the commit) is left running, and
 //!   no second one is started; scrapes keep getting the last reading, with its age in
@@ -61,8 +63,13 @@ pub const SCRAPE_WAIT: Duration = Duration::from_millis(800);
 /// How long a catalog read may run before scrapes stop waiting for it (it keeps
 /// running; its result is published when it comes).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
-/// Without scrapes, the catalog is still read this often (for the status page and
-/// `bankpipe_warehouse_up`).
+/// While readers come (a scrape or a page view in the last [`WARM_FOR`]), the catalog
+/// is read this often, so that each of them finds a reading younger than [`MAX_AGE`]
+/// and answers from memory.
+const WARM_REFRESH: Duration = Duration::from_millis(1500);
+/// How long after the last reader the catalog keeps being read every [`WARM_REFRESH`].
+const WARM_FOR: Duration = Duration::from_secs(300);
+/// Without readers, the catalog is still read this often (for `bankpipe_warehouse_up`).
 const IDLE_REFRESH: Duration = Duration::from_secs(30);
 /// How often the lake is probed for `bankpipe_lake_up`.
 const LAKE_CHECK_EVERY: Duration = Duration::from_secs(15);
@@ -85,6 +92,8 @@ pub struct Catalog {
     lake_up: AtomicU8,
     latest: watch::Sender<Option<Arc<Reading>>>,
     wanted: Notify,
+    /// When a reader last asked ([`Catalog::fresh`]).
+    last_reader: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Default for Catalog {
@@ -103,6 +112,7 @@ impl Catalog {
             lake_up: AtomicU8::new(UNKNOWN),
             latest: watch::Sender::new(None),
             wanted: Notify::new(),
+            last_reader: std::sync::Mutex::new(None),
         }
     }
 
@@ -134,6 +144,7 @@ impl Catalog {
     /// A reading at most `max_age` old if one comes within `wait`, else the last one:
     /// what a request handler calls. Never waits longer than `wait`.
     pub async fn fresh(&self, max_age: Duration, wait: Duration) -> Option<Arc<Reading>> {
+        *self.last_reader.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         let mut rx = self.latest.subscribe();
         let current = rx.borrow_and_update().clone();
         if current
@@ -145,6 +156,17 @@ impl Catalog {
         self.wanted.notify_one();
         let _ = tokio::time::timeout(wait, rx.changed()).await;
         self.latest()
+    }
+
+    /// How long the refresher waits for the next read: [`WARM_REFRESH`] while readers
+    /// come, [`IDLE_REFRESH`] otherwise.
+    fn next_read_in(&self) -> Duration {
+        let last = *self.last_reader.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < WARM_FOR) {
+            WARM_REFRESH
+        } else {
+            IDLE_REFRESH
+        }
     }
 
     fn publish(&self, figures: CatalogFigures) {
@@ -209,7 +231,7 @@ pub(super) fn spawn_refresher(state: Arc<AppState>) -> JoinHandle<()> {
             }
             tokio::select! {
                 () = state.catalog.wanted.notified() => {}
-                () = tokio::time::sleep(IDLE_REFRESH) => {}
+                () = tokio::time::sleep(state.catalog.next_read_in()) => {}
                 () = state.shutdown.cancelled() => {
                     lake.abort();
                     return;

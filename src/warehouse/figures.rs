@@ -197,12 +197,19 @@ impl DecimalSum {
         if negative {
             value = -value;
         }
+        self.add_minor(value, scale);
+    }
+
+    /// Adds `units` of 10^-`scale`.
+    pub(super) fn add_minor(&mut self, units: i128, scale: u32) {
         let (a, b) = if scale > self.scale {
-            (self.rescaled(scale), Some(value))
+            (self.rescaled(scale), Some(units))
         } else {
             (
                 Some(self.units),
-                value.checked_mul(10i128.pow(self.scale - scale)),
+                10i128
+                    .checked_pow(self.scale - scale)
+                    .and_then(|p| units.checked_mul(p)),
             )
         };
         match (a, b) {
@@ -257,6 +264,8 @@ mod tests {
         let mut s = DecimalSum::default();
         s.add("-0.5");
         assert_eq!(s.text().as_deref(), Some("-0.5"));
+        s.add_minor(125, 2);
+        assert_eq!(s.text().as_deref(), Some("0.75"));
         s.add("x");
         assert_eq!(s.text(), None);
     }

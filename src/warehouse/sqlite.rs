@@ -1036,7 +1036,7 @@ impl SqliteWarehouse {
     }
 
     pub(super) fn catalog_figures(&mut self) -> Result<super::figures::CatalogFigures> {
-        use super::figures::{CatalogFigures, DecimalSum};
+        use super::figures::CatalogFigures;
         let mut f = CatalogFigures::zeroed();
         // One read transaction: every figure from the same moment.
         let tx = self
@@ -1070,39 +1070,24 @@ impl SqliteWarehouse {
         let q = super::figures::files_query(
             "MAX(0.0, (julianday(processed_at) - julianday(claimed_at)) * 86400.0)",
         );
-        tx.query_row(&q, [], |r| {
-            let mut ints = Vec::with_capacity(super::figures::FILES_COLUMNS);
-            for i in 0..super::figures::FILES_COLUMNS {
-                if i != 12 {
-                    ints.push(r.get::<_, i64>(i)?);
-                }
-            }
-            Ok(super::figures::FilesRow {
-                ints,
-                seconds: r.get(12)?,
+        tx.prepare_cached(&q)
+            .and_then(|mut files| {
+                files.query_row([], |r| {
+                    let mut ints = Vec::with_capacity(super::figures::FILES_COLUMNS);
+                    for i in 0..super::figures::FILES_COLUMNS {
+                        if i != 12 {
+                            ints.push(r.get::<_, i64>(i)?);
+                        }
+                    }
+                    Ok(super::figures::FilesRow {
+                        ints,
+                        seconds: r.get(12)?,
+                    })
+                })
             })
-        })
-        .map_err(sql("reading catalog figures"))?
-        .read(&mut f);
-        // Amounts are exact text at each file's scale: summed exactly here, one row per
-        // file and currency.
-        let mut sums: BTreeMap<String, DecimalSum> = BTreeMap::new();
-        {
-            let mut stmt = tx
-                .prepare_cached("SELECT currency, amount FROM file_amounts")
-                .map_err(sql("reading catalog figures"))?;
-            let mut rows = stmt.query([]).map_err(sql("reading catalog figures"))?;
-            while let Some(r) = rows.next().map_err(sql("reading catalog figures"))? {
-                let currency: String = r.get(0).map_err(sql("reading catalog figures"))?;
-                let amount: String = r.get(1).map_err(sql("reading catalog figures"))?;
-                sums.entry(currency).or_default().add(&amount);
-            }
-        }
-        for (currency, sum) in sums {
-            if let Some(text) = sum.text() {
-                f.amount_loaded.insert(currency, text);
-            }
-        }
+            .map_err(sql("reading catalog figures"))?
+            .read(&mut f);
+        f.amount_loaded = amounts_by_currency(&tx)?;
         let last_ok: Option<String> = tx
             .query_row(
                 "SELECT MAX(finished_at) FROM runs WHERE status = 'ok'",
@@ -1390,6 +1375,60 @@ fn rehome(tx: &rusqlite::Transaction<'_>, scale: u8) -> Result<Vec<super::Rehome
         .map_err(sql("moving amounts of the receiving file"))?;
     }
     Ok(moved.into_values().map(|(m, _)| m).collect())
+}
+
+/// The exact sum of `file_amounts` per currency. Amounts are decimal text at each
+/// file's scale: SQL sums them as integers of minor units per (currency, scale), one row
+/// per file and currency read; only if such a sum overflows 64 bits (SQLite errors, it
+/// never wraps) are the texts read and added here.
+fn amounts_by_currency(tx: &rusqlite::Transaction<'_>) -> Result<BTreeMap<String, String>> {
+    use super::figures::DecimalSum;
+    let context = "reading catalog figures";
+    let mut sums: BTreeMap<String, DecimalSum> = BTreeMap::new();
+    let grouped = tx
+        .prepare_cached(
+            "SELECT currency, k, SUM(CAST(REPLACE(amount, '.', '') AS INTEGER))
+             FROM (SELECT currency, amount,
+                          CASE WHEN instr(amount, '.') > 0
+                               THEN length(amount) - instr(amount, '.') ELSE 0 END AS k
+                   FROM file_amounts)
+             GROUP BY currency, k",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        });
+    match grouped {
+        Ok(rows) => {
+            for (currency, scale, minor) in rows {
+                sums.entry(currency)
+                    .or_default()
+                    .add_minor(i128::from(minor), scale.clamp(0, 38) as u32);
+            }
+        }
+        Err(e) if e.to_string().contains("integer overflow") => {
+            let mut stmt = tx
+                .prepare_cached("SELECT currency, amount FROM file_amounts")
+                .map_err(sql(context))?;
+            let mut rows = stmt.query([]).map_err(sql(context))?;
+            while let Some(r) = rows.next().map_err(sql(context))? {
+                let currency: String = r.get(0).map_err(sql(context))?;
+                let amount: String = r.get(1).map_err(sql(context))?;
+                sums.entry(currency).or_default().add(&amount);
+            }
+        }
+        Err(e) => return Err(sql(context)(e)),
+    }
+    Ok(sums
+        .into_iter()
+        .filter_map(|(currency, sum)| Some((currency, sum.text()?)))
+        .collect())
 }
 
 /// Writes a (re)loaded file's per-rule rejects and per-currency loaded amounts
