@@ -66,9 +66,9 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// While readers come (a scrape or a page view in the last [`WARM_FOR`]), the catalog
 /// is read this often, so that each of them finds a reading younger than [`MAX_AGE`]
 /// and answers from memory.
-const WARM_REFRESH: Duration = Duration::from_millis(1500);
+pub const WARM_REFRESH: Duration = Duration::from_millis(1500);
 /// How long after the last reader the catalog keeps being read every [`WARM_REFRESH`].
-const WARM_FOR: Duration = Duration::from_secs(300);
+pub const WARM_FOR: Duration = Duration::from_secs(300);
 /// Without readers, the catalog is still read this often (for `bankpipe_warehouse_up`).
 const IDLE_REFRESH: Duration = Duration::from_secs(30);
 /// How often the lake is probed for `bankpipe_lake_up`.
