@@ -2383,3 +2383,60 @@ fn a_run_that_stops_part_way_reports_what_it_did() {
     assert!(report["run_id"].is_null());
     assert!(report["error"].as_str().unwrap().contains("not a folder"));
 }
+
+/// `verify`'s table keeps its columns aligned whatever the width of the file ids (ids
+/// 1 to 12 here), and with a `corrupt` line among them.
+#[test]
+fn verify_aligns_its_columns_for_ids_of_any_width() {
+    let w = Workdir::new();
+    for i in 1..=12 {
+        w.put(
+            &format!("f{i:02}{}.csv", "x".repeat(i % 3)),
+            format!("{HEADER}\nT{i},C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"),
+        );
+    }
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{r}");
+    let key = file(&r, "f11xx.csv")["lake_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::fs::write(w.path().join("lake").join(&key), b"tampered").unwrap();
+    let out = w.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = text.lines().filter(|l| l.contains("  raw/")).collect();
+    assert_eq!(rows.len(), 12, "{text}");
+    // The name column and the lake key column start at the same character on every row.
+    let at = |line: &str, word: &str| line[..line.find(word).unwrap()].chars().count();
+    for row in &rows {
+        assert_eq!(at(row, " f"), at(rows[0], " f"), "{text}");
+        assert_eq!(at(row, "raw/"), at(rows[0], "raw/"), "{text}");
+    }
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("corrupt") && r.contains("f11xx.csv")),
+        "{text}"
+    );
+}
+
+/// `-q` leaves warnings and errors only: `generate` no longer says what it wrote.
+#[test]
+fn generate_quiet_prints_nothing_on_stderr() {
+    let w = Workdir::new();
+    let out_path = w.inbox().join("q.csv").display().to_string();
+    let loud = w.run(&["generate", "--rows", "10", "--out", &out_path]);
+    assert!(loud.status.success());
+    assert!(
+        String::from_utf8_lossy(&loud.stderr).contains("wrote 10 rows"),
+        "{loud:?}"
+    );
+    for args in [
+        &["generate", "-q", "--rows", "10", "--out", &out_path][..],
+        &["-q", "generate", "--rows", "10", "--out", &out_path],
+    ] {
+        let quiet = w.run(args);
+        assert!(quiet.status.success(), "{quiet:?}");
+        assert_eq!(String::from_utf8_lossy(&quiet.stderr), "", "{args:?}");
+    }
+}
