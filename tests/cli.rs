@@ -2440,3 +2440,68 @@ fn generate_quiet_prints_nothing_on_stderr() {
         assert_eq!(String::from_utf8_lossy(&quiet.stderr), "", "{args:?}");
     }
 }
+
+/// A file failed for its reject share is read to the end: it keeps `rows_read`, its
+/// rejects and the duplicates it found, loads nothing, and the rest are the valid new
+/// rows its failure withheld (read = loaded + rejected + duplicate + withheld), in the
+/// report and in the catalog alike.
+#[test]
+fn a_failed_file_keeps_read_rejected_and_duplicate_and_withholds_the_rest() {
+    let w = Workdir::new();
+    let row =
+        |id: &str, amount: &str| format!("{id},C1,10/1/94,F,PUNE,1.0,2/8/16,143207,{amount}\n");
+    w.put("a.csv", format!("{HEADER}\n{}", row("A1", "25.00")));
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{r}");
+    w.put(
+        "b.csv",
+        format!(
+            "{HEADER}\n{}{}{}{}{}",
+            row("A1", "25.00"),
+            row("B1", "-1.00"),
+            row("B2", "-2.00"),
+            row("B3", "7.00"),
+            row("B4", "8.50")
+        ),
+    );
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 1, "{r}");
+    let f = file(&r, "b.csv");
+    assert_eq!(f["status"], "failed", "{f}");
+    let files: Value = serde_json::from_slice(&w.run(&["files", "--json"]).stdout).unwrap();
+    let entry = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["original_name"] == "b.csv")
+        .unwrap();
+    for (what, v) in [("report", f), ("catalog", entry)] {
+        let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{what} {k}: {v}"));
+        assert_eq!(
+            (
+                n("rows_read"),
+                n("rows_loaded"),
+                n("rows_rejected"),
+                n("rows_duplicate")
+            ),
+            (5, 0, 2, 1),
+            "{what}: {v}"
+        );
+        // Withheld: B3 and B4, 15.50.
+        assert_eq!(
+            [
+                &v["amount_read"],
+                &v["amount_loaded"],
+                &v["amount_rejected"],
+                &v["amount_duplicate"]
+            ],
+            ["37.50", "0.00", "-3.00", "25.00"],
+            "{what}: {v}"
+        );
+    }
+    assert_eq!(w.query_i64("SELECT COUNT(*) FROM transactions"), 1);
+    assert_eq!(
+        w.query_i64("SELECT COUNT(*) FROM rejected_rows r JOIN files f USING (file_id) WHERE f.original_name = 'b.csv'"),
+        2
+    );
+}
