@@ -59,6 +59,10 @@ pub struct DuplicateOf {
     pub status: String,
 }
 
+/// Amount scale of a file whose profile is not known (it matched none, or the run
+/// stopped before its header was read): 2, as for a profile with a currency column.
+pub const DEFAULT_SCALE: u8 = 2;
+
 /// One file's line of the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileReport {
@@ -115,8 +119,10 @@ pub struct FileReport {
 }
 
 impl FileReport {
-    /// A report with no rows yet.
+    /// A report with no rows yet: zero counts, zero amounts at [`DEFAULT_SCALE`] (see
+    /// [`FileReport::zero_amounts`] once the file's scale is known).
     pub fn new(name: &str, status: Outcome) -> FileReport {
+        let zero = crate::model::Total::default().to_text(DEFAULT_SCALE);
         FileReport {
             name: name.to_owned(),
             sha256: None,
@@ -130,10 +136,10 @@ impl FileReport {
             rows_loaded: 0,
             rows_rejected: 0,
             rows_duplicate: 0,
-            amount_read: "0".into(),
-            amount_loaded: "0".into(),
-            amount_rejected: "0".into(),
-            amount_duplicate: "0".into(),
+            amount_read: zero.clone(),
+            amount_loaded: zero.clone(),
+            amount_rejected: zero.clone(),
+            amount_duplicate: zero,
             warnings: BTreeMap::new(),
             rejects: BTreeMap::new(),
             formats: BTreeMap::new(),
@@ -142,6 +148,18 @@ impl FileReport {
             reason: None,
             elapsed_s: 0.0,
         }
+    }
+
+    /// Writes the four amounts as zero at `scale`, the file's once its profile is known,
+    /// so a file skipped or stopped before any row was counted still reports its amounts
+    /// at its own scale (`0.000` for a KWD file). A later [`FileReport::set_tally`]
+    /// replaces them.
+    pub fn zero_amounts(&mut self, scale: u8) {
+        let zero = crate::model::Total::default().to_text(scale);
+        self.amount_read.clone_from(&zero);
+        self.amount_loaded.clone_from(&zero);
+        self.amount_rejected.clone_from(&zero);
+        self.amount_duplicate = zero;
     }
 
     /// Records the outcome of a load: counts, totals, and `loaded` or `failed` with the

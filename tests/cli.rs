@@ -2293,6 +2293,50 @@ fn an_empty_or_header_only_file_is_not_sent_to_reprocess() {
     assert!(!table.contains("bankpipe reprocess"), "{table}");
 }
 
+/// The file a run stopped on reports its amounts at its own scale (a KWD profile: 3
+/// decimals), not at the default.
+#[test]
+fn the_file_a_run_stopped_on_reports_amounts_at_its_scale() {
+    let w = Workdir::new();
+    std::fs::write(
+        w.path().join("bankpipe.toml"),
+        r#"
+[[profile]]
+name = "kw"
+currency = "KWD"
+[profile.columns]
+transaction_id = "Ref"
+customer_id = "Client"
+transaction_date = "Day"
+transaction_time = "Time"
+amount = "Amount"
+[profile.formats]
+transaction_date = "iso"
+transaction_time = "iso"
+"#,
+    )
+    .unwrap();
+    assert!(w.run(&["migrate"]).status.success());
+    let conn = rusqlite::Connection::open(w.db()).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refuse BEFORE INSERT ON files
+         BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END;",
+    )
+    .unwrap();
+    drop(conn);
+    w.put(
+        "kw.csv",
+        "Ref,Client,Day,Time,Amount\nK1,C1,2016-08-02,10:11:12,1.250\n",
+    );
+    let (report, code) = w.run_json(&[]);
+    assert_eq!(code, 3, "{report}");
+    let f = file(&report, "kw.csv");
+    assert_eq!(f["status"], "failed", "{f}");
+    assert_eq!(f["profile"], "kw", "{f}");
+    assert_eq!(f["amount_read"], "0.000", "{f}");
+    assert_eq!(f["amount_loaded"], "0.000", "{f}");
+}
+
 /// A run that stops part-way (here: the warehouse refuses the second file's claim, an
 /// unexpected error, exit 3) still prints exactly one JSON object with `--json`: the
 /// file it loaded before, `status` `failed` and the run-level `error`; the text summary
@@ -2338,7 +2382,26 @@ fn a_run_that_stops_part_way_reports_what_it_did() {
     );
     assert_eq!(file(&report, "a.csv")["status"], "loaded", "{report}");
     assert_eq!(file(&report, "a.csv")["rows_loaded"], 1, "{report}");
-    assert_eq!(file(&report, "b.csv")["status"], "failed", "{report}");
+    // The file it stopped on: what was known of it (digest, size, profile), nothing
+    // counted, amounts at the file's scale.
+    let b = file(&report, "b.csv");
+    assert_eq!(b["status"], "failed", "{report}");
+    assert_eq!(b["error"], report["error"], "{b}");
+    let bytes = std::fs::read(w.inbox().join("b.csv")).unwrap();
+    assert_eq!(b["bytes"], bytes.len(), "{b}");
+    let sha = b["sha256"].as_str().unwrap_or_else(|| panic!("{b}"));
+    assert_eq!(sha.len(), 64, "{b}");
+    assert_ne!(Some(sha), file(&report, "a.csv")["sha256"].as_str(), "{b}");
+    assert_eq!(b["profile"], "kaggle-bank", "{b}");
+    assert_eq!(b["rows_read"], 0, "{b}");
+    for k in [
+        "amount_read",
+        "amount_loaded",
+        "amount_rejected",
+        "amount_duplicate",
+    ] {
+        assert_eq!(b[k], "0.00", "{k}: {b}");
+    }
     assert!(report["run_id"].is_string(), "{report}");
 
     // Text mode: the summary of what was done, then the error line on stderr.
