@@ -776,7 +776,7 @@ fn process_file(
         &sha256,
         &source::lake_extension(&name, compression),
     );
-    let claim = claim_waiting_for_own_run(
+    let claim = claim_waiting(
         ctx,
         &NewFile {
             sha256: sha256.clone(),
@@ -806,6 +806,7 @@ fn process_file(
             info!(file = %name, file_id, claimed_by = %claimant.describe(), "Another worker holds this file's claim; skipped.");
             report.status = Outcome::ClaimedElsewhere;
             report.file_id = Some(file_id);
+            report.reason = Some(claimant.describe());
             report.claimed_by = Some(claimant);
             return Ok(finish(report, progress));
         }
@@ -1042,22 +1043,39 @@ fn process_file(
     Ok(finish(report, progress))
 }
 
-/// Claims `file`; when the claim is held by another worker of this very run (two inbox
-/// files with the same content under `run --parallel N`), waits for that worker to
-/// finish the content and claims again, so the copy is reported as a sequential run
-/// would report it (`duplicate_file`, or `failed` again), never `claimed_elsewhere`.
+/// How long a worker waits for the server session of a claimant that is no longer
+/// running on this host to end. Every session sets `client_connection_check_interval =
+/// 1s`: the server ends a killed client's session within 1-2 s.
+const GONE_CLAIMANT_WAIT: Duration = Duration::from_secs(5);
+
+/// Pause between two looks at the claim of a claimant that is gone.
+const GONE_CLAIMANT_POLL: Duration = Duration::from_millis(250);
+
+/// Claims `file`, waiting where the claim is held by a process that will not load it:
 ///
-/// The wait polls the claim with a growing pause (20 ms doubling to 1 s), never spins:
-/// it ends when that worker releases the claim, which it does when it finishes the file
-/// or when its session is closed after an error (the run waits for its workers anyway,
-/// so this adds no wait the run would not have). A claim held by another run or process
-/// is returned as is ([`Claim::Busy`]).
-fn claim_waiting_for_own_run(ctx: &mut Context, file: &NewFile) -> Result<Claim, RunError> {
+/// - another worker of this very run (two inbox files with the same content under
+///   `run --parallel N`): waits for that worker to finish the content and claims again,
+///   so the copy is reported as a sequential run would report it (`duplicate_file`, or
+///   `failed` again), never `claimed_elsewhere`. The wait polls the claim with a growing
+///   pause (20 ms doubling to 1 s), never spins: it ends when that worker releases the
+///   claim, which it does when it finishes the file or when its session is closed after
+///   an error (the run waits for its workers anyway, so this adds no wait the run would
+///   not have).
+/// - a process of this host that is no longer running (`kill -9` of a run, then an
+///   immediate rerun): its server session has not noticed yet. Waits up to
+///   [`GONE_CLAIMANT_WAIT`] for the claim to be freed, then takes it over (resume) and
+///   the file loads normally; if it is still held then, the claim is returned
+///   [`Claim::Busy`] with [`crate::warehouse::Claimant::process_gone`] set.
+///
+/// A claim held by another live run or process, or one on another host, is returned as
+/// is ([`Claim::Busy`]).
+fn claim_waiting(ctx: &mut Context, file: &NewFile) -> Result<Claim, RunError> {
     let mut pause = Duration::from_millis(20);
     let mut waited = Duration::ZERO;
+    let mut gone_since: Option<Instant> = None;
     loop {
-        let claim = ctx.warehouse.claim(file)?;
-        match &claim {
+        let mut claim = ctx.warehouse.claim(file)?;
+        match &mut claim {
             Claim::Busy { file_id, claimant } if claimed_by_this_run(claimant, &file.run_id) => {
                 if waited.is_zero() {
                     info!(file = %file.original_name, file_id, "Another worker of this run holds the same content's claim; waiting for it to finish.");
@@ -1066,13 +1084,43 @@ fn claim_waiting_for_own_run(ctx: &mut Context, file: &NewFile) -> Result<Claim,
                 waited += pause;
                 pause = (pause * 2).min(Duration::from_secs(1));
             }
+            Claim::Busy { file_id, claimant } if claimant.gone_from_this_host() => {
+                let since = *gone_since.get_or_insert_with(|| {
+                    info!(file = %file.original_name, file_id, claimed_by = %claimant.describe(), "The process holding this file's claim is no longer running on this host; waiting for its server session to end.");
+                    Instant::now()
+                });
+                if !wait_for_free_claim(ctx, *file_id, since + GONE_CLAIMANT_WAIT)? {
+                    claimant.process_gone = true;
+                    warn!(file = %file.original_name, file_id, waited_s = since.elapsed().as_secs_f64(), "The server session of a process that is gone still holds this file's claim; the next run loads the file.");
+                    return Ok(claim);
+                }
+                // Freed: claim again (normally a resume of the claim it left).
+            }
             _ => {
                 if !waited.is_zero() {
                     tracing::debug!(file = %file.original_name, waited_s = waited.as_secs_f64(), "Waited for another worker of this run.");
                 }
+                if let Some(since) = gone_since {
+                    info!(file = %file.original_name, waited_s = since.elapsed().as_secs_f64(), "The claim of a process that is gone was freed.");
+                }
                 return Ok(claim);
             }
         }
+    }
+}
+
+/// Polls the claim of `file_id` until it is free (`true`) or `until` has passed
+/// (`false`), every [`GONE_CLAIMANT_POLL`].
+fn wait_for_free_claim(ctx: &mut Context, file_id: i64, until: Instant) -> Result<bool, RunError> {
+    loop {
+        if ctx.warehouse.claim_free(file_id)? {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if now >= until {
+            return Ok(false);
+        }
+        std::thread::sleep(GONE_CLAIMANT_POLL.min(until - now));
     }
 }
 

@@ -24,8 +24,9 @@ pub enum Outcome {
     /// Failed as a whole; nothing loaded.
     Failed,
     /// Skipped: another live session holds the file's claim (a worker is loading it
-    /// now); see [`FileReport::claimed_by`]. Neither loaded nor a duplicate: if that
-    /// worker dies, a later run loads the file.
+    /// now, or, [`Claimant::process_gone`], the session of a process of this host that
+    /// is gone and that the server has not ended yet); see [`FileReport::claimed_by`].
+    /// Neither loaded nor a duplicate: if that worker dies, a later run loads the file.
     ClaimedElsewhere,
     /// `check` only: would load.
     Checked,
@@ -112,7 +113,9 @@ pub struct FileReport {
     /// For `claimed_elsewhere`: who holds the claim (`host`, `pid`, `run_id`, `since`,
     /// `backend_pid`); `null` otherwise.
     pub claimed_by: Option<Claimant>,
-    /// Why a file was skipped without being read (`too_recent`).
+    /// Why a file was skipped without being read: `too_recent` (its age), or
+    /// `claimed_elsewhere` (who holds the claim and what that means,
+    /// [`Claimant::describe`]).
     pub reason: Option<String>,
     /// Seconds spent on the file.
     pub elapsed_s: f64,
@@ -290,10 +293,10 @@ impl RunReport {
             );
         }
         for f in &self.files {
+            // A claimed_elsewhere file's reason is its claimant's description.
             if let Some(c) = &f.claimed_by {
                 let _ = writeln!(out, "{}: {}", f.name, c.describe());
-            }
-            if let Some(reason) = &f.reason {
+            } else if let Some(reason) = &f.reason {
                 let _ = writeln!(out, "{}: {}: {reason}", f.name, f.status.name());
             }
         }
@@ -317,12 +320,19 @@ impl RunReport {
 }
 
 impl Claimant {
-    /// One sentence for the table and the log: who holds the claim and what that means.
+    /// One sentence for the table, the log and `reason`: who holds the claim and what
+    /// that means.
     pub fn describe(&self) -> String {
         let or = |v: Option<String>| v.unwrap_or_else(|| "?".into());
+        let meaning = if self.process_gone {
+            "that process is no longer running on this host, but its server session has not \
+             ended yet; the next run loads the file"
+        } else {
+            "that worker is loading it (if it died, a later run loads the file once the server \
+             has noticed)"
+        };
         format!(
-            "claimed by host {} pid {} (run {}, server pid {}) since {}; that worker is loading it \
-             (if it died, a later run loads the file once the server has noticed)",
+            "claimed by host {} pid {} (run {}, server pid {}) since {}; {meaning}",
             or(self.host.clone()),
             or(self.pid.map(|p| p.to_string())),
             or(self.run_id.clone()),
