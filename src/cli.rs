@@ -237,3 +237,60 @@ pub struct PseudonymiseArgs {
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// The README's usage block has a line for every command, and that line names every
+    /// flag of the command (`rejects --limit` was missing): a flag added later must be
+    /// documented with it.
+    #[test]
+    fn the_readme_usage_names_every_command_and_flag() {
+        let readme = include_str!("../README.md");
+        let block = readme
+            .split("## Using it")
+            .nth(1)
+            .and_then(|s| s.split("```sh\n").nth(1))
+            .and_then(|s| s.split("```").next())
+            .expect("README: a sh block under \"## Using it\"");
+        // "bankpipe status | files [--json]  # ..." documents status and files.
+        let lines: Vec<(Vec<&str>, &str)> = block
+            .lines()
+            .filter_map(|l| l.strip_prefix("bankpipe "))
+            .map(|l| {
+                let usage = l.split("  #").next().unwrap_or(l);
+                let mut names = Vec::new();
+                let mut words = usage.split_whitespace();
+                while let Some(name) = words.next() {
+                    names.push(name);
+                    if words.next() != Some("|") {
+                        break;
+                    }
+                }
+                (names, usage)
+            })
+            .collect();
+        let cli = Cli::command();
+        let global: Vec<&str> = cli.get_arguments().filter_map(|a| a.get_long()).collect();
+        for command in cli.get_subcommands() {
+            let name = command.get_name();
+            let Some((_, usage)) = lines.iter().find(|(names, _)| names.contains(&name)) else {
+                panic!("README usage: no line for `bankpipe {name}`");
+            };
+            for flag in command.get_arguments().filter_map(|a| a.get_long()) {
+                if flag == "help" || global.contains(&flag) {
+                    continue;
+                }
+                assert!(
+                    usage
+                        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                        .any(|w| w == format!("--{flag}")),
+                    "README usage of `bankpipe {name}` lacks --{flag}: {usage}"
+                );
+            }
+        }
+    }
+}

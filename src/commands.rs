@@ -185,8 +185,8 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
             overrides.min_file_age = args.min_file_age.clone();
             run(&Config::resolve(&overrides)?, &args)
         }
-        Command::Demo(args) => demo(&overrides, &args),
-        Command::Generate(args) => generate(&args),
+        Command::Demo(args) => demo(&overrides, &args, cli.quiet),
+        Command::Generate(args) => generate(&args, cli.quiet),
         Command::Check(args) => {
             overrides.max_reject_share = args.max_reject_share;
             overrides.workers = args.workers;
@@ -499,7 +499,8 @@ fn parse_month(text: &str) -> Result<(i32, u32), Failure> {
     Ok((y, m))
 }
 
-fn generate(args: &GenerateArgs) -> Result<ExitCode, Failure> {
+/// `bankpipe generate`: writes the rows, then says how many (on stderr, unless `quiet`).
+fn generate(args: &GenerateArgs, quiet: bool) -> Result<ExitCode, Failure> {
     if !(0.0..=1.0).contains(&args.defects) {
         return Err(Failure::usage("--defects must be between 0 and 1"));
     }
@@ -527,12 +528,14 @@ fn generate(args: &GenerateArgs) -> Result<ExitCode, Failure> {
             message: format!("writing {}: {e}", args.out.display()),
         },
     })?;
-    let defects: u64 = stats.defects.values().sum();
-    eprintln!(
-        "wrote {} rows ({defects} with an injected defect) to {}",
-        stats.rows,
-        args.out.display()
-    );
+    if !quiet {
+        let defects: u64 = stats.defects.values().sum();
+        eprintln!(
+            "wrote {} rows ({defects} with an injected defect) to {}",
+            stats.rows,
+            args.out.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -552,7 +555,9 @@ fn write_generated(
     Ok(stats)
 }
 
-fn demo(overrides: &Overrides, args: &DemoArgs) -> Result<ExitCode, Failure> {
+/// `bankpipe demo`: generates three monthly files (saying so on stderr, unless `quiet`)
+/// and runs the pipeline on them.
+fn demo(overrides: &Overrides, args: &DemoArgs, quiet: bool) -> Result<ExitCode, Failure> {
     let dir = &args.dir;
     let marker = dir.join(".bankpipe-demo");
     if dir.exists() {
@@ -575,11 +580,13 @@ fn demo(overrides: &Overrides, args: &DemoArgs) -> Result<ExitCode, Failure> {
         .map_err(|e| Failure::usage(format!("cannot create {}: {e}", dir.display())))?;
     let months = [(2016, 8), (2016, 9), (2016, 10)];
     let mut first_id = 1;
-    eprintln!(
-        "Generating {} Kaggle-layout rows in three monthly files under {} ...",
-        args.rows,
-        inbox.display()
-    );
+    if !quiet {
+        eprintln!(
+            "Generating {} Kaggle-layout rows in three monthly files under {} ...",
+            args.rows,
+            inbox.display()
+        );
+    }
     for (i, month) in months.iter().enumerate() {
         let share = args.rows / 3 + u64::from((i as u64) < args.rows % 3);
         let out = inbox.join(format!("bank_transactions_{}_{:02}.csv", month.0, month.1));
@@ -862,24 +869,43 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
             })
         )?;
     } else {
+        // One column layout for the objects and the unfinished claims.
+        let cell = |v: &serde_json::Value, key: &str| v[key].as_str().unwrap_or("").to_owned();
+        let table = VerifyTable::new(
+            results
+                .iter()
+                .map(|r| {
+                    (
+                        cell(r, "status"),
+                        r["file_id"].as_i64().unwrap_or(0),
+                        cell(r, "name"),
+                    )
+                })
+                .chain(unfinished.iter().map(|u| {
+                    (
+                        "unfinished".to_owned(),
+                        u["file_id"].as_i64().unwrap_or(0),
+                        cell(u, "name"),
+                    )
+                })),
+        );
+        let indent = table.indent();
         for r in &results {
-            writeln!(
-                out,
-                "{:<8} {:>5}  {}  {}",
+            let row = table.row(
                 r["status"].as_str().unwrap_or(""),
-                r["file_id"],
+                r["file_id"].as_i64().unwrap_or(0),
                 r["name"].as_str().unwrap_or(""),
-                r["lake_key"].as_str().unwrap_or("")
-            )?;
+            );
+            writeln!(out, "{row}  {}", r["lake_key"].as_str().unwrap_or(""))?;
             if let Some(actual) = r["actual_sha256"].as_str() {
                 writeln!(
                     out,
-                    "         expected sha256 {} but the object hashes to {actual}",
+                    "{indent}expected sha256 {} but the object hashes to {actual}",
                     r["expected_sha256"].as_str().unwrap_or("")
                 )?;
             }
             if let Some(reason) = r["reason"].as_str() {
-                writeln!(out, "         {reason}")?;
+                writeln!(out, "{indent}{reason}")?;
             }
         }
         writeln!(
@@ -895,11 +921,14 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
                 unfinished.len()
             )?;
             for u in &unfinished {
+                let row = table.row(
+                    "unfinished",
+                    u["file_id"].as_i64().unwrap_or(0),
+                    u["name"].as_str().unwrap_or(""),
+                );
                 writeln!(
                     out,
-                    "unfinished {:>5}  {}  {} (object {})",
-                    u["file_id"],
-                    u["name"].as_str().unwrap_or(""),
+                    "{row}  {} (object {})",
                     u["lake_key"].as_str().unwrap_or(""),
                     if u["object_present"] == true {
                         "present"
@@ -909,7 +938,7 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
                 )?;
                 writeln!(
                     out,
-                    "         {}",
+                    "{indent}{}",
                     u["reason"].as_str().unwrap_or(
                         "no reason recorded: being processed now, or left by a run that died"
                     )
@@ -932,6 +961,45 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The columns of `verify`'s text table: status, file id (right-aligned to the widest
+/// id), name (padded to the longest, shortened past 48 characters) and lake key, so a
+/// catalog with ids of any width stays aligned.
+#[derive(Debug)]
+struct VerifyTable {
+    status: usize,
+    id: usize,
+    name: usize,
+}
+
+impl VerifyTable {
+    /// Widths that fit every `(status, file id, name)` row.
+    fn new(rows: impl Iterator<Item = (String, i64, String)>) -> VerifyTable {
+        let mut t = VerifyTable {
+            status: "corrupt".len(),
+            id: 1,
+            name: 4,
+        };
+        for (status, id, name) in rows {
+            t.status = t.status.max(status.chars().count());
+            t.id = t.id.max(id.to_string().len());
+            t.name = t.name.max(name.chars().count().min(48));
+        }
+        t
+    }
+
+    /// A row's status, id and name columns (the lake key follows).
+    fn row(&self, status: &str, id: i64, name: &str) -> String {
+        let (sw, iw, nw) = (self.status, self.id, self.name);
+        let name = crate::report::shorten(name, nw);
+        format!("{status:<sw$} {id:>iw$}  {name:<nw$}")
+    }
+
+    /// The indent of a line continuing a row (under the id column).
+    fn indent(&self) -> String {
+        " ".repeat(self.status + 1)
+    }
 }
 
 /// A raw object no catalog entry names, and what it is, as far as its key tells.

@@ -18,6 +18,7 @@ pub mod hex;
 pub mod lake;
 pub mod model;
 pub mod pipeline;
+pub mod process;
 pub mod profile;
 pub mod progress;
 pub mod redact;
