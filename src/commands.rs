@@ -15,8 +15,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::{
-    CheckArgs, Cli, Command, DemoArgs, GenFormat, GenerateArgs, MigrateArgs, RejectsArgs,
-    RotateKeyArgs, RunArgs,
+    CheckArgs, Cli, Command, DemoArgs, ExportArgs, GenFormat, GenerateArgs, MigrateArgs,
+    RejectsArgs, RotateKeyArgs, RunArgs,
 };
 use crate::config::{Config, ConfigError, Overrides};
 use crate::generate::{GenerateOptions, OutputFormat};
@@ -148,6 +148,15 @@ impl From<LakeError> for Failure {
     }
 }
 
+impl From<crate::export::ExportError> for Failure {
+    fn from(e: crate::export::ExportError) -> Failure {
+        Failure {
+            code: e.exit_code(),
+            message: e.to_string(),
+        }
+    }
+}
+
 impl From<RunError> for Failure {
     fn from(e: RunError) -> Failure {
         match e {
@@ -195,6 +204,10 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::RotateKey(a) => rotate_key(&Config::resolve(&overrides)?, &a),
         Command::Migrate(args) => migrate(&Config::resolve(&overrides)?, &args),
+        Command::Export(args) => {
+            overrides.export_url = args.out.clone();
+            export(&Config::resolve(&overrides)?, &args)
+        }
     }
 }
 
@@ -1275,4 +1288,119 @@ fn rejects(config: &Config, args: &RejectsArgs) -> Result<ExitCode, Failure> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `bankpipe export` (issue #10): resolves what to export, then `export::export` does
+/// the work; this prints the outcome. With `--json` exactly one object is printed,
+/// also when the export fails. Exit status: 0 every quarter exported or up to date, 1 a
+/// quarter failed (incomplete, reconciliation), 2 a setting, 3 unreachable.
+fn export(config: &Config, args: &ExportArgs) -> Result<ExitCode, Failure> {
+    use crate::export::{Options, Which};
+    let which = match (args.all, args.quarter.as_deref()) {
+        (true, _) => Which::All,
+        (false, Some(q)) if q.eq_ignore_ascii_case("latest") => Which::Latest,
+        (false, Some(q)) => {
+            Which::One(crate::export::quarter::Quarter::parse(q).ok_or_else(|| {
+                Failure::usage(format!("--quarter {q:?}: expected e.g. 2016Q3, or latest"))
+            })?)
+        }
+        (false, None) => return Err(Failure::usage("give --quarter QUARTER or --all")),
+    };
+    let destination_url = redact_url(&config.export_url);
+    let result = (|| -> Result<_, Failure> {
+        let rt = runtime()?;
+        let mut warehouse = Warehouse::open_read_only(&config.warehouse_url)?;
+        let embedded = matches!(warehouse, Warehouse::Sqlite(_));
+        let (destination, key) = crate::export::prepare(
+            &config.export_url,
+            rt.handle().clone(),
+            &config.data_dir,
+            embedded,
+        )?;
+        let options = Options {
+            allow_partial: args.allow_partial,
+            force: args.force,
+            data_dir: config.data_dir.clone(),
+            progress: !args.json && std::io::stderr().is_terminal(),
+        };
+        Ok(crate::export::export(
+            &mut warehouse,
+            &destination,
+            &key,
+            which,
+            &options,
+        )?)
+    })();
+    let mut out = stdout();
+    let (reports, error) = match result {
+        Ok(done) => done,
+        Err(failure) => {
+            if args.json {
+                let v = serde_json::json!({
+                    "status": "failed",
+                    "destination": destination_url,
+                    "quarters": [],
+                    "error": failure.message,
+                });
+                writeln!(out, "{v}")?;
+            }
+            return Err(failure);
+        }
+    };
+    let failure = error.map(Failure::from);
+    if args.json {
+        let v = serde_json::json!({
+            "status": if failure.is_some() { "failed" } else { "ok" },
+            "destination": destination_url,
+            "quarters": reports,
+            "error": failure.as_ref().map(|f| f.message.clone()),
+        });
+        writeln!(out, "{v}")?;
+    } else {
+        for r in &reports {
+            match r.status {
+                "exported" => writeln!(
+                    out,
+                    "{}  exported  version {}  {} transactions, amount {}{}{}\n          {}/{}",
+                    r.quarter,
+                    r.version.as_deref().unwrap_or(""),
+                    r.rows.unwrap_or(0),
+                    r.amount_sum.as_deref().unwrap_or(""),
+                    if r.partial {
+                        format!(
+                            " (partial: no transactions in {})",
+                            r.empty_months.join(", ")
+                        )
+                    } else {
+                        String::new()
+                    },
+                    if r.flagged.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; drift flagged: {}", r.flagged.join(", "))
+                    },
+                    destination_url,
+                    r.manifest.as_deref().unwrap_or(""),
+                )?,
+                "up_to_date" => writeln!(
+                    out,
+                    "{}  up to date  version {} (nothing written; --force writes it again)\n          {}/{}",
+                    r.quarter,
+                    r.version.as_deref().unwrap_or(""),
+                    destination_url,
+                    r.manifest.as_deref().unwrap_or(""),
+                )?,
+                _ => writeln!(
+                    out,
+                    "{}  failed  {}",
+                    r.quarter,
+                    r.error.as_deref().unwrap_or("")
+                )?,
+            }
+        }
+    }
+    match failure {
+        Some(f) => Err(f),
+        None => Ok(ExitCode::SUCCESS),
+    }
 }

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod crypt;
+pub mod export;
 pub mod generate;
 pub mod hex;
 pub mod lake;

@@ -568,7 +568,11 @@ gender = "sex"
         serde_json::json!({"missing_dob": 1, "dob_too_old": 1, "missing_gender": 2}),
         "{f}"
     );
-    assert_eq!(f["formats"]["customer_dob"], serde_json::json!({"iso": 2}), "{f}");
+    assert_eq!(
+        f["formats"]["customer_dob"],
+        serde_json::json!({"iso": 2}),
+        "{f}"
+    );
     assert_eq!(
         w.query("SELECT transaction_id, customer_dob, gender FROM transactions ORDER BY 1"),
         [
@@ -610,7 +614,11 @@ fn kaggle_ndjson_whose_first_record_omits_keys_loads_row_by_row() {
     let f = file(&r, "kaggle.ndjson");
     assert_eq!(f["status"], "loaded", "{f}");
     assert_eq!(f["rows_loaded"], 2, "{f}");
-    assert_eq!(f["rejects"], serde_json::json!({"missing_customer_id": 1}), "{f}");
+    assert_eq!(
+        f["rejects"],
+        serde_json::json!({"missing_customer_id": 1}),
+        "{f}"
+    );
     assert_eq!(
         f["warnings"],
         serde_json::json!({"invalid_dob": 1, "missing_gender": 1, "missing_location": 1}),

@@ -20,11 +20,16 @@ pub mod pg_connect;
 pub mod pg_copy;
 pub mod pool;
 pub mod postgres;
+pub mod quarters;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+
+pub use quarters::{
+    ExportEntry, ExportRow, QuarterCustomer, QuarterDay, QuarterInputs, ScaleTotal, SourceFile,
+};
 
 use crate::model::Total;
 use crate::scan::BatchSource;

@@ -73,6 +73,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "file_formats",
         include_str!("../../sql/postgres/0009_file_formats.sql"),
     ),
+    (
+        11,
+        "exports",
+        include_str!("../../sql/postgres/0011_exports.sql"),
+    ),
 ];
 
 /// Role set-up for `migrate --create-roles`.

@@ -1,0 +1,775 @@
+//! `bankpipe export` (issue #10): each quarter's ML-ready datasets, with point-in-time
+//! features, pseudonymised ids, reconciled to the cent against the warehouse, with drift
+//! against the previous quarter, written as Hive-style Parquet to a folder or `s3://`.
+//!
+//! [`export_quarter`] is the table of contents; its steps are numbered in the code:
+//!
+//! 1. inputs: the source files and months of the quarter (one read snapshot from here
+//!    to step 5);
+//! 2. completeness: a month without loaded transactions refuses the quarter unless
+//!    `--allow-partial`;
+//! 3. version `V` (`layout::version`): an existing `V` is up to date, nothing written;
+//! 4. control totals from the warehouse's own SQL;
+//! 5. every row dated before the quarter's end, sorted by customer (`build`);
+//! 6. features, customer by customer (`features`);
+//! 7. the three Parquet files, staged locally (`build`, `parquet`);
+//! 8. reconciliation (`reconcile`): any mismatch and nothing is published;
+//! 9. drift against the previous quarter (`sample`, `drift`);
+//! 10. publish: data files, `drift.html`, the version's manifest, then the quarter's
+//!     manifest (the commit marker) last (`layout`);
+//! 11. the warehouse's quarter tables and `exports` row, in one transaction.
+//!
+//! Not here: the pseudonymisation key and the drift statistics (`pseudonym`, `drift`:
+//! until they land from their branch, `stubs` stands in), the SQL (`warehouse::quarters`).
+
+mod build;
+pub mod features;
+pub mod layout;
+pub mod manifest;
+pub mod parquet;
+pub mod quarter;
+pub mod reconcile;
+mod records;
+pub mod sample;
+mod sort;
+pub mod source;
+// TEMPORARY: replaced by `pub mod pseudonym; pub mod drift;` at merge (see stubs.rs).
+mod stubs;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use self::build::{Built, HmacKeys};
+use self::features::{QuarterContext, Scale};
+use self::manifest::{
+    ColumnDoc, Control, DriftDoc, FileDoc, Manifest, MonthRows, Pseudonymisation, SourceDoc,
+};
+use self::quarter::Quarter;
+use self::reconcile::Totals;
+pub use self::stubs::drift;
+pub use self::stubs::pseudonym::{KeyError, PseudonymKey};
+use crate::lake::{Lake, LakeError};
+use crate::model::{Date, DateTime};
+use crate::warehouse::{
+    ExportEntry, QuarterCustomer, QuarterDay, QuarterInputs, Warehouse, WarehouseError,
+};
+
+/// Why an export failed, and so its exit status ([`ExportError::exit_code`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// A month of the quarter has no loaded transaction.
+    #[error(
+        "{quarter} is incomplete: no loaded transaction in {months}; nothing written (export it \
+         anyway with --allow-partial)"
+    )]
+    Incomplete {
+        /// The quarter.
+        quarter: String,
+        /// The empty months, `YYYY-MM`, joined.
+        months: String,
+    },
+    /// No loaded transaction in the quarter at all.
+    #[error("nothing to export: no loaded transaction is dated in {0}")]
+    EmptyQuarter(String),
+    /// The warehouse holds no transactions (`--quarter latest`, `--all`).
+    #[error("nothing to export: the warehouse holds no transactions")]
+    NoData,
+    /// The files do not add up to the warehouse's totals.
+    #[error("{quarter}: reconciliation failed, nothing published: {detail}")]
+    Reconciliation {
+        /// The quarter.
+        quarter: String,
+        /// Every mismatch.
+        detail: String,
+    },
+    /// An amount cannot be represented at the export's scale.
+    #[error("{quarter}: {detail}")]
+    Amounts {
+        /// The quarter.
+        quarter: String,
+        /// What.
+        detail: String,
+    },
+    /// No usable pseudonymisation key.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The warehouse failed.
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    /// The destination failed.
+    #[error(transparent)]
+    Destination(#[from] LakeError),
+    /// A working file in the data folder failed (disk full, folder not writable).
+    #[error("working files in {dir}: {source}")]
+    Local {
+        /// The working folder.
+        dir: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A Parquet file could not be written.
+    #[error(transparent)]
+    Write(#[from] parquet::WriteError),
+}
+
+impl ExportError {
+    /// Exit status: 1 the export failed (incomplete, reconciliation, local files), 2 a
+    /// setting (key, URL, credentials), 3 warehouse or destination unreachable.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ExportError::Key(_) => 2,
+            ExportError::Warehouse(e) => match e.fault() {
+                crate::warehouse::Fault::Setup => 2,
+                _ => 3,
+            },
+            ExportError::Destination(e) if e.is_setup() => 2,
+            ExportError::Destination(_) => 3,
+            _ => 1,
+        }
+    }
+}
+
+/// What to export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// One quarter.
+    One(Quarter),
+    /// The latest quarter with loaded transactions.
+    Latest,
+    /// Every quarter with data, oldest first.
+    All,
+}
+
+/// The options of one export.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Export a quarter with an empty month.
+    pub allow_partial: bool,
+    /// Write even when the version exists.
+    pub force: bool,
+    /// Folder for working files (sort runs, staged files): `DATA_DIR`.
+    pub data_dir: PathBuf,
+    /// Progress on stderr.
+    pub progress: bool,
+}
+
+/// What happened to one quarter.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuarterReport {
+    /// e.g. `2016Q3`.
+    pub quarter: String,
+    /// `exported`, `up_to_date` or `failed`.
+    pub status: &'static str,
+    /// The version `V` (when it got that far).
+    pub version: Option<String>,
+    /// A month was empty.
+    pub partial: bool,
+    /// Transactions in the quarter.
+    pub rows: Option<u64>,
+    /// Their exact sum.
+    pub amount_sum: Option<String>,
+    /// Key of the quarter's commit marker under the destination.
+    pub manifest: Option<String>,
+    /// The months without transactions.
+    pub empty_months: Vec<String>,
+    /// Flagged drift features.
+    pub flagged: Vec<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Seconds spent.
+    pub elapsed_s: f64,
+}
+
+impl QuarterReport {
+    fn new(q: Quarter) -> QuarterReport {
+        QuarterReport {
+            quarter: q.to_string(),
+            status: "failed",
+            version: None,
+            partial: false,
+            rows: None,
+            amount_sum: None,
+            manifest: None,
+            empty_months: Vec::new(),
+            flagged: Vec::new(),
+            error: None,
+            elapsed_s: 0.0,
+        }
+    }
+}
+
+/// Progress of one quarter on a terminal (a spinner with the step), nothing otherwise.
+pub(crate) struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    quarter: String,
+}
+
+impl Progress {
+    fn new(enabled: bool, quarter: Quarter) -> Progress {
+        let bar = enabled.then(|| {
+            let bar = crate::progress::spinner();
+            bar.set_message(format!("{quarter}: starting"));
+            bar
+        });
+        Progress {
+            bar,
+            quarter: quarter.to_string(),
+        }
+    }
+
+    pub(crate) fn step(&mut self, what: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("{}: {what}", self.quarter));
+        }
+    }
+
+    pub(crate) fn rows(&mut self, what: &str, n: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("{}: {what} ({n} rows)", self.quarter));
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The quarters `which` names, oldest first.
+///
+/// # Errors
+/// [`ExportError::NoData`] for `Latest`/`All` on an empty warehouse; SQL failures.
+pub fn quarters(warehouse: &mut Warehouse, which: Which) -> Result<Vec<Quarter>, ExportError> {
+    if let Which::One(q) = which {
+        return Ok(vec![q]);
+    }
+    let mut quarters: Vec<Quarter> = Vec::new();
+    for (month, _) in warehouse.months_with_data()? {
+        let date = source::parse_date(&format!("{month}-01"));
+        if let Some(q) = date.map(Quarter::of)
+            && quarters.last() != Some(&q)
+        {
+            quarters.push(q);
+        }
+    }
+    match (which, quarters.last()) {
+        (_, None) => Err(ExportError::NoData),
+        (Which::Latest, Some(&q)) => Ok(vec![q]),
+        _ => Ok(quarters),
+    }
+}
+
+/// The empty months of `q` given its months with rows.
+fn empty_months(q: Quarter, inputs: &QuarterInputs) -> Vec<String> {
+    q.months()
+        .iter()
+        .map(|(y, m)| format!("{y:04}-{m:02}"))
+        .filter(|m| !inputs.months.contains_key(m))
+        .collect()
+}
+
+/// Exports one quarter (steps 1-11, see the module doc). Fills `report` as it goes, so
+/// a failure still says what was known.
+///
+/// # Errors
+/// [`ExportError`]; nothing is published unless every step up to 9 succeeded.
+pub fn export_quarter(
+    warehouse: &mut Warehouse,
+    destination: &Lake,
+    key: &PseudonymKey,
+    q: Quarter,
+    options: &Options,
+    report: &mut QuarterReport,
+) -> Result<(), ExportError> {
+    let started = std::time::Instant::now();
+    let mut progress = Progress::new(options.progress, q);
+    warehouse.begin_snapshot()?;
+    let result = export_in_snapshot(
+        warehouse,
+        destination,
+        key,
+        q,
+        options,
+        report,
+        &mut progress,
+    );
+    report.elapsed_s = started.elapsed().as_secs_f64();
+    if let Err(e) = &result {
+        report.error = Some(e.to_string());
+    }
+    result
+}
+
+/// The part of [`export_quarter`] that reads: ends the snapshot once the rows are read.
+fn export_in_snapshot(
+    warehouse: &mut Warehouse,
+    destination: &Lake,
+    key: &PseudonymKey,
+    q: Quarter,
+    options: &Options,
+    report: &mut QuarterReport,
+    progress: &mut Progress,
+) -> Result<(), ExportError> {
+    let mut in_snapshot = true;
+    let outcome = (|| {
+        // 1. Inputs.
+        progress.step("reading the quarter's inputs");
+        let (start, end) = (q.start_text(), q.end_text());
+        let inputs = warehouse.quarter_inputs(&start, &end)?;
+        report.rows = Some(inputs.months.values().sum());
+        // 2. Completeness.
+        report.empty_months = empty_months(q, &inputs);
+        if report.empty_months.len() == 3 {
+            return Err(ExportError::EmptyQuarter(q.to_string()));
+        }
+        report.partial = !report.empty_months.is_empty();
+        if report.partial && !options.allow_partial {
+            return Err(ExportError::Incomplete {
+                quarter: q.to_string(),
+                months: report.empty_months.join(", "),
+            });
+        }
+        // 3. Version.
+        let version = layout::version(q, &inputs.sources, &key.key_id(), report.partial);
+        report.version = Some(version.clone());
+        report.manifest = Some(layout::marker(q));
+        if !options.force && is_current(warehouse, destination, q, &version)? {
+            report.status = "up_to_date";
+            return Ok(None);
+        }
+        // 4. Control totals, at the scale of every amount up to the quarter's end.
+        let scale = Scale(inputs.max_scale);
+        let control = control_totals(warehouse, q, &inputs, scale, &start, &end)?;
+        report.amount_sum = Some(scale.text(control.amount));
+        // 5. The rows, sorted by customer, in a working folder of DATA_DIR.
+        let ctx = QuarterContext::new(q, scale);
+        std::fs::create_dir_all(&options.data_dir).map_err(|source| ExportError::Local {
+            dir: options.data_dir.clone(),
+            source,
+        })?;
+        let work = tempfile::Builder::new()
+            .prefix(".export-")
+            .tempdir_in(&options.data_dir)
+            .map_err(|source| ExportError::Local {
+                dir: options.data_dir.clone(),
+                source,
+            })?;
+        let (sorted, unreadable) = build::read_sorted(warehouse, &ctx, work.path(), progress)?;
+        warehouse.end_snapshot()?;
+        in_snapshot = false;
+        Ok(Some((
+            inputs, version, ctx, control, work, sorted, unreadable,
+        )))
+    })();
+    if in_snapshot {
+        // The outcome (an error, or up to date) matters more than closing a read.
+        if let Err(e) = warehouse.end_snapshot() {
+            tracing::warn!(error = %e, "Could not end the export's read transaction.");
+        }
+    }
+    let Some((inputs, version, ctx, control, work, sorted, unreadable)) = outcome? else {
+        tracing::info!(quarter = %q, version = report.version.as_deref().unwrap_or(""), "Quarter is up to date; nothing written.");
+        return Ok(());
+    };
+    // 6-7. Features and staged files.
+    let keys = HmacKeys(key);
+    let mut built = build::build(&ctx, &sorted, unreadable, &keys, work.path(), progress)?;
+    drop(sorted);
+    // 8. Reconciliation.
+    progress.step("reconciling");
+    if let Err(detail) = reconcile::reconcile(control, &built.totals, ctx.scale) {
+        let detail = match &built.unreadable.first {
+            Some(first) => format!(
+                "{detail} ({} stored rows could not be read, first {first})",
+                built.unreadable.rows
+            ),
+            None => detail,
+        };
+        tracing::error!(quarter = %q, %detail, "Reconciliation failed; nothing published.");
+        return Err(ExportError::Reconciliation {
+            quarter: q.to_string(),
+            detail,
+        });
+    }
+    // 9. Drift.
+    progress.step("comparing with the previous quarter");
+    let drift_doc = drift_against_previous(
+        q,
+        std::mem::take(&mut built.current),
+        std::mem::take(&mut built.previous),
+    );
+    report.flagged.clone_from(&drift_doc.flagged);
+    let html = drift::render_html(
+        &q.to_string(),
+        drift_doc.previous_quarter.as_deref(),
+        &drift_doc.features,
+    );
+    // 10. Publish, marker last.
+    progress.step("publishing");
+    let manifest = Manifest {
+        dataset: manifest::DATASET,
+        quarter: q.to_string(),
+        version: version.clone(),
+        feature_version: features::FEATURE_VERSION,
+        created_at: crate::clock::now_rfc3339(),
+        partial: report.partial,
+        months: q
+            .months()
+            .iter()
+            .map(|(y, m)| {
+                let month = format!("{y:04}-{m:02}");
+                MonthRows {
+                    rows: inputs.months.get(&month).copied().unwrap_or(0),
+                    month,
+                }
+            })
+            .collect(),
+        pseudonymisation: Pseudonymisation {
+            method: "HMAC-SHA256",
+            key_id: key.key_id(),
+        },
+        files: file_docs(q, &version, &built)?,
+        sources: inputs
+            .sources
+            .iter()
+            .map(|s| SourceDoc {
+                file_id: s.file_id,
+                original_name: s.original_name.clone(),
+                sha256: s.sha256.clone(),
+                rows: s.rows,
+                rows_in_quarter: s.rows_in_quarter,
+            })
+            .collect(),
+        control: Control {
+            rows: control.rows,
+            amount_sum: ctx.scale.text(control.amount),
+        },
+        drift: drift_doc,
+    };
+    publish(destination, q, &version, &built, &html, &manifest)?;
+    report.status = "exported";
+    // 11. Warehouse tables.
+    progress.step("recording in the warehouse");
+    record(warehouse, destination, &ctx, &built, &manifest)?;
+    tracing::info!(quarter = %q, %version, rows = control.rows, partial = report.partial, flagged = ?report.flagged, "Quarter exported.");
+    Ok(())
+}
+
+/// Whether version `version` of `q` is complete at the destination and recorded in the
+/// warehouse; if so, makes sure the marker names it (a run that stopped between the
+/// version's manifest and the marker, or a warehouse back to an earlier state).
+fn is_current(
+    warehouse: &mut Warehouse,
+    destination: &Lake,
+    q: Quarter,
+    version: &str,
+) -> Result<bool, ExportError> {
+    let Some(manifest) =
+        destination.get_if_present(&layout::version_file(q, version, layout::MANIFEST))?
+    else {
+        return Ok(false);
+    };
+    let recorded = warehouse.exports()?.iter().any(|e| {
+        e.quarter == q.to_string() && e.version == version && e.destination == destination.url()
+    });
+    if !recorded {
+        return Ok(false);
+    }
+    let marker = destination.get_if_present(&layout::marker(q))?;
+    let names = marker
+        .and_then(|m| serde_json::from_slice::<manifest::Published>(&m).ok())
+        .is_some_and(|p| p.version == version);
+    if !names {
+        tracing::info!(quarter = %q, %version, "The marker does not name the current version; rewriting it.");
+        put_bytes(destination, &layout::marker(q), &manifest)?;
+    }
+    Ok(true)
+}
+
+/// The warehouse's count and exact sum of the quarter, at `scale`.
+fn control_totals(
+    warehouse: &mut Warehouse,
+    q: Quarter,
+    inputs: &QuarterInputs,
+    scale: Scale,
+    start: &str,
+    end: &str,
+) -> Result<Totals, ExportError> {
+    let mut control = Totals::default();
+    for t in warehouse.quarter_control(start, end, &inputs.quarter_scales)? {
+        let factor = 10i128.pow(u32::from(scale.0.saturating_sub(t.scale)));
+        let minor = t
+            .sum
+            .minor()
+            .and_then(|m| m.checked_mul(factor))
+            .ok_or_else(|| ExportError::Amounts {
+                quarter: q.to_string(),
+                detail: "the quarter's amounts sum beyond 128 bits of minor units".into(),
+            })?;
+        control.rows += t.rows;
+        control.amount += minor;
+    }
+    Ok(control)
+}
+
+fn drift_against_previous(
+    q: Quarter,
+    current: sample::QuarterSample,
+    previous: sample::QuarterSample,
+) -> DriftDoc {
+    if previous.amounts.is_empty() {
+        return DriftDoc {
+            previous_quarter: None,
+            note: format!(
+                "{} has no loaded transactions: nothing to compare",
+                q.previous()
+            ),
+            flagged: Vec::new(),
+            features: Vec::new(),
+        };
+    }
+    let (n_prev, n_cur) = (previous.amounts.len(), current.amounts.len());
+    let features: Vec<drift::FeatureDrift> = sample::features(previous)
+        .into_iter()
+        .zip(sample::features(current))
+        .map(|((name, prev), (_, cur))| drift::compare(name, &prev, &cur))
+        .collect();
+    DriftDoc {
+        previous_quarter: Some(q.previous().to_string()),
+        note: format!(
+            "population stability index against {}, on at most {} transactions and customers \
+             per quarter (those with the smallest keys; here {n_prev} and {n_cur} transactions)",
+            q.previous(),
+            sample::SAMPLE
+        ),
+        flagged: features
+            .iter()
+            .filter(|f| f.flagged)
+            .map(|f| f.feature.clone())
+            .collect(),
+        features,
+    }
+}
+
+fn sha256_of(path: &Path) -> std::io::Result<(String, u64)> {
+    crate::lake::fingerprint(std::fs::File::open(path)?)
+}
+
+fn file_docs(q: Quarter, version: &str, built: &Built) -> Result<Vec<FileDoc>, ExportError> {
+    built
+        .files
+        .iter()
+        .map(|f| {
+            let (sha256, bytes) = sha256_of(&f.path).map_err(|source| ExportError::Local {
+                dir: f.path.clone(),
+                source,
+            })?;
+            let columns = match f.name {
+                "customers.parquet" => parquet::CUSTOMERS,
+                "transactions.parquet" => parquet::TRANSACTIONS,
+                _ => parquet::DAILY,
+            };
+            Ok(FileDoc {
+                name: f.name.to_owned(),
+                path: layout::version_file(q, version, f.name),
+                rows: f.rows,
+                bytes,
+                sha256,
+                schema: ColumnDoc::of(columns),
+            })
+        })
+        .collect()
+}
+
+fn put_bytes(destination: &Lake, key: &str, bytes: &[u8]) -> Result<(), ExportError> {
+    let sha = crate::hex::encode(&Sha256::digest(bytes));
+    destination.land(key, key, bytes, &sha, None)?;
+    Ok(())
+}
+
+/// Step 10: the data files and the report, then the version's manifest, then the
+/// marker. Each object is uploaded whole and its digest checked on the way.
+fn publish(
+    destination: &Lake,
+    q: Quarter,
+    version: &str,
+    built: &Built,
+    html: &str,
+    manifest: &Manifest,
+) -> Result<(), ExportError> {
+    for f in &built.files {
+        let (sha, _) = sha256_of(&f.path).map_err(|source| ExportError::Local {
+            dir: f.path.clone(),
+            source,
+        })?;
+        let file = std::fs::File::open(&f.path).map_err(|source| ExportError::Local {
+            dir: f.path.clone(),
+            source,
+        })?;
+        destination.land(
+            &layout::version_file(q, version, f.name),
+            &f.path.display().to_string(),
+            file,
+            &sha,
+            None,
+        )?;
+    }
+    put_bytes(
+        destination,
+        &layout::version_file(q, version, layout::DRIFT_HTML),
+        html.as_bytes(),
+    )?;
+    let mut text = serde_json::to_vec_pretty(manifest).unwrap_or_default();
+    text.push(b'\n');
+    put_bytes(
+        destination,
+        &layout::version_file(q, version, layout::MANIFEST),
+        &text,
+    )?;
+    put_bytes(destination, &layout::marker(q), &text)
+}
+
+fn timestamp_text(at: i64) -> String {
+    DateTime {
+        date: Date::from_days_since_epoch(at.div_euclid(86_400)),
+        seconds: at.rem_euclid(86_400) as u32,
+    }
+    .to_string()
+}
+
+/// Step 11: `quarter_customers`, `quarter_daily` and the `exports` row, in one
+/// transaction.
+fn record(
+    warehouse: &mut Warehouse,
+    destination: &Lake,
+    ctx: &QuarterContext,
+    built: &Built,
+    manifest: &Manifest,
+) -> Result<(), ExportError> {
+    let s = ctx.scale;
+    let first_day = ctx.quarter.first_day().days_since_epoch();
+    let days: Vec<QuarterDay> = built
+        .days
+        .iter()
+        .enumerate()
+        .map(|(i, d)| QuarterDay {
+            date: Date::from_days_since_epoch(first_day + i as i64).to_string(),
+            txn_count: d.tally.txn_count,
+            amount_sum: s.text(d.tally.amount_sum),
+            amount_mean: (d.tally.txn_count > 0)
+                .then(|| s.mean(d.tally.amount_sum, d.tally.txn_count)),
+            amount_p50: d.p50,
+            amount_p95: d.p95,
+            unique_customers: d.tally.unique_customers,
+            new_customers: d.tally.new_customers,
+        })
+        .collect();
+    let quarter = ctx.quarter.to_string();
+    let mut customers = built
+        .customers
+        .iter()
+        .map_err(|source| ExportError::Local {
+            dir: PathBuf::from("sort runs"),
+            source,
+        })?;
+    let mut rows = std::iter::from_fn(|| {
+        customers.next().map(|c| {
+            c.map_err(|e| format!("reading the sorted customers: {e}"))
+                .map(|c| QuarterCustomer {
+                    customer_id: c.customer_id.to_string(),
+                    txn_count: c.txn_count,
+                    amount_sum: s.text(c.amount_sum),
+                    amount_mean: c.amount_mean,
+                    amount_min: s.text(i128::from(c.amount_min)),
+                    amount_max: s.text(i128::from(c.amount_max)),
+                    amount_std: c.amount_std,
+                    first_txn_at: timestamp_text(c.first_txn_at),
+                    last_txn_at: timestamp_text(c.last_txn_at),
+                    recency_days: c.recency_days,
+                    active_days: c.active_days,
+                    distinct_locations: c.distinct_locations,
+                    home_location: c.home_location.map(|l| l.to_string()),
+                    gender: c.gender.map(|g| g.to_string()),
+                    age_years: c.age_years,
+                    balance_last: c.balance_last.map(|b| b.to_text()),
+                    night_share: c.night_share,
+                    weekend_share: c.weekend_share,
+                    prior_txn_count: c.prior_txn_count,
+                    tenure_days: c.tenure_days,
+                })
+        })
+    });
+    let entry = ExportEntry {
+        quarter,
+        version: manifest.version.clone(),
+        created_at: manifest.created_at.clone(),
+        destination: destination.url().to_owned(),
+        rows: manifest.control.rows,
+        amount_sum: manifest.control.amount_sum.clone(),
+        partial: manifest.partial,
+        flagged_features: manifest.drift.flagged.clone(),
+    };
+    warehouse.replace_quarter(&mut rows, &days, &entry)?;
+    Ok(())
+}
+
+/// Opens the destination and loads the pseudonymisation key: what every export needs
+/// besides the warehouse. Tells the user (stderr) when a key was generated now.
+///
+/// # Errors
+/// [`ExportError::Key`] (exit 2), [`ExportError::Destination`].
+pub fn prepare(
+    url: &str,
+    runtime: tokio::runtime::Handle,
+    data_dir: &Path,
+    embedded: bool,
+) -> Result<(Lake, PseudonymKey), ExportError> {
+    let (key, generated) = PseudonymKey::load(data_dir, embedded)?;
+    if let Some(path) = generated {
+        eprintln!(
+            "bankpipe: generated a pseudonymisation key in {} (key id {}): keep it with the \
+             warehouse; exports made with another key have other customer_key values",
+            path.display(),
+            key.key_id()
+        );
+    }
+    let destination = Lake::open_destination(url, runtime)?;
+    Ok((destination, key))
+}
+
+/// Exports the quarters `which` names, oldest first. A quarter that fails for its data
+/// (incomplete, reconciliation) does not stop the others; a setting or an unreachable
+/// warehouse or destination does.
+///
+/// # Errors
+/// Only what stops every quarter: finding the quarters ([`ExportError::NoData`], SQL).
+pub fn export(
+    warehouse: &mut Warehouse,
+    destination: &Lake,
+    key: &PseudonymKey,
+    which: Which,
+    options: &Options,
+) -> Result<(Vec<QuarterReport>, Option<ExportError>), ExportError> {
+    let mut reports = Vec::new();
+    let mut first_error = None;
+    for q in quarters(warehouse, which)? {
+        let mut report = QuarterReport::new(q);
+        let result = export_quarter(warehouse, destination, key, q, options, &mut report);
+        reports.push(report);
+        if let Err(e) = result {
+            let stop = e.exit_code() != 1;
+            if first_error.is_none() {
+                first_error = Some(e);
+            }
+            if stop {
+                break;
+            }
+        }
+    }
+    Ok((reports, first_error))
+}
