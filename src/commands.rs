@@ -1035,6 +1035,27 @@ fn status(config: &Config, json: bool) -> Result<ExitCode, Failure> {
             )?;
         }
     }
+    if !s.exports.is_empty() {
+        writeln!(out, "exported quarters")?;
+        for e in &s.exports {
+            writeln!(
+                out,
+                "  {}  version {}  {} transactions  {}{}  {}  {}{}",
+                e.quarter,
+                e.version,
+                e.rows,
+                e.amount_sum,
+                if e.partial { "  partial" } else { "" },
+                e.created_at,
+                e.destination,
+                if e.flagged_features.is_empty() {
+                    String::new()
+                } else {
+                    format!("  drift flagged: {}", e.flagged_features.join(", "))
+                }
+            )?;
+        }
+    }
     writeln!(out, "recent runs")?;
     for r in &s.recent_runs {
         writeln!(out, "  {}  {}  {}", r.run_id, r.started_at, r.status)?;

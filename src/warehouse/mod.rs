@@ -684,6 +684,8 @@ pub struct Summary {
     pub schema_version: i64,
     /// Files claimed but not finished, with why their claim stopped.
     pub unfinished: Vec<Unfinished>,
+    /// Quarter versions written by `bankpipe export`, by quarter then time.
+    pub exports: Vec<ExportEntry>,
 }
 
 /// One row of `runs`.
@@ -1303,6 +1305,7 @@ impl Warehouse {
             Warehouse::Postgres(w) => w.summary()?,
         };
         s.unfinished = self.unfinished()?;
+        s.exports = self.exports()?;
         Ok(s)
     }
 }
