@@ -138,9 +138,11 @@ pub(super) fn build(
     let mut folded = Folded::default();
     let mut rows: Vec<SourceRow> = Vec::new();
     let mut done = 0u64;
+    let mut customers_done = 0u64;
     let mut flush = |rows: &mut Vec<SourceRow>| -> Result<(), ExportError> {
         features::fold_customer(rows, ctx, keys, &mut tallies, &mut folded);
         done += rows.len() as u64;
+        customers_done += 1;
         rows.clear();
         for (key, amount) in folded.previous_amounts.drain(..) {
             previous
@@ -166,7 +168,7 @@ pub(super) fn build(
                 .offer(c.customer_key, || CustomerDrift::of(&c, ctx.scale));
             customers.push(c).map_err(&err)?;
         }
-        if done.is_multiple_of(64) {
+        if customers_done.is_multiple_of(4096) {
             progress.rows("computing", done);
         }
         Ok(())
@@ -181,7 +183,6 @@ pub(super) fn build(
     if !rows.is_empty() {
         flush(&mut rows)?;
     }
-    drop(flush);
     let txns = txns.finish().map_err(&err)?;
     let customers = customers.finish().map_err(&err)?;
 

@@ -465,7 +465,6 @@ pub fn fold_customer(
     let scale = ctx.scale;
     let mut customer_key = None;
     let mut key = || *customer_key.get_or_insert_with(|| keys.customer(&first.customer_id));
-    let mut count: i64 = 0;
     let mut sum: i128 = 0;
     let mut prev_at: Option<i64> = None;
     let mut seen: HashSet<&str> = HashSet::new();
@@ -473,6 +472,8 @@ pub fn fold_customer(
     let mut previous = QuarterAgg::default();
     let mut last_active_day = None;
     for (i, r) in rows.iter().enumerate() {
+        // Rows before this one: all earlier transactions of the customer.
+        let count = i as i64;
         if ctx.contains(r.at) {
             let (_, _, day) = clock(r.at);
             let amount = i128::from(r.amount);
@@ -513,7 +514,6 @@ pub fn fold_customer(
             out.previous_amounts
                 .push((keys.transaction(&r.transaction_id), r.amount));
         }
-        count += 1;
         sum += i128::from(r.amount);
         prev_at = Some(r.at);
         if let Some(l) = &r.location {

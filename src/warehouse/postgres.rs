@@ -1492,7 +1492,7 @@ impl RepeatBuffer {
 
 /// The optimistic path: the first occurrence of every id in the file straight into
 /// `transactions`; a row whose id occurred earlier in the file goes to `repeats`
-/// instead, for [`merge_repeats`] (so in-file repeats, common in real files, do not
+/// instead, for `merge_repeats` (so in-file repeats, common in real files, do not
 /// abort the `COPY`). `tally` counts only the rows sent to `transactions` as loaded.
 fn copy_direct(
     tx: &mut Transaction<'_>,
