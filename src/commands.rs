@@ -611,6 +611,7 @@ fn demo(overrides: &Overrides, args: &DemoArgs) -> Result<ExitCode, Failure> {
         lake_url: dir.join("lake").display().to_string(),
         // Its files were just written: an age limit would skip them all.
         min_file_age: std::time::Duration::ZERO,
+        export_url: dir.join("exports").display().to_string(),
         ..config
     };
     let rt = runtime()?;
@@ -635,6 +636,7 @@ fn demo(overrides: &Overrides, args: &DemoArgs) -> Result<ExitCode, Failure> {
     for (rule, n) in &summary.warnings_by_rule {
         writeln!(out, "  {rule:<26} {n:>8}")?;
     }
+    demo_export(&config, &rt, &mut ctx.warehouse, &mut out)?;
     let d = dir.display();
     writeln!(
         out,
@@ -646,6 +648,67 @@ fn demo(overrides: &Overrides, args: &DemoArgs) -> Result<ExitCode, Failure> {
          sqlite3 {d}/warehouse.db \"SELECT location, COUNT(*) FROM transactions GROUP BY 1 ORDER BY 2 DESC LIMIT 5\""
     )?;
     Ok(exit_for(&report))
+}
+
+/// The demo's last step: every quarter of its data exported (issue #10). Its three
+/// months (August to October 2016) leave both quarters partial, which it says.
+fn demo_export(
+    config: &Config,
+    rt: &tokio::runtime::Runtime,
+    warehouse: &mut Warehouse,
+    out: &mut Stdout,
+) -> Result<(), Failure> {
+    use crate::export::{Options, Which};
+    let (destination, key) = crate::export::prepare(
+        &config.export_url,
+        rt.handle().clone(),
+        &config.data_dir,
+        true,
+    )?;
+    let options = Options {
+        allow_partial: true,
+        force: false,
+        data_dir: config.data_dir.clone(),
+        progress: std::io::stderr().is_terminal(),
+    };
+    let (reports, error) =
+        crate::export::export(warehouse, &destination, &key, Which::All, &options)?;
+    if let Some(e) = error {
+        return Err(e.into());
+    }
+    writeln!(
+        out,
+        "\nML datasets (bankpipe export --all --allow-partial) in {}:",
+        config.export_url
+    )?;
+    for r in &reports {
+        writeln!(
+            out,
+            "  {}  version {}  {} transactions{}\n    {}/{}",
+            r.quarter,
+            r.version.as_deref().unwrap_or(""),
+            r.rows.unwrap_or(0),
+            if r.partial {
+                format!(
+                    "  PARTIAL quarter: no data for {} (the demo has Aug-Oct 2016)",
+                    r.empty_months.join(", ")
+                )
+            } else {
+                String::new()
+            },
+            config.export_url,
+            r.manifest.as_deref().unwrap_or("")
+        )?;
+    }
+    writeln!(
+        out,
+        "Read one with Polars (paths from the manifest, which names the current version):\n  \
+         import json, polars as pl\n  \
+         m = json.load(open(\"{0}/quarter=2016Q3/manifest.json\"))\n  \
+         tx = pl.read_parquet(\"{0}/\" + next(f[\"path\"] for f in m[\"files\"] if f[\"name\"] == \"transactions.parquet\"))",
+        config.export_url
+    )?;
+    Ok(())
 }
 
 fn reprocess(config: &Config, args: &crate::cli::ReprocessArgs) -> Result<ExitCode, Failure> {

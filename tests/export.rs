@@ -149,16 +149,12 @@ fn read(path: &Path) -> RecordBatch {
     let file = std::fs::File::open(path).unwrap();
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .unwrap()
+        .with_batch_size(1 << 20)
         .build()
         .unwrap();
     let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
-    arrow_select_concat(&batches)
-}
-
-/// One batch of all rows (the files here are small: one batch).
-fn arrow_select_concat(batches: &[RecordBatch]) -> RecordBatch {
     assert_eq!(batches.len(), 1, "small files read as one batch");
-    batches[0].clone()
+    batches.into_iter().next().unwrap()
 }
 
 fn strings(b: &RecordBatch, name: &str) -> Vec<Option<String>> {
@@ -711,4 +707,64 @@ fn latest_and_all_quarters() {
             ("2016Q4", "failed")
         ]
     );
+}
+
+#[test]
+fn demo_ends_with_an_export_of_its_partial_quarters() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bankpipe"))
+        .current_dir(dir.path())
+        .args(["demo", "--rows", "3000"])
+        .env("BANKPIPE_LOG", "warn")
+        .env_remove("BANKPIPE_PSEUDONYM_KEY")
+        .env_remove("BANKPIPE_EXPORT_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("PARTIAL quarter: no data for 2016-07"),
+        "{text}"
+    );
+    assert!(text.contains("quarter=2016Q4/manifest.json"), "{text}");
+    let demo = dir.path().join("bankpipe-demo");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("generated a pseudonymisation key"),
+        "the user is told about the new key"
+    );
+    assert!(demo.join("pseudonym.key").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(demo.join("pseudonym.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    for q in ["2016Q3", "2016Q4"] {
+        let m: Value = serde_json::from_slice(
+            &std::fs::read(demo.join(format!("exports/quarter={q}/manifest.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(m["partial"], true);
+        let rows: u64 = m["months"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["rows"].as_u64().unwrap())
+            .sum();
+        assert_eq!(m["control"]["rows"], rows);
+        assert_eq!(m["files"][1]["name"], "transactions.parquet");
+        let tx = read(
+            &demo
+                .join("exports")
+                .join(m["files"][1]["path"].as_str().unwrap()),
+        );
+        assert_eq!(tx.num_rows() as u64, rows);
+    }
 }
