@@ -344,6 +344,18 @@ impl Lake {
         &self.url
     }
 
+    /// Proves the store is there by listing it (a missing bucket fails here, where some
+    /// servers would create it on the first put), without writing anything.
+    ///
+    /// # Errors
+    /// [`LakeError::Setup`] or [`LakeError::Unreachable`].
+    pub fn check_listable(&self) -> Result<(), LakeError> {
+        let store = Arc::clone(&self.store);
+        self.runtime
+            .block_on(async move { store.list_with_delimiter(None).await.map(|_| ()) })
+            .map_err(|e| self.failure(&e))
+    }
+
     /// Proves the lake is writable by writing and deleting a probe object.
     ///
     /// # Errors

@@ -739,6 +739,7 @@ pub fn prepare(
         );
     }
     let destination = Lake::open_destination(url, runtime)?;
+    destination.check_listable()?;
     Ok((destination, key))
 }
 
