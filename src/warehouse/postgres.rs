@@ -18,6 +18,8 @@
 //! claimer's session died. The load itself locks the `files` row and refuses a file
 //! that is no longer `landing`, so no race can load a file twice.
 
+mod quarters;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 

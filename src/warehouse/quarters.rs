@@ -3,7 +3,7 @@
 //! quarter tables (`quarter_customers`, `quarter_daily`, `exports`, migration 0011).
 //!
 //! Backend-neutral types and the [`Warehouse`] dispatch live here; each backend's SQL
-//! lives with it (`sqlite/quarters.rs`). Rows cross the seam as the texts the SQLite
+//! lives with it (`sqlite/quarters.rs`, `postgres/quarters.rs`). Rows cross the seam as the texts the SQLite
 //! schema stores (`YYYY-MM-DD HH:MM:SS`, plain decimals), so the export computes the
 //! same bytes from either backend.
 
@@ -12,7 +12,7 @@ use std::ops::ControlFlow;
 
 use serde::Serialize;
 
-use super::{Result, Warehouse, WarehouseError};
+use super::{Result, Warehouse};
 use crate::model::Total;
 
 /// One loaded transaction, borrowed from the driver's row: canonical texts.
@@ -145,13 +145,6 @@ pub struct ExportEntry {
 /// them; an `Err` (its text) rolls the replacement back.
 pub type CustomerRows<'a> = dyn Iterator<Item = std::result::Result<QuarterCustomer, String>> + 'a;
 
-fn not_yet(w: &Warehouse) -> WarehouseError {
-    WarehouseError::Setup {
-        url: w.display_url(),
-        reason: "`bankpipe export` reads SQLite warehouses only in this version".into(),
-    }
-}
-
 impl Warehouse {
     /// Starts a read snapshot: the reads of one export see one state of the warehouse
     /// (on SQLite a load waits to commit until [`Warehouse::end_snapshot`]).
@@ -161,7 +154,7 @@ impl Warehouse {
     pub fn begin_snapshot(&mut self) -> Result<()> {
         match self {
             Warehouse::Sqlite(w) => w.begin_snapshot(),
-            Warehouse::Postgres(_) => Err(not_yet(self)),
+            Warehouse::Postgres(w) => w.begin_snapshot(),
         }
     }
 
@@ -172,7 +165,7 @@ impl Warehouse {
     pub fn end_snapshot(&mut self) -> Result<()> {
         match self {
             Warehouse::Sqlite(w) => w.end_snapshot(),
-            Warehouse::Postgres(_) => Err(not_yet(self)),
+            Warehouse::Postgres(w) => w.end_snapshot(),
         }
     }
 
@@ -183,7 +176,7 @@ impl Warehouse {
     pub fn months_with_data(&mut self) -> Result<Vec<(String, u64)>> {
         match self {
             Warehouse::Sqlite(w) => w.months_with_data(),
-            Warehouse::Postgres(_) => Err(not_yet(self)),
+            Warehouse::Postgres(w) => w.months_with_data(),
         }
     }
 
@@ -194,7 +187,7 @@ impl Warehouse {
     pub fn quarter_inputs(&mut self, start: &str, end: &str) -> Result<QuarterInputs> {
         match self {
             Warehouse::Sqlite(w) => w.quarter_inputs(start, end),
-            Warehouse::Postgres(_) => Err(not_yet(self)),
+            Warehouse::Postgres(w) => w.quarter_inputs(start, end),
         }
     }
 
@@ -210,7 +203,7 @@ impl Warehouse {
     ) -> Result<Vec<ScaleTotal>> {
         match self {
             Warehouse::Sqlite(w) => w.quarter_control(start, end, scales),
-            Warehouse::Postgres(_) => Err(not_yet(self)),
+            Warehouse::Postgres(w) => w.quarter_control(start, end, scales),
         }
     }
 
@@ -226,7 +219,7 @@ impl Warehouse {
     ) -> Result<()> {
         match self {
             Warehouse::Sqlite(w) => w.export_rows(end, each),
-            Warehouse::Postgres(_) => Err(not_yet(self)),
+            Warehouse::Postgres(w) => w.export_rows(end, each),
         }
     }
 
@@ -244,7 +237,7 @@ impl Warehouse {
     ) -> Result<()> {
         match self {
             Warehouse::Sqlite(w) => w.replace_quarter(customers, days, entry),
-            Warehouse::Postgres(_) => Err(not_yet(self)),
+            Warehouse::Postgres(w) => w.replace_quarter(customers, days, entry),
         }
     }
 
@@ -255,7 +248,7 @@ impl Warehouse {
     pub fn exports(&mut self) -> Result<Vec<ExportEntry>> {
         match self {
             Warehouse::Sqlite(w) => w.exports(),
-            Warehouse::Postgres(_) => Ok(Vec::new()),
+            Warehouse::Postgres(w) => w.exports(),
         }
     }
 }
