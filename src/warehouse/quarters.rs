@@ -227,7 +227,7 @@ impl Warehouse {
     /// records `entry` in `exports`, in one transaction.
     ///
     /// # Errors
-    /// SQL failures; [`WarehouseError::Source`] when `customers` yields an error
+    /// SQL failures; [`WarehouseError::Source`](super::WarehouseError::Source) when `customers` yields an error
     /// (nothing changed).
     pub fn replace_quarter(
         &mut self,
