@@ -528,10 +528,32 @@ fn rerun_is_up_to_date_and_force_rewrites_the_same_bytes() {
         "nothing written"
     );
 
+    assert_eq!(again["quarters"][0]["amount_sum"], "386.50");
+
     let (forced, code) = w.export(&["--quarter", "2016Q3", "--force"]);
     assert_eq!(code, 0, "{forced}");
     assert_eq!(forced["quarters"][0]["status"], "exported");
     assert_eq!(files_bytes(&dir), before, "byte-identical rerun");
+
+    // A run that stopped before the marker: the next one writes only the marker.
+    std::fs::remove_file(&marker).unwrap();
+    let (repaired, code) = w.export(&["--quarter", "2016Q3"]);
+    assert_eq!(
+        (code, &repaired["quarters"][0]["status"]),
+        (0, &Value::from("up_to_date"))
+    );
+    assert_eq!(
+        std::fs::read(&marker).unwrap(),
+        std::fs::read(dir.join("manifest.json")).unwrap()
+    );
+    // One that stopped before the warehouse tables: the next one writes the version again.
+    w.db().execute("DELETE FROM exports", []).unwrap();
+    let (redone, code) = w.export(&["--quarter", "2016Q3"]);
+    assert_eq!(
+        (code, &redone["quarters"][0]["status"]),
+        (0, &Value::from("exported"))
+    );
+    assert_eq!(files_bytes(&dir), before);
 }
 
 #[test]

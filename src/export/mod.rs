@@ -338,8 +338,12 @@ fn export_in_snapshot(
         let version = layout::version(q, &inputs.sources, &key.key_id(), report.partial);
         report.version = Some(version.clone());
         report.manifest = Some(layout::marker(q));
-        if !options.force && is_current(warehouse, destination, q, &version)? {
+        if !options.force
+            && let Some(entry) = is_current(warehouse, destination, q, &version)?
+        {
             report.status = "up_to_date";
+            report.amount_sum = Some(entry.amount_sum);
+            report.flagged = entry.flagged_features;
             return Ok(None);
         }
         // 4. Control totals, at the scale of every amount up to the quarter's end.
@@ -468,18 +472,18 @@ fn is_current(
     destination: &Lake,
     q: Quarter,
     version: &str,
-) -> Result<bool, ExportError> {
+) -> Result<Option<ExportEntry>, ExportError> {
     let Some(manifest) =
         destination.get_if_present(&layout::version_file(q, version, layout::MANIFEST))?
     else {
-        return Ok(false);
+        return Ok(None);
     };
-    let recorded = warehouse.exports()?.iter().any(|e| {
+    let recorded = warehouse.exports()?.into_iter().find(|e| {
         e.quarter == q.to_string() && e.version == version && e.destination == destination.url()
     });
-    if !recorded {
-        return Ok(false);
-    }
+    let Some(recorded) = recorded else {
+        return Ok(None);
+    };
     let marker = destination.get_if_present(&layout::marker(q))?;
     let names = marker
         .and_then(|m| serde_json::from_slice::<manifest::Published>(&m).ok())
@@ -488,7 +492,7 @@ fn is_current(
         tracing::info!(quarter = %q, %version, "The marker does not name the current version; rewriting it.");
         put_bytes(destination, &layout::marker(q), &manifest)?;
     }
-    Ok(true)
+    Ok(Some(recorded))
 }
 
 /// The warehouse's count and exact sum of the quarter, at `scale`.
