@@ -292,7 +292,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure::unreachable(format!("cannot start the I/O runtime: {e}")))
 }
 
-/// `reprocess` and `rotate-key` change an existing warehouse: they never create one
+/// `reprocess`, `rotate-key` and `export` change an existing warehouse: they never create one
 /// (there would be nothing to reprocess or re-wrap), but apply pending migrations as
 /// `run` does, since they write.
 fn open_existing(url: &str) -> Result<Warehouse, Failure> {
@@ -1393,7 +1393,9 @@ fn export(config: &Config, args: &ExportArgs) -> Result<ExitCode, Failure> {
     let destination_url = redact_url(&config.export_url);
     let result = (|| -> Result<_, Failure> {
         let rt = runtime()?;
-        let mut warehouse = Warehouse::open_read_only(&config.warehouse_url)?;
+        // Export writes the quarter tables: like reprocess, it applies pending
+        // migrations but never creates a warehouse.
+        let mut warehouse = open_existing(&config.warehouse_url)?;
         let embedded = matches!(warehouse, Warehouse::Sqlite(_));
         let (destination, key) = crate::export::prepare(
             &config.export_url,
