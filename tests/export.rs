@@ -790,3 +790,18 @@ fn demo_ends_with_an_export_of_its_partial_quarters() {
         assert_eq!(tx.num_rows() as u64, rows);
     }
 }
+
+#[test]
+fn export_never_creates_a_warehouse() {
+    let w = Workdir::new();
+    let out = w.run(&["export", "--quarter", "latest"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no warehouse"));
+    assert!(!w.path().join("warehouse.db").exists());
+    assert!(!w.exports().exists());
+}
