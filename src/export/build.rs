@@ -116,6 +116,7 @@ pub(super) fn read_sorted(
         return Err(local(work)(e));
     }
     tracing::info!(quarter = %ctx.quarter, rows = read, runs = sorter.runs(), "Read the quarter and its history.");
+    progress.step("rows read");
     Ok((sorter.finish().map_err(local(work))?, unreadable))
 }
 
@@ -185,6 +186,7 @@ pub(super) fn build(
     }
     let txns = txns.finish().map_err(&err)?;
     let customers = customers.finish().map_err(&err)?;
+    progress.step("features computed");
 
     progress.step("writing customers.parquet");
     let customers_file = write_customers(ctx, &customers, work)?;

@@ -204,6 +204,21 @@ impl QuarterReport {
 pub(crate) struct Progress {
     bar: Option<indicatif::ProgressBar>,
     quarter: String,
+    started: std::time::Instant,
+}
+
+/// Resident and peak memory of this process in MiB (Linux; 0 elsewhere), for the step
+/// log: the issue bounds the export's peak RSS.
+fn memory_mib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb / 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 impl Progress {
@@ -216,10 +231,19 @@ impl Progress {
         Progress {
             bar,
             quarter: quarter.to_string(),
+            started: std::time::Instant::now(),
         }
     }
 
     pub(crate) fn step(&mut self, what: &str) {
+        let (rss_mib, peak_mib) = memory_mib();
+        tracing::debug!(
+            quarter = %self.quarter,
+            elapsed_ms = self.started.elapsed().as_millis() as u64,
+            rss_mib,
+            peak_mib,
+            "Export step: {what}."
+        );
         if let Some(bar) = &self.bar {
             bar.set_message(format!("{}: {what}", self.quarter));
         }
@@ -460,6 +484,7 @@ fn export_in_snapshot(
     // 11. Warehouse tables.
     progress.step("recording in the warehouse");
     record(warehouse, destination, &ctx, &built, &manifest)?;
+    progress.step("done");
     tracing::info!(quarter = %q, %version, rows = control.rows, partial = report.partial, flagged = ?report.flagged, "Quarter exported.");
     Ok(())
 }

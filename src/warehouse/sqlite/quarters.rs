@@ -27,8 +27,10 @@ fn text(v: ValueRef<'_>) -> Option<&str> {
 
 impl SqliteWarehouse {
     pub(in crate::warehouse) fn begin_snapshot(&mut self) -> Result<()> {
+        // An export scans every row once: a large page cache buys nothing and counts
+        // against its memory bound (the loader's connection keeps 64 MiB).
         self.conn
-            .execute_batch("BEGIN DEFERRED")
+            .execute_batch("PRAGMA cache_size = -8192; BEGIN DEFERRED")
             .map_err(sql("starting the export's read transaction"))
     }
 
@@ -38,21 +40,27 @@ impl SqliteWarehouse {
             .map_err(sql("ending the export's read transaction"))
     }
 
+    /// Aggregated here rather than with `GROUP BY`: SQLite would sort every row to
+    /// group them, in memory (`temp_store = MEMORY`), which a 10M-row warehouse cannot
+    /// afford; one scan into a handful of groups costs nothing.
     pub(in crate::warehouse) fn months_with_data(&mut self) -> Result<Vec<(String, u64)>> {
+        const CONTEXT: &str = "listing months with transactions";
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT substr(transaction_at, 1, 7), COUNT(*) FROM transactions
-                 GROUP BY 1 ORDER BY 1",
-            )
-            .map_err(sql("listing months with transactions"))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-            })
-            .map_err(sql("listing months with transactions"))?;
-        rows.collect::<std::result::Result<_, _>>()
-            .map_err(sql("listing months with transactions"))
+            .prepare("SELECT substr(transaction_at, 1, 7) FROM transactions")
+            .map_err(sql(CONTEXT))?;
+        let mut rows = stmt.query([]).map_err(sql(CONTEXT))?;
+        let mut months: BTreeMap<String, u64> = BTreeMap::new();
+        while let Some(r) = rows.next().map_err(sql(CONTEXT))? {
+            let month = r.get_ref(0).map(text).map_err(sql(CONTEXT))?.unwrap_or("");
+            match months.get_mut(month) {
+                Some(n) => *n += 1,
+                None => {
+                    months.insert(month.to_owned(), 1);
+                }
+            }
+        }
+        Ok(months.into_iter().collect())
     }
 
     pub(in crate::warehouse) fn quarter_inputs(
@@ -66,22 +74,29 @@ impl SqliteWarehouse {
             .prepare(&format!(
                 "SELECT file_id,
                         CASE WHEN transaction_at >= ?1 THEN substr(transaction_at, 1, 7) END,
-                        {SCALE_OF_AMOUNT}, COUNT(*)
-                 FROM transactions WHERE transaction_at < ?2
-                 GROUP BY 1, 2, 3"
+                        {SCALE_OF_AMOUNT}
+                 FROM transactions WHERE transaction_at < ?2"
             ))
             .map_err(sql(CONTEXT))?;
-        let groups: Vec<(i64, Option<String>, i64, i64)> = stmt
-            .query_map(params![start, end], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .map_err(sql(CONTEXT))?
-            .collect::<std::result::Result<_, _>>()
-            .map_err(sql(CONTEXT))?;
+        let mut rows = stmt.query(params![start, end]).map_err(sql(CONTEXT))?;
+        // (file, month in the quarter or none, scale) → rows: a few groups.
+        let mut groups: BTreeMap<(i64, Option<String>, i64), i64> = BTreeMap::new();
+        while let Some(r) = rows.next().map_err(sql(CONTEXT))? {
+            let file_id: i64 = r.get(0).map_err(sql(CONTEXT))?;
+            let month = r.get_ref(1).map(text).map_err(sql(CONTEXT))?;
+            let scale: i64 = r.get(2).map_err(sql(CONTEXT))?;
+            match groups.get_mut(&(file_id, month.map(str::to_owned), scale)) {
+                Some(n) => *n += 1,
+                None => {
+                    groups.insert((file_id, month.map(str::to_owned), scale), 1);
+                }
+            }
+        }
+        drop(rows);
         drop(stmt);
         let mut inputs = QuarterInputs::default();
         let mut per_file: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
-        for (file_id, month, scale, rows) in groups {
+        for ((file_id, month, scale), rows) in groups {
             let rows = rows as u64;
             let scale = u8::try_from(scale).unwrap_or(u8::MAX);
             inputs.max_scale = inputs.max_scale.max(scale);
