@@ -20,6 +20,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use super::features::FEATURE_VERSION;
 
@@ -443,6 +444,9 @@ impl TableWriter {
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_created_by(format!("bankpipe export, features v{FEATURE_VERSION}"))
+            // Unique 32-digit keys: a dictionary would only grow until it is dropped.
+            .set_column_dictionary_enabled(ColumnPath::from("transaction_key"), false)
+            .set_column_dictionary_enabled(ColumnPath::from("customer_key"), false)
             .set_sorting_columns(Some(
                 sorted_by
                     .iter()

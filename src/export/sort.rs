@@ -5,14 +5,14 @@
 //! here: the source rows by customer, the transaction rows by time, the customer rows by
 //! key.
 //!
-//! Deterministic: the in-memory sort is stable and the merge breaks ties by run number,
-//! so equal keys come out in the order they were pushed, whatever the budget.
+//! Deterministic: the sort orders of the export are total (their keys are unique), the
+//! in-memory sort has no randomness, and the merge breaks ties by run number, so the
+//! same records pushed in the same order always come out in the same order.
 //!
 //! Records encode themselves ([`Record::encode`]) in a private little-endian format
 //! that only lives as long as the sort; [`Codec`] holds the helpers.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -79,7 +79,9 @@ impl<T: Record> Sorter<T> {
     }
 
     fn spill(&mut self) -> io::Result<()> {
-        self.buffer.sort_by(T::order);
+        // Unstable: no extra buffer of half the records (a stable sort's), and still
+        // deterministic: the same records in the same push order sort the same way.
+        self.buffer.sort_unstable_by(T::order);
         let path = self
             .dir
             .join(format!("{}-{:04}.run", self.name, self.runs.len()));
@@ -112,7 +114,7 @@ impl<T: Record> Sorter<T> {
     /// Writing the last run failed.
     pub(crate) fn finish(mut self) -> io::Result<Sorted<T>> {
         if self.runs.is_empty() {
-            self.buffer.sort_by(T::order);
+            self.buffer.sort_unstable_by(T::order);
             return Ok(Sorted::Memory(self.buffer));
         }
         if !self.buffer.is_empty() {
@@ -142,18 +144,27 @@ impl<T: Record> Sorted<T> {
             Sorted::Memory(v) => Ok(Merge::Memory(v.iter())),
             Sorted::Runs(paths) => {
                 let mut readers = Vec::with_capacity(paths.len());
-                let mut heap = BinaryHeap::with_capacity(paths.len());
-                for (run, path) in paths.iter().enumerate() {
+                let mut heads = Vec::with_capacity(paths.len());
+                for path in paths {
                     let mut reader = RunReader {
                         input: BufReader::with_capacity(256 * 1024, File::open(path)?),
                         buf: Vec::new(),
                     };
-                    if let Some(record) = reader.next_record()? {
-                        heap.push(Head { record, run });
-                    }
+                    heads.push(reader.next_record()?);
                     readers.push(reader);
                 }
-                Ok(Merge::Runs { readers, heap })
+                let mut merge = RunMerge {
+                    readers,
+                    heads,
+                    heap: Vec::with_capacity(paths.len()),
+                };
+                for run in 0..merge.heads.len() {
+                    if merge.heads[run].is_some() {
+                        merge.heap.push(run);
+                        merge.sift_up(merge.heap.len() - 1);
+                    }
+                }
+                Ok(Merge::Runs(merge))
             }
         }
     }
@@ -182,34 +193,68 @@ impl RunReader {
     }
 }
 
-/// The smallest unread record of one run, ordered for a min-heap.
-pub(crate) struct Head<T> {
-    record: T,
-    run: usize,
+/// K-way merge of runs: a binary min-heap of run numbers, each run's next record in
+/// `heads`, so sifting moves indices, not records (records are 150-200 bytes).
+pub(crate) struct RunMerge<T> {
+    readers: Vec<RunReader>,
+    heads: Vec<Option<T>>,
+    heap: Vec<usize>,
 }
 
-impl<T: Record> PartialEq for Head<T> {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+impl<T: Record> RunMerge<T> {
+    /// Whether run `a`'s head comes before run `b`'s: by record, ties to the earlier
+    /// run (which holds the earlier pushed records).
+    fn before(&self, a: usize, b: usize) -> bool {
+        match (&self.heads[a], &self.heads[b]) {
+            (Some(x), Some(y)) => x.order(y).then(a.cmp(&b)) == Ordering::Less,
+            _ => false,
+        }
     }
-}
 
-impl<T: Record> Eq for Head<T> {}
-
-impl<T: Record> PartialOrd for Head<T> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+    fn sift_up(&mut self, mut i: usize) {
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if !self.before(self.heap[i], self.heap[parent]) {
+                break;
+            }
+            self.heap.swap(i, parent);
+            i = parent;
+        }
     }
-}
 
-impl<T: Record> Ord for Head<T> {
-    /// Reversed: `BinaryHeap` is a max-heap and the merge wants the smallest; ties go
-    /// to the earlier run, which holds the earlier pushed records.
-    fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .record
-            .order(&self.record)
-            .then(other.run.cmp(&self.run))
+    fn sift_down(&mut self, mut i: usize) {
+        let n = self.heap.len();
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut least = i;
+            if l < n && self.before(self.heap[l], self.heap[least]) {
+                least = l;
+            }
+            if r < n && self.before(self.heap[r], self.heap[least]) {
+                least = r;
+            }
+            if least == i {
+                return;
+            }
+            self.heap.swap(i, least);
+            i = least;
+        }
+    }
+
+    fn next(&mut self) -> Option<io::Result<T>> {
+        let run = *self.heap.first()?;
+        let next = match self.readers[run].next_record() {
+            Ok(next) => next,
+            Err(e) => return Some(Err(e)),
+        };
+        let record = std::mem::replace(&mut self.heads[run], next);
+        if self.heads[run].is_none() {
+            let last = self.heap.len() - 1;
+            self.heap.swap(0, last);
+            self.heap.pop();
+        }
+        self.sift_down(0);
+        record.map(Ok)
     }
 }
 
@@ -218,12 +263,7 @@ pub(crate) enum Merge<'a, T> {
     /// From memory.
     Memory(std::slice::Iter<'a, T>),
     /// K-way merge of runs.
-    Runs {
-        /// One reader per run.
-        readers: Vec<RunReader>,
-        /// The next record of each run that has one.
-        heap: BinaryHeap<Head<T>>,
-    },
+    Runs(RunMerge<T>),
 }
 
 impl<T: Record> Iterator for Merge<'_, T> {
@@ -232,15 +272,7 @@ impl<T: Record> Iterator for Merge<'_, T> {
     fn next(&mut self) -> Option<io::Result<T>> {
         match self {
             Merge::Memory(it) => it.next().cloned().map(Ok),
-            Merge::Runs { readers, heap } => {
-                let Head { record, run } = heap.pop()?;
-                match readers[run].next_record() {
-                    Ok(Some(next)) => heap.push(Head { record: next, run }),
-                    Ok(None) => {}
-                    Err(e) => return Some(Err(e)),
-                }
-                Some(Ok(record))
-            }
+            Merge::Runs(m) => m.next(),
         }
     }
 }
@@ -387,7 +419,11 @@ mod tests {
 
     impl Record for Pair {
         fn order(&self, other: &Self) -> Ordering {
-            self.key.as_bytes().cmp(other.key.as_bytes())
+            // Total, like the export's orders.
+            self.key
+                .as_bytes()
+                .cmp(other.key.as_bytes())
+                .then(self.seq.cmp(&other.seq))
         }
         fn encode(&self, out: &mut Vec<u8>) {
             put::str(out, &self.key);
@@ -408,7 +444,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Sorter::new(dir.path(), "pairs", budget);
         for i in 0..n {
-            // Many equal keys, pushed in seq order: the merge must keep that order.
+            // Many equal keys: the runs hold interleaved ranges of them.
             let key = format!("k{:03}", (i * 7919) % 97);
             s.push(Pair {
                 key: key.into(),
@@ -425,7 +461,7 @@ mod tests {
     }
 
     #[test]
-    fn spilled_and_in_memory_sorts_agree_and_are_stable() {
+    fn spilled_and_in_memory_sorts_agree() {
         let (runs_mem, in_memory) = sorted_with_budget(usize::MAX, 5000);
         let (runs_disk, spilled) = sorted_with_budget(2000, 5000);
         assert_eq!(runs_mem, 0);
