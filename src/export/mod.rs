@@ -27,8 +27,11 @@ pub mod features;
 pub mod layout;
 pub mod manifest;
 pub mod parquet;
+mod progress;
+mod publish;
 pub mod quarter;
 pub mod reconcile;
+mod record;
 mod records;
 pub mod sample;
 mod sort;
@@ -39,22 +42,17 @@ mod stubs;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-use self::build::{Built, HmacKeys};
+use self::build::HmacKeys;
 use self::features::{QuarterContext, Scale};
-use self::manifest::{
-    ColumnDoc, Control, DriftDoc, FileDoc, Manifest, MonthRows, Pseudonymisation, SourceDoc,
-};
+use self::manifest::{Control, DriftDoc, Manifest, MonthRows, Pseudonymisation, SourceDoc};
+use self::progress::Progress;
 use self::quarter::Quarter;
 use self::reconcile::Totals;
 pub use self::stubs::drift;
 pub use self::stubs::pseudonym::{KeyError, PseudonymKey};
 use crate::lake::{Lake, LakeError};
-use crate::model::{Date, DateTime};
-use crate::warehouse::{
-    ExportEntry, QuarterCustomer, QuarterDay, QuarterInputs, Warehouse, WarehouseError,
-};
+use crate::warehouse::{QuarterInputs, Warehouse, WarehouseError};
 
 /// Why an export failed, and so its exit status ([`ExportError::exit_code`]).
 #[derive(Debug, thiserror::Error)]
@@ -200,70 +198,6 @@ impl QuarterReport {
     }
 }
 
-/// Progress of one quarter on a terminal (a spinner with the step), nothing otherwise.
-pub(crate) struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-    quarter: String,
-    started: std::time::Instant,
-}
-
-/// Resident and peak memory of this process in MiB (Linux; 0 elsewhere), for the step
-/// log: the issue bounds the export's peak RSS.
-fn memory_mib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb / 1024)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-impl Progress {
-    fn new(enabled: bool, quarter: Quarter) -> Progress {
-        let bar = enabled.then(|| {
-            let bar = crate::progress::spinner();
-            bar.set_message(format!("{quarter}: starting"));
-            bar
-        });
-        Progress {
-            bar,
-            quarter: quarter.to_string(),
-            started: std::time::Instant::now(),
-        }
-    }
-
-    pub(crate) fn step(&mut self, what: &str) {
-        let (rss_mib, peak_mib) = memory_mib();
-        tracing::debug!(
-            quarter = %self.quarter,
-            elapsed_ms = self.started.elapsed().as_millis() as u64,
-            rss_mib,
-            peak_mib,
-            "Export step: {what}."
-        );
-        if let Some(bar) = &self.bar {
-            bar.set_message(format!("{}: {what}", self.quarter));
-        }
-    }
-
-    pub(crate) fn rows(&mut self, what: &str, n: u64) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(format!("{}: {what} ({n} rows)", self.quarter));
-        }
-    }
-}
-
-impl Drop for Progress {
-    fn drop(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
-    }
-}
-
 /// The quarters `which` names, oldest first.
 ///
 /// # Errors
@@ -363,7 +297,7 @@ fn export_in_snapshot(
         report.version = Some(version.clone());
         report.manifest = Some(layout::marker(q));
         if !options.force
-            && let Some(entry) = is_current(warehouse, destination, q, &version)?
+            && let Some(entry) = publish::is_current(warehouse, destination, q, &version)?
         {
             report.status = "up_to_date";
             report.amount_sum = Some(entry.amount_sum);
@@ -461,7 +395,7 @@ fn export_in_snapshot(
             method: "HMAC-SHA256",
             key_id: key.key_id(),
         },
-        files: file_docs(q, &version, &built)?,
+        files: publish::file_docs(q, &version, &built)?,
         sources: inputs
             .sources
             .iter()
@@ -479,45 +413,14 @@ fn export_in_snapshot(
         },
         drift: drift_doc,
     };
-    publish(destination, q, &version, &built, &html, &manifest)?;
+    publish::publish(destination, q, &version, &built, &html, &manifest)?;
     report.status = "exported";
     // 11. Warehouse tables.
     progress.step("recording in the warehouse");
-    record(warehouse, destination, &ctx, &built, &manifest)?;
+    record::record(warehouse, destination, &ctx, &built, &manifest)?;
     progress.step("done");
     tracing::info!(quarter = %q, %version, rows = control.rows, partial = report.partial, flagged = ?report.flagged, "Quarter exported.");
     Ok(())
-}
-
-/// Whether version `version` of `q` is complete at the destination and recorded in the
-/// warehouse; if so, makes sure the marker names it (a run that stopped between the
-/// version's manifest and the marker, or a warehouse back to an earlier state).
-fn is_current(
-    warehouse: &mut Warehouse,
-    destination: &Lake,
-    q: Quarter,
-    version: &str,
-) -> Result<Option<ExportEntry>, ExportError> {
-    let Some(manifest) =
-        destination.get_if_present(&layout::version_file(q, version, layout::MANIFEST))?
-    else {
-        return Ok(None);
-    };
-    let recorded = warehouse.exports()?.into_iter().find(|e| {
-        e.quarter == q.to_string() && e.version == version && e.destination == destination.url()
-    });
-    let Some(recorded) = recorded else {
-        return Ok(None);
-    };
-    let marker = destination.get_if_present(&layout::marker(q))?;
-    let names = marker
-        .and_then(|m| serde_json::from_slice::<manifest::Published>(&m).ok())
-        .is_some_and(|p| p.version == version);
-    if !names {
-        tracing::info!(quarter = %q, %version, "The marker does not name the current version; rewriting it.");
-        put_bytes(destination, &layout::marker(q), &manifest)?;
-    }
-    Ok(Some(recorded))
 }
 
 /// The warehouse's count and exact sum of the quarter, at `scale`.
@@ -583,168 +486,6 @@ fn drift_against_previous(
             .collect(),
         features,
     }
-}
-
-fn sha256_of(path: &Path) -> std::io::Result<(String, u64)> {
-    crate::lake::fingerprint(std::fs::File::open(path)?)
-}
-
-fn file_docs(q: Quarter, version: &str, built: &Built) -> Result<Vec<FileDoc>, ExportError> {
-    built
-        .files
-        .iter()
-        .map(|f| {
-            let (sha256, bytes) = sha256_of(&f.path).map_err(|source| ExportError::Local {
-                dir: f.path.clone(),
-                source,
-            })?;
-            let columns = match f.name {
-                "customers.parquet" => parquet::CUSTOMERS,
-                "transactions.parquet" => parquet::TRANSACTIONS,
-                _ => parquet::DAILY,
-            };
-            Ok(FileDoc {
-                name: f.name.to_owned(),
-                path: layout::version_file(q, version, f.name),
-                rows: f.rows,
-                bytes,
-                sha256,
-                schema: ColumnDoc::of(columns),
-            })
-        })
-        .collect()
-}
-
-fn put_bytes(destination: &Lake, key: &str, bytes: &[u8]) -> Result<(), ExportError> {
-    let sha = crate::hex::encode(&Sha256::digest(bytes));
-    destination.land(key, key, bytes, &sha, None)?;
-    Ok(())
-}
-
-/// Step 10: the data files and the report, then the version's manifest, then the
-/// marker. Each object is uploaded whole and its digest checked on the way.
-fn publish(
-    destination: &Lake,
-    q: Quarter,
-    version: &str,
-    built: &Built,
-    html: &str,
-    manifest: &Manifest,
-) -> Result<(), ExportError> {
-    for f in &built.files {
-        let (sha, _) = sha256_of(&f.path).map_err(|source| ExportError::Local {
-            dir: f.path.clone(),
-            source,
-        })?;
-        let file = std::fs::File::open(&f.path).map_err(|source| ExportError::Local {
-            dir: f.path.clone(),
-            source,
-        })?;
-        destination.land(
-            &layout::version_file(q, version, f.name),
-            &f.path.display().to_string(),
-            file,
-            &sha,
-            None,
-        )?;
-    }
-    put_bytes(
-        destination,
-        &layout::version_file(q, version, layout::DRIFT_HTML),
-        html.as_bytes(),
-    )?;
-    let mut text = serde_json::to_vec_pretty(manifest).unwrap_or_default();
-    text.push(b'\n');
-    put_bytes(
-        destination,
-        &layout::version_file(q, version, layout::MANIFEST),
-        &text,
-    )?;
-    put_bytes(destination, &layout::marker(q), &text)
-}
-
-fn timestamp_text(at: i64) -> String {
-    DateTime {
-        date: Date::from_days_since_epoch(at.div_euclid(86_400)),
-        seconds: at.rem_euclid(86_400) as u32,
-    }
-    .to_string()
-}
-
-/// Step 11: `quarter_customers`, `quarter_daily` and the `exports` row, in one
-/// transaction.
-fn record(
-    warehouse: &mut Warehouse,
-    destination: &Lake,
-    ctx: &QuarterContext,
-    built: &Built,
-    manifest: &Manifest,
-) -> Result<(), ExportError> {
-    let s = ctx.scale;
-    let first_day = ctx.quarter.first_day().days_since_epoch();
-    let days: Vec<QuarterDay> = built
-        .days
-        .iter()
-        .enumerate()
-        .map(|(i, d)| QuarterDay {
-            date: Date::from_days_since_epoch(first_day + i as i64).to_string(),
-            txn_count: d.tally.txn_count,
-            amount_sum: s.text(d.tally.amount_sum),
-            amount_mean: (d.tally.txn_count > 0)
-                .then(|| s.mean(d.tally.amount_sum, d.tally.txn_count)),
-            amount_p50: d.p50,
-            amount_p95: d.p95,
-            unique_customers: d.tally.unique_customers,
-            new_customers: d.tally.new_customers,
-        })
-        .collect();
-    let quarter = ctx.quarter.to_string();
-    let mut customers = built
-        .customers
-        .iter()
-        .map_err(|source| ExportError::Local {
-            dir: PathBuf::from("sort runs"),
-            source,
-        })?;
-    let mut rows = std::iter::from_fn(|| {
-        customers.next().map(|c| {
-            c.map_err(|e| format!("reading the sorted customers: {e}"))
-                .map(|c| QuarterCustomer {
-                    customer_id: c.customer_id.to_string(),
-                    txn_count: c.txn_count,
-                    amount_sum: s.text(c.amount_sum),
-                    amount_mean: c.amount_mean,
-                    amount_min: s.text(i128::from(c.amount_min)),
-                    amount_max: s.text(i128::from(c.amount_max)),
-                    amount_std: c.amount_std,
-                    first_txn_at: timestamp_text(c.first_txn_at),
-                    last_txn_at: timestamp_text(c.last_txn_at),
-                    recency_days: c.recency_days,
-                    active_days: c.active_days,
-                    distinct_locations: c.distinct_locations,
-                    home_location: c.home_location.map(|l| l.to_string()),
-                    gender: c.gender.map(|g| g.to_string()),
-                    age_years: c.age_years,
-                    balance_last: c.balance_last.map(|b| b.to_text()),
-                    night_share: c.night_share,
-                    weekend_share: c.weekend_share,
-                    prior_txn_count: c.prior_txn_count,
-                    tenure_days: c.tenure_days,
-                })
-        })
-    });
-    let entry = ExportEntry {
-        quarter,
-        version: manifest.version.clone(),
-        created_at: manifest.created_at.clone(),
-        destination: destination.url().to_owned(),
-        rows: manifest.control.rows,
-        amount_sum: manifest.control.amount_sum.clone(),
-        partial: manifest.partial,
-        flagged_features: manifest.drift.flagged.clone(),
-    };
-    warehouse.replace_quarter(&mut rows, &days, &entry)?;
-    Ok(())
 }
 
 /// Opens the destination and loads the pseudonymisation key: what every export needs
