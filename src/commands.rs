@@ -1380,18 +1380,18 @@ fn rejects(config: &Config, args: &RejectsArgs) -> Result<ExitCode, Failure> {
 /// quarter failed (incomplete, reconciliation), 2 a setting, 3 unreachable.
 fn export(config: &Config, args: &ExportArgs) -> Result<ExitCode, Failure> {
     use crate::export::{Options, Which};
-    let which = match (args.all, args.quarter.as_deref()) {
-        (true, _) => Which::All,
-        (false, Some(q)) if q.eq_ignore_ascii_case("latest") => Which::Latest,
-        (false, Some(q)) => {
-            Which::One(crate::export::quarter::Quarter::parse(q).ok_or_else(|| {
-                Failure::usage(format!("--quarter {q:?}: expected e.g. 2016Q3, or latest"))
-            })?)
-        }
-        (false, None) => return Err(Failure::usage("give --quarter QUARTER or --all")),
-    };
     let destination_url = redact_url(&config.export_url);
     let result = (|| -> Result<_, Failure> {
+        let which = match (args.all, args.quarter.as_deref()) {
+            (true, _) => Which::All,
+            (false, Some(q)) if q.eq_ignore_ascii_case("latest") => Which::Latest,
+            (false, Some(q)) => {
+                Which::One(crate::export::quarter::Quarter::parse(q).ok_or_else(|| {
+                    Failure::usage(format!("--quarter {q:?}: expected e.g. 2016Q3, or latest"))
+                })?)
+            }
+            (false, None) => return Err(Failure::usage("give --quarter QUARTER or --all")),
+        };
         let rt = runtime()?;
         // Export writes the quarter tables: like reprocess, it applies pending
         // migrations but never creates a warehouse.

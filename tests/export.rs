@@ -631,6 +631,16 @@ fn an_incomplete_quarter_is_refused_unless_partial_is_allowed() {
     assert_eq!(out.status.code(), Some(1), "a quarter without any row");
     let out = w.run(&["export", "--quarter", "2016Q5"]);
     assert_eq!(out.status.code(), Some(2), "not a quarter");
+    let (report, code) = w.export(&["--quarter", "2016-Q3"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        report["status"], "failed",
+        "one JSON object, also for a usage error"
+    );
+    assert!(
+        report["error"].as_str().unwrap().contains("2016Q3"),
+        "{report}"
+    );
 }
 
 #[test]
