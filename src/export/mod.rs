@@ -247,7 +247,7 @@ pub fn export_quarter(
     let started = std::time::Instant::now();
     let mut progress = Progress::new(options.progress, q);
     warehouse.begin_snapshot()?;
-    let result = export_in_snapshot(
+    let result = steps(
         warehouse,
         destination,
         key,
@@ -263,8 +263,90 @@ pub fn export_quarter(
     result
 }
 
-/// The part of [`export_quarter`] that reads: ends the snapshot once the rows are read.
-fn export_in_snapshot(
+/// What steps 1-5 read inside the snapshot.
+struct Read {
+    inputs: QuarterInputs,
+    version: String,
+    ctx: QuarterContext,
+    control: Totals,
+    /// The working folder (sort runs, staged files); removed when dropped.
+    work: tempfile::TempDir,
+    sorted: sort::Sorted<features::SourceRow>,
+    unreadable: source::Unreadable,
+}
+
+/// Steps 1-5, in the read snapshot the caller opened; `None` when the version is up to
+/// date. Ends the snapshot once the rows are read (an error leaves that to the caller).
+fn read(
+    warehouse: &mut Warehouse,
+    destination: &Lake,
+    key: &PseudonymKey,
+    q: Quarter,
+    options: &Options,
+    report: &mut QuarterReport,
+    progress: &mut Progress,
+) -> Result<Option<Read>, ExportError> {
+    // 1. Inputs.
+    progress.step("reading the quarter's inputs");
+    let (start, end) = (q.start_text(), q.end_text());
+    let inputs = warehouse.quarter_inputs(&start, &end)?;
+    report.rows = Some(inputs.months.values().sum());
+    // 2. Completeness.
+    report.empty_months = empty_months(q, &inputs);
+    if report.empty_months.len() == 3 {
+        return Err(ExportError::EmptyQuarter(q.to_string()));
+    }
+    report.partial = !report.empty_months.is_empty();
+    if report.partial && !options.allow_partial {
+        return Err(ExportError::Incomplete {
+            quarter: q.to_string(),
+            months: report.empty_months.join(", "),
+        });
+    }
+    // 3. Version.
+    let version = layout::version(q, &inputs.sources, &key.key_id(), report.partial);
+    report.version = Some(version.clone());
+    report.manifest = Some(layout::marker(q));
+    if !options.force
+        && let Some(entry) = publish::is_current(warehouse, destination, q, &version)?
+    {
+        report.status = "up_to_date";
+        report.amount_sum = Some(entry.amount_sum);
+        report.flagged = entry.flagged_features;
+        return Ok(None);
+    }
+    // 4. Control totals, at the scale of every amount up to the quarter's end.
+    let scale = Scale(inputs.max_scale);
+    let control = control_totals(warehouse, q, &inputs, scale, &start, &end)?;
+    report.amount_sum = Some(scale.text(control.amount));
+    // 5. The rows, sorted by customer, in a working folder of DATA_DIR.
+    let ctx = QuarterContext::new(q, scale);
+    std::fs::create_dir_all(&options.data_dir).map_err(|source| ExportError::Local {
+        dir: options.data_dir.clone(),
+        source,
+    })?;
+    let work = tempfile::Builder::new()
+        .prefix(".export-")
+        .tempdir_in(&options.data_dir)
+        .map_err(|source| ExportError::Local {
+            dir: options.data_dir.clone(),
+            source,
+        })?;
+    let (sorted, unreadable) = build::read_sorted(warehouse, &ctx, work.path(), progress)?;
+    warehouse.end_snapshot()?;
+    Ok(Some(Read {
+        inputs,
+        version,
+        ctx,
+        control,
+        work,
+        sorted,
+        unreadable,
+    }))
+}
+
+/// Steps 1-11 of [`export_quarter`] (see the module doc).
+fn steps(
     warehouse: &mut Warehouse,
     destination: &Lake,
     key: &PseudonymKey,
@@ -273,71 +355,29 @@ fn export_in_snapshot(
     report: &mut QuarterReport,
     progress: &mut Progress,
 ) -> Result<(), ExportError> {
-    let mut in_snapshot = true;
-    let outcome = (|| {
-        // 1. Inputs.
-        progress.step("reading the quarter's inputs");
-        let (start, end) = (q.start_text(), q.end_text());
-        let inputs = warehouse.quarter_inputs(&start, &end)?;
-        report.rows = Some(inputs.months.values().sum());
-        // 2. Completeness.
-        report.empty_months = empty_months(q, &inputs);
-        if report.empty_months.len() == 3 {
-            return Err(ExportError::EmptyQuarter(q.to_string()));
+    let read = match read(warehouse, destination, key, q, options, report, progress) {
+        Ok(Some(read)) => read,
+        other => {
+            // Up to date, or failed before the rows were all read: the outcome matters
+            // more than closing the read.
+            if let Err(e) = warehouse.end_snapshot() {
+                tracing::warn!(error = %e, "Could not end the export's read transaction.");
+            }
+            if let Ok(None) = other {
+                tracing::info!(quarter = %q, version = report.version.as_deref().unwrap_or(""), "Quarter is up to date; nothing written.");
+            }
+            return other.map(|_| ());
         }
-        report.partial = !report.empty_months.is_empty();
-        if report.partial && !options.allow_partial {
-            return Err(ExportError::Incomplete {
-                quarter: q.to_string(),
-                months: report.empty_months.join(", "),
-            });
-        }
-        // 3. Version.
-        let version = layout::version(q, &inputs.sources, &key.key_id(), report.partial);
-        report.version = Some(version.clone());
-        report.manifest = Some(layout::marker(q));
-        if !options.force
-            && let Some(entry) = publish::is_current(warehouse, destination, q, &version)?
-        {
-            report.status = "up_to_date";
-            report.amount_sum = Some(entry.amount_sum);
-            report.flagged = entry.flagged_features;
-            return Ok(None);
-        }
-        // 4. Control totals, at the scale of every amount up to the quarter's end.
-        let scale = Scale(inputs.max_scale);
-        let control = control_totals(warehouse, q, &inputs, scale, &start, &end)?;
-        report.amount_sum = Some(scale.text(control.amount));
-        // 5. The rows, sorted by customer, in a working folder of DATA_DIR.
-        let ctx = QuarterContext::new(q, scale);
-        std::fs::create_dir_all(&options.data_dir).map_err(|source| ExportError::Local {
-            dir: options.data_dir.clone(),
-            source,
-        })?;
-        let work = tempfile::Builder::new()
-            .prefix(".export-")
-            .tempdir_in(&options.data_dir)
-            .map_err(|source| ExportError::Local {
-                dir: options.data_dir.clone(),
-                source,
-            })?;
-        let (sorted, unreadable) = build::read_sorted(warehouse, &ctx, work.path(), progress)?;
-        warehouse.end_snapshot()?;
-        in_snapshot = false;
-        Ok(Some((
-            inputs, version, ctx, control, work, sorted, unreadable,
-        )))
-    })();
-    if in_snapshot {
-        // The outcome (an error, or up to date) matters more than closing a read.
-        if let Err(e) = warehouse.end_snapshot() {
-            tracing::warn!(error = %e, "Could not end the export's read transaction.");
-        }
-    }
-    let Some((inputs, version, ctx, control, work, sorted, unreadable)) = outcome? else {
-        tracing::info!(quarter = %q, version = report.version.as_deref().unwrap_or(""), "Quarter is up to date; nothing written.");
-        return Ok(());
     };
+    let Read {
+        inputs,
+        version,
+        ctx,
+        control,
+        work,
+        sorted,
+        unreadable,
+    } = read;
     // 6-7. Features and staged files.
     let keys = HmacKeys(key);
     let mut built = build::build(&ctx, &sorted, unreadable, &keys, work.path(), progress)?;
