@@ -551,6 +551,29 @@ mod tests {
     }
 
     #[test]
+    fn row_groups_hold_at_most_a_million_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.parquet");
+        let cols = [col("x", Int32, false, "x")];
+        let mut w = TableWriter::create(&path, "g", &cols, &[0]).unwrap();
+        for i in 0..(ROW_GROUP_ROWS as i32 + 1) {
+            w.append(&[Value::Int32(Some(i))]).unwrap();
+        }
+        w.finish().unwrap();
+        let reader =
+            parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&path).unwrap())
+                .unwrap();
+        use parquet::file::reader::FileReader as _;
+        let groups: Vec<i64> = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows())
+            .collect();
+        assert_eq!(groups, [ROW_GROUP_ROWS as i64, 1]);
+    }
+
+    #[test]
     fn same_rows_same_bytes_and_rows_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let write = |name: &str| {
