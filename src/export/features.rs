@@ -15,7 +15,7 @@
 //! Not here: ordering the output (`sort`), pseudonymisation (the [`Keys`] seam), and
 //! writing files (`parquet`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use compact_str::CompactString;
 
@@ -303,6 +303,55 @@ pub fn age_years(dob: Date, on: i64) -> Option<i32> {
     (age >= 0).then_some(age)
 }
 
+/// Locations of one customer with their counts and latest position: a short list
+/// (most customers have a handful of transactions), a hash map past 16 locations, so
+/// the common case allocates once and the rare heavy customer stays linear.
+#[derive(Debug, Default)]
+struct Locations<'a> {
+    few: Vec<(&'a str, u32, usize)>,
+    many: Option<HashMap<&'a str, (u32, usize)>>,
+}
+
+impl<'a> Locations<'a> {
+    fn add(&mut self, location: &'a str, position: usize) {
+        if let Some(many) = &mut self.many {
+            let e = many.entry(location).or_insert((0, position));
+            e.0 += 1;
+            e.1 = position;
+        } else if let Some(e) = self.few.iter_mut().find(|e| e.0 == location) {
+            e.1 += 1;
+            e.2 = position;
+        } else {
+            self.few.push((location, 1, position));
+            if self.few.len() > 16 {
+                self.many = Some(self.few.drain(..).map(|(l, n, p)| (l, (n, p))).collect());
+            }
+        }
+    }
+
+    fn contains(&self, location: &str) -> bool {
+        match &self.many {
+            Some(many) => many.contains_key(location),
+            None => self.few.iter().any(|e| e.0 == location),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.many.as_ref().map_or(self.few.len(), HashMap::len)
+    }
+
+    /// The most frequent; ties go to the one at the latest position.
+    fn most_frequent(&self) -> Option<&'a str> {
+        match &self.many {
+            Some(many) => many
+                .iter()
+                .max_by_key(|(_, (n, p))| (*n, *p))
+                .map(|(l, _)| *l),
+            None => self.few.iter().max_by_key(|e| (e.1, e.2)).map(|e| e.0),
+        }
+    }
+}
+
 /// One quarter's running figures for one customer.
 #[derive(Debug, Default)]
 struct QuarterAgg<'a> {
@@ -310,7 +359,8 @@ struct QuarterAgg<'a> {
     sum: i128,
     /// Σ amount², `None` once it would overflow (then the two-pass fallback is used).
     sum_sq: Option<i128>,
-    amounts: Vec<i64>,
+    /// Position of the quarter's first row in the customer's rows (they are contiguous).
+    first_position: usize,
     min: i64,
     max: i64,
     first_at: i64,
@@ -318,7 +368,7 @@ struct QuarterAgg<'a> {
     last_day: Option<i64>,
     active_days: i32,
     /// location → (transactions, position of the latest one).
-    locations: HashMap<&'a str, (u32, usize)>,
+    locations: Locations<'a>,
     gender: Option<&'a CompactString>,
     dob: Option<Date>,
     balance: Option<Decimal>,
@@ -337,13 +387,13 @@ impl<'a> QuarterAgg<'a> {
             self.first_at = row.at;
             self.prior = prior;
             self.sum_sq = Some(0);
+            self.first_position = position;
         }
         self.count += 1;
         self.sum += i128::from(a);
         self.sum_sq = self
             .sum_sq
             .and_then(|s| s.checked_add(i128::from(a) * i128::from(a)));
-        self.amounts.push(a);
         self.min = self.min.min(a);
         self.max = self.max.max(a);
         self.last_at = row.at;
@@ -353,9 +403,7 @@ impl<'a> QuarterAgg<'a> {
             self.last_day = Some(day);
         }
         if let Some(l) = &row.location {
-            let e = self.locations.entry(l.as_str()).or_insert((0, position));
-            e.0 += 1;
-            e.1 = position;
+            self.locations.add(l.as_str(), position);
         }
         if row.gender.is_some() {
             self.gender = row.gender.as_ref();
@@ -372,7 +420,7 @@ impl<'a> QuarterAgg<'a> {
 
     /// Sample standard deviation from exact sums: `(nΣx² − (Σx)²) / (n(n−1))`, one
     /// rounding per conversion; a fixed-order two-pass in doubles if `i128` overflows.
-    fn std(&self, scale: Scale) -> Option<f64> {
+    fn std(&self, rows: &[SourceRow], scale: Scale) -> Option<f64> {
         let n = i128::from(self.count);
         if n < 2 {
             return None;
@@ -386,10 +434,9 @@ impl<'a> QuarterAgg<'a> {
         });
         exact.or_else(|| {
             let mean = self.sum as f64 / n as f64;
-            let ss: f64 = self
-                .amounts
+            let ss: f64 = rows[self.first_position..][..self.count as usize]
                 .iter()
-                .map(|&x| (x as f64 - mean) * (x as f64 - mean))
+                .map(|r| (r.amount as f64 - mean) * (r.amount as f64 - mean))
                 .sum();
             Some((ss / (n - 1) as f64).sqrt() / scale.unit() as f64)
         })
@@ -397,6 +444,7 @@ impl<'a> QuarterAgg<'a> {
 
     fn finish(
         &self,
+        rows: &[SourceRow],
         ctx: &QuarterContext,
         last_day: i64,
         customer_key: u128,
@@ -404,11 +452,7 @@ impl<'a> QuarterAgg<'a> {
         first_ever: i64,
     ) -> CustomerRow {
         let n = self.count as f64;
-        let home = self
-            .locations
-            .iter()
-            .max_by_key(|(_, (count, last))| (*count, *last))
-            .map(|(l, _)| CompactString::from(*l));
+        let home = self.locations.most_frequent().map(CompactString::from);
         CustomerRow {
             customer_key,
             customer_id: customer_id.clone(),
@@ -417,7 +461,7 @@ impl<'a> QuarterAgg<'a> {
             amount_mean: ctx.scale.mean(self.sum, self.count),
             amount_min: self.min,
             amount_max: self.max,
-            amount_std: self.std(ctx.scale),
+            amount_std: self.std(rows, ctx.scale),
             first_txn_at: self.first_at,
             last_txn_at: self.last_at,
             recency_days: (last_day - self.last_at.div_euclid(86_400)) as i32,
@@ -467,7 +511,7 @@ pub fn fold_customer(
     let mut key = || *customer_key.get_or_insert_with(|| keys.customer(&first.customer_id));
     let mut sum: i128 = 0;
     let mut prev_at: Option<i64> = None;
-    let mut seen: HashSet<&str> = HashSet::new();
+    let mut seen = Locations::default();
     let mut current = QuarterAgg::default();
     let mut previous = QuarterAgg::default();
     let mut last_active_day = None;
@@ -516,20 +560,29 @@ pub fn fold_customer(
         }
         sum += i128::from(r.amount);
         prev_at = Some(r.at);
-        if let Some(l) = &r.location {
-            seen.insert(l.as_str());
+        if let Some(l) = &r.location
+            && !seen.contains(l)
+        {
+            seen.add(l.as_str(), i);
         }
     }
     if current.count > 0 {
         if ctx.contains(first.at) {
             daily[ctx.day_index(first.at)].new_customers += 1;
         }
-        out.current = Some(current.finish(ctx, ctx.last_day, key(), &first.customer_id, first.at));
+        out.current =
+            Some(current.finish(rows, ctx, ctx.last_day, key(), &first.customer_id, first.at));
     }
     if previous.count > 0 {
         let prev_last_day = ctx.first_day - 1;
-        out.previous =
-            Some(previous.finish(ctx, prev_last_day, key(), &first.customer_id, first.at));
+        out.previous = Some(previous.finish(
+            rows,
+            ctx,
+            prev_last_day,
+            key(),
+            &first.customer_id,
+            first.at,
+        ));
     }
 }
 

@@ -269,3 +269,37 @@ fn ages_weekdays_and_decimals() {
     assert_eq!(Decimal::parse("-12.50").unwrap().to_f64(), -12.5);
     assert_eq!(Scale(2).text(-5), "-0.05");
 }
+
+#[test]
+fn many_locations_count_the_same_past_the_short_list() {
+    // 20 locations (more than the short list holds), then L3 and L7 twice more, L7 last.
+    let mut rows = Vec::new();
+    let mut add = |loc: String| {
+        let i = rows.len() as i64;
+        rows.push(SourceRow {
+            location: Some(loc.into()),
+            at: at("2016-08-01 00:00:00") + i,
+            ..row("C9", &format!("T{i:03}"), "2016-08-01 00:00:00", 100)
+        });
+    };
+    for i in 0..20 {
+        add(format!("L{i}"));
+    }
+    for l in ["L3", "L7", "L3", "L7"] {
+        add(l.to_owned());
+    }
+    let mut daily = vec![DayTally::default(); 92];
+    let out = fold(&rows, &mut daily);
+    let c = out.current.unwrap();
+    assert_eq!(c.distinct_locations, 20);
+    assert_eq!(
+        c.home_location.as_deref(),
+        Some("L7"),
+        "L3 and L7 3 times each, L7 last"
+    );
+    let new: Vec<Option<bool>> = out.transactions.iter().map(|t| t.location_is_new).collect();
+    let mut expected = vec![None];
+    expected.extend(std::iter::repeat_n(Some(true), 19));
+    expected.extend([Some(false); 4]);
+    assert_eq!(new, expected);
+}
