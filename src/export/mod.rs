@@ -107,6 +107,9 @@ pub enum ExportError {
         /// Cause.
         source: std::io::Error,
     },
+    /// The manifest could not be serialised.
+    #[error("writing manifest.json: {0}")]
+    Manifest(serde_json::Error),
     /// A Parquet file could not be written.
     #[error(transparent)]
     Write(#[from] parquet::WriteError),

@@ -95,10 +95,13 @@ pub(super) fn publish(
     manifest: &Manifest,
 ) -> Result<(), ExportError> {
     for f in &built.files {
-        let (sha, _) = sha256_of(&f.path).map_err(|source| ExportError::Local {
-            dir: f.path.clone(),
-            source,
-        })?;
+        // The digest the manifest states; `land` checks the bytes it uploads against it.
+        let sha = manifest
+            .files
+            .iter()
+            .find(|d| d.name == f.name)
+            .map(|d| d.sha256.clone())
+            .unwrap_or_default();
         let file = std::fs::File::open(&f.path).map_err(|source| ExportError::Local {
             dir: f.path.clone(),
             source,
@@ -116,7 +119,7 @@ pub(super) fn publish(
         &layout::version_file(q, version, layout::DRIFT_HTML),
         html.as_bytes(),
     )?;
-    let mut text = serde_json::to_vec_pretty(manifest).unwrap_or_default();
+    let mut text = serde_json::to_vec_pretty(manifest).map_err(ExportError::Manifest)?;
     text.push(b'\n');
     put_bytes(
         destination,
