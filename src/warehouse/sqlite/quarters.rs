@@ -309,7 +309,13 @@ impl SqliteWarehouse {
                     rows: r.get::<_, i64>(4)? as u64,
                     amount_sum: r.get(5)?,
                     partial: r.get(6)?,
-                    flagged_features: serde_json::from_str(&flagged).unwrap_or_default(),
+                    flagged_features: serde_json::from_str(&flagged).map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            7,
+                            rusqlite::types::Type::Text,
+                            Box::new(e),
+                        )
+                    })?,
                 })
             })
             .map_err(sql(CONTEXT))?;
