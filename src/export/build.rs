@@ -188,9 +188,7 @@ pub(super) fn build(
     let customers = customers.finish().map_err(&err)?;
     progress.step("features computed");
 
-    progress.step("writing customers.parquet");
-    let customers_file = write_customers(ctx, &customers, work)?;
-    progress.step("writing transactions.parquet");
+    progress.step("writing customers.parquet and transactions.parquet");
     let mut days: Vec<DayRow> = tallies
         .into_iter()
         .map(|tally| DayRow {
@@ -198,7 +196,17 @@ pub(super) fn build(
             ..DayRow::default()
         })
         .collect();
-    let (transactions_file, txn_totals) = write_transactions(ctx, &txns, &mut days, work)?;
+    // The two files are independent: one per core.
+    let (customers_file, transactions) = std::thread::scope(|scope| {
+        let customers_writer = scope.spawn(|| write_customers(ctx, &customers, work));
+        let transactions = write_transactions(ctx, &txns, &mut days, work);
+        let customers_file = customers_writer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (customers_file, transactions)
+    });
+    let customers_file = customers_file?;
+    let (transactions_file, txn_totals) = transactions?;
     drop(txns);
     progress.step("writing daily.parquet");
     let (daily_file, daily_totals) = write_daily(ctx, &days, work)?;
