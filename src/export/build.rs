@@ -137,14 +137,12 @@ pub(super) fn build(
     let mut previous = QuarterSample::default();
     let mut customer_totals = Totals::default();
     let mut folded = Folded::default();
-    let mut rows: Vec<SourceRow> = Vec::new();
     let mut done = 0u64;
     let mut customers_done = 0u64;
-    let mut flush = |rows: &mut Vec<SourceRow>| -> Result<(), ExportError> {
+    let mut flush = |rows: &[SourceRow]| -> Result<(), ExportError> {
         features::fold_customer(rows, ctx, keys, &mut tallies, &mut folded);
         done += rows.len() as u64;
         customers_done += 1;
-        rows.clear();
         for (key, amount) in folded.previous_amounts.drain(..) {
             previous
                 .amounts
@@ -174,16 +172,23 @@ pub(super) fn build(
         }
         Ok(())
     };
-    for r in sources.iter().map_err(&err)? {
-        let r = r.map_err(&err)?;
-        if rows.first().is_some_and(|f| f.customer_id != r.customer_id) {
-            flush(&mut rows)?;
+    // The merge of the sorted runs (reading, decoding) runs on its own thread and hands
+    // over chunks of whole customers; the fold runs here, on slices of them.
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<SourceRow>>>(4);
+    std::thread::scope(|scope| -> Result<(), ExportError> {
+        scope.spawn(move || merge_in_chunks(sources, &sender));
+        for chunk in receiver {
+            let chunk = chunk.map_err(&err)?;
+            let mut start = 0;
+            for i in 1..=chunk.len() {
+                if i == chunk.len() || chunk[i].customer_id != chunk[start].customer_id {
+                    flush(&chunk[start..i])?;
+                    start = i;
+                }
+            }
         }
-        rows.push(r);
-    }
-    if !rows.is_empty() {
-        flush(&mut rows)?;
-    }
+        Ok(())
+    })?;
     let txns = txns.finish().map_err(&err)?;
     let customers = customers.finish().map_err(&err)?;
     progress.step("features computed");
@@ -223,6 +228,50 @@ pub(super) fn build(
         current,
         previous,
     })
+}
+
+/// Rows handed from the merging thread to the fold at a time (cut between customers).
+const CHUNK_ROWS: usize = 8192;
+
+/// Merges the sorted source runs into chunks of whole customers sent to `sender`, then
+/// the first error if any. Stops early when the receiver has gone (the fold stopped on
+/// its own error, which is the one reported).
+fn merge_in_chunks(
+    sources: &Sorted<SourceRow>,
+    sender: &std::sync::mpsc::SyncSender<std::io::Result<Vec<SourceRow>>>,
+) {
+    let merge = match sources.iter() {
+        Ok(merge) => merge,
+        Err(e) => {
+            if sender.send(Err(e)).is_err() {
+                tracing::debug!("The fold stopped before the merge started.");
+            }
+            return;
+        }
+    };
+    let mut chunk: Vec<SourceRow> = Vec::with_capacity(CHUNK_ROWS);
+    for r in merge {
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                if sender.send(Err(e)).is_err() {
+                    tracing::debug!("The fold stopped before a merge error could be handed over.");
+                }
+                return;
+            }
+        };
+        if chunk.len() >= CHUNK_ROWS && chunk.last().is_some_and(|l| l.customer_id != r.customer_id)
+        {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_ROWS));
+            if sender.send(Ok(full)).is_err() {
+                return;
+            }
+        }
+        chunk.push(r);
+    }
+    if !chunk.is_empty() && sender.send(Ok(chunk)).is_err() {
+        tracing::debug!("The fold stopped before the last chunk.");
+    }
 }
 
 fn ts(at: i64) -> Value<'static> {
