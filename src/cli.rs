@@ -48,6 +48,9 @@ pub enum Command {
     Reprocess(ReprocessArgs),
     /// Apply pending warehouse migrations.
     Migrate(MigrateArgs),
+    /// Write a quarter's ML-ready datasets (Parquet, pseudonymised, reconciled to the
+    /// warehouse, with drift against the previous quarter).
+    Export(ExportArgs),
     /// Re-wrap the data keys of encrypted lake objects under a new master key (objects
     /// are not rewritten). The current key comes from BANKPIPE_MASTER_KEY(_FILE).
     RotateKey(RotateKeyArgs),
@@ -236,6 +239,31 @@ pub struct PseudonymiseArgs {
     /// File of ids, one a line (`-` or none: standard input).
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
+}
+
+/// `export` options.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).args(["quarter", "all"]))]
+pub struct ExportArgs {
+    /// The quarter, e.g. 2016Q3, or `latest` (the latest quarter with loaded transactions).
+    #[arg(long, value_name = "QUARTER")]
+    pub quarter: Option<String>,
+    /// Every quarter with data, oldest first.
+    #[arg(long)]
+    pub all: bool,
+    /// Destination: a folder or s3://BUCKET/PREFIX [env: BANKPIPE_EXPORT_URL] (default
+    /// DATA_DIR/exports).
+    #[arg(long, value_name = "URL")]
+    pub out: Option<String>,
+    /// Export a quarter even when one of its months has no loaded transaction.
+    #[arg(long)]
+    pub allow_partial: bool,
+    /// Write the version again even when it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::{
-    CheckArgs, Cli, Command, DemoArgs, GenFormat, GenerateArgs, IdKind, MigrateArgs,
+    CheckArgs, Cli, Command, DemoArgs, ExportArgs, GenFormat, GenerateArgs, IdKind, MigrateArgs,
     PseudonymiseArgs, RejectsArgs, RotateKeyArgs, RunArgs,
 };
 use crate::config::{Config, ConfigError, Overrides};
@@ -155,6 +155,15 @@ impl From<LakeError> for Failure {
     }
 }
 
+impl From<crate::export::ExportError> for Failure {
+    fn from(e: crate::export::ExportError) -> Failure {
+        Failure {
+            code: e.exit_code(),
+            message: e.to_string(),
+        }
+    }
+}
+
 impl From<RunError> for Failure {
     fn from(e: RunError) -> Failure {
         match e {
@@ -203,6 +212,10 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
         Command::RotateKey(a) => rotate_key(&Config::resolve(&overrides)?, &a),
         Command::Migrate(args) => migrate(&Config::resolve(&overrides)?, &args),
         Command::Pseudonymise(a) => pseudonymise(&Config::resolve(&overrides)?, &a),
+        Command::Export(args) => {
+            overrides.export_url = args.out.clone();
+            export(&Config::resolve(&overrides)?, &args)
+        }
     }
 }
 
@@ -287,7 +300,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure::unreachable(format!("cannot start the I/O runtime: {e}")))
 }
 
-/// `reprocess` and `rotate-key` change an existing warehouse: they never create one
+/// `reprocess`, `rotate-key` and `export` change an existing warehouse: they never create one
 /// (there would be nothing to reprocess or re-wrap), but apply pending migrations as
 /// `run` does, since they write.
 fn open_existing(url: &str) -> Result<Warehouse, Failure> {
@@ -613,6 +626,7 @@ fn demo(overrides: &Overrides, args: &DemoArgs, quiet: bool) -> Result<ExitCode,
         lake_url: dir.join("lake").display().to_string(),
         // Its files were just written: an age limit would skip them all.
         min_file_age: std::time::Duration::ZERO,
+        export_url: dir.join("exports").display().to_string(),
         ..config
     };
     let rt = runtime()?;
@@ -637,6 +651,7 @@ fn demo(overrides: &Overrides, args: &DemoArgs, quiet: bool) -> Result<ExitCode,
     for (rule, n) in &summary.warnings_by_rule {
         writeln!(out, "  {rule:<26} {n:>8}")?;
     }
+    demo_export(&config, &rt, &mut ctx.warehouse, &mut out)?;
     let d = dir.display();
     writeln!(
         out,
@@ -648,6 +663,67 @@ fn demo(overrides: &Overrides, args: &DemoArgs, quiet: bool) -> Result<ExitCode,
          sqlite3 {d}/warehouse.db \"SELECT location, COUNT(*) FROM transactions GROUP BY 1 ORDER BY 2 DESC LIMIT 5\""
     )?;
     Ok(exit_for(&report))
+}
+
+/// The demo's last step: every quarter of its data exported (issue #10). Its three
+/// months (August to October 2016) leave both quarters partial, which it says.
+fn demo_export(
+    config: &Config,
+    rt: &tokio::runtime::Runtime,
+    warehouse: &mut Warehouse,
+    out: &mut Stdout,
+) -> Result<(), Failure> {
+    use crate::export::{Options, Which};
+    let (destination, key) = crate::export::prepare(
+        &config.export_url,
+        rt.handle().clone(),
+        &config.data_dir,
+        true,
+    )?;
+    let options = Options {
+        allow_partial: true,
+        force: false,
+        data_dir: config.data_dir.clone(),
+        progress: std::io::stderr().is_terminal(),
+    };
+    let (reports, error) =
+        crate::export::export(warehouse, &destination, &key, Which::All, &options)?;
+    if let Some(e) = error {
+        return Err(e.into());
+    }
+    writeln!(
+        out,
+        "\nML datasets (bankpipe export --all --allow-partial) in {}:",
+        config.export_url
+    )?;
+    for r in &reports {
+        writeln!(
+            out,
+            "  {}  version {}  {} transactions{}\n    {}/{}",
+            r.quarter,
+            r.version.as_deref().unwrap_or(""),
+            r.rows.unwrap_or(0),
+            if r.partial {
+                format!(
+                    "  PARTIAL quarter: no data for {} (the demo has Aug-Oct 2016)",
+                    r.empty_months.join(", ")
+                )
+            } else {
+                String::new()
+            },
+            config.export_url,
+            r.manifest.as_deref().unwrap_or("")
+        )?;
+    }
+    writeln!(
+        out,
+        "Read one with Polars (paths from the manifest, which names the current version):\n  \
+         import json, polars as pl\n  \
+         m = json.load(open(\"{0}/quarter=2016Q3/manifest.json\"))\n  \
+         tx = pl.read_parquet(\"{0}/\" + next(f[\"path\"] for f in m[\"files\"] if f[\"name\"] == \"transactions.parquet\"))",
+        config.export_url
+    )?;
+    Ok(())
 }
 
 fn reprocess(config: &Config, args: &crate::cli::ReprocessArgs) -> Result<ExitCode, Failure> {
@@ -1172,6 +1248,27 @@ fn status(config: &Config, json: bool) -> Result<ExitCode, Failure> {
             )?;
         }
     }
+    if !s.exports.is_empty() {
+        writeln!(out, "exported quarters")?;
+        for e in &s.exports {
+            writeln!(
+                out,
+                "  {}  version {}  {} transactions  {}{}  {}  {}{}",
+                e.quarter,
+                e.version,
+                e.rows,
+                e.amount_sum,
+                if e.partial { "  partial" } else { "" },
+                e.created_at,
+                e.destination,
+                if e.flagged_features.is_empty() {
+                    String::new()
+                } else {
+                    format!("  drift flagged: {}", e.flagged_features.join(", "))
+                }
+            )?;
+        }
+    }
     writeln!(out, "recent runs")?;
     for r in &s.recent_runs {
         writeln!(out, "  {}  {}  {}", r.run_id, r.started_at, r.status)?;
@@ -1425,4 +1522,121 @@ fn rejects(config: &Config, args: &RejectsArgs) -> Result<ExitCode, Failure> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `bankpipe export` (issue #10): resolves what to export, then `export::export` does
+/// the work; this prints the outcome. With `--json` exactly one object is printed,
+/// also when the export fails. Exit status: 0 every quarter exported or up to date, 1 a
+/// quarter failed (incomplete, reconciliation), 2 a setting, 3 unreachable.
+fn export(config: &Config, args: &ExportArgs) -> Result<ExitCode, Failure> {
+    use crate::export::{Options, Which};
+    let destination_url = redact_url(&config.export_url);
+    let result = (|| -> Result<_, Failure> {
+        let which = match (args.all, args.quarter.as_deref()) {
+            (true, _) => Which::All,
+            (false, Some(q)) if q.eq_ignore_ascii_case("latest") => Which::Latest,
+            (false, Some(q)) => {
+                Which::One(crate::export::quarter::Quarter::parse(q).ok_or_else(|| {
+                    Failure::usage(format!("--quarter {q:?}: expected e.g. 2016Q3, or latest"))
+                })?)
+            }
+            (false, None) => return Err(Failure::usage("give --quarter QUARTER or --all")),
+        };
+        let rt = runtime()?;
+        // Export writes the quarter tables: like reprocess, it applies pending
+        // migrations but never creates a warehouse.
+        let mut warehouse = open_existing(&config.warehouse_url)?;
+        let embedded = matches!(warehouse, Warehouse::Sqlite(_));
+        let (destination, key) = crate::export::prepare(
+            &config.export_url,
+            rt.handle().clone(),
+            &config.data_dir,
+            embedded,
+        )?;
+        let options = Options {
+            allow_partial: args.allow_partial,
+            force: args.force,
+            data_dir: config.data_dir.clone(),
+            progress: !args.json && std::io::stderr().is_terminal(),
+        };
+        Ok(crate::export::export(
+            &mut warehouse,
+            &destination,
+            &key,
+            which,
+            &options,
+        )?)
+    })();
+    let mut out = stdout();
+    let (reports, error) = match result {
+        Ok(done) => done,
+        Err(failure) => {
+            if args.json {
+                let v = serde_json::json!({
+                    "status": "failed",
+                    "destination": destination_url,
+                    "quarters": [],
+                    "error": failure.message,
+                });
+                writeln!(out, "{v}")?;
+            }
+            return Err(failure);
+        }
+    };
+    let failure = error.map(Failure::from);
+    if args.json {
+        let v = serde_json::json!({
+            "status": if failure.is_some() { "failed" } else { "ok" },
+            "destination": destination_url,
+            "quarters": reports,
+            "error": failure.as_ref().map(|f| f.message.clone()),
+        });
+        writeln!(out, "{v}")?;
+    } else {
+        for r in &reports {
+            match r.status {
+                "exported" => writeln!(
+                    out,
+                    "{}  exported  version {}  {} transactions, amount {}{}{}\n          {}/{}",
+                    r.quarter,
+                    r.version.as_deref().unwrap_or(""),
+                    r.rows.unwrap_or(0),
+                    r.amount_sum.as_deref().unwrap_or(""),
+                    if r.partial {
+                        format!(
+                            " (partial: no transactions in {})",
+                            r.empty_months.join(", ")
+                        )
+                    } else {
+                        String::new()
+                    },
+                    if r.flagged.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; drift flagged: {}", r.flagged.join(", "))
+                    },
+                    destination_url,
+                    r.manifest.as_deref().unwrap_or(""),
+                )?,
+                "up_to_date" => writeln!(
+                    out,
+                    "{}  up to date  version {} (nothing written; --force writes it again)\n          {}/{}",
+                    r.quarter,
+                    r.version.as_deref().unwrap_or(""),
+                    destination_url,
+                    r.manifest.as_deref().unwrap_or(""),
+                )?,
+                _ => writeln!(
+                    out,
+                    "{}  failed  {}",
+                    r.quarter,
+                    r.error.as_deref().unwrap_or("")
+                )?,
+            }
+        }
+    }
+    match failure {
+        Some(f) => Err(f),
+        None => Ok(ExitCode::SUCCESS),
+    }
 }

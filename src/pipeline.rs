@@ -1691,6 +1691,7 @@ mod tests {
             inbox: dir.join("inbox"),
             warehouse_url: format!("sqlite://{}/w.db", dir.display()),
             lake_url: dir.join("lake").display().to_string(),
+            export_url: dir.join("exports").display().to_string(),
             max_reject_share: 0.5,
             workers: 2,
             parallel: 1,

@@ -20,11 +20,16 @@ pub mod pg_connect;
 pub mod pg_copy;
 pub mod pool;
 pub mod postgres;
+pub mod quarters;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+
+pub use quarters::{
+    ExportEntry, ExportRow, QuarterCustomer, QuarterDay, QuarterInputs, ScaleTotal, SourceFile,
+};
 
 use crate::model::Total;
 use crate::scan::BatchSource;
@@ -700,6 +705,8 @@ pub struct Summary {
     pub schema_version: i64,
     /// Files claimed but not finished, with why their claim stopped.
     pub unfinished: Vec<Unfinished>,
+    /// Quarter versions written by `bankpipe export`, by quarter then time.
+    pub exports: Vec<ExportEntry>,
 }
 
 /// One row of `runs`.
@@ -1332,6 +1339,7 @@ impl Warehouse {
             Warehouse::Postgres(w) => w.summary()?,
         };
         s.unfinished = self.unfinished()?;
+        s.exports = self.exports()?;
         Ok(s)
     }
 }
