@@ -665,6 +665,19 @@ fn demo(overrides: &Overrides, args: &DemoArgs, quiet: bool) -> Result<ExitCode,
     Ok(exit_for(&report))
 }
 
+/// Says on stderr that a pseudonymisation key was generated now (issue #10: the user is
+/// told), and why it matters.
+fn tell_generated_key(generated: Option<&Path>, key: &crate::export::PseudonymKey) {
+    if let Some(path) = generated {
+        eprintln!(
+            "bankpipe: generated a pseudonymisation key in {} (key id {}): keep it with the \
+             warehouse; exports made with another key have other customer_key values",
+            path.display(),
+            key.key_id()
+        );
+    }
+}
+
 /// The demo's last step: every quarter of its data exported (issue #10). Its three
 /// months (August to October 2016) leave both quarters partial, which it says.
 fn demo_export(
@@ -674,12 +687,13 @@ fn demo_export(
     out: &mut Stdout,
 ) -> Result<(), Failure> {
     use crate::export::{Options, Which};
-    let (destination, key) = crate::export::prepare(
+    let (destination, key, generated) = crate::export::prepare(
         &config.export_url,
         rt.handle().clone(),
         &config.data_dir,
         true,
     )?;
+    tell_generated_key(generated.as_deref(), &key);
     let options = Options {
         allow_partial: true,
         force: false,
@@ -1547,12 +1561,13 @@ fn export(config: &Config, args: &ExportArgs) -> Result<ExitCode, Failure> {
         // migrations but never creates a warehouse.
         let mut warehouse = open_existing(&config.warehouse_url)?;
         let embedded = matches!(warehouse, Warehouse::Sqlite(_));
-        let (destination, key) = crate::export::prepare(
+        let (destination, key, generated) = crate::export::prepare(
             &config.export_url,
             rt.handle().clone(),
             &config.data_dir,
             embedded,
         )?;
+        tell_generated_key(generated.as_deref(), &key);
         let options = Options {
             allow_partial: args.allow_partial,
             force: args.force,

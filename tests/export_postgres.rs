@@ -171,3 +171,38 @@ fn postgres_requires_the_pseudonymisation_key() {
     );
     assert!(!dir.path().join("exports").exists(), "nothing written");
 }
+
+#[test]
+fn a_loader_role_exports_and_a_reader_role_reads_the_quarter_tables() {
+    let c = PgCluster::shared();
+    let db = c.database();
+    let dir = tempfile::tempdir().unwrap();
+    let key = base64::engine::general_purpose::STANDARD.encode([3u8; 32]);
+    load(dir.path(), &db.url, &key);
+    ok(&bankpipe(dir.path(), &db.url, Some(&key))
+        .args(["migrate", "--create-roles"])
+        .output()
+        .unwrap());
+    c.psql(&db.name, "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ml_export') THEN CREATE ROLE ml_export LOGIN; END IF; END $$; GRANT bankpipe_loader TO ml_export");
+    let loader =
+        db.url.replacen("postgres@", "ml_export@", 1) + "?options=-c%20role%3Dbankpipe_loader";
+    let (report, code) = export(dir.path(), &loader, Some(&key));
+    assert_eq!(
+        code, 0,
+        "the loader role may write the quarter tables: {report}"
+    );
+    assert_eq!(
+        c.psql(
+            &db.name,
+            "SET ROLE bankpipe_reader; SELECT COUNT(*) FROM quarter_daily WHERE quarter = '2016Q3'"
+        ),
+        "SET\n92"
+    );
+    assert_eq!(
+        c.psql(
+            &db.name,
+            "SET ROLE bankpipe_reader; SELECT COUNT(*) FROM exports"
+        ),
+        "SET\n1"
+    );
+}

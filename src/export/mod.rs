@@ -531,7 +531,8 @@ fn drift_against_previous(
 }
 
 /// Opens the destination and loads the pseudonymisation key: what every export needs
-/// besides the warehouse. Tells the user (stderr) when a key was generated now.
+/// besides the warehouse. The path is `Some` when the key was generated now (the
+/// command tells the user: exports made with another key have other keys).
 ///
 /// # Errors
 /// [`ExportError::Key`] (exit 2), [`ExportError::Destination`].
@@ -540,19 +541,14 @@ pub fn prepare(
     runtime: tokio::runtime::Handle,
     data_dir: &Path,
     embedded: bool,
-) -> Result<(Lake, PseudonymKey), ExportError> {
+) -> Result<(Lake, PseudonymKey, Option<PathBuf>), ExportError> {
     let (key, generated) = PseudonymKey::load(data_dir, embedded)?;
-    if let Some(path) = generated {
-        eprintln!(
-            "bankpipe: generated a pseudonymisation key in {} (key id {}): keep it with the \
-             warehouse; exports made with another key have other customer_key values",
-            path.display(),
-            key.key_id()
-        );
+    if let Some(path) = &generated {
+        tracing::info!(path = %path.display(), key_id = %key.key_id(), "Generated a pseudonymisation key.");
     }
     let destination = Lake::open_destination(url, runtime)?;
     destination.check_listable()?;
-    Ok((destination, key))
+    Ok((destination, key, generated))
 }
 
 /// Exports the quarters `which` names, oldest first. A quarter that fails for its data
