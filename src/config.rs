@@ -39,6 +39,9 @@ pub const ENV_VARS: &[&str] = &[
     "BANKPIPE_PSEUDONYM_KEY",
     "BANKPIPE_PSEUDONYM_KEY_FILE",
     "BANKPIPE_LOG",
+    "BANKPIPE_EXPORT_URL",
+    "BANKPIPE_PSEUDONYM_KEY",
+    "BANKPIPE_PSEUDONYM_KEY_FILE",
     "BANKPIPE_LOG_FORMAT",
     "BANKPIPE_LISTEN",
 ];
@@ -67,6 +70,9 @@ pub struct FileConfig {
     pub warehouse_url: Option<String>,
     /// `file:///PATH`, a plain path, or `memory://` (default `DATA_DIR/lake`).
     pub lake_url: Option<String>,
+    /// Where `bankpipe export` writes: a folder or `s3://BUCKET/PREFIX` (default
+    /// `DATA_DIR/exports`).
+    pub export_url: Option<String>,
     /// Fail a file whose rejected-row share exceeds this (default 0.05).
     pub max_reject_share: Option<f64>,
     /// Validation threads (default: the number of cores).
@@ -104,6 +110,8 @@ pub struct Overrides {
     pub parallel: Option<usize>,
     /// `--min-file-age`.
     pub min_file_age: Option<String>,
+    /// `export --out`.
+    pub export_url: Option<String>,
     /// `serve --listen`.
     pub listen: Option<String>,
 }
@@ -119,6 +127,8 @@ pub struct Config {
     pub warehouse_url: String,
     /// Lake URL.
     pub lake_url: String,
+    /// Export destination: a folder or `s3://` prefix.
+    pub export_url: String,
     /// Reject-share threshold.
     pub max_reject_share: f64,
     /// Validation threads.
@@ -249,12 +259,12 @@ impl FileConfig {
                     }
                     _ => url,
                 });
-        self.lake_url = self
-            .lake_url
-            .map(|url| match crate::lake::local_folder(&url) {
-                Some(p) if p.is_relative() => base.join(p).display().to_string(),
-                _ => url,
-            });
+        let rebase_folder = |url: String| match crate::lake::local_folder(&url) {
+            Some(p) if p.is_relative() => base.join(p).display().to_string(),
+            _ => url,
+        };
+        self.lake_url = self.lake_url.map(rebase_folder);
+        self.export_url = self.export_url.map(rebase_folder);
         self
     }
 }
@@ -289,6 +299,12 @@ impl Config {
         let lake_url = env_string("BANKPIPE_LAKE_URL")
             .or(file.lake_url)
             .unwrap_or_else(|| data_dir.join("lake").display().to_string());
+        let export_url = flags
+            .export_url
+            .clone()
+            .or_else(|| env_string("BANKPIPE_EXPORT_URL"))
+            .or(file.export_url)
+            .unwrap_or_else(|| data_dir.join("exports").display().to_string());
         let (max_reject_share, from) = first([
             (flags.max_reject_share, "--max-reject-share"),
             (
@@ -393,6 +409,7 @@ impl Config {
             inbox,
             warehouse_url,
             lake_url,
+            export_url,
             max_reject_share,
             workers,
             parallel,

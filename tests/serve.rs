@@ -17,6 +17,8 @@ use daemon::{Daemon, free_port, get, poll, require, sample};
 use serde_json::Value;
 
 const LOADED: &str = "bankpipe_rows_total{outcome=\"loaded\"}";
+/// A pseudonym key for `export` (required on PostgreSQL): base64 of 32 bytes.
+const PSEUDONYM_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 fn bankpipe(dir: &Path, warehouse: Option<&str>) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_bankpipe"));
@@ -292,6 +294,45 @@ fn scrape_after_a_run(dir: &Path, warehouse: Option<&str>) {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert_eq!(by_rule, rejected as f64, "{text}");
+    assert_promtool_clean(&text);
+    assert!(
+        !text.contains("bankpipe_export_"),
+        "no export yet, no export figures"
+    );
+
+    // An export: its time and drift flags appear.
+    let out = bankpipe(dir, warehouse)
+        .env("BANKPIPE_PSEUDONYM_KEY", PSEUDONYM_KEY)
+        .args(["export", "--quarter", "2016Q3", "--allow-partial", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let export: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let flagged = export["quarters"][0]["flagged"].as_array().unwrap().len();
+    let exported_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let text = poll(
+        "/metrics to show the export",
+        Duration::from_secs(20),
+        || {
+            let m = s.get("/metrics").body;
+            sample(&m, "bankpipe_export_drift_flagged_features").map(|_| m)
+        },
+        || s.get("/metrics").body,
+    );
+    assert_eq!(
+        sample(&text, "bankpipe_export_drift_flagged_features"),
+        Some(flagged as f64)
+    );
+    let at = sample(&text, "bankpipe_export_last_success_timestamp_seconds").unwrap();
+    assert!((exported_at - at).abs() < 60.0, "{at} vs {exported_at}");
     assert_promtool_clean(&text);
 
     let p = prometheus(&s.addr);
