@@ -2,7 +2,9 @@
 //! external scripts, fonts or styles) refreshing itself: warehouse and lake state,
 //! recent runs, files, rejects by rule as inline SVG, exported quarters with drift
 //! flags, the schedule. It reads the cached catalog figures
-//! ([`AppState::catalog`](super::AppState::catalog)) and the scheduler's
+//! (`state.catalog.fresh(metrics::MAX_AGE, metrics::SCRAPE_WAIT)`, see
+//! [`Catalog::fresh`](super::metrics::Catalog::fresh); a page view keeps the background
+//! reads warm like a scrape) and the scheduler's
 //! ([`AppState::jobs`](super::AppState::jobs)), so it answers within a second even
 //! while a load holds the warehouse.
 //!
