@@ -24,6 +24,7 @@ pub mod redact;
 pub mod report;
 pub mod retry;
 pub mod scan;
+pub mod schedule;
 pub mod source;
 pub mod validate;
 pub mod warehouse;

@@ -1563,6 +1563,7 @@ mod tests {
             min_file_age: std::time::Duration::ZERO,
             profiles,
             master_key: None,
+            schedule: crate::schedule::Schedule::default(),
         };
         Context {
             warehouse: Warehouse::open(&config.warehouse_url).unwrap(),

@@ -56,3 +56,10 @@ ALTER TABLE file_formats OWNER TO bankpipe_owner;
 REVOKE ALL ON file_formats FROM bankpipe_loader, bankpipe_reader;
 GRANT SELECT, INSERT, DELETE ON file_formats TO bankpipe_loader;
 GRANT SELECT ON file_formats TO bankpipe_reader;
+
+-- schedule_slots (migration 0013): `serve` claims slots and records their outcome (the
+-- loader role is enough to run serve's scheduler); readers see the schedule's history.
+ALTER TABLE schedule_slots OWNER TO bankpipe_owner;
+REVOKE ALL ON schedule_slots FROM bankpipe_loader, bankpipe_reader;
+GRANT SELECT, INSERT, UPDATE ON schedule_slots TO bankpipe_loader;
+GRANT SELECT ON schedule_slots TO bankpipe_reader;

@@ -6,6 +6,8 @@
 //! primary key and only look at the existing row when a key collides, so the common
 //! case (new ids) costs one insert per row.
 
+mod slots;
+
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -56,6 +58,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "file_formats",
         include_str!("../../sql/sqlite/0009_file_formats.sql"),
+    ),
+    (
+        13,
+        "schedule_slots",
+        include_str!("../../sql/sqlite/0013_schedule_slots.sql"),
     ),
 ];
 
@@ -115,6 +122,9 @@ pub fn fault(e: &rusqlite::Error) -> Fault {
 pub struct SqliteWarehouse {
     conn: Connection,
     path: PathBuf,
+    /// Guards of the scheduled jobs this session runs (`slots`): job → its lock file
+    /// (`None` for `:memory:`, which one process alone can open).
+    job_locks: std::collections::HashMap<String, Option<std::fs::File>>,
 }
 
 impl SqliteWarehouse {
@@ -184,6 +194,7 @@ impl SqliteWarehouse {
         Ok(SqliteWarehouse {
             conn,
             path: path.to_owned(),
+            job_locks: std::collections::HashMap::new(),
         })
     }
 
