@@ -203,6 +203,10 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
         Command::RotateKey(a) => rotate_key(&Config::resolve(&overrides)?, &a),
         Command::Migrate(args) => migrate(&Config::resolve(&overrides)?, &args),
         Command::Pseudonymise(a) => pseudonymise(&Config::resolve(&overrides)?, &a),
+        Command::Serve(a) => {
+            overrides.listen = a.listen.clone();
+            serve(&Config::resolve(&overrides)?, &a)
+        }
     }
 }
 
@@ -1055,6 +1059,31 @@ fn pseudonymise(config: &Config, args: &PseudonymiseArgs) -> Result<ExitCode, Fa
     out.flush()?;
     tracing::info!(ids, blank_lines = blank, key_id = %key.key_id(), "Pseudonymised ids.");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `bankpipe serve`: runs until SIGTERM/SIGINT, then exits 0 (within
+/// `--shutdown-timeout`); 2 when the address cannot be bound or a setting is wrong.
+fn serve(config: &Config, args: &crate::cli::ServeArgs) -> Result<ExitCode, Failure> {
+    let shutdown_timeout = crate::config::parse_age(&args.shutdown_timeout).ok_or_else(|| {
+        Failure::usage(format!(
+            "invalid --shutdown-timeout {:?}: a whole number with s, m or h (30s, 5m), or 0",
+            args.shutdown_timeout
+        ))
+    })?;
+    let options = crate::serve::ServeOptions {
+        listen: config.listen,
+        shutdown_timeout,
+    };
+    let rt = runtime()?;
+    let result = rt.block_on(crate::serve::serve(config.clone(), options));
+    // Blocking tasks still running (a query waiting for a lock, a job past the
+    // timeout) must not hold the exit: their transactions roll back with the process.
+    rt.shutdown_background();
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e @ crate::serve::ServeError::Bind { .. }) => Err(Failure::usage(e.to_string())),
+        Err(e) => Err(Failure::unreachable(e.to_string())),
+    }
 }
 
 fn status(config: &Config, json: bool) -> Result<ExitCode, Failure> {

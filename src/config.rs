@@ -40,6 +40,8 @@ pub const ENV_VARS: &[&str] = &[
     "BANKPIPE_PSEUDONYM_KEY",
     "BANKPIPE_PSEUDONYM_KEY_FILE",
     "BANKPIPE_LOG",
+    "BANKPIPE_LOG_FORMAT",
+    "BANKPIPE_LISTEN",
 ];
 
 /// `BANKPIPE_*` variables that are set but not in [`ENV_VARS`] (probably typos), for a
@@ -79,6 +81,8 @@ pub struct FileConfig {
     /// Skip inbox files modified more recently than this (`30s`, `5m`, `1h`; default
     /// `0`): exports are often written in place, without a `.part` suffix.
     pub min_file_age: Option<String>,
+    /// Address `bankpipe serve` listens on (default `127.0.0.1:8000`).
+    pub listen: Option<String>,
     /// Extra source profiles, tried before the built-in ones.
     #[serde(default, rename = "profile")]
     pub profiles: Vec<ProfileSpec>,
@@ -103,6 +107,8 @@ pub struct Overrides {
     pub parallel: Option<usize>,
     /// `--min-file-age`.
     pub min_file_age: Option<String>,
+    /// `serve --listen`.
+    pub listen: Option<String>,
 }
 
 /// Resolved configuration.
@@ -130,7 +136,13 @@ pub struct Config {
     pub master_key: Option<Arc<MasterKey>>,
     /// The jobs `bankpipe serve` runs (`[schedule]`; empty when absent).
     pub schedule: Schedule,
+    /// Address `bankpipe serve` listens on.
+    pub listen: std::net::SocketAddr,
 }
+
+/// Default address of `bankpipe serve`: loopback only, so metrics and the API are not
+/// exposed until someone chooses to.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
 
 /// A configuration that cannot be used (exit status 2).
 #[derive(Debug, thiserror::Error)]
@@ -379,6 +391,17 @@ impl Config {
             Some(raw) => Schedule::resolve(raw, chrono::Utc::now())?,
             None => Schedule::default(),
         };
+        let (listen_text, listen_from) = first([
+            (flags.listen.clone(), "--listen"),
+            (env_string("BANKPIPE_LISTEN"), "BANKPIPE_LISTEN"),
+            (file.listen.clone(), "listen"),
+        ])
+        .unwrap_or((DEFAULT_LISTEN.to_owned(), "listen"));
+        let listen = listen_text.trim().parse().map_err(|_| ConfigError::Value {
+            name: listen_from,
+            value: listen_text.clone(),
+            why: "an IP address and port, e.g. 127.0.0.1:8000 or 0.0.0.0:8000",
+        })?;
         Ok(Config {
             data_dir,
             inbox,
@@ -391,6 +414,7 @@ impl Config {
             profiles,
             master_key,
             schedule,
+            listen,
         })
     }
 }

@@ -1564,6 +1564,7 @@ mod tests {
             profiles,
             master_key: None,
             schedule: crate::schedule::Schedule::default(),
+            listen: crate::config::DEFAULT_LISTEN.parse().unwrap(),
         };
         Context {
             warehouse: Warehouse::open(&config.warehouse_url).unwrap(),
