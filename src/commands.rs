@@ -162,6 +162,11 @@ impl From<RunError> for Failure {
             RunError::Warehouse(w) => w.into(),
             RunError::Lake(l) => l.into(),
             RunError::Lock { .. } => Failure::unreachable(e.to_string()),
+            // Not every file was processed: like a failed file, a rerun finishes it.
+            RunError::Interrupted { .. } => Failure {
+                code: 1,
+                message: e.to_string(),
+            },
         }
     }
 }
