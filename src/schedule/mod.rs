@@ -15,6 +15,8 @@
 //! claimed in the warehouse (`schedule_slots`, primary key `(job, slot_at)`) before it
 //! runs, so it runs once whatever the number of `serve` instances.
 
+pub mod jobs;
+
 use std::str::FromStr;
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
