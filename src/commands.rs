@@ -1204,9 +1204,12 @@ fn serve(config: &Config, args: &crate::cli::ServeArgs) -> Result<ExitCode, Fail
 fn status(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     let mut w = Warehouse::open_read_only(&config.warehouse_url)?;
     let s = w.summary()?;
+    let schedule = crate::schedule::overview(&config.schedule, &mut w, chrono::Utc::now())?;
     let mut out = stdout();
     if json {
-        writeln!(out, "{}", serde_json::to_string(&s).unwrap_or_default())?;
+        let mut value = serde_json::to_value(&s).unwrap_or_default();
+        value["schedule"] = serde_json::to_value(&schedule).unwrap_or_default();
+        writeln!(out, "{value}")?;
         return Ok(ExitCode::SUCCESS);
     }
     writeln!(out, "warehouse     {}", redact_url(&config.warehouse_url))?;
@@ -1252,7 +1255,53 @@ fn status(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     for r in &s.recent_runs {
         writeln!(out, "  {}  {}  {}", r.run_id, r.started_at, r.status)?;
     }
+    print_schedule(&mut out, &schedule, config.schedule.timezone)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `status`'s schedule: per job, its expression, next slot (in the schedule's zone)
+/// and the last outcome recorded in `schedule_slots`, with its reason when not ok.
+fn print_schedule(
+    out: &mut Stdout,
+    jobs: &[crate::schedule::JobStatus],
+    timezone: chrono_tz::Tz,
+) -> Result<(), Failure> {
+    if jobs.is_empty() {
+        writeln!(
+            out,
+            "schedule      none ([schedule] in bankpipe.toml; run by `bankpipe serve`)"
+        )?;
+        return Ok(());
+    }
+    writeln!(out, "schedule ({})", timezone.name())?;
+    for j in jobs {
+        let next = match (&j.next_slot_local, &j.next_slot) {
+            (Some(local), _) if timezone != chrono_tz::Tz::UTC => local.clone(),
+            (_, Some(utc)) => utc.clone(),
+            _ => "none".to_owned(),
+        };
+        let last = match (&j.last, &j.last_finished) {
+            (None, _) => "never run".to_owned(),
+            (Some(l), Some(f)) if l.status == "running" => {
+                format!(
+                    "running since {} (before: {} {})",
+                    l.claimed_at, f.slot_at, f.status
+                )
+            }
+            (Some(l), _) if l.status == "running" => format!("running since {}", l.claimed_at),
+            (Some(l), _) => format!("{} {}", l.slot_at, l.status),
+        };
+        writeln!(
+            out,
+            "  {:<7} {:<20} next {next}  last {last}",
+            j.job.as_str(),
+            j.expression
+        )?;
+        if let Some(error) = j.last_finished.as_ref().and_then(|f| f.error.as_deref()) {
+            writeln!(out, "          {error}")?;
+        }
+    }
+    Ok(())
 }
 
 /// `bankpipe rotate-key`: every data key wrapped by the current master key is

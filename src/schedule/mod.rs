@@ -19,7 +19,7 @@ pub mod jobs;
 
 use std::str::FromStr;
 
-use chrono::{DateTime, Datelike, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
@@ -320,11 +320,6 @@ pub fn overview(
         });
     }
     Ok(out)
-}
-
-/// `t` in the schedule's zone, for messages.
-pub fn local_text(t: DateTime<Utc>, timezone: Tz) -> String {
-    timezone.from_utc_datetime(&t.naive_utc()).to_rfc3339()
 }
 
 #[cfg(test)]
