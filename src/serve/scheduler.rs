@@ -43,6 +43,36 @@ use crate::warehouse::{Claimant, SlotClaim, SlotStatus, Warehouse, WarehouseErro
 /// Claims retried this many times when the warehouse fails transiently.
 const CLAIM_ATTEMPTS: u32 = 3;
 
+/// A warehouse session held by the async scheduler. Closing a PostgreSQL session
+/// blocks (the driver's `Drop` runs a runtime of its own, which panics on a runtime
+/// thread), so a session dropped here is closed on a thread of its own.
+#[derive(Default)]
+struct Session(Option<Warehouse>);
+
+impl Session {
+    fn take(&mut self) -> Option<Warehouse> {
+        self.0.take()
+    }
+
+    fn is_none(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(w) = self.0.take() {
+            let closing = std::thread::Builder::new()
+                .name("bankpipe-close".into())
+                .spawn(move || drop(w));
+            if let Err(e) = closing {
+                // No thread to close it on: the process exit closes its socket.
+                warn!(error = %e, "Cannot close a warehouse session; leaving it open.");
+            }
+        }
+    }
+}
+
 /// Starts the scheduler. The task ends once `shutdown` is cancelled and each running
 /// job has ended or been recorded `interrupted`, which happens before `grace` (the
 /// `--shutdown-timeout` `serve` waits for it) runs out.
@@ -70,7 +100,7 @@ pub(super) fn spawn(
                     state: Arc::clone(&state),
                     job,
                     claimant: claimant.clone(),
-                    session: None,
+                    session: Session::default(),
                     running: None,
                 };
                 tokio::spawn(task.run(shutdown.clone(), grace))
@@ -93,7 +123,7 @@ struct Running {
     /// The job's outcome, sent by its thread.
     done: oneshot::Receiver<JobOutcome>,
     /// The session whose claim holds the job's guard; the outcome is recorded with it.
-    guard: Option<Warehouse>,
+    guard: Session,
 }
 
 /// The loop of one job.
@@ -102,7 +132,7 @@ struct JobTask {
     job: JobSchedule,
     claimant: String,
     /// The session used for claims (opened on first use, replaced after a failure).
-    session: Option<Warehouse>,
+    session: Session,
     running: Option<Running>,
 }
 
@@ -235,7 +265,7 @@ impl JobTask {
             slot_text: text,
             stop,
             done,
-            guard: self.session.take(),
+            guard: Session(self.session.take()),
         };
         match spawned {
             Ok(_) => {
@@ -277,7 +307,8 @@ impl JobTask {
         let job = self.name();
         let (text, status) = (running.slot_text.clone(), outcome.status());
         let error = outcome.error().map(str::to_owned);
-        let guard = running.guard;
+        let mut running = running;
+        let guard = running.guard.take();
         let url = self.state.config.warehouse_url.clone();
         let (session, result) = blocking(guard, url, move |w| {
             w.finish_slot(job, &text, status, error.as_deref())
@@ -342,9 +373,12 @@ impl JobTask {
         self.record(running, &outcome).await;
     }
 
+    /// Keeps `session` for the next claims when there is none (else it is closed).
     fn keep(&mut self, session: Option<Warehouse>) {
         if self.session.is_none() {
-            self.session = session;
+            self.session = Session(session);
+        } else {
+            drop(Session(session));
         }
     }
 
@@ -367,7 +401,7 @@ impl JobTask {
             f,
         )
         .await;
-        self.session = session;
+        self.session = Session(session);
         result
     }
 }
