@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use crate::crypt::{KeyError, MasterKey};
 use crate::profile::{Profile, ProfileError, ProfileSpec, builtin_specs};
+use crate::schedule::{RawSchedule, Schedule, ScheduleError};
 
 /// Every environment variable bankpipe reads (besides the standard `AWS_*` ones of an
 /// `s3://` lake or inbox). Add a new one here, or `BANKPIPE_*` warns about it.
@@ -85,6 +86,8 @@ pub struct FileConfig {
     /// Extra source profiles, tried before the built-in ones.
     #[serde(default, rename = "profile")]
     pub profiles: Vec<ProfileSpec>,
+    /// The jobs `bankpipe serve` runs, as cron expressions (see [`RawSchedule`]).
+    pub schedule: Option<RawSchedule>,
 }
 
 /// Values given on the command line (highest precedence).
@@ -131,6 +134,8 @@ pub struct Config {
     pub profiles: Vec<Profile>,
     /// Master key: lake objects are encrypted at rest when set.
     pub master_key: Option<Arc<MasterKey>>,
+    /// The jobs `bankpipe serve` runs (`[schedule]`; empty when absent).
+    pub schedule: Schedule,
     /// Address `bankpipe serve` listens on.
     pub listen: std::net::SocketAddr,
 }
@@ -164,6 +169,9 @@ pub enum ConfigError {
     /// The master key is not usable.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The `[schedule]` section is not usable (names the job and its expression).
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
     /// An environment variable holds a value that does not parse.
     #[error("invalid {name}={value:?}: {why}")]
     Env {
@@ -377,6 +385,12 @@ impl Config {
             file.master_key_file.as_deref(),
         )?
         .map(Arc::new);
+        // Checked at load, by every command: a typo in a cron expression is found by
+        // `bankpipe status` or `run` too, not only when `serve` starts.
+        let schedule = match &file.schedule {
+            Some(raw) => Schedule::resolve(raw, chrono::Utc::now())?,
+            None => Schedule::default(),
+        };
         let (listen_text, listen_from) = first([
             (flags.listen.clone(), "--listen"),
             (env_string("BANKPIPE_LISTEN"), "BANKPIPE_LISTEN"),
@@ -399,6 +413,7 @@ impl Config {
             min_file_age,
             profiles,
             master_key,
+            schedule,
             listen,
         })
     }

@@ -11,7 +11,7 @@
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -49,6 +49,15 @@ pub enum RunError {
         path: PathBuf,
         /// Cause.
         reason: String,
+    },
+    /// The run was asked to stop ([`run_until`]) and did, between two files.
+    #[error(
+        "interrupted: asked to stop (serve is shutting down); {left} files of the inbox are left \
+         for the next run"
+    )]
+    Interrupted {
+        /// Files not started.
+        left: usize,
     },
 }
 
@@ -171,6 +180,22 @@ fn old_enough(
 /// [`Stopped`] when the run cannot go on, with the report of what it did before (when it
 /// had started); file-level problems are in the report.
 pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, Stopped> {
+    run_until(ctx, progress, &AtomicBool::new(false))
+}
+
+/// [`run`], stopping early once `stop` is set: checked before each file, so the files
+/// in progress finish (or roll back on their own failure) and no other starts. What
+/// the run did not start stays in the inbox for the next run; the run is recorded
+/// `interrupted`. This is how `serve` stops a scheduled ingest on SIGTERM.
+///
+/// # Errors
+/// As [`run`]; [`RunError::Interrupted`] (with the report of the files done) when
+/// `stop` ended it before every file was processed.
+pub fn run_until(
+    ctx: &mut Context,
+    progress: &mut dyn Progress,
+    stop: &AtomicBool,
+) -> Result<RunReport, Stopped> {
     let inbox = ctx.config.inbox.clone();
     let _lock = take_run_lock(&ctx.config)?;
     let remote = remote_inbox(ctx, &inbox)?;
@@ -191,7 +216,15 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, 
     info!(run_id, files = files.len(), inbox = %inbox.display(), "Run started.");
     let parallel = effective_parallel(&ctx.config);
     let (mut reports, fatal) = if parallel > 1 && files.len() > 1 {
-        run_parallel(ctx, &run_id, &files, remote.as_ref(), progress, parallel)
+        run_parallel(
+            ctx,
+            &run_id,
+            &files,
+            remote.as_ref(),
+            progress,
+            parallel,
+            stop,
+        )
     } else {
         let mut reports = Vec::with_capacity(files.len());
         let mut fatal = None;
@@ -199,6 +232,9 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, 
             .as_ref()
             .map(|(lake, _, spool)| (lake, spool.as_path()));
         for path in &files {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
             match process_entry(ctx, &run_id, path, spool, progress) {
                 Ok(report) => reports.push(report),
                 Err(e) => {
@@ -215,6 +251,17 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, 
     if let Some((_, _, spool)) = &remote {
         let _ = std::fs::remove_dir_all(spool);
     }
+    let left = files.len().saturating_sub(reports.len());
+    let fatal = match fatal {
+        None if left > 0 => {
+            warn!(
+                run_id,
+                left, "Run stopped on request; the files left wait for the next run."
+            );
+            Some(RunError::Interrupted { left })
+        }
+        other => other,
+    };
     reports.extend(too_recent);
     let mut report = RunReport {
         run_id: run_id.clone(),
@@ -225,10 +272,11 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, 
         files: reports,
         error: fatal.as_ref().map(ToString::to_string),
     };
-    report.status = if fatal.is_some() || report.has_failures() {
-        "failed".into()
-    } else {
-        "ok".into()
+    report.status = match &fatal {
+        Some(RunError::Interrupted { .. }) => "interrupted".into(),
+        Some(_) => "failed".into(),
+        None if report.has_failures() => "failed".into(),
+        None => "ok".into(),
     };
     let counts = serde_json::json!({
         "files": report.files.len(),
@@ -320,6 +368,7 @@ fn run_parallel(
     remote: Option<&(Lake, Vec<InboxFile>, PathBuf)>,
     progress: &dyn Progress,
     parallel: usize,
+    stop: &AtomicBool,
 ) -> (Vec<FileReport>, Option<RunError>) {
     let pool = crate::warehouse::pool::Pool::new(&ctx.config.warehouse_url, parallel);
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -338,7 +387,9 @@ fn run_parallel(
                     let _ = std::fs::create_dir_all(dir);
                 }
                 loop {
-                    if fatal.lock().map(|f| f.is_some()).unwrap_or(true) {
+                    if fatal.lock().map(|f| f.is_some()).unwrap_or(true)
+                        || stop.load(Ordering::Relaxed)
+                    {
                         return;
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -1563,6 +1614,7 @@ mod tests {
             min_file_age: std::time::Duration::ZERO,
             profiles,
             master_key: None,
+            schedule: crate::schedule::Schedule::default(),
             listen: crate::config::DEFAULT_LISTEN.parse().unwrap(),
         };
         Context {
@@ -1570,6 +1622,38 @@ mod tests {
             lake: Lake::open(&config.lake_url, rt.handle().clone()).unwrap(),
             config,
         }
+    }
+
+    #[test]
+    fn a_stopped_run_starts_no_file_and_is_recorded_interrupted() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = context(dir.path(), &rt);
+        std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
+        for name in ["a.csv", "b.csv"] {
+            std::fs::write(
+                dir.path().join("inbox").join(name),
+                "TransactionID,CustomerID,CustomerDOB,CustGender,CustLocation,CustAccountBalance,TransactionDate,TransactionTime,TransactionAmount (INR)\n\
+                 A1,C1,10/1/94,F,PUNE,1.00,2/8/16,143207,25.50\n",
+            )
+            .unwrap();
+        }
+        let stopped = run_until(&mut ctx, &mut Silent, &AtomicBool::new(true)).unwrap_err();
+        assert!(matches!(stopped.error, RunError::Interrupted { left: 2 }));
+        let report = stopped.report.unwrap();
+        assert_eq!(report.status, "interrupted");
+        assert!(report.files.is_empty());
+        let runs = ctx.warehouse.summary().unwrap().recent_runs;
+        assert_eq!(runs[0].status, "interrupted");
+        assert_eq!(ctx.warehouse.files().unwrap().len(), 0);
+        // Not asked to stop: both files.
+        let report = run_until(&mut ctx, &mut Silent, &AtomicBool::new(false)).unwrap();
+        assert_eq!(report.status, "ok");
+        assert_eq!(report.files.len(), 2);
     }
 
     #[test]

@@ -228,7 +228,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
     let shutdown = state.shutdown.clone();
     tokio::spawn(signal_cancels(shutdown.clone()));
     let refresher = metrics::spawn_refresher(state.clone());
-    let scheduler = scheduler::spawn(state.clone(), shutdown.clone());
+    let scheduler = scheduler::spawn(state.clone(), shutdown.clone(), options.shutdown_timeout);
     tracing::info!(
         %addr,
         warehouse = %crate::redact::redact_url(&state.config.warehouse_url),

@@ -21,11 +21,14 @@ pub mod pg_connect;
 pub mod pg_copy;
 pub mod pool;
 pub mod postgres;
+mod slots;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+
+pub use slots::{SlotClaim, SlotRecord, SlotStatus};
 
 use crate::model::Total;
 use crate::scan::BatchSource;

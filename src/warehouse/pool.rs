@@ -110,6 +110,27 @@ impl Pool {
     }
 }
 
+/// Closing a PostgreSQL session blocks on a runtime of the driver's own, which panics
+/// on a thread that drives async tasks: `serve` drops its pool (in `AppState`) inside
+/// its runtime, and the process then exited 101 instead of 0 on SIGTERM. Idle sessions
+/// of a pool dropped within a runtime are closed on a thread of their own.
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        let idle = std::mem::take(&mut state.idle);
+        if idle.is_empty() || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let closing = std::thread::Builder::new()
+            .name("bankpipe-close".into())
+            .spawn(move || drop(idle));
+        if let Err(e) = closing {
+            // No thread to close them on: the process exit closes their sockets.
+            tracing::warn!(error = %e, "Cannot close idle warehouse sessions; leaving them open.");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,8 @@
 //! claimer's session died. The load itself locks the `files` row and refuses a file
 //! that is no longer `landing`, so no race can load a file twice.
 
+mod slots;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 
@@ -77,6 +79,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         12,
         "catalog_figures",
         include_str!("../../sql/postgres/0012_catalog_figures.sql"),
+    ),
+    (
+        13,
+        "schedule_slots",
+        include_str!("../../sql/postgres/0013_schedule_slots.sql"),
     ),
 ];
 

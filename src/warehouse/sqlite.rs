@@ -6,6 +6,8 @@
 //! primary key and only look at the existing row when a key collides, so the common
 //! case (new ids) costs one insert per row.
 
+mod slots;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -62,6 +64,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         12,
         "catalog_figures",
         include_str!("../../sql/sqlite/0012_catalog_figures.sql"),
+    ),
+    (
+        13,
+        "schedule_slots",
+        include_str!("../../sql/sqlite/0013_schedule_slots.sql"),
     ),
 ];
 
@@ -121,6 +128,9 @@ pub fn fault(e: &rusqlite::Error) -> Fault {
 pub struct SqliteWarehouse {
     conn: Connection,
     path: PathBuf,
+    /// Guards of the scheduled jobs this session runs (`slots`): job → its lock file
+    /// (`None` for `:memory:`, which one process alone can open).
+    job_locks: std::collections::HashMap<String, Option<std::fs::File>>,
 }
 
 impl SqliteWarehouse {
@@ -190,6 +200,7 @@ impl SqliteWarehouse {
         Ok(SqliteWarehouse {
             conn,
             path: path.to_owned(),
+            job_locks: std::collections::HashMap::new(),
         })
     }
 
