@@ -442,11 +442,27 @@ pub fn ingest(
     config: &Config,
     stop: &std::sync::atomic::AtomicBool,
 ) -> Result<Result<RunReport, pipeline::Stopped>, Failure> {
+    ingest_as(config, stop, pipeline::new_run_id(), || {})
+}
+
+/// [`ingest`] under the run id `run_id` ([`pipeline::new_run_id`]), calling `opened`
+/// once the warehouse and the lake are open and the master key is checked, before the
+/// run takes the run lock: `serve`'s `POST /api/runs` answers then.
+///
+/// # Errors
+/// As [`ingest`]; `opened` is not called when the outer [`Failure`] is returned.
+pub fn ingest_as(
+    config: &Config,
+    stop: &std::sync::atomic::AtomicBool,
+    run_id: String,
+    opened: impl FnOnce(),
+) -> Result<Result<RunReport, pipeline::Stopped>, Failure> {
     require_inbox(config)?;
     let rt = runtime()?;
     let mut ctx = open_context(config, &rt, Access::Create)?;
     require_current_key(&mut ctx.warehouse, config.master_key.as_deref(), false)?;
-    Ok(pipeline::run_until(&mut ctx, &mut Silent, stop))
+    opened();
+    Ok(pipeline::run_as(&mut ctx, &mut Silent, stop, run_id))
 }
 
 fn run_printing(
@@ -1254,6 +1270,7 @@ fn serve(config: &Config, args: &crate::cli::ServeArgs) -> Result<ExitCode, Fail
     let options = crate::serve::ServeOptions {
         listen: config.listen,
         shutdown_timeout,
+        api_token: crate::config::api_token()?,
     };
     let rt = runtime()?;
     let result = rt.block_on(crate::serve::serve(config.clone(), options));

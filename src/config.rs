@@ -42,6 +42,8 @@ pub const ENV_VARS: &[&str] = &[
     "BANKPIPE_LOG",
     "BANKPIPE_LOG_FORMAT",
     "BANKPIPE_LISTEN",
+    "BANKPIPE_API_TOKEN",
+    "BANKPIPE_API_TOKEN_FILE",
 ];
 
 /// `BANKPIPE_*` variables that are set but not in [`ENV_VARS`] (probably typos), for a
@@ -476,6 +478,48 @@ pub fn master_key(
         )?),
         (None, None) => None,
     })
+}
+
+/// The token of `serve`'s write endpoints: `BANKPIPE_API_TOKEN`, or the content of the
+/// file `BANKPIPE_API_TOKEN_FILE` names (surrounding whitespace removed); both at once
+/// is an error. Read by `serve` only; never in `bankpipe.toml`, which is often shared.
+///
+/// # Errors
+/// [`ConfigError::Value`] when both are set, the file cannot be read, or the token is
+/// shorter than [`crate::serve::MIN_TOKEN_LEN`] (messages never hold the token).
+pub fn api_token() -> Result<Option<crate::serve::ApiToken>, ConfigError> {
+    const VAR: &str = "BANKPIPE_API_TOKEN";
+    const FILE_VAR: &str = "BANKPIPE_API_TOKEN_FILE";
+    let bad = |value: String, why: &'static str| ConfigError::Value {
+        name: "API token",
+        value,
+        why,
+    };
+    let (text, source_name) = match (env_string(VAR), env_path(FILE_VAR)) {
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                format!("{VAR} and {FILE_VAR}"),
+                "set one of them, not both",
+            ));
+        }
+        (Some(text), None) => (zeroize::Zeroizing::new(text), VAR.to_owned()),
+        (None, Some(path)) => match std::fs::read_to_string(&path) {
+            Ok(text) => (
+                zeroize::Zeroizing::new(text),
+                format!("{FILE_VAR} ({})", path.display()),
+            ),
+            Err(_) => {
+                return Err(bad(
+                    format!("{FILE_VAR}={}", path.display()),
+                    "the file cannot be read",
+                ));
+            }
+        },
+        (None, None) => return Ok(None),
+    };
+    crate::serve::ApiToken::new(&text, &source_name)
+        .map(Some)
+        .map_err(|e| bad(e.to_string(), "not usable as the API token"))
 }
 
 fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {

@@ -196,6 +196,25 @@ pub fn run_until(
     progress: &mut dyn Progress,
     stop: &AtomicBool,
 ) -> Result<RunReport, Stopped> {
+    run_as(ctx, progress, stop, new_run_id())
+}
+
+/// A new run id: a UUIDv7, so run ids sort in the order runs started.
+pub fn new_run_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// [`run_until`] under a run id the caller chose ([`new_run_id`]), so that it can name
+/// the run before it starts (`serve`'s `POST /api/runs` answers with it).
+///
+/// # Errors
+/// As [`run_until`].
+pub fn run_as(
+    ctx: &mut Context,
+    progress: &mut dyn Progress,
+    stop: &AtomicBool,
+    run_id: String,
+) -> Result<RunReport, Stopped> {
     let inbox = ctx.config.inbox.clone();
     let _lock = take_run_lock(&ctx.config)?;
     let remote = remote_inbox(ctx, &inbox)?;
@@ -207,7 +226,6 @@ pub fn run_until(
         })?,
     };
     let (files, too_recent) = old_enough(listed, ctx.config.min_file_age, SystemTime::now());
-    let run_id = uuid::Uuid::now_v7().to_string();
     let started_at = crate::clock::now_rfc3339();
     let clock = Instant::now();
     ctx.warehouse
@@ -611,14 +629,31 @@ fn reconcile_retry(
 
 /// One writer per SQLite warehouse: a second `run` waits for the first. Also makes a
 /// `landing` claim found at start certainly a leftover of a dead process.
+/// Whether a run holds this SQLite warehouse's run lock now (another process, or
+/// another run of this one: the lock is per open file). Always `false` on PostgreSQL,
+/// where runs share the inbox through claims and need no lock, and when the lock
+/// cannot be checked (the run itself then says why).
+pub fn run_lock_held(config: &Config) -> bool {
+    let Some(path) = run_lock_path(config) else {
+        return false;
+    };
+    // Opened without creating: no lock file, no run ever took it.
+    let Ok(file) = File::options().write(true).open(&path) else {
+        return false;
+    };
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
+/// `<database>.lock` next to a SQLite warehouse file.
+fn run_lock_path(config: &Config) -> Option<PathBuf> {
+    let db = crate::warehouse::sqlite::path_from_url(&config.warehouse_url)?;
+    (db.as_os_str() != ":memory:").then(|| PathBuf::from(format!("{}.lock", db.display())))
+}
+
 fn take_run_lock(config: &Config) -> Result<Option<File>, RunError> {
-    let Some(db) = crate::warehouse::sqlite::path_from_url(&config.warehouse_url) else {
+    let Some(path) = run_lock_path(config) else {
         return Ok(None);
     };
-    if db.as_os_str() == ":memory:" {
-        return Ok(None);
-    }
-    let path = PathBuf::from(format!("{}.lock", db.display()));
     let fail = |e: std::io::Error| RunError::Lock {
         path: path.clone(),
         reason: e.to_string(),
