@@ -276,7 +276,11 @@ fn a_reader_role_gets_no_raw_text_even_with_the_token() {
         .args(["migrate", "--create-roles"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let role = format!("api_reader_{}", std::process::id());
     cluster.psql(
         &db.name,
