@@ -20,9 +20,22 @@ pub struct Cli {
     /// Less log output (warnings and errors only).
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Log line format on stderr: `text` (default) or `json` (one JSON object per line,
+    /// for log shippers) [env: BANKPIPE_LOG_FORMAT]
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`, `target`, `span`s).
+    Json,
 }
 
 /// The commands.
@@ -58,6 +71,21 @@ pub enum Command {
     /// label tables to exported datasets. The key comes from BANKPIPE_PSEUDONYM_KEY(_FILE),
     /// else (SQLite) DATA_DIR/pseudonym.key.
     Pseudonymise(PseudonymiseArgs),
+    /// Run as a service: health and readiness, Prometheus metrics, the status page and
+    /// read API, and the schedule; stops cleanly on SIGTERM or SIGINT.
+    Serve(ServeArgs),
+}
+
+/// `serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [env: BANKPIPE_LISTEN; config `listen`] (default 127.0.0.1:8000)
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// On SIGTERM/SIGINT, how long to wait for requests and jobs in progress before
+    /// exiting anyway (`30s`, `5m`, `0`).
+    #[arg(long, value_name = "AGE", default_value = "30s")]
+    pub shutdown_timeout: String,
 }
 
 /// `run` options.
@@ -86,6 +114,14 @@ pub struct RunArgs {
     /// No progress bars even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+    /// After the run, PUT its figures to this Prometheus Pushgateway (job `bankpipe_run`,
+    /// grouped by instance = this host's name), e.g. `http://pushgateway:9091`.
+    #[arg(long, value_name = "URL")]
+    pub pushgateway: Option<String>,
+    /// After the run, write its figures to this file in the node_exporter
+    /// textfile-collector format (written aside, then renamed into place).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// `demo` options.

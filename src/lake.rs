@@ -361,7 +361,11 @@ impl Lake {
     /// # Errors
     /// [`LakeError::Unreachable`].
     pub fn check(&self) -> Result<(), LakeError> {
-        let probe = ObjectPath::from(format!("_bankpipe/probe-{}", std::process::id()));
+        // Unique per call: `serve` checks readiness while a run of the same process may
+        // check too, and one call's delete must not meet another's probe.
+        static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let probe = ObjectPath::from(format!("_bankpipe/probe-{}-{n}", std::process::id()));
         let store = Arc::clone(&self.store);
         self.runtime
             .block_on(async move {

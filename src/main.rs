@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use bankpipe::cli::LogFormat;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -38,11 +39,28 @@ fn main() -> ExitCode {
         },
         _ => EnvFilter::new(default),
     };
-    tracing_subscriber::fmt()
+    // --log-format, else BANKPIPE_LOG_FORMAT; a value that does not parse is refused.
+    let json = match cli.log_format {
+        Some(format) => format == LogFormat::Json,
+        None => match std::env::var("BANKPIPE_LOG_FORMAT") {
+            Ok(v) if v.trim().eq_ignore_ascii_case("json") => true,
+            Ok(v) if v.trim().is_empty() || v.trim().eq_ignore_ascii_case("text") => false,
+            Ok(v) => {
+                eprintln!("bankpipe: error: invalid BANKPIPE_LOG_FORMAT={v:?}: use text or json");
+                return ExitCode::from(2);
+            }
+            Err(_) => false,
+        },
+    };
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(bankpipe::progress::LogWriter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(bankpipe::progress::LogWriter);
+    if json {
+        // One JSON object per line, no colours: for log shippers.
+        logs.json().with_current_span(false).init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
     for name in bankpipe::config::unknown_env_vars() {
         tracing::warn!(variable = %name, "Unknown BANKPIPE_ variable ignored (a typo?); see the README's configuration table.");
     }

@@ -21,6 +21,9 @@ use super::{Result, Warehouse};
 pub struct Pool {
     url: String,
     max: usize,
+    /// How a new session is opened: [`Warehouse::open`] (creates and migrates, for
+    /// writers) or [`Warehouse::open_read_only`].
+    opener: fn(&str) -> Result<Warehouse>,
     state: Mutex<State>,
     freed: Condvar,
 }
@@ -37,6 +40,20 @@ impl Pool {
         Pool {
             url: url.to_owned(),
             max: max.max(1),
+            opener: Warehouse::open,
+            state: Mutex::default(),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// An empty pool of read-only sessions ([`Warehouse::open_read_only`]): opening one
+    /// never creates, migrates or takes a write lock, so readers (`serve`) open sessions
+    /// while a load holds the SQLite write lock.
+    pub fn read_only(url: &str, max: usize) -> Pool {
+        Pool {
+            url: url.to_owned(),
+            max: max.max(1),
+            opener: Warehouse::open_read_only,
             state: Mutex::default(),
             freed: Condvar::new(),
         }
@@ -47,7 +64,8 @@ impl Pool {
     /// one checked in.
     ///
     /// # Errors
-    /// As [`Warehouse::open`] (which retries transient connection failures itself).
+    /// As [`Warehouse::open`] (which retries transient connection failures itself), or
+    /// [`Warehouse::open_read_only`] for a [`Pool::read_only`] pool.
     pub fn checkout(&self) -> Result<Warehouse> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -64,7 +82,7 @@ impl Pool {
             if state.open < self.max {
                 state.open += 1;
                 drop(state);
-                return Warehouse::open(&self.url).inspect_err(|_| {
+                return (self.opener)(&self.url).inspect_err(|_| {
                     let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
                     state.open -= 1;
                     self.freed.notify_one();
@@ -89,6 +107,27 @@ impl Pool {
     /// Sessions open now (idle or checked out).
     pub fn open_sessions(&self) -> usize {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).open
+    }
+}
+
+/// Closing a PostgreSQL session blocks on a runtime of the driver's own, which panics
+/// on a thread that drives async tasks: `serve` drops its pool (in `AppState`) inside
+/// its runtime, and the process then exited 101 instead of 0 on SIGTERM. Idle sessions
+/// of a pool dropped within a runtime are closed on a thread of their own.
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        let idle = std::mem::take(&mut state.idle);
+        if idle.is_empty() || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let closing = std::thread::Builder::new()
+            .name("bankpipe-close".into())
+            .spawn(move || drop(idle));
+        if let Err(e) = closing {
+            // No thread to close them on: the process exit closes their sockets.
+            tracing::warn!(error = %e, "Cannot close idle warehouse sessions; leaving them open.");
+        }
     }
 }
 

@@ -1,0 +1,85 @@
+//! The scheduler's figures, as this process saw them: how many times each job ran and
+//! with what outcome, its last outcome, and its next slot. The scheduler writes them;
+//! `/metrics` (`bankpipe_scheduler_job_runs_total{job,status}`,
+//! `bankpipe_scheduler_next_run_timestamp_seconds{job}`) and the status page read them.
+//!
+//! Process-level, not catalog-derived: they start at zero when `serve` starts (a
+//! Prometheus counter reset, which `rate()`/`increase()` handle). Label values must
+//! come from small closed sets: job names of the `[schedule]` table (`ingest`,
+//! `export`, `verify`) and outcomes such as `ok`, `failed`, `skipped`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+/// What this process knows of one job.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobFigures {
+    /// Runs finished since `serve` started, by outcome (`ok`, `failed`, ...).
+    pub runs: BTreeMap<String, u64>,
+    /// The last run's outcome and when it finished.
+    pub last: Option<(String, SystemTime)>,
+    /// The next slot the job is due at; `None` when none is planned.
+    pub next_run: Option<SystemTime>,
+}
+
+/// The figures of every job, shared between the scheduler and the readers. Cheap to
+/// update (a short mutex; never held across `.await`).
+#[derive(Debug, Default)]
+pub struct Jobs {
+    jobs: Mutex<BTreeMap<String, JobFigures>>,
+}
+
+impl Jobs {
+    fn update(&self, job: &str, f: impl FnOnce(&mut JobFigures)) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        f(jobs.entry(job.to_owned()).or_default());
+    }
+
+    /// Makes `job` known with no runs yet, so its series exist from the start (a
+    /// counter that appears only at its first increment loses that increment in
+    /// `rate()`). Call once per configured job.
+    pub fn declare(&self, job: &str) {
+        self.update(job, |_| {});
+    }
+
+    /// Records a finished run of `job` with outcome `status` (`ok`, `failed`, ...).
+    pub fn record_run(&self, job: &str, status: &str, finished_at: SystemTime) {
+        self.update(job, |j| {
+            *j.runs.entry(status.to_owned()).or_default() += 1;
+            j.last = Some((status.to_owned(), finished_at));
+        });
+    }
+
+    /// Sets the next slot of `job` (`None`: nothing planned).
+    pub fn set_next_run(&self, job: &str, at: Option<SystemTime>) {
+        self.update(job, |j| j.next_run = at);
+    }
+
+    /// A copy of every job's figures, by job name.
+    pub fn snapshot(&self) -> BTreeMap<String, JobFigures> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_are_counted_by_outcome() {
+        let jobs = Jobs::default();
+        jobs.declare("verify");
+        let t = SystemTime::UNIX_EPOCH;
+        jobs.record_run("ingest", "ok", t);
+        jobs.record_run("ingest", "ok", t);
+        jobs.record_run("ingest", "failed", t);
+        jobs.set_next_run("ingest", Some(t));
+        let s = jobs.snapshot();
+        assert_eq!(s["ingest"].runs["ok"], 2);
+        assert_eq!(s["ingest"].runs["failed"], 1);
+        assert_eq!(s["ingest"].last, Some(("failed".to_owned(), t)));
+        assert_eq!(s["ingest"].next_run, Some(t));
+        assert!(s["verify"].runs.is_empty());
+    }
+}

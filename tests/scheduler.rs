@@ -1,0 +1,340 @@
+//! The schedule of `bankpipe serve` (issue #11), end to end: real `serve` processes on
+//! one warehouse (PostgreSQL from `tests/support/pg.rs`, and SQLite), a one-second cron,
+//! then the warehouse is read: every slot ran exactly once with its outcome recorded; a
+//! slot missed while every instance was down runs once at the next start; a job still
+//! running at SIGTERM is recorded `interrupted` and its file rolls back.
+
+#[path = "support/pg.rs"]
+mod pg;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Timelike, Utc};
+use pg::{PgCluster, TestDb};
+
+/// Where the slots and runs are read from.
+enum Store {
+    Sqlite(PathBuf),
+    Postgres(TestDb),
+}
+
+impl Store {
+    fn url(&self) -> String {
+        match self {
+            Store::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Store::Postgres(db) => db.url.clone(),
+        }
+    }
+
+    /// Rows of `sql` as `|`-joined text (PostgreSQL: `pg_sql`, SQLite: `lite_sql`).
+    fn rows(&self, lite_sql: &str, pg_sql: &str) -> Vec<String> {
+        match self {
+            Store::Postgres(db) => {
+                let out = PgCluster::shared().psql(&db.name, pg_sql);
+                out.lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }
+            Store::Sqlite(path) => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                let mut stmt = conn.prepare(lite_sql).unwrap();
+                let n = stmt.column_count();
+                stmt.query_map([], |r| {
+                    Ok((0..n)
+                        .map(|i| match r.get_ref(i).unwrap() {
+                            rusqlite::types::ValueRef::Null => String::new(),
+                            rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                            rusqlite::types::ValueRef::Text(t) => {
+                                String::from_utf8_lossy(t).into_owned()
+                            }
+                            other => format!("{other:?}"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("|"))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+            }
+        }
+    }
+
+    /// Every slot of `job`, oldest first: `(slot_at, claimed_by, claimed_at, status, error)`.
+    fn slots(&self, job: &str) -> Vec<Slot> {
+        let pg_ts = |c: &str| {
+            format!("to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
+        };
+        self.rows(
+            &format!(
+                "SELECT slot_at, claimed_by, claimed_at, status, coalesce(error, '') \
+                 FROM schedule_slots WHERE job = '{job}' ORDER BY slot_at"
+            ),
+            &format!(
+                "SELECT {}, claimed_by, {}, status, coalesce(error, '') \
+                 FROM schedule_slots WHERE job = '{job}' ORDER BY slot_at",
+                pg_ts("slot_at"),
+                pg_ts("claimed_at")
+            ),
+        )
+        .iter()
+        .map(|line| {
+            let f: Vec<&str> = line.splitn(5, '|').collect();
+            Slot {
+                slot_at: time(f[0]),
+                claimed_by: f[1].to_owned(),
+                claimed_at: time(f[2]),
+                status: f[3].to_owned(),
+                error: f[4].to_owned(),
+            }
+        })
+        .collect()
+    }
+
+    /// `runs` rows by status.
+    fn runs(&self, status: &str) -> usize {
+        let sql = format!("SELECT count(*) FROM runs WHERE status = '{status}'");
+        self.rows(&sql, &sql)[0].parse().unwrap()
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    slot_at: DateTime<Utc>,
+    claimed_by: String,
+    claimed_at: DateTime<Utc>,
+    status: String,
+    error: String,
+}
+
+fn time(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{text:?}: {e}"))
+        .with_timezone(&Utc)
+}
+
+/// A work folder with an inbox and a `bankpipe.toml` holding `schedule`.
+fn workdir(schedule: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
+    std::fs::write(
+        dir.path().join("bankpipe.toml"),
+        format!("data_dir = \".\"\n\n[schedule]\n{schedule}\n"),
+    )
+    .unwrap();
+    dir
+}
+
+fn bankpipe(dir: &Path, url: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_bankpipe"));
+    c.current_dir(dir)
+        .arg("--config")
+        .arg(dir.join("bankpipe.toml"))
+        .env("BANKPIPE_WAREHOUSE_URL", url)
+        .env_remove("BANKPIPE_LAKE_URL")
+        .env_remove("BANKPIPE_INBOX")
+        .env_remove("BANKPIPE_CONFIG")
+        .env_remove("BANKPIPE_DATA_DIR")
+        .env("BANKPIPE_LOG", "info")
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null());
+    c
+}
+
+/// A `serve` on a free loopback port, its log in `dir/serve-<n>.log`.
+fn serve(dir: &Path, url: &str, n: usize, extra: &[&str]) -> Child {
+    let log = std::fs::File::create(dir.join(format!("serve-{n}.log"))).unwrap();
+    bankpipe(dir, url)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// SIGTERM, then the exit status, which must come within `limit`.
+fn stop(child: &mut Child, limit: Duration) -> i32 {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("serve did not exit within {limit:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn logs(dir: &Path) -> String {
+    let mut all = String::new();
+    for n in 0..4 {
+        if let Ok(text) = std::fs::read_to_string(dir.join(format!("serve-{n}.log"))) {
+            all.push_str(&format!("--- serve-{n}.log\n{text}"));
+        }
+    }
+    all
+}
+
+/// Sleeps until `t` (wall clock).
+fn sleep_until(t: DateTime<Utc>) {
+    if let Ok(d) = (t - Utc::now()).to_std() {
+        std::thread::sleep(d);
+    }
+}
+
+const HEADER: &str = "TransactionID,CustomerID,CustomerDOB,CustGender,CustLocation,CustAccountBalance,TransactionDate,TransactionTime,TransactionAmount (INR)";
+
+/// `instances` serves with `ingest = "* * * * * *"` for about five seconds, one file in
+/// the inbox: each slot between the first and the last is in `schedule_slots` once
+/// (the primary key allows no more), every one has an outcome, every slot some
+/// instance won ran `bankpipe run` once (one `runs` row each), and the file is loaded
+/// once.
+fn every_slot_runs_once(store: &Store, instances: usize) {
+    let dir = workdir("ingest = \"* * * * * *\"");
+    std::fs::write(
+        dir.path().join("inbox/a.csv"),
+        format!("{HEADER}\nT1,C1,10/1/94,F,PUNE,1.00,2/8/16,143207,25.50\nT2,C2,10/1/94,M,GOA,1.00,3/8/16,101010,4.25\n"),
+    )
+    .unwrap();
+    let url = store.url();
+    let mut children: Vec<Child> = (0..instances)
+        .map(|n| serve(dir.path(), &url, n, &[]))
+        .collect();
+    std::thread::sleep(Duration::from_millis(5_500));
+    for child in &mut children {
+        assert_eq!(
+            stop(child, Duration::from_secs(30)),
+            0,
+            "{}",
+            logs(dir.path())
+        );
+    }
+    let slots = store.slots("ingest");
+    assert!(slots.len() >= 3, "{slots:#?}\n{}", logs(dir.path()));
+    for pair in slots.windows(2) {
+        assert_eq!(
+            pair[1].slot_at - pair[0].slot_at,
+            chrono::TimeDelta::seconds(1),
+            "a slot is missing between {pair:#?}\n{}",
+            logs(dir.path())
+        );
+    }
+    for s in &slots {
+        assert!(
+            ["ok", "skipped"].contains(&s.status.as_str()),
+            "{s:?}\n{}",
+            logs(dir.path())
+        );
+        assert!(s.claimed_at >= s.slot_at, "{s:?}");
+        // A skipped slot says which slot was still running; an ok one has no error.
+        assert_eq!(s.status == "skipped", !s.error.is_empty(), "{s:?}");
+    }
+    let ran = slots.iter().filter(|s| s.status == "ok").count();
+    assert!(ran >= 3, "{slots:#?}");
+    assert_eq!(store.runs("ok"), ran, "one run per slot won: {slots:#?}");
+    // Every instance saw every slot; it claimed those that no one had.
+    let claimants: std::collections::BTreeSet<&str> =
+        slots.iter().map(|s| s.claimed_by.as_str()).collect();
+    eprintln!("{} slots claimed by {claimants:?}", slots.len());
+    let loaded = store.rows(
+        "SELECT count(*) || '|' || sum(rows_loaded) FROM files WHERE status = 'loaded'",
+        "SELECT count(*) || '|' || sum(rows_loaded) FROM files WHERE status = 'loaded'",
+    );
+    assert_eq!(loaded, ["1|2"]);
+}
+
+/// A slot passes while no instance is up: the next start runs it once (and only the
+/// latest missed one), however many instances start.
+fn a_missed_slot_runs_once_at_start(store: &Store, instances: usize) {
+    // Two slots a minute, 3 and 9 seconds from now (seconds wrap round the minute).
+    let now = Utc::now();
+    let a = (now + chrono::TimeDelta::seconds(3))
+        .with_nanosecond(0)
+        .unwrap();
+    let b = a + chrono::TimeDelta::seconds(6);
+    let dir = workdir(&format!(
+        "verify = \"{},{} * * * * *\"",
+        a.second(),
+        b.second()
+    ));
+    let url = store.url();
+    let mut children: Vec<Child> = (0..instances)
+        .map(|n| serve(dir.path(), &url, n, &[]))
+        .collect();
+    sleep_until(a + chrono::TimeDelta::milliseconds(1_500));
+    for child in &mut children {
+        assert_eq!(
+            stop(child, Duration::from_secs(30)),
+            0,
+            "{}",
+            logs(dir.path())
+        );
+    }
+    let before = store.slots("verify");
+    assert_eq!(before.len(), 1, "{before:#?}\n{}", logs(dir.path()));
+    assert_eq!(before[0].slot_at, a);
+    // Every instance is down at b; they start again 1.5 s later.
+    sleep_until(b + chrono::TimeDelta::milliseconds(1_500));
+    let mut children: Vec<Child> = (0..instances)
+        .map(|n| serve(dir.path(), &url, n + 2, &[]))
+        .collect();
+    std::thread::sleep(Duration::from_millis(2_000));
+    for child in &mut children {
+        assert_eq!(
+            stop(child, Duration::from_secs(30)),
+            0,
+            "{}",
+            logs(dir.path())
+        );
+    }
+    let slots = store.slots("verify");
+    assert_eq!(slots.len(), 2, "{slots:#?}\n{}", logs(dir.path()));
+    let missed = &slots[1];
+    assert_eq!(missed.slot_at, b);
+    assert_eq!(missed.status, "ok", "{missed:?}");
+    assert!(
+        missed.claimed_at >= b + chrono::TimeDelta::seconds(1),
+        "claimed late, at the start: {missed:?}"
+    );
+    assert!(
+        logs(dir.path()).contains("Running a slot missed while no instance was up."),
+        "{}",
+        logs(dir.path())
+    );
+}
+
+#[test]
+fn two_instances_on_postgresql_run_every_slot_once() {
+    let store = Store::Postgres(PgCluster::shared().database());
+    every_slot_runs_once(&store, 2);
+}
+
+#[test]
+fn a_missed_slot_runs_once_at_start_on_postgresql() {
+    let store = Store::Postgres(PgCluster::shared().database());
+    a_missed_slot_runs_once_at_start(&store, 2);
+}
+
+#[test]
+fn one_instance_on_sqlite_runs_every_slot_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::Sqlite(dir.path().join("w.db"));
+    every_slot_runs_once(&store, 1);
+}
+
+#[test]
+fn a_missed_slot_runs_once_at_start_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::Sqlite(dir.path().join("w.db"));
+    a_missed_slot_runs_once_at_start(&store, 1);
+}
