@@ -303,6 +303,15 @@ fn scrape_after_a_run(dir: &Path, warehouse: Option<&str>) {
     );
     assert_eq!(seen, stored as f64);
     assert_eq!(p.query("up{job=\"bankpipe\"}"), Some(1.0));
+
+    // With sessions open on this warehouse, SIGTERM still ends it cleanly.
+    s.daemon.signal("TERM");
+    assert_eq!(
+        s.daemon.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        s.daemon.log_text()
+    );
 }
 
 #[test]

@@ -22,5 +22,7 @@ CREATE TABLE IF NOT EXISTS file_amounts (
     PRIMARY KEY (file_id, currency)
 );
 INSERT INTO file_amounts (file_id, currency, rows, amount)
-SELECT file_id, currency, COUNT(*), SUM(amount) FROM transactions GROUP BY file_id, currency
+SELECT file_id, currency, COUNT(*), SUM(amount) FROM transactions
+WHERE file_id IN (SELECT file_id FROM files)   -- transactions has no foreign key to files
+GROUP BY file_id, currency
 ON CONFLICT DO NOTHING;

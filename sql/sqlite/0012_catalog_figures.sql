@@ -35,4 +35,5 @@ FROM (SELECT file_id, currency, n, s, k,
                    SUM(CAST(REPLACE(amount, '.', '') AS INTEGER)) AS s,
                    MAX(CASE WHEN instr(amount, '.') > 0 THEN length(amount) - instr(amount, '.')
                             ELSE 0 END) AS k
-            FROM transactions GROUP BY file_id, currency));
+            FROM transactions WHERE file_id IN (SELECT file_id FROM files)
+            GROUP BY file_id, currency));

@@ -7,6 +7,8 @@
 //!   deleted: the pipeline needs to write there); otherwise 503
 //!   `{"ready":false,"reason":"..."}`. Each check is bounded by [`CHECK_TIMEOUT`]. The
 //!   reason names what failed with URLs redacted ([`crate::redact`]); no secret in it.
+//!   `serve` creates neither: before the first `run` there is no warehouse and no lake
+//!   folder, and `/ready` says so.
 //!
 //! Each check also sets `bankpipe_warehouse_up` / `bankpipe_lake_up`.
 

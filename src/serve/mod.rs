@@ -257,8 +257,10 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
     let mut server = tokio::spawn(server);
     // The server ends by itself only after the signal (or on an I/O error).
     let served = tokio::select! {
-        r = &mut server => Some(r),
+        // Both are ready together after a signal: the shutdown path must win.
+        biased;
         () = shutdown.cancelled() => None,
+        r = &mut server => Some(r),
     };
     if let Some(r) = served {
         shutdown.cancel();

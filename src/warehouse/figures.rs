@@ -93,26 +93,75 @@ pub(super) fn epoch_seconds(text: &str) -> Option<f64> {
         .map(|t| t.timestamp_millis() as f64 / 1000.0)
 }
 
-/// The histogram query's select list over a column of durations named `d`:
-/// `COUNT(d)`, the sum, then one count per bound (both backends).
-pub(super) fn histogram_select(sum: &str) -> String {
-    let mut q = format!("COUNT(d), COALESCE({sum}(d), 0)");
+/// The one scan of `files` behind most figures (both backends): counts by status and
+/// by lake state, row and byte sums, and the processing-time histogram, over a column
+/// `d` of seconds computed by `duration` (each backend's date arithmetic, over
+/// `processed_at` and `claimed_at`). Read the row with [`FilesRow::read`].
+pub(super) fn files_query(duration: &str) -> String {
+    let mut q = String::from(
+        "SELECT COUNT(*) FILTER (WHERE status = 'landing'),
+                COUNT(*) FILTER (WHERE status = 'loaded'),
+                COUNT(*) FILTER (WHERE status = 'failed'),
+                CAST(COALESCE(SUM(rows_loaded), 0) AS BIGINT),
+                CAST(COALESCE(SUM(rows_rejected), 0) AS BIGINT),
+                CAST(COALESCE(SUM(rows_duplicate), 0) AS BIGINT),
+                CAST(COALESCE(SUM(bytes) FILTER (WHERE status <> 'landing'), 0) AS BIGINT),
+                COUNT(*) FILTER (WHERE status <> 'landing' AND lake_status = 'intact'),
+                COUNT(*) FILTER (WHERE status <> 'landing' AND lake_status = 'missing'),
+                COUNT(*) FILTER (WHERE status <> 'landing' AND lake_status = 'corrupt'),
+                COUNT(*) FILTER (WHERE status <> 'landing' AND lake_status IS NULL),
+                COUNT(d), COALESCE(SUM(d), 0.0)",
+    );
     for b in PROCESSING_BUCKETS {
-        q.push_str(&format!(
-            ", COALESCE(SUM(CASE WHEN d <= {b:?} THEN 1 ELSE 0 END), 0)"
-        ));
+        q.push_str(&format!(", COUNT(*) FILTER (WHERE d <= {b:?})"));
     }
+    q.push_str(&format!(
+        " FROM (SELECT status, rows_loaded, rows_rejected, rows_duplicate, bytes, lake_status,
+                  CASE WHEN status <> 'landing' AND processed_at IS NOT NULL
+                            AND claimed_at IS NOT NULL THEN {duration} END AS d
+           FROM files) f"
+    ));
     q
 }
 
-/// Fills `h` from the row [`histogram_select`] returned: count, sum, per-bound counts.
-pub(super) fn fill_histogram(h: &mut Histogram, count: i64, sum: f64, per_bound: &[i64]) {
-    h.count = count.max(0) as u64;
-    h.sum = sum;
-    for ((_, n), c) in h.buckets.iter_mut().zip(per_bound) {
-        *n = (*c).max(0) as u64;
+/// The row of [`files_query`], as integers (counts and sums) and the histogram sum.
+pub(super) struct FilesRow {
+    /// Columns 0..=12 but the histogram sum (column 12), then one count per bound.
+    pub(super) ints: Vec<i64>,
+    /// Column 12: the sum of the durations.
+    pub(super) seconds: f64,
+}
+
+impl FilesRow {
+    /// Puts the row into `f`.
+    pub(super) fn read(self, f: &mut CatalogFigures) {
+        let n = |i: usize| self.ints.get(i).copied().unwrap_or(0).max(0) as u64;
+        for (i, status) in ["landing", "loaded", "failed"].into_iter().enumerate() {
+            f.files.insert(status.to_owned(), n(i));
+        }
+        (
+            f.rows_loaded,
+            f.rows_rejected,
+            f.rows_duplicate,
+            f.bytes_landed,
+        ) = (n(3), n(4), n(5), n(6));
+        for (i, state) in ["intact", "missing", "corrupt", "unchecked"]
+            .into_iter()
+            .enumerate()
+        {
+            f.lake_objects.insert(state.to_owned(), n(7 + i));
+        }
+        let h = &mut f.processing;
+        h.count = n(11);
+        h.sum = self.seconds;
+        for (k, (_, count)) in h.buckets.iter_mut().enumerate() {
+            *count = n(12 + k);
+        }
     }
 }
+
+/// Columns of [`files_query`]'s row: 12 integers, the histogram sum, one count per bound.
+pub(super) const FILES_COLUMNS: usize = 13 + PROCESSING_BUCKETS.len();
 
 /// Exact decimal addition of texts such as `25.00`, `-3`, `1.234` of any scale, for
 /// summing per-file amounts that may carry different scales (SQLite stores text).
@@ -213,11 +262,10 @@ mod tests {
     }
 
     #[test]
-    fn histogram_sql_counts_each_bound() {
-        let q = histogram_select("SUM");
-        assert!(q.starts_with("COUNT(d), COALESCE(SUM(d), 0), "));
-        assert!(q.contains("d <= 0.1 THEN"), "{q}");
-        assert!(q.contains("d <= 3600.0 THEN"), "{q}");
-        assert_eq!(q.matches("CASE").count(), PROCESSING_BUCKETS.len());
+    fn the_files_query_counts_each_bound() {
+        let q = files_query("0.5");
+        assert!(q.contains("FILTER (WHERE d <= 0.1)"), "{q}");
+        assert!(q.contains("FILTER (WHERE d <= 3600.0)"), "{q}");
+        assert_eq!(q.matches("COUNT(").count() + 5, FILES_COLUMNS, "{q}");
     }
 }

@@ -2425,7 +2425,7 @@ fn stored_in(client: &mut impl postgres::GenericClient, file_id: i64, scale: u8)
 impl PgWarehouse {
     /// See [`Warehouse::catalog_figures`](super::Warehouse::catalog_figures).
     pub(super) fn catalog_figures(&mut self) -> Result<super::figures::CatalogFigures> {
-        use super::figures::{CatalogFigures, fill_histogram, histogram_select};
+        use super::figures::CatalogFigures;
         let mut f = CatalogFigures::zeroed();
         // One snapshot: every figure from the same moment.
         let mut tx = self
@@ -2443,12 +2443,6 @@ impl PgWarehouse {
                 .map(|r| (r.get(0), r.get(1)))
                 .collect())
         };
-        for (status, n) in pairs(
-            &mut tx,
-            "SELECT status, COUNT(*) FROM files GROUP BY status",
-        )? {
-            f.files.insert(status, n as u64);
-        }
         for (rule, n) in pairs(
             &mut tx,
             "SELECT rule, SUM(rows)::bigint FROM file_rejects GROUP BY rule",
@@ -2469,31 +2463,29 @@ impl PgWarehouse {
                 f.runs.insert(status, n as u64);
             }
         }
-        for (state, n) in pairs(
-            &mut tx,
-            "SELECT COALESCE(lake_status, 'unchecked'), COUNT(*) FROM files
-             WHERE status <> 'landing' GROUP BY 1",
-        )? {
-            f.lake_objects.insert(state, n as u64);
-        }
+        // The claim time is the server's clock, the load's record the worker's: a
+        // negative difference (clock skew) counts as 0.
+        let q = super::figures::files_query(
+            "GREATEST(0, EXTRACT(EPOCH FROM processed_at - claimed_at))::float8",
+        );
         let r = tx
+            .query_one(&q, &[])
+            .map_err(pg("reading catalog figures"))?;
+        super::figures::FilesRow {
+            ints: (0..super::figures::FILES_COLUMNS)
+                .filter(|&i| i != 12)
+                .map(|i| r.get::<_, i64>(i))
+                .collect(),
+            seconds: r.get(12),
+        }
+        .read(&mut f);
+        f.last_successful_run = tx
             .query_one(
-                "SELECT COALESCE(SUM(rows_loaded), 0)::bigint, COALESCE(SUM(rows_rejected), 0)::bigint,
-                        COALESCE(SUM(rows_duplicate), 0)::bigint,
-                        COALESCE(SUM(bytes) FILTER (WHERE status <> 'landing'), 0)::bigint,
-                        EXTRACT(EPOCH FROM (SELECT MAX(finished_at) FROM runs WHERE status = 'ok'))::float8
-                 FROM files",
+                "SELECT EXTRACT(EPOCH FROM MAX(finished_at))::float8 FROM runs WHERE status = 'ok'",
                 &[],
             )
-            .map_err(pg("reading catalog figures"))?;
-        let n = |i: usize| r.get::<_, i64>(i).max(0) as u64;
-        (
-            f.rows_loaded,
-            f.rows_rejected,
-            f.rows_duplicate,
-            f.bytes_landed,
-        ) = (n(0), n(1), n(2), n(3));
-        f.last_successful_run = r.get(4);
+            .map_err(pg("reading catalog figures"))?
+            .get(0);
         for r in tx
             .query(
                 "SELECT currency, SUM(amount)::text FROM file_amounts GROUP BY currency",
@@ -2503,21 +2495,6 @@ impl PgWarehouse {
         {
             f.amount_loaded.insert(r.get(0), r.get(1));
         }
-        // The claim time is the server's clock, the load's record the worker's: a
-        // negative difference (clock skew) counts as 0.
-        let q = format!(
-            "SELECT {} FROM (SELECT GREATEST(0, EXTRACT(EPOCH FROM processed_at - claimed_at))::float8 AS d
-                             FROM files WHERE status <> 'landing'
-                               AND processed_at IS NOT NULL AND claimed_at IS NOT NULL) s",
-            histogram_select("SUM")
-        );
-        let r = tx
-            .query_one(&q, &[])
-            .map_err(pg("reading catalog figures"))?;
-        let per_bound: Vec<i64> = (0..super::figures::PROCESSING_BUCKETS.len())
-            .map(|i| r.get(i + 2))
-            .collect();
-        fill_histogram(&mut f.processing, r.get(0), r.get(1), &per_bound);
         // Quarterly exports (schema 11): read only where the table exists.
         let has_exports: bool = tx
             .query_one("SELECT to_regclass('exports') IS NOT NULL", &[])

@@ -1084,9 +1084,8 @@ impl SqliteWarehouse {
     }
 
     pub(super) fn catalog_figures(&mut self) -> Result<super::figures::CatalogFigures> {
-        use super::figures::{CatalogFigures, DecimalSum, fill_histogram, histogram_select};
+        use super::figures::{CatalogFigures, DecimalSum};
         let mut f = CatalogFigures::zeroed();
-        let e = sql("reading catalog figures");
         // One read transaction: every figure from the same moment.
         let tx = self
             .conn
@@ -1100,9 +1099,6 @@ impl SqliteWarehouse {
                 .and_then(|rows| rows.collect::<rusqlite::Result<_>>())
                 .map_err(sql("reading catalog figures"))
         };
-        for (status, n) in pairs("SELECT status, COUNT(*) FROM files GROUP BY status")? {
-            f.files.insert(status, n as u64);
-        }
         for (rule, n) in pairs("SELECT rule, SUM(rows) FROM file_rejects GROUP BY rule")? {
             f.rejected_by_rule.insert(rule, n as u64);
         }
@@ -1119,33 +1115,23 @@ impl SqliteWarehouse {
                 f.runs.insert(status, n as u64);
             }
         }
-        for (state, n) in pairs(
-            "SELECT COALESCE(lake_status, 'unchecked'), COUNT(*) FROM files
-             WHERE status <> 'landing' GROUP BY 1",
-        )? {
-            f.lake_objects.insert(state, n as u64);
-        }
-        let (loaded, rejected, duplicate, bytes): (i64, i64, i64, i64) = tx
-            .query_row(
-                "SELECT COALESCE(SUM(rows_loaded), 0), COALESCE(SUM(rows_rejected), 0),
-                        COALESCE(SUM(rows_duplicate), 0),
-                        COALESCE(SUM(bytes) FILTER (WHERE status <> 'landing'), 0)
-                 FROM files",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .map_err(sql("reading catalog figures"))?;
-        (
-            f.rows_loaded,
-            f.rows_rejected,
-            f.rows_duplicate,
-            f.bytes_landed,
-        ) = (
-            loaded as u64,
-            rejected as u64,
-            duplicate as u64,
-            bytes as u64,
+        let q = super::figures::files_query(
+            "MAX(0.0, (julianday(processed_at) - julianday(claimed_at)) * 86400.0)",
         );
+        tx.query_row(&q, [], |r| {
+            let mut ints = Vec::with_capacity(super::figures::FILES_COLUMNS);
+            for i in 0..super::figures::FILES_COLUMNS {
+                if i != 12 {
+                    ints.push(r.get::<_, i64>(i)?);
+                }
+            }
+            Ok(super::figures::FilesRow {
+                ints,
+                seconds: r.get(12)?,
+            })
+        })
+        .map_err(sql("reading catalog figures"))?
+        .read(&mut f);
         // Amounts are exact text at each file's scale: summed exactly here, one row per
         // file and currency.
         let mut sums: BTreeMap<String, DecimalSum> = BTreeMap::new();
@@ -1197,21 +1183,6 @@ impl SqliteWarehouse {
                 })
             });
         }
-        let q = format!(
-            "SELECT {} FROM (SELECT MAX(0.0, (julianday(processed_at) - julianday(claimed_at)) * 86400.0) AS d
-                             FROM files WHERE status <> 'landing'
-                               AND processed_at IS NOT NULL AND claimed_at IS NOT NULL)",
-            histogram_select("TOTAL")
-        );
-        let (count, sum, per_bound) = tx
-            .query_row(&q, [], |r| {
-                let per_bound = (0..super::figures::PROCESSING_BUCKETS.len())
-                    .map(|i| r.get::<_, i64>(i + 2))
-                    .collect::<rusqlite::Result<Vec<i64>>>()?;
-                Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?, per_bound))
-            })
-            .map_err(e)?;
-        fill_histogram(&mut f.processing, count, sum, &per_bound);
         tx.commit().map_err(sql("reading catalog figures"))?;
         Ok(f)
     }
