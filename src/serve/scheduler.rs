@@ -124,6 +124,8 @@ struct Running {
     done: oneshot::Receiver<JobOutcome>,
     /// The session whose claim holds the job's guard; the outcome is recorded with it.
     guard: Session,
+    /// Slots that came while it ran: recorded `skipped` when it ends.
+    overlapped: Vec<DateTime<Utc>>,
 }
 
 /// The loop of one job.
@@ -203,17 +205,23 @@ impl JobTask {
         }
     }
 
-    /// Claims `slot` and, when this instance wins it, starts the job.
+    /// Claims `slot` and, when this instance wins it, starts the job. A slot that
+    /// comes while the job runs here is kept aside and recorded `skipped` when the run
+    /// ends ([`JobTask::record`]): written now, it would wait for the run's own write
+    /// lock on SQLite.
     async fn take_slot(&mut self, slot: DateTime<Utc>) {
         let job = self.name();
         let text = slot_text(slot);
-        let running_here = self.running.as_ref().map(|r| r.slot_text.clone());
+        if let Some(running) = &mut self.running {
+            warn!(job, slot = %text, running = %running.slot_text, "Slot skipped: the job is still running here (recorded when it ends).");
+            running.overlapped.push(slot);
+            return;
+        }
         let mut attempt = 0;
         let claim = loop {
-            let (slot_at, claimant, here) =
-                (text.clone(), self.claimant.clone(), running_here.clone());
+            let (slot_at, claimant) = (text.clone(), self.claimant.clone());
             match self
-                .call(move |w| w.claim_slot(job, &slot_at, &claimant, here.as_deref()))
+                .call(move |w| w.claim_slot(job, &slot_at, &claimant, None))
                 .await
             {
                 Err(e) if e.is_transient() && attempt + 1 < CLAIM_ATTEMPTS => {
@@ -266,6 +274,7 @@ impl JobTask {
             stop,
             done,
             guard: Session(self.session.take()),
+            overlapped: Vec::new(),
         };
         match spawned {
             Ok(_) => {
@@ -339,6 +348,33 @@ impl JobTask {
         }
         debug!(job, slot = %slot_text(running.slot), status = status.as_str(), "Slot recorded.");
         self.count(status.as_str());
+        for slot in std::mem::take(&mut running.overlapped) {
+            let (slot_at, claimant, here) = (
+                slot_text(slot),
+                self.claimant.clone(),
+                running.slot_text.clone(),
+            );
+            match self
+                .call(move |w| w.claim_slot(job, &slot_at, &claimant, Some(&here)))
+                .await
+            {
+                Ok(SlotClaim::Skipped { reason }) => {
+                    debug!(job, slot = %slot_text(slot), %reason, "Skipped slot recorded.");
+                    self.count(SlotStatus::Skipped.as_str());
+                }
+                Ok(SlotClaim::Taken { claimed_by }) => {
+                    debug!(job, slot = %slot_text(slot), %claimed_by, "Slot recorded by another instance.");
+                }
+                Ok(SlotClaim::Won) => {
+                    // Never returned with `running_here` set.
+                    error!(job, slot = %slot_text(slot), "A skipped slot was claimed as won (a bug).");
+                }
+                Err(e) => {
+                    error!(job, slot = %slot_text(slot), error = %e, "Cannot record a skipped slot.");
+                    self.count("unclaimed");
+                }
+            }
+        }
     }
 
     /// Stops claiming; asks a running job to stop and waits for it until just before
@@ -370,7 +406,15 @@ impl JobTask {
                 warn!(job, reason = %m, "Job interrupted by the shutdown.")
             }
         }
-        self.record(running, &outcome).await;
+        // On SQLite the write waits for the lock the job being cut still holds: within
+        // the margin, else the next start records the slot (its guard is free then).
+        let slot = running.slot_text.clone();
+        if tokio::time::timeout(margin, self.record(running, &outcome))
+            .await
+            .is_err()
+        {
+            warn!(job, %slot, "No time left to record the slot's outcome: the next start records it interrupted.");
+        }
     }
 
     /// Keeps `session` for the next claims when there is none (else it is closed).
