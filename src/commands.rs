@@ -337,8 +337,33 @@ fn open_context(
 /// run-level `error`; one that cannot start prints `run_id` `null`, no files and the
 /// `error`. Without `--json` the summary of what was done comes before the error line.
 fn run(config: &Config, args: &RunArgs) -> Result<ExitCode, Failure> {
+    // Checked before the run: a mistyped URL must not cost a run's metrics.
+    let (host, _) = crate::warehouse::Claimant::this_process();
+    let push_to = match &args.pushgateway {
+        Some(base) => {
+            Some(crate::push::push_url(base, &host).map_err(|e| Failure::usage(e.to_string()))?)
+        }
+        None => None,
+    };
+    if let Some(path) = &args.metrics_file {
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+        if path.is_dir() || folder.is_some_and(|f| !f.is_dir()) {
+            return Err(Failure::usage(format!(
+                "--metrics-file {}: give a file in an existing folder (node_exporter reads                  *.prom files of its textfile directory)",
+                path.display()
+            )));
+        }
+    }
     let mut printed = false;
-    let result = run_printing(config, args, &mut printed);
+    let mut report = None;
+    let result = run_printing(config, args, &mut printed, &mut report);
+    if push_to.is_some() || args.metrics_file.is_some() {
+        export_run_metrics(
+            push_to.as_ref(),
+            args.metrics_file.as_deref(),
+            report.as_ref(),
+        );
+    }
     if let Err(failure) = &result
         && args.json
         && !printed
@@ -356,6 +381,41 @@ fn run(config: &Config, args: &RunArgs) -> Result<ExitCode, Failure> {
         writeln!(stdout(), "{unstarted}")?;
     }
     result
+}
+
+/// Pushes the run's figures and/or writes them to the metrics file. A failure is logged
+/// as an error and does not change the run's exit status: the run did its work (a rerun
+/// would find nothing to do), and a gateway that missed a push shows it in its own
+/// `push_time_seconds`.
+fn export_run_metrics(
+    push_to: Option<&url::Url>,
+    metrics_file: Option<&Path>,
+    report: Option<&RunReport>,
+) {
+    let text = crate::push::exposition(report, std::time::SystemTime::now());
+    if let Some(path) = metrics_file {
+        match crate::push::write_textfile(path, &text) {
+            Ok(()) => tracing::info!(file = %path.display(), "Wrote the run's metrics."),
+            Err(e) => tracing::error!(error = %e, "The run's metrics file was not written."),
+        }
+    }
+    if let Some(url) = push_to {
+        let pushed = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| {
+                rt.block_on(crate::push::push(url, text))
+                    .map_err(|e| e.to_string())
+            });
+        match pushed {
+            Ok(()) => tracing::info!(
+                pushgateway = %redact_url(url.as_str()),
+                "Pushed the run's metrics."
+            ),
+            Err(e) => tracing::error!(error = %e, "The run's metrics were not pushed."),
+        }
+    }
 }
 
 /// A folder inbox must exist (an object-store inbox is listed by the run itself).
@@ -389,7 +449,12 @@ pub fn ingest(
     Ok(pipeline::run_until(&mut ctx, &mut Silent, stop))
 }
 
-fn run_printing(config: &Config, args: &RunArgs, printed: &mut bool) -> Result<ExitCode, Failure> {
+fn run_printing(
+    config: &Config,
+    args: &RunArgs,
+    printed: &mut bool,
+    kept: &mut Option<RunReport>,
+) -> Result<ExitCode, Failure> {
     require_inbox(config)?;
     let rt = runtime()?;
     let mut ctx = open_context(config, &rt, Access::Create)?;
@@ -400,13 +465,14 @@ fn run_printing(config: &Config, args: &RunArgs, printed: &mut bool) -> Result<E
     *printed = true;
     match outcome {
         Ok(report) => {
-            print_run(&report, args.json)?;
-            Ok(exit_for(&report))
+            let code = exit_for(&report);
+            print_run(kept.insert(report), args.json)?;
+            Ok(code)
         }
         Err(stopped) => {
             let failure = Failure::from(stopped.error);
             match stopped.report {
-                Some(report) => print_run(&report, args.json)?,
+                Some(report) => print_run(kept.insert(*report), args.json)?,
                 None => *printed = false,
             }
             Err(failure)

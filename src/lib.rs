@@ -21,6 +21,7 @@ pub mod model;
 pub mod pipeline;
 pub mod profile;
 pub mod progress;
+pub mod push;
 pub mod redact;
 pub mod report;
 pub mod retry;

@@ -71,6 +71,28 @@ fn reprocess_keeps_rows_other_files_carry() {
     on_fresh(common::reprocess_keeps_rows_other_files_carry);
 }
 
+/// Migration 0012 fills `file_rejects` and `file_amounts` from the rows an existing
+/// warehouse holds: the figures are the same as those the loads wrote.
+#[test]
+fn catalog_figures_are_backfilled_by_their_migration() {
+    let c = PgCluster::shared();
+    let db = c.database();
+    let mut w = Warehouse::open(&db.url).unwrap();
+    common::reject_share_fails_the_file(&mut w);
+    common::reprocess_keeps_rows_other_files_carry(&mut w);
+    let before = w.catalog_figures().unwrap();
+    assert!(!before.rejected_by_rule.is_empty() && !before.amount_loaded.is_empty());
+    drop(w);
+    c.psql(
+        &db.name,
+        "DROP TABLE file_rejects, file_amounts;
+         DELETE FROM schema_migrations WHERE version = 12",
+    );
+    let mut w = Warehouse::open(&db.url).unwrap();
+    assert_eq!(w.catalog_figures().unwrap(), before);
+    common::assert_catalog_figures(&mut w);
+}
+
 #[test]
 fn a_finished_file_cannot_be_loaded_again() {
     on_fresh(common::loading_a_finished_file_is_refused);

@@ -81,6 +81,30 @@ fn whole_suite_on_one_reopened_database() {
     });
 }
 
+/// Migration 0012 fills `file_rejects` and `file_amounts` from the rows an existing
+/// warehouse holds: the figures are the same as those the loads wrote.
+#[test]
+fn catalog_figures_are_backfilled_by_their_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = url(dir.path());
+    let mut w = Warehouse::open(&url).unwrap();
+    common::reject_share_fails_the_file(&mut w);
+    common::reprocess_keeps_rows_other_files_carry(&mut w);
+    let before = w.catalog_figures().unwrap();
+    assert!(!before.rejected_by_rule.is_empty() && !before.amount_loaded.is_empty());
+    drop(w);
+    rusqlite::Connection::open(dir.path().join("w.db"))
+        .unwrap()
+        .execute_batch(
+            "DROP TABLE file_rejects; DROP TABLE file_amounts;
+             DELETE FROM schema_migrations WHERE version = 12;",
+        )
+        .unwrap();
+    let mut w = Warehouse::open(&url).unwrap();
+    assert_eq!(w.catalog_figures().unwrap(), before);
+    common::assert_catalog_figures(&mut w);
+}
+
 #[test]
 fn a_finished_file_cannot_be_loaded_again() {
     let dir = tempfile::tempdir().unwrap();

@@ -57,6 +57,14 @@ REVOKE ALL ON file_formats FROM bankpipe_loader, bankpipe_reader;
 GRANT SELECT, INSERT, DELETE ON file_formats TO bankpipe_loader;
 GRANT SELECT ON file_formats TO bankpipe_reader;
 
+-- file_rejects and file_amounts (migration 0012): per-file figures for /metrics, written
+-- with the load like file_warnings (UPDATE: a row moved to another file changes its amounts).
+ALTER TABLE file_rejects OWNER TO bankpipe_owner;
+ALTER TABLE file_amounts OWNER TO bankpipe_owner;
+REVOKE ALL ON file_rejects, file_amounts FROM bankpipe_loader, bankpipe_reader;
+GRANT SELECT, INSERT, UPDATE, DELETE ON file_rejects, file_amounts TO bankpipe_loader;
+GRANT SELECT ON file_rejects, file_amounts TO bankpipe_reader;
+
 -- schedule_slots (migration 0013): `serve` claims slots and records their outcome (the
 -- loader role is enough to run serve's scheduler); readers see the schedule's history.
 ALTER TABLE schedule_slots OWNER TO bankpipe_owner;

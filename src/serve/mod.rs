@@ -41,6 +41,7 @@ mod health;
 pub mod jobs;
 pub mod metrics;
 mod page;
+mod process;
 mod scheduler;
 
 use std::net::SocketAddr;
@@ -144,6 +145,21 @@ impl AppState {
                 match &*slot {
                     Some(lake) => lake.clone(),
                     None => {
+                        // A folder lake is created by the first run, not by `serve`: a
+                        // mistyped path must not look ready.
+                        if let Some(folder) = crate::lake::local_folder(&state.config.lake_url)
+                            && !folder.is_dir()
+                        {
+                            return Err(LakeError::Setup {
+                                role: "lake",
+                                url: crate::redact::redact_url(&state.config.lake_url),
+                                reason: format!(
+                                    "no folder at {}: the first `bankpipe run` creates it; \
+                                     check lake_url (BANKPIPE_LAKE_URL) or --data-dir",
+                                    folder.display()
+                                ),
+                            });
+                        }
                         let lake = Lake::open(&state.config.lake_url, runtime)?
                             .with_master_key(state.config.master_key.clone());
                         *slot = Some(lake.clone());

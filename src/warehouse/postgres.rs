@@ -76,6 +76,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../sql/postgres/0009_file_formats.sql"),
     ),
     (
+        12,
+        "catalog_figures",
+        include_str!("../../sql/postgres/0012_catalog_figures.sql"),
+    ),
+    (
         13,
         "schedule_slots",
         include_str!("../../sql/postgres/0013_schedule_slots.sql"),
@@ -672,6 +677,7 @@ impl PgWarehouse {
             .execute(
                 "DELETE FROM files WHERE file_id = $1 AND status = 'landing'
                    AND NOT EXISTS (SELECT 1 FROM rejected_rows WHERE file_id = $1)
+                   AND NOT EXISTS (SELECT 1 FROM file_rejects WHERE file_id = $1)
                    AND NOT EXISTS (SELECT 1 FROM file_warnings WHERE file_id = $1)
                    AND NOT EXISTS (SELECT 1 FROM file_formats WHERE file_id = $1)",
                 &[&file_id],
@@ -965,9 +971,11 @@ impl PgWarehouse {
             .map_err(pg("recording format counts"))?;
         }
         // Read back inside the transaction: totals that do not hold roll everything back.
-        stored_in(&mut tx, plan.file_id, plan.scale)?
+        let stored = stored_in(&mut tx, plan.file_id, plan.scale)?;
+        stored
             .check(&tally, plan.scale)
             .map_err(WarehouseError::ControlTotals)?;
+        record_figures(&mut tx, plan, &tally, &stored)?;
         let recorded = started.elapsed();
         before_commit(&tally).map_err(WarehouseError::Aborted)?;
         let checked = started.elapsed();
@@ -2166,6 +2174,23 @@ fn rehome(tx: &mut Transaction<'_>, scale: u8) -> Result<Vec<super::Rehomed>> {
             amount,
         });
     }
+    // The receivers' amounts by currency, recomputed from their rows (a reprocess that
+    // moves rows is rare; the scan is of those files only).
+    let receivers: Vec<i64> = out.iter().map(|m| m.file_id).collect();
+    if !receivers.is_empty() {
+        tx.execute(
+            "DELETE FROM file_amounts WHERE file_id = ANY($1)",
+            &[&receivers],
+        )
+        .map_err(pg("moving amounts of the receiving files"))?;
+        tx.execute(
+            "INSERT INTO file_amounts (file_id, currency, rows, amount)
+             SELECT file_id, currency, COUNT(*), SUM(amount) FROM transactions
+             WHERE file_id = ANY($1) GROUP BY file_id, currency",
+            &[&receivers],
+        )
+        .map_err(pg("moving amounts of the receiving files"))?;
+    }
     Ok(out)
 }
 
@@ -2278,13 +2303,22 @@ fn stored_in(client: &mut impl postgres::GenericClient, file_id: i64, scale: u8)
             .unwrap_or(Total::from_minor(-1))
     };
     let started = std::time::Instant::now();
-    let t = client
-        .query_one(
-            "SELECT COUNT(*), round(COALESCE(SUM(amount), 0), $2::int)::text
-             FROM transactions WHERE file_id = $1",
+    // Grouped by currency for file_amounts: a hash aggregate in the same scan.
+    let mut by_currency = BTreeMap::new();
+    let (mut transactions, mut transactions_amount) = (0u64, Total::default());
+    for row in client
+        .query(
+            "SELECT currency, COUNT(*), round(SUM(amount), $2::int)::text
+             FROM transactions WHERE file_id = $1 GROUP BY currency",
             &[&file_id, &i32::from(scale)],
         )
-        .map_err(pg("counting loaded rows"))?;
+        .map_err(pg("counting loaded rows"))?
+    {
+        let (n, sum) = (row.get::<_, i64>(1) as u64, total(row.get(2)));
+        transactions += n;
+        transactions_amount.merge(&sum);
+        by_currency.insert(row.get::<_, String>(0), (n, sum));
+    }
     let r = client
         .query_one(
             "SELECT COUNT(*), round(COALESCE(SUM(amount), 0), $2::int)::text
@@ -2327,10 +2361,179 @@ fn stored_in(client: &mut impl postgres::GenericClient, file_id: i64, scale: u8)
             amount_duplicate: total(f.get(8)),
             ..Tally::default()
         },
-        transactions: t.get::<_, i64>(0) as u64,
-        transactions_amount: total(t.get(1)),
+        transactions,
+        transactions_amount,
         rejected: r.get::<_, i64>(0) as u64,
         rejected_amount: total(r.get(1)),
         duplicates: d.get::<_, i64>(0) as u64,
+        loaded_by_currency: Some(by_currency),
     })
+}
+
+impl PgWarehouse {
+    /// See [`Warehouse::catalog_figures`](super::Warehouse::catalog_figures).
+    pub(super) fn catalog_figures(&mut self) -> Result<super::figures::CatalogFigures> {
+        use super::figures::{CatalogFigures, fill_histogram, histogram_select};
+        let mut f = CatalogFigures::zeroed();
+        // One snapshot: every figure from the same moment.
+        let mut tx = self
+            .client
+            .build_transaction()
+            .read_only(true)
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .map_err(pg("reading catalog figures"))?;
+        let pairs = |tx: &mut Transaction<'_>, q: &str| -> Result<Vec<(String, i64)>> {
+            Ok(tx
+                .query(q, &[])
+                .map_err(pg("reading catalog figures"))?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect())
+        };
+        for (status, n) in pairs(
+            &mut tx,
+            "SELECT status, COUNT(*) FROM files GROUP BY status",
+        )? {
+            f.files.insert(status, n as u64);
+        }
+        for (rule, n) in pairs(
+            &mut tx,
+            "SELECT rule, SUM(rows)::bigint FROM file_rejects GROUP BY rule",
+        )? {
+            f.rejected_by_rule.insert(rule, n as u64);
+        }
+        for (rule, n) in pairs(
+            &mut tx,
+            "SELECT w.rule, SUM(w.rows)::bigint FROM file_warnings w JOIN files f USING (file_id)
+             WHERE f.status = 'loaded' GROUP BY w.rule",
+        )? {
+            f.warnings_by_rule.insert(rule, n as u64);
+        }
+        for (status, n) in pairs(&mut tx, "SELECT status, COUNT(*) FROM runs GROUP BY status")? {
+            if status == "running" {
+                f.runs_in_progress = n as u64;
+            } else {
+                f.runs.insert(status, n as u64);
+            }
+        }
+        for (state, n) in pairs(
+            &mut tx,
+            "SELECT COALESCE(lake_status, 'unchecked'), COUNT(*) FROM files
+             WHERE status <> 'landing' GROUP BY 1",
+        )? {
+            f.lake_objects.insert(state, n as u64);
+        }
+        let r = tx
+            .query_one(
+                "SELECT COALESCE(SUM(rows_loaded), 0)::bigint, COALESCE(SUM(rows_rejected), 0)::bigint,
+                        COALESCE(SUM(rows_duplicate), 0)::bigint,
+                        COALESCE(SUM(bytes) FILTER (WHERE status <> 'landing'), 0)::bigint,
+                        EXTRACT(EPOCH FROM (SELECT MAX(finished_at) FROM runs WHERE status = 'ok'))::float8
+                 FROM files",
+                &[],
+            )
+            .map_err(pg("reading catalog figures"))?;
+        let n = |i: usize| r.get::<_, i64>(i).max(0) as u64;
+        (
+            f.rows_loaded,
+            f.rows_rejected,
+            f.rows_duplicate,
+            f.bytes_landed,
+        ) = (n(0), n(1), n(2), n(3));
+        f.last_successful_run = r.get(4);
+        for r in tx
+            .query(
+                "SELECT currency, SUM(amount)::text FROM file_amounts GROUP BY currency",
+                &[],
+            )
+            .map_err(pg("reading catalog figures"))?
+        {
+            f.amount_loaded.insert(r.get(0), r.get(1));
+        }
+        // The claim time is the server's clock, the load's record the worker's: a
+        // negative difference (clock skew) counts as 0.
+        let q = format!(
+            "SELECT {} FROM (SELECT GREATEST(0, EXTRACT(EPOCH FROM processed_at - claimed_at))::float8 AS d
+                             FROM files WHERE status <> 'landing'
+                               AND processed_at IS NOT NULL AND claimed_at IS NOT NULL) s",
+            histogram_select("SUM")
+        );
+        let r = tx
+            .query_one(&q, &[])
+            .map_err(pg("reading catalog figures"))?;
+        let per_bound: Vec<i64> = (0..super::figures::PROCESSING_BUCKETS.len())
+            .map(|i| r.get(i + 2))
+            .collect();
+        fill_histogram(&mut f.processing, r.get(0), r.get(1), &per_bound);
+        // Quarterly exports (schema 11): read only where the table exists.
+        let has_exports: bool = tx
+            .query_one("SELECT to_regclass('exports') IS NOT NULL", &[])
+            .map_err(pg("reading catalog figures"))?
+            .get(0);
+        if has_exports {
+            let latest = tx
+                .query_opt(
+                    "SELECT created_at, COALESCE(cardinality(flagged_features), 0)::bigint
+                     FROM exports ORDER BY created_at DESC LIMIT 1",
+                    &[],
+                )
+                .map_err(pg("reading catalog figures"))?;
+            f.exports = latest.and_then(|r| {
+                Some(super::figures::ExportFigures {
+                    last_success: super::figures::epoch_seconds(r.get(0))?,
+                    drift_flagged_features: r.get::<_, i64>(1).max(0) as u64,
+                })
+            });
+        }
+        tx.commit().map_err(pg("reading catalog figures"))?;
+        Ok(f)
+    }
+}
+
+/// Writes a (re)loaded file's per-rule rejects and per-currency loaded amounts
+/// (migration 0012), replacing what an earlier load wrote: the figures `/metrics` reads
+/// without scanning `rejected_rows` or `transactions`. The amounts come from the
+/// read-back (`stored`), so they are what the warehouse holds; a failed file holds none
+/// and keeps its rejects (they stay quarantined).
+fn record_figures(
+    tx: &mut Transaction<'_>,
+    plan: &LoadPlan,
+    tally: &Tally,
+    stored: &Stored,
+) -> Result<()> {
+    tx.execute(
+        "DELETE FROM file_rejects WHERE file_id = $1",
+        &[&plan.file_id],
+    )
+    .map_err(pg("clearing reject counts"))?;
+    if !tally.rejects.is_empty() {
+        let rules: Vec<&str> = tally.rejects.keys().map(|r| r.name()).collect();
+        let rows: Vec<i64> = tally.rejects.values().map(|&n| n as i64).collect();
+        tx.execute(
+            "INSERT INTO file_rejects (file_id, rule, rows)
+             SELECT $1, rule, rows FROM unnest($2::text[], $3::bigint[]) AS r (rule, rows)",
+            &[&plan.file_id, &rules, &rows],
+        )
+        .map_err(pg("recording reject counts"))?;
+    }
+    tx.execute(
+        "DELETE FROM file_amounts WHERE file_id = $1",
+        &[&plan.file_id],
+    )
+    .map_err(pg("clearing amounts by currency"))?;
+    for (currency, (rows, amount)) in stored.loaded_by_currency.iter().flatten() {
+        tx.execute(
+            "INSERT INTO file_amounts (file_id, currency, rows, amount)
+             VALUES ($1, $2, $3, $4::text::numeric)",
+            &[
+                &plan.file_id,
+                currency,
+                &(*rows as i64),
+                &amount.to_text(plan.scale),
+            ],
+        )
+        .map_err(pg("recording amounts by currency"))?;
+    }
+    Ok(())
 }

@@ -8,6 +8,7 @@
 
 mod slots;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -58,6 +59,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "file_formats",
         include_str!("../../sql/sqlite/0009_file_formats.sql"),
+    ),
+    (
+        12,
+        "catalog_figures",
+        include_str!("../../sql/sqlite/0012_catalog_figures.sql"),
     ),
     (
         13,
@@ -402,6 +408,7 @@ impl SqliteWarehouse {
             .execute(
                 "DELETE FROM files WHERE file_id = ?1 AND status = 'landing'
                    AND NOT EXISTS (SELECT 1 FROM rejected_rows WHERE file_id = ?1)
+                   AND NOT EXISTS (SELECT 1 FROM file_rejects WHERE file_id = ?1)
                    AND NOT EXISTS (SELECT 1 FROM file_warnings WHERE file_id = ?1)
                    AND NOT EXISTS (SELECT 1 FROM file_formats WHERE file_id = ?1)",
                 params![file_id],
@@ -631,6 +638,9 @@ impl SqliteWarehouse {
                         for row in group {
                             tally.rows_loaded += 1;
                             tally.amount_loaded.add(row.txn.amount);
+                            tally
+                                .loaded_by_currency
+                                .add(row.txn.currency, row.txn.amount);
                             tally.warnings.add(row.warnings);
                         }
                         continue;
@@ -646,6 +656,9 @@ impl SqliteWarehouse {
                             attributed.push(id);
                             tally.rows_loaded += 1;
                             tally.amount_loaded.add(row.txn.amount);
+                            tally
+                                .loaded_by_currency
+                                .add(row.txn.currency, row.txn.amount);
                             tally.warnings.add(row.warnings);
                             continue;
                         }
@@ -795,6 +808,7 @@ impl SqliteWarehouse {
             )
             .map_err(sql("recording format counts"))?;
         }
+        record_figures(&tx, plan, &tally)?;
         tracing::debug!(rows = tally.rows_read, "All batches inserted.");
         source.finish().map_err(WarehouseError::Source)?;
         // Read back inside the transaction: totals that do not hold roll everything back.
@@ -1032,6 +1046,139 @@ impl SqliteWarehouse {
             .map_err(sql("listing rejects"))
     }
 
+    pub(super) fn catalog_figures(&mut self) -> Result<super::figures::CatalogFigures> {
+        use super::figures::{CatalogFigures, DecimalSum, fill_histogram, histogram_select};
+        let mut f = CatalogFigures::zeroed();
+        let e = sql("reading catalog figures");
+        // One read transaction: every figure from the same moment.
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(sql("reading catalog figures"))?;
+        let pairs = |q: &str| -> Result<Vec<(String, i64)>> {
+            let mut stmt = tx
+                .prepare_cached(q)
+                .map_err(sql("reading catalog figures"))?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect::<rusqlite::Result<_>>())
+                .map_err(sql("reading catalog figures"))
+        };
+        for (status, n) in pairs("SELECT status, COUNT(*) FROM files GROUP BY status")? {
+            f.files.insert(status, n as u64);
+        }
+        for (rule, n) in pairs("SELECT rule, SUM(rows) FROM file_rejects GROUP BY rule")? {
+            f.rejected_by_rule.insert(rule, n as u64);
+        }
+        for (rule, n) in pairs(
+            "SELECT w.rule, SUM(w.rows) FROM file_warnings w JOIN files f USING (file_id)
+             WHERE f.status = 'loaded' GROUP BY w.rule",
+        )? {
+            f.warnings_by_rule.insert(rule, n as u64);
+        }
+        for (status, n) in pairs("SELECT status, COUNT(*) FROM runs GROUP BY status")? {
+            if status == "running" {
+                f.runs_in_progress = n as u64;
+            } else {
+                f.runs.insert(status, n as u64);
+            }
+        }
+        for (state, n) in pairs(
+            "SELECT COALESCE(lake_status, 'unchecked'), COUNT(*) FROM files
+             WHERE status <> 'landing' GROUP BY 1",
+        )? {
+            f.lake_objects.insert(state, n as u64);
+        }
+        let (loaded, rejected, duplicate, bytes): (i64, i64, i64, i64) = tx
+            .query_row(
+                "SELECT COALESCE(SUM(rows_loaded), 0), COALESCE(SUM(rows_rejected), 0),
+                        COALESCE(SUM(rows_duplicate), 0),
+                        COALESCE(SUM(bytes) FILTER (WHERE status <> 'landing'), 0)
+                 FROM files",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .map_err(sql("reading catalog figures"))?;
+        (
+            f.rows_loaded,
+            f.rows_rejected,
+            f.rows_duplicate,
+            f.bytes_landed,
+        ) = (
+            loaded as u64,
+            rejected as u64,
+            duplicate as u64,
+            bytes as u64,
+        );
+        // Amounts are exact text at each file's scale: summed exactly here, one row per
+        // file and currency.
+        let mut sums: BTreeMap<String, DecimalSum> = BTreeMap::new();
+        {
+            let mut stmt = tx
+                .prepare_cached("SELECT currency, amount FROM file_amounts")
+                .map_err(sql("reading catalog figures"))?;
+            let mut rows = stmt.query([]).map_err(sql("reading catalog figures"))?;
+            while let Some(r) = rows.next().map_err(sql("reading catalog figures"))? {
+                let currency: String = r.get(0).map_err(sql("reading catalog figures"))?;
+                let amount: String = r.get(1).map_err(sql("reading catalog figures"))?;
+                sums.entry(currency).or_default().add(&amount);
+            }
+        }
+        for (currency, sum) in sums {
+            if let Some(text) = sum.text() {
+                f.amount_loaded.insert(currency, text);
+            }
+        }
+        let last_ok: Option<String> = tx
+            .query_row(
+                "SELECT MAX(finished_at) FROM runs WHERE status = 'ok'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql("reading catalog figures"))?;
+        f.last_successful_run = last_ok.as_deref().and_then(super::figures::epoch_seconds);
+        let has_exports: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'exports')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql("reading catalog figures"))?;
+        if has_exports {
+            let latest: Option<(String, i64)> = tx
+                .query_row(
+                    "SELECT created_at, json_array_length(flagged_features) FROM exports
+                     ORDER BY created_at DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(sql("reading catalog figures"))?;
+            f.exports = latest.and_then(|(at, flagged)| {
+                Some(super::figures::ExportFigures {
+                    last_success: super::figures::epoch_seconds(&at)?,
+                    drift_flagged_features: flagged.max(0) as u64,
+                })
+            });
+        }
+        let q = format!(
+            "SELECT {} FROM (SELECT MAX(0.0, (julianday(processed_at) - julianday(claimed_at)) * 86400.0) AS d
+                             FROM files WHERE status <> 'landing'
+                               AND processed_at IS NOT NULL AND claimed_at IS NOT NULL)",
+            histogram_select("TOTAL")
+        );
+        let (count, sum, per_bound) = tx
+            .query_row(&q, [], |r| {
+                let per_bound = (0..super::figures::PROCESSING_BUCKETS.len())
+                    .map(|i| r.get::<_, i64>(i + 2))
+                    .collect::<rusqlite::Result<Vec<i64>>>()?;
+                Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?, per_bound))
+            })
+            .map_err(e)?;
+        fill_histogram(&mut f.processing, count, sum, &per_bound);
+        tx.commit().map_err(sql("reading catalog figures"))?;
+        Ok(f)
+    }
+
     pub(super) fn summary(&mut self) -> Result<Summary> {
         let mut s = Summary::default();
         let pairs = |conn: &Connection, q: &str| -> Result<Vec<(String, u64)>> {
@@ -1157,20 +1304,26 @@ fn rehome(tx: &rusqlite::Transaction<'_>, scale: u8) -> Result<Vec<super::Rehome
     .map_err(sql("keeping rows loaded again"))?;
     let mut moved: std::collections::BTreeMap<i64, (super::Rehomed, WarningCounts)> =
         std::collections::BTreeMap::new();
+    let mut moved_currencies: std::collections::BTreeMap<(i64, String), (u64, Total)> =
+        std::collections::BTreeMap::new();
     {
         let mut stmt = tx
-            .prepare("SELECT file_id, amount, warnings FROM temp.bankpipe_rehome")
+            .prepare("SELECT file_id, amount, warnings, currency FROM temp.bankpipe_rehome")
             .map_err(sql("reading rows to move"))?;
         let mut rows = stmt.query([]).map_err(sql("reading rows to move"))?;
         while let Some(r) = rows.next().map_err(sql("reading rows to move"))? {
             let file_id: i64 = r.get(0).map_err(sql("reading rows to move"))?;
             let amount: String = r.get(1).map_err(sql("reading rows to move"))?;
             let warnings: i64 = r.get(2).map_err(sql("reading rows to move"))?;
+            let currency: String = r.get(3).map_err(sql("reading rows to move"))?;
             let amount = Total::parse(&amount, scale).ok_or_else(|| {
                 WarehouseError::Aborted(format!(
                     "a row to move to file {file_id} has amount {amount}, not at scale {scale}"
                 ))
             })?;
+            let (n, sum) = moved_currencies.entry((file_id, currency)).or_default();
+            *n += 1;
+            sum.merge(&amount);
             let (m, w) = moved.entry(file_id).or_insert_with(|| {
                 (
                     super::Rehomed {
@@ -1251,7 +1404,66 @@ fn rehome(tx: &rusqlite::Transaction<'_>, scale: u8) -> Result<Vec<super::Rehome
             .map_err(sql("moving warnings of the receiving file"))?;
         }
     }
+    for ((file_id, currency), (rows, amount)) in &moved_currencies {
+        let before: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT rows, amount FROM file_amounts WHERE file_id = ?1 AND currency = ?2",
+                params![file_id, currency],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(sql("reading the receiving file's amounts"))?;
+        let (mut n, mut sum) = (*rows as i64, amount.clone());
+        if let Some((rows_before, text)) = before {
+            n += rows_before;
+            sum.merge(&Total::parse(&text, scale).ok_or_else(|| {
+                WarehouseError::Aborted(format!(
+                    "file {file_id} has amount {text} in {currency}, not at scale {scale}"
+                ))
+            })?);
+        }
+        tx.execute(
+            "INSERT INTO file_amounts (file_id, currency, rows, amount) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (file_id, currency) DO UPDATE SET rows = excluded.rows, amount = excluded.amount",
+            params![file_id, currency, n, sum.to_text(scale)],
+        )
+        .map_err(sql("moving amounts of the receiving file"))?;
+    }
     Ok(moved.into_values().map(|(m, _)| m).collect())
+}
+
+/// Writes a (re)loaded file's per-rule rejects and per-currency loaded amounts
+/// (migration 0012), replacing what an earlier load wrote: the figures `/metrics` reads
+/// without scanning `rejected_rows` or `transactions`. A failed file keeps its rejects
+/// (they stay quarantined) and holds no amounts.
+fn record_figures(tx: &rusqlite::Transaction<'_>, plan: &LoadPlan, tally: &Tally) -> Result<()> {
+    tx.execute(
+        "DELETE FROM file_rejects WHERE file_id = ?1",
+        [plan.file_id],
+    )
+    .map_err(sql("clearing reject counts"))?;
+    for (rule, rows) in &tally.rejects {
+        tx.execute(
+            "INSERT INTO file_rejects (file_id, rule, rows) VALUES (?1, ?2, ?3)",
+            params![plan.file_id, rule.name(), *rows as i64],
+        )
+        .map_err(sql("recording reject counts"))?;
+    }
+    tx.execute(
+        "DELETE FROM file_amounts WHERE file_id = ?1",
+        [plan.file_id],
+    )
+    .map_err(sql("clearing amounts by currency"))?;
+    if tally.failure.is_none() {
+        for (currency, rows, amount) in tally.loaded_by_currency.iter() {
+            tx.execute(
+                "INSERT INTO file_amounts (file_id, currency, rows, amount) VALUES (?1, ?2, ?3, ?4)",
+                params![plan.file_id, currency, rows as i64, amount.to_text(plan.scale)],
+            )
+            .map_err(sql("recording amounts by currency"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Rows per multi-row `INSERT`: fewer statement executions per row, which is where
@@ -1528,6 +1740,7 @@ fn stored_in(conn: &Connection, file_id: i64, scale: u8) -> Result<Stored> {
         rejected,
         rejected_amount: r_amount,
         duplicates: duplicates as u64,
+        loaded_by_currency: None,
     })
 }
 

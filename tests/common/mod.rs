@@ -297,6 +297,40 @@ pub fn summary(w: &mut Warehouse) -> Summary {
     w.summary().expect("summary() failed")
 }
 
+/// Asserts that the catalog figures `/metrics` reads (per-file pre-aggregates, migration
+/// 0012) agree with the rows themselves: rows loaded with `transactions`, rejects by rule
+/// with `rejected_rows`, warnings by rule, and the exact loaded amount (every test row is
+/// INR) with the files' `amount_loaded`.
+pub fn assert_catalog_figures(w: &mut Warehouse) {
+    let f = w.catalog_figures().expect("catalog_figures() failed");
+    let s = summary(w);
+    assert_eq!(f.rows_loaded, s.transactions, "rows loaded: {f:?}");
+    assert_eq!(f.rejected_by_rule, s.rejects_by_rule, "rejects by rule");
+    assert_eq!(
+        f.rejected_by_rule.values().sum::<u64>(),
+        s.rejected_rows,
+        "rejected rows"
+    );
+    assert_eq!(f.warnings_by_rule, s.warnings_by_rule, "warnings by rule");
+    let mut loaded = Total::default();
+    for e in w.files().expect("files() failed") {
+        if let Some(a) = e.amount_loaded.filter(|_| e.status == "loaded") {
+            loaded.merge(&Total::parse(&a, SCALE).expect("amount_loaded at SCALE"));
+        }
+    }
+    let expected: BTreeMap<String, String> = if s.transactions == 0 {
+        BTreeMap::new()
+    } else {
+        [("INR".to_owned(), loaded.to_text(SCALE))].into()
+    };
+    assert_eq!(f.amount_loaded, expected, "amount loaded by currency");
+    assert_eq!(
+        f.files.values().sum::<u64>(),
+        w.files().expect("files() failed").len() as u64,
+        "files by status"
+    );
+}
+
 /// Every quarantined row of a file, in line order.
 pub fn rejects_of(w: &mut Warehouse, file_id: i64) -> Vec<RejectEntry> {
     w.rejects(&RejectFilter {
@@ -542,6 +576,7 @@ pub fn load_then_read_back(w: &mut Warehouse) {
         "transaction_span {first}..{last} should cover the loaded rows"
     );
     assert!(after.schema_version >= 1, "schema version");
+    assert_catalog_figures(w);
 }
 
 /// Exactly once: identical rows are duplicates (in the same file and across files),
@@ -660,6 +695,7 @@ pub fn duplicate_rows_in_a_file_and_across_files(w: &mut Warehouse) {
     );
     assert_eq!(delta(after.rejected_rows, before.rejected_rows), 3);
     finish_run(w, &run);
+    assert_catalog_figures(w);
 }
 
 /// Within one file the first line of an id is the one loaded, also when its later
@@ -1049,6 +1085,7 @@ pub fn reject_share_fails_the_file(w: &mut Warehouse) {
     assert_eq!(t3.failure, None, "5% rejected is not above 5%");
     assert_eq!((t3.rows_loaded, t3.rows_rejected), (19, 1));
     finish_run(w, &run);
+    assert_catalog_figures(w);
 }
 
 /// Quarantined rows can be listed by file and rule with line numbers and raw text;
@@ -1167,6 +1204,7 @@ pub fn rejects_are_queryable(w: &mut Warehouse) {
         [(file2, 2)]
     );
     finish_run(w, &run);
+    assert_catalog_figures(w);
 }
 
 /// Placeholder birth dates, invalid genders and empty locations are loaded as NULL and
@@ -1260,6 +1298,7 @@ pub fn warnings_counted(w: &mut Warehouse) {
         "details name the differing column: {details:?}"
     );
     finish_run(w, &run);
+    assert_catalog_figures(w);
 }
 
 /// Runs are recorded; one left `running` is marked `aborted` by the next start.
@@ -1605,6 +1644,7 @@ pub fn reprocess_keeps_rows_other_files_carry(w: &mut Warehouse) {
         "A holds T1 again"
     );
     finish_run(w, &run);
+    assert_catalog_figures(w);
 }
 
 /// A file already loaded cannot be loaded again under the same claim: the second load

@@ -1,0 +1,223 @@
+//! The catalog's figures for monitoring (`serve`'s `/metrics`, issue #11): totals over
+//! every file, run and rule the warehouse knows, whoever loaded them.
+//!
+//! Read from the catalog tables only (`files`, `runs`, `file_warnings`, and the
+//! per-file `file_rejects` / `file_amounts` of migration 0012): never from
+//! `rejected_rows` or `transactions`, so reading them costs a scan of one row per file
+//! and per run, not per transaction. Each backend's `catalog_figures` fills
+//! [`CatalogFigures`]; the SQL that both share is built here.
+
+use std::collections::BTreeMap;
+
+use crate::metrics::Histogram;
+
+/// Upper bounds (seconds) of the per-file processing-time histogram: from a small file
+/// (tenths of a second) to a large one on a busy machine (an hour).
+pub const PROCESSING_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
+/// Totals read from the catalog at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CatalogFigures {
+    /// Files by status (`landing`, `loaded`, `failed`; every status present, 0 when none).
+    pub files: BTreeMap<String, u64>,
+    /// Rows loaded (stored in `transactions`), over every file.
+    pub rows_loaded: u64,
+    /// Rows rejected (quarantined), over every file, failed ones included.
+    pub rows_rejected: u64,
+    /// Rows skipped as identical duplicates, over every loaded file.
+    pub rows_duplicate: u64,
+    /// Rejected rows by rule (from `file_rejects`).
+    pub rejected_by_rule: BTreeMap<String, u64>,
+    /// Loaded rows' warnings by rule (from `file_warnings` of loaded files: a failed
+    /// file loaded nothing).
+    pub warnings_by_rule: BTreeMap<String, u64>,
+    /// Exact sum of the loaded amounts by currency, as decimal text (from
+    /// `file_amounts`).
+    pub amount_loaded: BTreeMap<String, String>,
+    /// Bytes of the raw files landed in the lake (every file past `landing`: loaded
+    /// and failed files alike keep their raw copy).
+    pub bytes_landed: u64,
+    /// Runs by status (`ok`, `failed`, `aborted`; every one present). Runs in progress
+    /// are in [`CatalogFigures::runs_in_progress`] instead.
+    pub runs: BTreeMap<String, u64>,
+    /// Runs recorded `running` (a run whose process died stays so until the next run
+    /// starts and marks it `aborted`).
+    pub runs_in_progress: u64,
+    /// End of the last run whose status is `ok`, in seconds since the Unix epoch.
+    pub last_successful_run: Option<f64>,
+    /// Seconds from claim to the load's catalog record, per file past `landing`
+    /// ([`PROCESSING_BUCKETS`]). Files claimed before schema 8 have no claim time and
+    /// are not counted.
+    pub processing: Histogram,
+    /// Files past `landing` by what `bankpipe verify` last found of their raw object:
+    /// `intact`, `missing`, `corrupt`, or `unchecked` (never verified).
+    pub lake_objects: BTreeMap<String, u64>,
+    /// Quarterly exports (table `exports`, schema 11); `None` when the warehouse has no
+    /// such table or no export yet.
+    pub exports: Option<ExportFigures>,
+}
+
+/// What the `exports` table says of the dataset versions written.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExportFigures {
+    /// When the most recent export version was written, in seconds since the Unix
+    /// epoch (every `exports` row is a version written in full).
+    pub last_success: f64,
+    /// Features the drift check flagged in that most recent export.
+    pub drift_flagged_features: u64,
+}
+
+impl CatalogFigures {
+    /// Figures with every closed-set label present at 0, so each series exists from
+    /// the first scrape (a series that appears at its first increment loses it in
+    /// `rate()`).
+    pub fn zeroed() -> CatalogFigures {
+        let zeros = |names: &[&str]| names.iter().map(|n| ((*n).to_owned(), 0)).collect();
+        CatalogFigures {
+            files: zeros(&["landing", "loaded", "failed"]),
+            runs: zeros(&["ok", "failed", "aborted"]),
+            lake_objects: zeros(&["intact", "missing", "corrupt", "unchecked"]),
+            processing: Histogram::with_bounds(PROCESSING_BUCKETS),
+            ..CatalogFigures::default()
+        }
+    }
+}
+
+/// An RFC 3339 timestamp as the catalog writes it (`2026-11-26T16:54:28.123Z`) in
+/// seconds since the Unix epoch.
+pub(super) fn epoch_seconds(text: &str) -> Option<f64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis() as f64 / 1000.0)
+}
+
+/// The histogram query's select list over a column of durations named `d`:
+/// `COUNT(d)`, the sum, then one count per bound (both backends).
+pub(super) fn histogram_select(sum: &str) -> String {
+    let mut q = format!("COUNT(d), COALESCE({sum}(d), 0)");
+    for b in PROCESSING_BUCKETS {
+        q.push_str(&format!(
+            ", COALESCE(SUM(CASE WHEN d <= {b:?} THEN 1 ELSE 0 END), 0)"
+        ));
+    }
+    q
+}
+
+/// Fills `h` from the row [`histogram_select`] returned: count, sum, per-bound counts.
+pub(super) fn fill_histogram(h: &mut Histogram, count: i64, sum: f64, per_bound: &[i64]) {
+    h.count = count.max(0) as u64;
+    h.sum = sum;
+    for ((_, n), c) in h.buckets.iter_mut().zip(per_bound) {
+        *n = (*c).max(0) as u64;
+    }
+}
+
+/// Exact decimal addition of texts such as `25.00`, `-3`, `1.234` of any scale, for
+/// summing per-file amounts that may carry different scales (SQLite stores text).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct DecimalSum {
+    /// The sum in units of 10^-scale.
+    units: i128,
+    scale: u32,
+    /// A text that did not parse or a sum beyond 128 bits: the sum is unknown.
+    broken: bool,
+}
+
+impl DecimalSum {
+    /// Adds one decimal text.
+    pub(super) fn add(&mut self, text: &str) {
+        let text = text.trim();
+        let (negative, digits) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+        if int.is_empty() && frac.is_empty()
+            || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+        {
+            self.broken = true;
+            return;
+        }
+        let scale = frac.len() as u32;
+        let Ok(mut value) = format!("{int}{frac}").parse::<i128>() else {
+            self.broken = true;
+            return;
+        };
+        if negative {
+            value = -value;
+        }
+        let (a, b) = if scale > self.scale {
+            (self.rescaled(scale), Some(value))
+        } else {
+            (
+                Some(self.units),
+                value.checked_mul(10i128.pow(self.scale - scale)),
+            )
+        };
+        match (a, b) {
+            (Some(a), Some(b)) if a.checked_add(b).is_some() => {
+                self.units = a + b;
+                self.scale = self.scale.max(scale);
+            }
+            _ => self.broken = true,
+        }
+    }
+
+    fn rescaled(&self, scale: u32) -> Option<i128> {
+        self.units
+            .checked_mul(10i128.checked_pow(scale - self.scale)?)
+    }
+
+    /// The sum as decimal text at the largest scale added; `None` when it is unknown.
+    pub(super) fn text(&self) -> Option<String> {
+        if self.broken {
+            return None;
+        }
+        if self.scale == 0 {
+            return Some(self.units.to_string());
+        }
+        let p = 10u128.pow(self.scale);
+        let abs = self.units.unsigned_abs();
+        Some(format!(
+            "{}{}.{:0width$}",
+            if self.units < 0 { "-" } else { "" },
+            abs / p,
+            abs % p,
+            width = self.scale as usize
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_sums_are_exact_across_scales() {
+        let mut s = DecimalSum::default();
+        for t in ["25.00", "0.05", "100", "1.234", "-2.5"] {
+            s.add(t);
+        }
+        assert_eq!(s.text().as_deref(), Some("123.784"));
+        let mut s = DecimalSum::default();
+        s.add("0.10");
+        s.add("0.20");
+        assert_eq!(s.text().as_deref(), Some("0.30"));
+        let mut s = DecimalSum::default();
+        s.add("-0.5");
+        assert_eq!(s.text().as_deref(), Some("-0.5"));
+        s.add("x");
+        assert_eq!(s.text(), None);
+    }
+
+    #[test]
+    fn histogram_sql_counts_each_bound() {
+        let q = histogram_select("SUM");
+        assert!(q.starts_with("COUNT(d), COALESCE(SUM(d), 0), "));
+        assert!(q.contains("d <= 0.1 THEN"), "{q}");
+        assert!(q.contains("d <= 3600.0 THEN"), "{q}");
+        assert_eq!(q.matches("CASE").count(), PROCESSING_BUCKETS.len());
+    }
+}
