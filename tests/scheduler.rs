@@ -4,6 +4,8 @@
 //! slot missed while every instance was down runs once at the next start; a job still
 //! running at SIGTERM is recorded `interrupted` and its file rolls back.
 
+#[path = "support/daemon.rs"]
+mod daemon;
 #[path = "support/pg.rs"]
 mod pg;
 
@@ -11,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use pg::{PgCluster, TestDb};
 
 /// Where the slots and runs are read from.
@@ -494,4 +496,132 @@ fn a_missed_slot_runs_once_at_start_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::Sqlite(dir.path().join("w.db"));
     a_missed_slot_runs_once_at_start(&store, 1);
+}
+
+/// The address a `serve` logged (`Serving. addr=...`).
+fn served_addr(dir: &Path, n: usize) -> String {
+    daemon::poll(
+        "serve to listen",
+        Duration::from_secs(20),
+        || {
+            let log = std::fs::read_to_string(dir.join(format!("serve-{n}.log"))).ok()?;
+            let line = log.lines().find(|l| l.contains("Serving."))?;
+            let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
+            Some(addr.to_owned())
+        },
+        || logs(dir),
+    )
+}
+
+/// `/metrics` counts this process's slots by job and outcome and gives each job's next
+/// slot; `promtool check metrics` finds nothing to say.
+#[test]
+fn metrics_count_runs_and_give_the_next_slot() {
+    let dir = workdir("ingest = \"* * * * * *\"\nverify = \"0 0 1 1 *\"");
+    let db = dir.path().join("w.db");
+    let url = format!("sqlite://{}", db.display());
+    let mut child = serve(dir.path(), &url, 0, &[]);
+    let addr = served_addr(dir.path(), 0);
+    std::thread::sleep(Duration::from_millis(3_500));
+    let scraped = daemon::get(&addr, "/metrics", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no /metrics\n{}", logs(dir.path())));
+    let scraped_at = Utc::now();
+    assert_eq!(
+        stop(&mut child, Duration::from_secs(30)),
+        0,
+        "{}",
+        logs(dir.path())
+    );
+    let text = scraped.body;
+    let ok = daemon::sample(
+        &text,
+        r#"bankpipe_scheduler_job_runs_total{job="ingest",status="ok"}"#,
+    )
+    .unwrap_or_else(|| panic!("{text}"));
+    let recorded = Store::Sqlite(db).slots("ingest");
+    let recorded_ok = recorded.iter().filter(|s| s.status == "ok").count() as f64;
+    assert!(ok >= 2.0 && ok <= recorded_ok, "{ok} of {recorded:#?}");
+    let next_ingest = daemon::sample(
+        &text,
+        r#"bankpipe_scheduler_next_run_timestamp_seconds{job="ingest"}"#,
+    )
+    .unwrap();
+    let now = scraped_at.timestamp() as f64;
+    assert!(
+        next_ingest > now - 2.0 && next_ingest <= now + 1.0,
+        "{next_ingest} vs {now}"
+    );
+    // Next 1 January, 00:00 UTC.
+    let next_verify = daemon::sample(
+        &text,
+        r#"bankpipe_scheduler_next_run_timestamp_seconds{job="verify"}"#,
+    )
+    .unwrap();
+    let new_year = chrono::NaiveDate::from_ymd_opt(scraped_at.year() + 1, 1, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    assert_eq!(next_verify, new_year.timestamp() as f64);
+    let promtool = daemon::require("promtool", "prometheus");
+    let mut check = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut check.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = check.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "{said}\n{text}"
+    );
+}
+
+/// A `[schedule]` that cannot be used stops every command at config load with exit 2,
+/// naming the job and its expression (or the time zone).
+#[test]
+fn a_bad_schedule_exits_2_naming_the_job_and_the_expression() {
+    for (schedule, needle) in [
+        (
+            "export = \"0 0 30 2 *\"",
+            "invalid [schedule] export = \"0 0 30 2 *\": it matches no time from now on",
+        ),
+        (
+            "ingest = \"*/5 * * *\"",
+            "invalid [schedule] ingest = \"*/5 * * *\": 4 fields",
+        ),
+        (
+            "verify = \"0 61 * * *\"",
+            "invalid [schedule] verify = \"0 61 * * *\"",
+        ),
+        (
+            "ingest = \"@daily\"\ntimezone = \"Mars/Olympus\"",
+            "invalid [schedule] timezone = \"Mars/Olympus\": not an IANA time zone name",
+        ),
+        (
+            "ingest = \"@daily\"\nevery = \"1h\"",
+            "unknown field `every`",
+        ),
+    ] {
+        let dir = workdir(schedule);
+        let url = format!("sqlite://{}", dir.path().join("w.db").display());
+        for command in [&["status"][..], &["serve", "--listen", "127.0.0.1:0"]] {
+            let out = bankpipe(dir.path(), &url).args(command).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{command:?} {schedule}: {stderr}"
+            );
+            assert!(stderr.contains(needle), "{command:?} {schedule}: {stderr}");
+        }
+        assert!(!dir.path().join("w.db").exists(), "nothing created");
+    }
 }
