@@ -5,7 +5,7 @@
 //! job, a time zone), turned into a [`Schedule`] at config load; the slot arithmetic
 //! (pure, table-tested: [`JobSchedule::next_after`], [`JobSchedule::latest_at_or_before`],
 //! [`missed_slot`]); and [`overview`], what `bankpipe status` and the status page show.
-//! The loop that claims slots in the warehouse and runs the jobs is [`runner`]; the jobs
+//! The loop that claims slots in the warehouse and runs the jobs is `serve::scheduler`; the jobs
 //! themselves are the commands' front doors ([`jobs`]). It does not decide what a job
 //! does: `ingest` is `bankpipe run`, `verify` is `bankpipe verify`, `export` exports the
 //! last complete quarter.

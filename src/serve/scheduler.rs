@@ -10,8 +10,10 @@
 //!   start is later than its latest recorded slot ([`crate::schedule::missed_slot`]);
 //!   only the most recent one, however many were missed.
 //! - **No overlapping runs:** a slot that comes while the job still runs here is
-//!   recorded `skipped` (it is never queued); one that comes while it runs on another
-//!   instance too (the job's guard is held there).
+//!   recorded `skipped` when the run ends (it is never queued, and written then because
+//!   on SQLite the run's write lock would hold the write up); one that comes while the
+//!   job runs on another instance is recorded `skipped` at once (the job's guard is
+//!   held there).
 //! - **A late wake-up catches up once:** when several slots passed while the task was
 //!   not scheduled (a suspended machine), only the latest is taken.
 //! - **Shutdown:** once `shutdown` is cancelled no slot is claimed; a running `ingest`
