@@ -146,10 +146,20 @@ impl JobTask {
     }
 
     async fn run(mut self, shutdown: CancellationToken, grace: Duration) {
+        // Every wait on the warehouse gives way to the shutdown signal (opening a session
+        // retries for a while when it is down): a claim cut there leaves at worst a
+        // `running` row, recorded `interrupted` by the next winner.
         let start = Utc::now();
-        if let Some(slot) = self.missed_at(start).await {
+        let missed = tokio::select! {
+            missed = self.missed_at(start) => missed,
+            () = shutdown.cancelled() => None,
+        };
+        if let Some(slot) = missed {
             warn!(job = self.name(), slot = %slot_text(slot), "Running a slot missed while no instance was up.");
-            self.take_slot(slot).await;
+            tokio::select! {
+                () = self.take_slot(slot) => {}
+                () = shutdown.cancelled() => {}
+            }
         }
         let mut after = start;
         loop {
@@ -167,6 +177,7 @@ impl JobTask {
             };
             let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
             tokio::select! {
+                biased;
                 () = shutdown.cancelled() => break,
                 outcome = wait_for(&mut self.running) => self.finish(outcome).await,
                 () = tokio::time::sleep(wait) => {
@@ -183,7 +194,10 @@ impl JobTask {
                         .filter(|s| *s > next)
                         .unwrap_or(next);
                     after = slot;
-                    self.take_slot(slot).await;
+                    tokio::select! {
+                        () = self.take_slot(slot) => {}
+                        () = shutdown.cancelled() => break,
+                    }
                 }
             }
         }
@@ -420,11 +434,9 @@ impl JobTask {
     }
 
     /// Keeps `session` for the next claims when there is none (else it is closed).
-    fn keep(&mut self, session: Option<Warehouse>) {
+    fn keep(&mut self, session: Session) {
         if self.session.is_none() {
-            self.session = Session(session);
-        } else {
-            drop(Session(session));
+            self.session = session;
         }
     }
 
@@ -447,7 +459,7 @@ impl JobTask {
             f,
         )
         .await;
-        self.session = Session(session);
+        self.session = session;
         result
     }
 }
@@ -465,12 +477,14 @@ async fn wait_for(running: &mut Option<Running>) -> JobOutcome {
 
 /// Runs `f` with `session` (opened when `None`: created and migrated like `run` does,
 /// since the schedule writes) on tokio's blocking pool; gives the session back unless
-/// it failed transiently.
+/// it failed transiently. The session travels back as a [`Session`], so that it is
+/// closed safely wherever it is dropped (also when the caller is cancelled after the
+/// call ended).
 async fn blocking<T, F>(
     session: Option<Warehouse>,
     url: String,
     f: F,
-) -> (Option<Warehouse>, Result<T, WarehouseError>)
+) -> (Session, Result<T, WarehouseError>)
 where
     F: FnOnce(&mut Warehouse) -> Result<T, WarehouseError> + Send + 'static,
     T: Send + 'static,
@@ -480,12 +494,12 @@ where
             Some(w) => w,
             None => match Warehouse::open(&url) {
                 Ok(w) => w,
-                Err(e) => return (None, Err(e)),
+                Err(e) => return (Session(None), Err(e)),
             },
         };
         let result = f(&mut w);
         let broken = result.as_ref().is_err_and(WarehouseError::is_transient);
-        ((!broken).then_some(w), result)
+        (Session((!broken).then_some(w)), result)
     });
     match task.await {
         Ok(answer) => answer,
