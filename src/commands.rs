@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::{
-    CheckArgs, Cli, Command, DemoArgs, GenFormat, GenerateArgs, IdKind, MigrateArgs,
+    CheckArgs, Cli, Command, DemoArgs, ExportArgs, GenFormat, GenerateArgs, IdKind, MigrateArgs,
     PseudonymiseArgs, RejectsArgs, RotateKeyArgs, RunArgs,
 };
 use crate::config::{Config, ConfigError, Overrides};
@@ -155,6 +155,15 @@ impl From<LakeError> for Failure {
     }
 }
 
+impl From<crate::export::ExportError> for Failure {
+    fn from(e: crate::export::ExportError) -> Failure {
+        Failure {
+            code: e.exit_code(),
+            message: e.to_string(),
+        }
+    }
+}
+
 impl From<RunError> for Failure {
     fn from(e: RunError) -> Failure {
         match e {
@@ -190,8 +199,8 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
             overrides.min_file_age = args.min_file_age.clone();
             run(&Config::resolve(&overrides)?, &args)
         }
-        Command::Demo(args) => demo(&overrides, &args),
-        Command::Generate(args) => generate(&args),
+        Command::Demo(args) => demo(&overrides, &args, cli.quiet),
+        Command::Generate(args) => generate(&args, cli.quiet),
         Command::Check(args) => {
             overrides.max_reject_share = args.max_reject_share;
             overrides.workers = args.workers;
@@ -211,6 +220,10 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Serve(a) => {
             overrides.listen = a.listen.clone();
             serve(&Config::resolve(&overrides)?, &a)
+        }
+        Command::Export(args) => {
+            overrides.export_url = args.out.clone();
+            export(&Config::resolve(&overrides)?, &args)
         }
     }
 }
@@ -296,7 +309,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure::unreachable(format!("cannot start the I/O runtime: {e}")))
 }
 
-/// `reprocess` and `rotate-key` change an existing warehouse: they never create one
+/// `reprocess`, `rotate-key` and `export` change an existing warehouse: they never create one
 /// (there would be nothing to reprocess or re-wrap), but apply pending migrations as
 /// `run` does, since they write.
 fn open_existing(url: &str) -> Result<Warehouse, Failure> {
@@ -600,7 +613,8 @@ fn parse_month(text: &str) -> Result<(i32, u32), Failure> {
     Ok((y, m))
 }
 
-fn generate(args: &GenerateArgs) -> Result<ExitCode, Failure> {
+/// `bankpipe generate`: writes the rows, then says how many (on stderr, unless `quiet`).
+fn generate(args: &GenerateArgs, quiet: bool) -> Result<ExitCode, Failure> {
     if !(0.0..=1.0).contains(&args.defects) {
         return Err(Failure::usage("--defects must be between 0 and 1"));
     }
@@ -628,12 +642,14 @@ fn generate(args: &GenerateArgs) -> Result<ExitCode, Failure> {
             message: format!("writing {}: {e}", args.out.display()),
         },
     })?;
-    let defects: u64 = stats.defects.values().sum();
-    eprintln!(
-        "wrote {} rows ({defects} with an injected defect) to {}",
-        stats.rows,
-        args.out.display()
-    );
+    if !quiet {
+        let defects: u64 = stats.defects.values().sum();
+        eprintln!(
+            "wrote {} rows ({defects} with an injected defect) to {}",
+            stats.rows,
+            args.out.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -653,7 +669,9 @@ fn write_generated(
     Ok(stats)
 }
 
-fn demo(overrides: &Overrides, args: &DemoArgs) -> Result<ExitCode, Failure> {
+/// `bankpipe demo`: generates three monthly files (saying so on stderr, unless `quiet`)
+/// and runs the pipeline on them.
+fn demo(overrides: &Overrides, args: &DemoArgs, quiet: bool) -> Result<ExitCode, Failure> {
     let dir = &args.dir;
     let marker = dir.join(".bankpipe-demo");
     if dir.exists() {
@@ -676,11 +694,13 @@ fn demo(overrides: &Overrides, args: &DemoArgs) -> Result<ExitCode, Failure> {
         .map_err(|e| Failure::usage(format!("cannot create {}: {e}", dir.display())))?;
     let months = [(2016, 8), (2016, 9), (2016, 10)];
     let mut first_id = 1;
-    eprintln!(
-        "Generating {} Kaggle-layout rows in three monthly files under {} ...",
-        args.rows,
-        inbox.display()
-    );
+    if !quiet {
+        eprintln!(
+            "Generating {} Kaggle-layout rows in three monthly files under {} ...",
+            args.rows,
+            inbox.display()
+        );
+    }
     for (i, month) in months.iter().enumerate() {
         let share = args.rows / 3 + u64::from((i as u64) < args.rows % 3);
         let out = inbox.join(format!("bank_transactions_{}_{:02}.csv", month.0, month.1));
@@ -707,6 +727,7 @@ fn demo(overrides: &Overrides, args: &DemoArgs) -> Result<ExitCode, Failure> {
         lake_url: dir.join("lake").display().to_string(),
         // Its files were just written: an age limit would skip them all.
         min_file_age: std::time::Duration::ZERO,
+        export_url: dir.join("exports").display().to_string(),
         ..config
     };
     let rt = runtime()?;
@@ -731,6 +752,7 @@ fn demo(overrides: &Overrides, args: &DemoArgs) -> Result<ExitCode, Failure> {
     for (rule, n) in &summary.warnings_by_rule {
         writeln!(out, "  {rule:<26} {n:>8}")?;
     }
+    demo_export(&config, &rt, &mut ctx.warehouse, &mut out)?;
     let d = dir.display();
     writeln!(
         out,
@@ -742,6 +764,81 @@ fn demo(overrides: &Overrides, args: &DemoArgs) -> Result<ExitCode, Failure> {
          sqlite3 {d}/warehouse.db \"SELECT location, COUNT(*) FROM transactions GROUP BY 1 ORDER BY 2 DESC LIMIT 5\""
     )?;
     Ok(exit_for(&report))
+}
+
+/// Says on stderr that a pseudonymisation key was generated now (issue #10: the user is
+/// told), and why it matters.
+fn tell_generated_key(generated: Option<&Path>, key: &crate::export::PseudonymKey) {
+    if let Some(path) = generated {
+        eprintln!(
+            "bankpipe: generated a pseudonymisation key in {} (key id {}): keep it with the \
+             warehouse; exports made with another key have other customer_key values",
+            path.display(),
+            key.key_id()
+        );
+    }
+}
+
+/// The demo's last step: every quarter of its data exported (issue #10). Its three
+/// months (August to October 2016) leave both quarters partial, which it says.
+fn demo_export(
+    config: &Config,
+    rt: &tokio::runtime::Runtime,
+    warehouse: &mut Warehouse,
+    out: &mut Stdout,
+) -> Result<(), Failure> {
+    use crate::export::{Options, Which};
+    let (destination, key, generated) = crate::export::prepare(
+        &config.export_url,
+        rt.handle().clone(),
+        &config.data_dir,
+        true,
+    )?;
+    tell_generated_key(generated.as_deref(), &key);
+    let options = Options {
+        allow_partial: true,
+        force: false,
+        data_dir: config.data_dir.clone(),
+        progress: std::io::stderr().is_terminal(),
+    };
+    let (reports, error) =
+        crate::export::export(warehouse, &destination, &key, Which::All, &options)?;
+    if let Some(e) = error {
+        return Err(e.into());
+    }
+    writeln!(
+        out,
+        "\nML datasets (bankpipe export --all --allow-partial) in {}:",
+        config.export_url
+    )?;
+    for r in &reports {
+        writeln!(
+            out,
+            "  {}  version {}  {} transactions{}\n    {}/{}",
+            r.quarter,
+            r.version.as_deref().unwrap_or(""),
+            r.rows.unwrap_or(0),
+            if r.partial {
+                format!(
+                    "  PARTIAL quarter: no data for {} (the demo has Aug-Oct 2016)",
+                    r.empty_months.join(", ")
+                )
+            } else {
+                String::new()
+            },
+            config.export_url,
+            r.manifest.as_deref().unwrap_or("")
+        )?;
+    }
+    writeln!(
+        out,
+        "Read one with Polars (paths from the manifest, which names the current version):\n  \
+         import json, polars as pl\n  \
+         m = json.load(open(\"{0}/quarter=2016Q3/manifest.json\"))\n  \
+         tx = pl.read_parquet(\"{0}/\" + next(f[\"path\"] for f in m[\"files\"] if f[\"name\"] == \"transactions.parquet\"))",
+        config.export_url
+    )?;
+    Ok(())
 }
 
 fn reprocess(config: &Config, args: &crate::cli::ReprocessArgs) -> Result<ExitCode, Failure> {
@@ -1052,24 +1149,43 @@ fn print_verification(
     unfinished: &[serde_json::Value],
     explained: &[Orphan],
 ) -> Result<(), Failure> {
+    // One column layout for the objects and the unfinished claims.
+    let cell = |v: &serde_json::Value, key: &str| v[key].as_str().unwrap_or("").to_owned();
+    let table = VerifyTable::new(
+        results
+            .iter()
+            .map(|r| {
+                (
+                    cell(r, "status"),
+                    r["file_id"].as_i64().unwrap_or(0),
+                    cell(r, "name"),
+                )
+            })
+            .chain(unfinished.iter().map(|u| {
+                (
+                    "unfinished".to_owned(),
+                    u["file_id"].as_i64().unwrap_or(0),
+                    cell(u, "name"),
+                )
+            })),
+    );
+    let indent = table.indent();
     for r in results {
-        writeln!(
-            out,
-            "{:<8} {:>5}  {}  {}",
+        let row = table.row(
             r["status"].as_str().unwrap_or(""),
-            r["file_id"],
+            r["file_id"].as_i64().unwrap_or(0),
             r["name"].as_str().unwrap_or(""),
-            r["lake_key"].as_str().unwrap_or("")
-        )?;
+        );
+        writeln!(out, "{row}  {}", r["lake_key"].as_str().unwrap_or(""))?;
         if let Some(actual) = r["actual_sha256"].as_str() {
             writeln!(
                 out,
-                "         expected sha256 {} but the object hashes to {actual}",
+                "{indent}expected sha256 {} but the object hashes to {actual}",
                 r["expected_sha256"].as_str().unwrap_or("")
             )?;
         }
         if let Some(reason) = r["reason"].as_str() {
-            writeln!(out, "         {reason}")?;
+            writeln!(out, "{indent}{reason}")?;
         }
     }
     writeln!(
@@ -1085,11 +1201,14 @@ fn print_verification(
             unfinished.len()
         )?;
         for u in unfinished {
+            let row = table.row(
+                "unfinished",
+                u["file_id"].as_i64().unwrap_or(0),
+                u["name"].as_str().unwrap_or(""),
+            );
             writeln!(
                 out,
-                "unfinished {:>5}  {}  {} (object {})",
-                u["file_id"],
-                u["name"].as_str().unwrap_or(""),
+                "{row}  {} (object {})",
                 u["lake_key"].as_str().unwrap_or(""),
                 if u["object_present"] == true {
                     "present"
@@ -1099,7 +1218,7 @@ fn print_verification(
             )?;
             writeln!(
                 out,
-                "         {}",
+                "{indent}{}",
                 u["reason"].as_str().unwrap_or(
                     "no reason recorded: being processed now, or left by a run that died"
                 )
@@ -1117,6 +1236,45 @@ fn print_verification(
         }
     }
     Ok(())
+}
+
+/// The columns of `verify`'s text table: status, file id (right-aligned to the widest
+/// id), name (padded to the longest, shortened past 48 characters) and lake key, so a
+/// catalog with ids of any width stays aligned.
+#[derive(Debug)]
+struct VerifyTable {
+    status: usize,
+    id: usize,
+    name: usize,
+}
+
+impl VerifyTable {
+    /// Widths that fit every `(status, file id, name)` row.
+    fn new(rows: impl Iterator<Item = (String, i64, String)>) -> VerifyTable {
+        let mut t = VerifyTable {
+            status: "corrupt".len(),
+            id: 1,
+            name: 4,
+        };
+        for (status, id, name) in rows {
+            t.status = t.status.max(status.chars().count());
+            t.id = t.id.max(id.to_string().len());
+            t.name = t.name.max(name.chars().count().min(48));
+        }
+        t
+    }
+
+    /// A row's status, id and name columns (the lake key follows).
+    fn row(&self, status: &str, id: i64, name: &str) -> String {
+        let (sw, iw, nw) = (self.status, self.id, self.name);
+        let name = crate::report::shorten(name, nw);
+        format!("{status:<sw$} {id:>iw$}  {name:<nw$}")
+    }
+
+    /// The indent of a line continuing a row (under the id column).
+    fn indent(&self) -> String {
+        " ".repeat(self.status + 1)
+    }
 }
 
 /// A raw object no catalog entry names, and what it is, as far as its key tells.
@@ -1314,6 +1472,27 @@ fn status(config: &Config, json: bool) -> Result<ExitCode, Failure> {
                     "no reason recorded: being processed now, or left by a run that died \
                      (the next run resumes it)"
                 )
+            )?;
+        }
+    }
+    if !s.exports.is_empty() {
+        writeln!(out, "exported quarters")?;
+        for e in &s.exports {
+            writeln!(
+                out,
+                "  {}  version {}  {} transactions  {}{}  {}  {}{}",
+                e.quarter,
+                e.version,
+                e.rows,
+                e.amount_sum,
+                if e.partial { "  partial" } else { "" },
+                e.created_at,
+                e.destination,
+                if e.flagged_features.is_empty() {
+                    String::new()
+                } else {
+                    format!("  drift flagged: {}", e.flagged_features.join(", "))
+                }
             )?;
         }
     }
@@ -1616,4 +1795,144 @@ fn rejects(config: &Config, args: &RejectsArgs) -> Result<ExitCode, Failure> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `bankpipe export` (issue #10): resolves what to export, then `export::export` does
+/// the work; this prints the outcome. With `--json` exactly one object is printed,
+/// also when the export fails. Exit status: 0 every quarter exported or up to date, 1 a
+/// quarter failed (incomplete, reconciliation), 2 a setting, 3 unreachable.
+/// The work of `bankpipe export` without its output, for `export` and for `serve`'s
+/// scheduled `export` job: opens the warehouse (applying pending migrations, never
+/// creating one), the destination and the pseudonym key, then exports the quarters
+/// `which` names with `options`. Blocks the calling thread.
+///
+/// # Errors
+/// The outer [`Failure`]: nothing could be exported (warehouse, destination, key). The
+/// inner error, beside the reports: the first quarter that failed.
+pub fn export_quarters(
+    config: &Config,
+    which: crate::export::Which,
+    options: &crate::export::Options,
+) -> Result<
+    (
+        Vec<crate::export::QuarterReport>,
+        Option<crate::export::ExportError>,
+    ),
+    Failure,
+> {
+    let rt = runtime()?;
+    // Export writes the quarter tables: like reprocess, it applies pending migrations
+    // but never creates a warehouse.
+    let mut warehouse = open_existing(&config.warehouse_url)?;
+    let embedded = matches!(warehouse, Warehouse::Sqlite(_));
+    let (destination, key, generated) = crate::export::prepare(
+        &config.export_url,
+        rt.handle().clone(),
+        &config.data_dir,
+        embedded,
+    )?;
+    tell_generated_key(generated.as_deref(), &key);
+    Ok(crate::export::export(
+        &mut warehouse,
+        &destination,
+        &key,
+        which,
+        options,
+    )?)
+}
+
+fn export(config: &Config, args: &ExportArgs) -> Result<ExitCode, Failure> {
+    use crate::export::{Options, Which};
+    let destination_url = redact_url(&config.export_url);
+    let result = (|| -> Result<_, Failure> {
+        let which = match (args.all, args.quarter.as_deref()) {
+            (true, _) => Which::All,
+            (false, Some(q)) if q.eq_ignore_ascii_case("latest") => Which::Latest,
+            (false, Some(q)) => {
+                Which::One(crate::export::quarter::Quarter::parse(q).ok_or_else(|| {
+                    Failure::usage(format!("--quarter {q:?}: expected e.g. 2016Q3, or latest"))
+                })?)
+            }
+            (false, None) => return Err(Failure::usage("give --quarter QUARTER or --all")),
+        };
+        let options = Options {
+            allow_partial: args.allow_partial,
+            force: args.force,
+            data_dir: config.data_dir.clone(),
+            progress: !args.json && std::io::stderr().is_terminal(),
+        };
+        export_quarters(config, which, &options)
+    })();
+    let mut out = stdout();
+    let (reports, error) = match result {
+        Ok(done) => done,
+        Err(failure) => {
+            if args.json {
+                let v = serde_json::json!({
+                    "status": "failed",
+                    "destination": destination_url,
+                    "quarters": [],
+                    "error": failure.message,
+                });
+                writeln!(out, "{v}")?;
+            }
+            return Err(failure);
+        }
+    };
+    let failure = error.map(Failure::from);
+    if args.json {
+        let v = serde_json::json!({
+            "status": if failure.is_some() { "failed" } else { "ok" },
+            "destination": destination_url,
+            "quarters": reports,
+            "error": failure.as_ref().map(|f| f.message.clone()),
+        });
+        writeln!(out, "{v}")?;
+    } else {
+        for r in &reports {
+            match r.status {
+                "exported" => writeln!(
+                    out,
+                    "{}  exported  version {}  {} transactions, amount {}{}{}\n          {}/{}",
+                    r.quarter,
+                    r.version.as_deref().unwrap_or(""),
+                    r.rows.unwrap_or(0),
+                    r.amount_sum.as_deref().unwrap_or(""),
+                    if r.partial {
+                        format!(
+                            " (partial: no transactions in {})",
+                            r.empty_months.join(", ")
+                        )
+                    } else {
+                        String::new()
+                    },
+                    if r.flagged.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; drift flagged: {}", r.flagged.join(", "))
+                    },
+                    destination_url,
+                    r.manifest.as_deref().unwrap_or(""),
+                )?,
+                "up_to_date" => writeln!(
+                    out,
+                    "{}  up to date  version {} (nothing written; --force writes it again)\n          {}/{}",
+                    r.quarter,
+                    r.version.as_deref().unwrap_or(""),
+                    destination_url,
+                    r.manifest.as_deref().unwrap_or(""),
+                )?,
+                _ => writeln!(
+                    out,
+                    "{}  failed  {}",
+                    r.quarter,
+                    r.error.as_deref().unwrap_or("")
+                )?,
+            }
+        }
+    }
+    match failure {
+        Some(f) => Err(f),
+        None => Ok(ExitCode::SUCCESS),
+    }
 }

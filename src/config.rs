@@ -42,6 +42,7 @@ pub const ENV_VARS: &[&str] = &[
     "BANKPIPE_LOG",
     "BANKPIPE_LOG_FORMAT",
     "BANKPIPE_LISTEN",
+    "BANKPIPE_EXPORT_URL",
 ];
 
 /// `BANKPIPE_*` variables that are set but not in [`ENV_VARS`] (probably typos), for a
@@ -68,6 +69,9 @@ pub struct FileConfig {
     pub warehouse_url: Option<String>,
     /// `file:///PATH`, a plain path, or `memory://` (default `DATA_DIR/lake`).
     pub lake_url: Option<String>,
+    /// Where `bankpipe export` writes: a folder or `s3://BUCKET/PREFIX` (default
+    /// `DATA_DIR/exports`).
+    pub export_url: Option<String>,
     /// Fail a file whose rejected-row share exceeds this (default 0.05).
     pub max_reject_share: Option<f64>,
     /// Validation threads (default: the number of cores).
@@ -109,6 +113,8 @@ pub struct Overrides {
     pub min_file_age: Option<String>,
     /// `serve --listen`.
     pub listen: Option<String>,
+    /// `export --out`.
+    pub export_url: Option<String>,
 }
 
 /// Resolved configuration.
@@ -122,6 +128,8 @@ pub struct Config {
     pub warehouse_url: String,
     /// Lake URL.
     pub lake_url: String,
+    /// Export destination: a folder or `s3://` prefix.
+    pub export_url: String,
     /// Reject-share threshold.
     pub max_reject_share: f64,
     /// Validation threads.
@@ -257,12 +265,12 @@ impl FileConfig {
                     }
                     _ => url,
                 });
-        self.lake_url = self
-            .lake_url
-            .map(|url| match crate::lake::local_folder(&url) {
-                Some(p) if p.is_relative() => base.join(p).display().to_string(),
-                _ => url,
-            });
+        let rebase_folder = |url: String| match crate::lake::local_folder(&url) {
+            Some(p) if p.is_relative() => base.join(p).display().to_string(),
+            _ => url,
+        };
+        self.lake_url = self.lake_url.map(rebase_folder);
+        self.export_url = self.export_url.map(rebase_folder);
         self
     }
 }
@@ -297,6 +305,12 @@ impl Config {
         let lake_url = env_string("BANKPIPE_LAKE_URL")
             .or(file.lake_url)
             .unwrap_or_else(|| data_dir.join("lake").display().to_string());
+        let export_url = flags
+            .export_url
+            .clone()
+            .or_else(|| env_string("BANKPIPE_EXPORT_URL"))
+            .or(file.export_url)
+            .unwrap_or_else(|| data_dir.join("exports").display().to_string());
         let (max_reject_share, from) = first([
             (flags.max_reject_share, "--max-reject-share"),
             (
@@ -407,6 +421,7 @@ impl Config {
             inbox,
             warehouse_url,
             lake_url,
+            export_url,
             max_reject_share,
             workers,
             parallel,

@@ -237,10 +237,10 @@ impl Lake {
                         "{}{}; check {} and the AWS_* variables",
                         one_line(&e),
                         unparsable_variable(&one_line(&e)),
-                        if role == "lake" {
-                            "lake_url"
-                        } else {
-                            "--inbox"
+                        match role {
+                            "lake" => "lake_url",
+                            "inbox" => "--inbox",
+                            _ => "--out or export_url (BANKPIPE_EXPORT_URL)",
                         }
                     ),
                 })?;
@@ -263,8 +263,12 @@ impl Lake {
                 role,
                 url: url.to_owned(),
                 reason: format!(
-                    "{e}; check lake_url (BANKPIPE_LAKE_URL) or --data-dir: it must be a folder \
-                     bankpipe may write"
+                    "{e}; check {}: it must be a folder bankpipe may write",
+                    if role == "export destination" {
+                        "--out or export_url (BANKPIPE_EXPORT_URL)"
+                    } else {
+                        "lake_url (BANKPIPE_LAKE_URL) or --data-dir"
+                    }
                 ),
             };
             std::fs::create_dir_all(&path).map_err(|e| setup(&e))?;
@@ -277,6 +281,30 @@ impl Lake {
             master: None,
             role,
         })
+    }
+
+    /// Opens an export destination (`bankpipe export --out`) like a lake; its errors say
+    /// `export destination` and name `--out`. Never encrypted: its readers are ML tools.
+    ///
+    /// # Errors
+    /// As [`Lake::open`].
+    pub fn open_destination(url: &str, runtime: Handle) -> Result<Lake, LakeError> {
+        Lake::open_as(url, runtime, "export destination")
+    }
+
+    /// The whole object `key`, or `None` when there is none.
+    ///
+    /// # Errors
+    /// [`LakeError::Read`] when the store fails (not for a missing object).
+    pub fn get_if_present(&self, key: &str) -> Result<Option<Vec<u8>>, LakeError> {
+        match self.read_all(key) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(LakeError::Read {
+                key: key.to_owned(),
+                source,
+            }),
+        }
     }
 
     /// Encrypts every object written from now on under data keys wrapped by `master`,
@@ -314,6 +342,18 @@ impl Lake {
     /// The lake's URL, without secrets.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Proves the store is there by listing it (a missing bucket fails here, where some
+    /// servers would create it on the first put), without writing anything.
+    ///
+    /// # Errors
+    /// [`LakeError::Setup`] or [`LakeError::Unreachable`].
+    pub fn check_listable(&self) -> Result<(), LakeError> {
+        let store = Arc::clone(&self.store);
+        self.runtime
+            .block_on(async move { store.list_with_delimiter(None).await.map(|_| ()) })
+            .map_err(|e| self.failure(&e))
     }
 
     /// Proves the lake is writable by writing and deleting a probe object.

@@ -19,6 +19,7 @@ pub mod lake;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod process;
 pub mod profile;
 pub mod progress;
 pub mod push;

@@ -235,12 +235,11 @@ pub fn run_until(
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            match process_entry(ctx, &run_id, path, spool, progress) {
+            let mut known = Known::default();
+            match process_entry(ctx, &run_id, path, spool, progress, &mut known) {
                 Ok(report) => reports.push(report),
                 Err(e) => {
-                    let mut r = FileReport::new(&display_name(path), Outcome::Failed);
-                    r.error = Some(e.to_string());
-                    reports.push(r);
+                    reports.push(known.unfinished(&display_name(path), &e));
                     fatal = Some(e);
                     break;
                 }
@@ -336,6 +335,7 @@ fn process_entry(
     path: &Path,
     remote: Option<(&Lake, &Path)>,
     progress: &mut dyn Progress,
+    known: &mut Known,
 ) -> Result<FileReport, RunError> {
     let spooled = match remote {
         Some((lake, spool)) => {
@@ -350,7 +350,13 @@ fn process_entry(
         }
         None => None,
     };
-    let result = process_with_retries(ctx, run_id, spooled.as_deref().unwrap_or(path), progress);
+    let result = process_with_retries(
+        ctx,
+        run_id,
+        spooled.as_deref().unwrap_or(path),
+        progress,
+        known,
+    );
     if let Some(local) = &spooled {
         let _ = std::fs::remove_file(local);
     }
@@ -394,6 +400,7 @@ fn run_parallel(
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = files.get(i) else { return };
+                    let mut known = Known::default();
                     let result = pool
                         .checkout()
                         .map_err(RunError::from)
@@ -409,6 +416,7 @@ fn run_parallel(
                                 path,
                                 spool.as_ref().map(|(l, d)| (*l, d.as_path())),
                                 progress.as_mut(),
+                                &mut known,
                             );
                             // A session that saw an error may still hold a claim (a
                             // session lock): closing it gives every claim back.
@@ -418,8 +426,7 @@ fn run_parallel(
                     let report = match result {
                         Ok(report) => report,
                         Err(e) => {
-                            let mut r = FileReport::new(&display_name(path), Outcome::Failed);
-                            r.error = Some(e.to_string());
+                            let r = known.unfinished(&display_name(path), &e);
                             if let Ok(mut f) = fatal.lock() {
                                 f.get_or_insert(e);
                             }
@@ -488,15 +495,15 @@ fn process_with_retries(
     run_id: &str,
     path: &Path,
     progress: &mut dyn Progress,
+    known: &mut Known,
 ) -> Result<FileReport, RunError> {
     const ATTEMPTS: u32 = 6;
     let mut attempt = 0;
-    // The file this entry claimed in an earlier attempt, if any.
-    let mut claimed = None;
     loop {
         attempt += 1;
-        let earlier_claim = claimed;
-        let result = process_file(ctx, run_id, path, progress, &mut claimed);
+        // The file this entry claimed in an earlier attempt, if any.
+        let earlier_claim = known.claimed;
+        let result = process_file(ctx, run_id, path, progress, known);
         match result {
             Err(RunError::Warehouse(e)) if e.is_transient() && attempt < ATTEMPTS => {
                 let delay = crate::retry::backoff(attempt);
@@ -694,12 +701,47 @@ fn open_digested(
     source::decoder(counted, compression)
 }
 
+/// What processing an inbox entry has found out so far, kept across its retries: the
+/// file this entry claimed (its own catalog id, not an earlier file's), and what an
+/// entry that stops the run is reported with ([`Known::unfinished`]).
+#[derive(Debug, Default)]
+struct Known {
+    /// Catalog id of this entry's own claim.
+    claimed: Option<i64>,
+    /// Content digest and size, from the fingerprint.
+    sha256: Option<String>,
+    bytes: u64,
+    /// Detected profile and its amount scale.
+    profile: Option<String>,
+    scale: Option<u8>,
+    /// Where its raw copy goes.
+    lake_key: Option<String>,
+}
+
+impl Known {
+    /// The report of the entry a run stopped on: `failed` with the run-level error, what
+    /// was known of the file (digest, size, profile, catalog id, lake key), and zero
+    /// counts and amounts at its scale ([`crate::report::DEFAULT_SCALE`] when its
+    /// profile was not known yet).
+    fn unfinished(&self, name: &str, error: &RunError) -> FileReport {
+        let mut r = FileReport::new(name, Outcome::Failed);
+        r.error = Some(error.to_string());
+        r.sha256.clone_from(&self.sha256);
+        r.bytes = self.bytes;
+        r.profile.clone_from(&self.profile);
+        r.file_id = self.claimed;
+        r.lake_key.clone_from(&self.lake_key);
+        r.zero_amounts(self.scale.unwrap_or(crate::report::DEFAULT_SCALE));
+        r
+    }
+}
+
 fn process_file(
     ctx: &mut Context,
     run_id: &str,
     path: &Path,
     progress: &mut dyn Progress,
-    claimed: &mut Option<i64>,
+    known: &mut Known,
 ) -> Result<FileReport, RunError> {
     let clock = Instant::now();
     let name = display_name(path);
@@ -730,6 +772,8 @@ fn process_file(
     };
     report.sha256 = Some(sha256.clone());
     report.bytes = bytes;
+    known.sha256 = Some(sha256.clone());
+    known.bytes = bytes;
     tracing::debug!(file = %name, elapsed_s = clock.elapsed().as_secs_f64(), "Fingerprinted.");
     progress.file_started(&name, bytes);
 
@@ -772,13 +816,18 @@ fn process_file(
         Err(_) => "unknown".to_owned(),
     };
     report.profile = scanned.as_ref().ok().map(|_| profile_name.clone());
+    if let Ok(s) = &scanned {
+        report.zero_amounts(s.layout.profile.scale);
+        known.scale = Some(s.layout.profile.scale);
+    }
+    known.profile.clone_from(&report.profile);
     let key = Lake::raw_key(
         &profile_name,
         crate::clock::year_month(),
         &sha256,
         &source::lake_extension(format, compression),
     );
-    let claim = claim_waiting_for_own_run(
+    let claim = claim_waiting(
         ctx,
         &NewFile {
             sha256: sha256.clone(),
@@ -808,12 +857,13 @@ fn process_file(
             info!(file = %name, file_id, claimed_by = %claimant.describe(), "Another worker holds this file's claim; skipped.");
             report.status = Outcome::ClaimedElsewhere;
             report.file_id = Some(file_id);
+            report.reason = Some(claimant.describe());
             report.claimed_by = Some(claimant);
             return Ok(finish(report, progress));
         }
     };
     report.file_id = Some(file_id);
-    *claimed = Some(file_id);
+    known.claimed = Some(file_id);
     tracing::debug!(file = %name, session = ?ctx.warehouse.session_id(), elapsed_s = clock.elapsed().as_secs_f64(), "Claimed.");
 
     // Where the object goes and its data key's wrapping are in the catalog before the
@@ -867,6 +917,7 @@ fn process_file(
         Err(e) => return Err(e.into()),
     };
     report.lake_key = Some(key.clone());
+    known.lake_key = Some(key.clone());
 
     // Land the raw bytes while the rows are being validated and loaded.
     let landing = {
@@ -1043,22 +1094,39 @@ fn process_file(
     Ok(finish(report, progress))
 }
 
-/// Claims `file`; when the claim is held by another worker of this very run (two inbox
-/// files with the same content under `run --parallel N`), waits for that worker to
-/// finish the content and claims again, so the copy is reported as a sequential run
-/// would report it (`duplicate_file`, or `failed` again), never `claimed_elsewhere`.
+/// How long a worker waits for the server session of a claimant that is no longer
+/// running on this host to end. Every session sets `client_connection_check_interval =
+/// 1s`: the server ends a killed client's session within 1-2 s.
+const GONE_CLAIMANT_WAIT: Duration = Duration::from_secs(5);
+
+/// Pause between two looks at the claim of a claimant that is gone.
+const GONE_CLAIMANT_POLL: Duration = Duration::from_millis(250);
+
+/// Claims `file`, waiting where the claim is held by a process that will not load it:
 ///
-/// The wait polls the claim with a growing pause (20 ms doubling to 1 s), never spins:
-/// it ends when that worker releases the claim, which it does when it finishes the file
-/// or when its session is closed after an error (the run waits for its workers anyway,
-/// so this adds no wait the run would not have). A claim held by another run or process
-/// is returned as is ([`Claim::Busy`]).
-fn claim_waiting_for_own_run(ctx: &mut Context, file: &NewFile) -> Result<Claim, RunError> {
+/// - another worker of this very run (two inbox files with the same content under
+///   `run --parallel N`): waits for that worker to finish the content and claims again,
+///   so the copy is reported as a sequential run would report it (`duplicate_file`, or
+///   `failed` again), never `claimed_elsewhere`. The wait polls the claim with a growing
+///   pause (20 ms doubling to 1 s), never spins: it ends when that worker releases the
+///   claim, which it does when it finishes the file or when its session is closed after
+///   an error (the run waits for its workers anyway, so this adds no wait the run would
+///   not have).
+/// - a process of this host that is no longer running (`kill -9` of a run, then an
+///   immediate rerun): its server session has not noticed yet. Waits up to
+///   [`GONE_CLAIMANT_WAIT`] for the claim to be freed, then takes it over (resume) and
+///   the file loads normally; if it is still held then, the claim is returned
+///   [`Claim::Busy`] with [`crate::warehouse::Claimant::process_gone`] set.
+///
+/// A claim held by another live run or process, or one on another host, is returned as
+/// is ([`Claim::Busy`]).
+fn claim_waiting(ctx: &mut Context, file: &NewFile) -> Result<Claim, RunError> {
     let mut pause = Duration::from_millis(20);
     let mut waited = Duration::ZERO;
+    let mut gone_since: Option<Instant> = None;
     loop {
-        let claim = ctx.warehouse.claim(file)?;
-        match &claim {
+        let mut claim = ctx.warehouse.claim(file)?;
+        match &mut claim {
             Claim::Busy { file_id, claimant } if claimed_by_this_run(claimant, &file.run_id) => {
                 if waited.is_zero() {
                     info!(file = %file.original_name, file_id, "Another worker of this run holds the same content's claim; waiting for it to finish.");
@@ -1067,13 +1135,43 @@ fn claim_waiting_for_own_run(ctx: &mut Context, file: &NewFile) -> Result<Claim,
                 waited += pause;
                 pause = (pause * 2).min(Duration::from_secs(1));
             }
+            Claim::Busy { file_id, claimant } if claimant.gone_from_this_host() => {
+                let since = *gone_since.get_or_insert_with(|| {
+                    info!(file = %file.original_name, file_id, claimed_by = %claimant.describe(), "The process holding this file's claim is no longer running on this host; waiting for its server session to end.");
+                    Instant::now()
+                });
+                if !wait_for_free_claim(ctx, *file_id, since + GONE_CLAIMANT_WAIT)? {
+                    claimant.process_gone = true;
+                    warn!(file = %file.original_name, file_id, waited_s = since.elapsed().as_secs_f64(), "The server session of a process that is gone still holds this file's claim; the next run loads the file.");
+                    return Ok(claim);
+                }
+                // Freed: claim again (normally a resume of the claim it left).
+            }
             _ => {
                 if !waited.is_zero() {
                     tracing::debug!(file = %file.original_name, waited_s = waited.as_secs_f64(), "Waited for another worker of this run.");
                 }
+                if let Some(since) = gone_since {
+                    info!(file = %file.original_name, waited_s = since.elapsed().as_secs_f64(), "The claim of a process that is gone was freed.");
+                }
                 return Ok(claim);
             }
         }
+    }
+}
+
+/// Polls the claim of `file_id` until it is free (`true`) or `until` has passed
+/// (`false`), every [`GONE_CLAIMANT_POLL`].
+fn wait_for_free_claim(ctx: &mut Context, file_id: i64, until: Instant) -> Result<bool, RunError> {
+    loop {
+        if ctx.warehouse.claim_free(file_id)? {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if now >= until {
+            return Ok(false);
+        }
+        std::thread::sleep(GONE_CLAIMANT_POLL.min(until - now));
     }
 }
 
@@ -1598,6 +1696,42 @@ mod tests {
     use super::*;
     use crate::progress::Silent;
 
+    #[test]
+    fn the_entry_a_run_stopped_on_reports_what_was_known_at_its_scale() {
+        let error = RunError::Inbox {
+            path: PathBuf::from("x"),
+            reason: "gone".into(),
+        };
+        let nothing = Known::default().unfinished("a.csv", &error);
+        assert_eq!(nothing.status, Outcome::Failed);
+        assert_eq!((nothing.sha256.as_deref(), nothing.bytes), (None, 0));
+        assert_eq!(nothing.amount_read, "0.00", "default scale");
+        assert_eq!(nothing.error.as_deref(), Some(error.to_string().as_str()));
+        let known = Known {
+            claimed: Some(7),
+            sha256: Some("ab".repeat(32)),
+            bytes: 123,
+            profile: Some("yen".into()),
+            scale: Some(0),
+            lake_key: Some("raw/yen/k.csv".into()),
+        };
+        let r = known.unfinished("b.csv", &error);
+        assert_eq!(r.sha256, known.sha256);
+        assert_eq!((r.bytes, r.file_id), (123, Some(7)));
+        assert_eq!(r.profile.as_deref(), Some("yen"));
+        assert_eq!(r.lake_key.as_deref(), Some("raw/yen/k.csv"));
+        assert_eq!(
+            [
+                &r.amount_read,
+                &r.amount_loaded,
+                &r.amount_rejected,
+                &r.amount_duplicate
+            ],
+            ["0", "0", "0", "0"]
+        );
+        assert_eq!(r.rows_read, 0);
+    }
+
     fn context(dir: &Path, rt: &tokio::runtime::Runtime) -> Context {
         let profiles = crate::profile::builtin_specs()
             .iter()
@@ -1608,6 +1742,7 @@ mod tests {
             inbox: dir.join("inbox"),
             warehouse_url: format!("sqlite://{}/w.db", dir.display()),
             lake_url: dir.join("lake").display().to_string(),
+            export_url: dir.join("exports").display().to_string(),
             max_reject_share: 0.5,
             workers: 2,
             parallel: 1,
@@ -1674,15 +1809,16 @@ mod tests {
              A3,C2,10/1/94,M,GOA,1.00,3/8/16,101010,4.25\n",
         )
         .unwrap();
-        let mut claimed = None;
-        let first = process_file(&mut ctx, "run-1", &path, &mut Silent, &mut claimed).unwrap();
-        let own = claimed.unwrap();
+        let mut known = Known::default();
+        let first = process_file(&mut ctx, "run-1", &path, &mut Silent, &mut known).unwrap();
+        let own = known.claimed.unwrap();
         assert_eq!(first.status, Outcome::Loaded);
         assert_eq!((first.rows_loaded, first.rows_rejected), (2, 1));
 
         // The same run tries again (its first attempt's reply was lost): the file is in
         // the catalog as loaded by this run, so it is reported loaded, with its counts.
-        let again = process_file(&mut ctx, "run-1", &path, &mut Silent, &mut None).unwrap();
+        let again =
+            process_file(&mut ctx, "run-1", &path, &mut Silent, &mut Known::default()).unwrap();
         assert_eq!(again.status, Outcome::DuplicateFile);
         let reconciled = reconcile_retry(&mut ctx, "run-1", own, again).unwrap();
         assert_eq!(reconciled.status, Outcome::Loaded);
@@ -1707,10 +1843,12 @@ mod tests {
              B3,C2,10/1/94,M,GOA,1.00,3/8/16,101010,4.25\n",
         )
         .unwrap();
-        let mut bad_claim = None;
-        let failed = process_file(&mut ctx, "run-1", &bad, &mut Silent, &mut bad_claim).unwrap();
+        let mut bad_known = Known::default();
+        let failed = process_file(&mut ctx, "run-1", &bad, &mut Silent, &mut bad_known).unwrap();
+        let bad_claim = bad_known.claimed;
         assert_eq!(failed.status, Outcome::Failed);
-        let retry = process_file(&mut ctx, "run-1", &bad, &mut Silent, &mut None).unwrap();
+        let retry =
+            process_file(&mut ctx, "run-1", &bad, &mut Silent, &mut Known::default()).unwrap();
         assert_eq!(retry.status, Outcome::Failed);
         assert_eq!(retry.duplicate_of.as_ref().map(|d| d.file_id), bad_claim);
         let retry = reconcile_retry(&mut ctx, "run-1", bad_claim.unwrap(), retry).unwrap();
@@ -1720,7 +1858,8 @@ mod tests {
         assert_eq!((retry.rows_read, retry.rows_rejected), (3, 2));
 
         // Another run meeting the same content: a duplicate file, as before.
-        let other = process_file(&mut ctx, "run-2", &path, &mut Silent, &mut None).unwrap();
+        let other =
+            process_file(&mut ctx, "run-2", &path, &mut Silent, &mut Known::default()).unwrap();
         let other = reconcile_retry(&mut ctx, "run-2", own, other).unwrap();
         assert_eq!(other.status, Outcome::DuplicateFile);
         assert_eq!(other.rows_loaded, 0);

@@ -37,6 +37,14 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
     }
 }
 
+/// A spinner whose message tells the current step (`bankpipe export`); drawn with the
+/// other bars, so log lines do not tear it.
+pub fn spinner() -> ProgressBar {
+    let bar = bars().add(ProgressBar::new_spinner());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
 /// Receives progress events from the pipeline.
 pub trait Progress {
     /// A file starts; `bytes` is its size on disk.

@@ -24,8 +24,9 @@ pub enum Outcome {
     /// Failed as a whole; nothing loaded.
     Failed,
     /// Skipped: another live session holds the file's claim (a worker is loading it
-    /// now); see [`FileReport::claimed_by`]. Neither loaded nor a duplicate: if that
-    /// worker dies, a later run loads the file.
+    /// now, or, [`Claimant::process_gone`], the session of a process of this host that
+    /// is gone and that the server has not ended yet); see [`FileReport::claimed_by`].
+    /// Neither loaded nor a duplicate: if that worker dies, a later run loads the file.
     ClaimedElsewhere,
     /// `check` only: would load.
     Checked,
@@ -58,6 +59,10 @@ pub struct DuplicateOf {
     /// Its catalog status (`loaded` or `failed`).
     pub status: String,
 }
+
+/// Amount scale of a file whose profile is not known (it matched none, or the run
+/// stopped before its header was read): 2, as for a profile with a currency column.
+pub const DEFAULT_SCALE: u8 = 2;
 
 /// One file's line of the report.
 #[derive(Debug, Clone, Serialize)]
@@ -108,15 +113,19 @@ pub struct FileReport {
     /// For `claimed_elsewhere`: who holds the claim (`host`, `pid`, `run_id`, `since`,
     /// `backend_pid`); `null` otherwise.
     pub claimed_by: Option<Claimant>,
-    /// Why a file was skipped without being read (`too_recent`).
+    /// Why a file was skipped without being read: `too_recent` (its age), or
+    /// `claimed_elsewhere` (who holds the claim and what that means,
+    /// [`Claimant::describe`]).
     pub reason: Option<String>,
     /// Seconds spent on the file.
     pub elapsed_s: f64,
 }
 
 impl FileReport {
-    /// A report with no rows yet.
+    /// A report with no rows yet: zero counts, zero amounts at [`DEFAULT_SCALE`] (see
+    /// [`FileReport::zero_amounts`] once the file's scale is known).
     pub fn new(name: &str, status: Outcome) -> FileReport {
+        let zero = crate::model::Total::default().to_text(DEFAULT_SCALE);
         FileReport {
             name: name.to_owned(),
             sha256: None,
@@ -130,10 +139,10 @@ impl FileReport {
             rows_loaded: 0,
             rows_rejected: 0,
             rows_duplicate: 0,
-            amount_read: "0".into(),
-            amount_loaded: "0".into(),
-            amount_rejected: "0".into(),
-            amount_duplicate: "0".into(),
+            amount_read: zero.clone(),
+            amount_loaded: zero.clone(),
+            amount_rejected: zero.clone(),
+            amount_duplicate: zero,
             warnings: BTreeMap::new(),
             rejects: BTreeMap::new(),
             formats: BTreeMap::new(),
@@ -142,6 +151,18 @@ impl FileReport {
             reason: None,
             elapsed_s: 0.0,
         }
+    }
+
+    /// Writes the four amounts as zero at `scale`, the file's once its profile is known,
+    /// so a file skipped or stopped before any row was counted still reports its amounts
+    /// at its own scale (`0.000` for a KWD file). A later [`FileReport::set_tally`]
+    /// replaces them.
+    pub fn zero_amounts(&mut self, scale: u8) {
+        let zero = crate::model::Total::default().to_text(scale);
+        self.amount_read.clone_from(&zero);
+        self.amount_loaded.clone_from(&zero);
+        self.amount_rejected.clone_from(&zero);
+        self.amount_duplicate = zero;
     }
 
     /// Records the outcome of a load: counts, totals, and `loaded` or `failed` with the
@@ -272,10 +293,10 @@ impl RunReport {
             );
         }
         for f in &self.files {
+            // A claimed_elsewhere file's reason is its claimant's description.
             if let Some(c) = &f.claimed_by {
                 let _ = writeln!(out, "{}: {}", f.name, c.describe());
-            }
-            if let Some(reason) = &f.reason {
+            } else if let Some(reason) = &f.reason {
                 let _ = writeln!(out, "{}: {}: {reason}", f.name, f.status.name());
             }
         }
@@ -299,12 +320,19 @@ impl RunReport {
 }
 
 impl Claimant {
-    /// One sentence for the table and the log: who holds the claim and what that means.
+    /// One sentence for the table, the log and `reason`: who holds the claim and what
+    /// that means.
     pub fn describe(&self) -> String {
         let or = |v: Option<String>| v.unwrap_or_else(|| "?".into());
+        let meaning = if self.process_gone {
+            "that process is no longer running on this host, but its server session has not \
+             ended yet; the next run loads the file"
+        } else {
+            "that worker is loading it (if it died, a later run loads the file once the server \
+             has noticed)"
+        };
         format!(
-            "claimed by host {} pid {} (run {}, server pid {}) since {}; that worker is loading it \
-             (if it died, a later run loads the file once the server has noticed)",
+            "claimed by host {} pid {} (run {}, server pid {}) since {}; {meaning}",
             or(self.host.clone()),
             or(self.pid.map(|p| p.to_string())),
             or(self.run_id.clone()),

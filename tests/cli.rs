@@ -2293,6 +2293,50 @@ fn an_empty_or_header_only_file_is_not_sent_to_reprocess() {
     assert!(!table.contains("bankpipe reprocess"), "{table}");
 }
 
+/// The file a run stopped on reports its amounts at its own scale (a KWD profile: 3
+/// decimals), not at the default.
+#[test]
+fn the_file_a_run_stopped_on_reports_amounts_at_its_scale() {
+    let w = Workdir::new();
+    std::fs::write(
+        w.path().join("bankpipe.toml"),
+        r#"
+[[profile]]
+name = "kw"
+currency = "KWD"
+[profile.columns]
+transaction_id = "Ref"
+customer_id = "Client"
+transaction_date = "Day"
+transaction_time = "Time"
+amount = "Amount"
+[profile.formats]
+transaction_date = "iso"
+transaction_time = "iso"
+"#,
+    )
+    .unwrap();
+    assert!(w.run(&["migrate"]).status.success());
+    let conn = rusqlite::Connection::open(w.db()).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refuse BEFORE INSERT ON files
+         BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END;",
+    )
+    .unwrap();
+    drop(conn);
+    w.put(
+        "kw.csv",
+        "Ref,Client,Day,Time,Amount\nK1,C1,2016-08-02,10:11:12,1.250\n",
+    );
+    let (report, code) = w.run_json(&[]);
+    assert_eq!(code, 3, "{report}");
+    let f = file(&report, "kw.csv");
+    assert_eq!(f["status"], "failed", "{f}");
+    assert_eq!(f["profile"], "kw", "{f}");
+    assert_eq!(f["amount_read"], "0.000", "{f}");
+    assert_eq!(f["amount_loaded"], "0.000", "{f}");
+}
+
 /// A run that stops part-way (here: the warehouse refuses the second file's claim, an
 /// unexpected error, exit 3) still prints exactly one JSON object with `--json`: the
 /// file it loaded before, `status` `failed` and the run-level `error`; the text summary
@@ -2338,7 +2382,26 @@ fn a_run_that_stops_part_way_reports_what_it_did() {
     );
     assert_eq!(file(&report, "a.csv")["status"], "loaded", "{report}");
     assert_eq!(file(&report, "a.csv")["rows_loaded"], 1, "{report}");
-    assert_eq!(file(&report, "b.csv")["status"], "failed", "{report}");
+    // The file it stopped on: what was known of it (digest, size, profile), nothing
+    // counted, amounts at the file's scale.
+    let b = file(&report, "b.csv");
+    assert_eq!(b["status"], "failed", "{report}");
+    assert_eq!(b["error"], report["error"], "{b}");
+    let bytes = std::fs::read(w.inbox().join("b.csv")).unwrap();
+    assert_eq!(b["bytes"], bytes.len(), "{b}");
+    let sha = b["sha256"].as_str().unwrap_or_else(|| panic!("{b}"));
+    assert_eq!(sha.len(), 64, "{b}");
+    assert_ne!(Some(sha), file(&report, "a.csv")["sha256"].as_str(), "{b}");
+    assert_eq!(b["profile"], "kaggle-bank", "{b}");
+    assert_eq!(b["rows_read"], 0, "{b}");
+    for k in [
+        "amount_read",
+        "amount_loaded",
+        "amount_rejected",
+        "amount_duplicate",
+    ] {
+        assert_eq!(b[k], "0.00", "{k}: {b}");
+    }
     assert!(report["run_id"].is_string(), "{report}");
 
     // Text mode: the summary of what was done, then the error line on stderr.
@@ -2382,4 +2445,126 @@ fn a_run_that_stops_part_way_reports_what_it_did() {
     assert_eq!(report["status"], "failed");
     assert!(report["run_id"].is_null());
     assert!(report["error"].as_str().unwrap().contains("not a folder"));
+}
+
+/// `verify`'s table keeps its columns aligned whatever the width of the file ids (ids
+/// 1 to 12 here), and with a `corrupt` line among them.
+#[test]
+fn verify_aligns_its_columns_for_ids_of_any_width() {
+    let w = Workdir::new();
+    for i in 1..=12 {
+        w.put(
+            &format!("f{i:02}{}.csv", "x".repeat(i % 3)),
+            format!("{HEADER}\nT{i},C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\n"),
+        );
+    }
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{r}");
+    let key = file(&r, "f11xx.csv")["lake_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::fs::write(w.path().join("lake").join(&key), b"tampered").unwrap();
+    let out = w.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = text.lines().filter(|l| l.contains("  raw/")).collect();
+    assert_eq!(rows.len(), 12, "{text}");
+    // The name column and the lake key column start at the same character on every row.
+    let at = |line: &str, word: &str| line[..line.find(word).unwrap()].chars().count();
+    for row in &rows {
+        assert_eq!(at(row, " f"), at(rows[0], " f"), "{text}");
+        assert_eq!(at(row, "raw/"), at(rows[0], "raw/"), "{text}");
+    }
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("corrupt") && r.contains("f11xx.csv")),
+        "{text}"
+    );
+}
+
+/// `-q` leaves warnings and errors only: `generate` no longer says what it wrote.
+#[test]
+fn generate_quiet_prints_nothing_on_stderr() {
+    let w = Workdir::new();
+    let out_path = w.inbox().join("q.csv").display().to_string();
+    let loud = w.run(&["generate", "--rows", "10", "--out", &out_path]);
+    assert!(loud.status.success());
+    assert!(
+        String::from_utf8_lossy(&loud.stderr).contains("wrote 10 rows"),
+        "{loud:?}"
+    );
+    for args in [
+        &["generate", "-q", "--rows", "10", "--out", &out_path][..],
+        &["-q", "generate", "--rows", "10", "--out", &out_path],
+    ] {
+        let quiet = w.run(args);
+        assert!(quiet.status.success(), "{quiet:?}");
+        assert_eq!(String::from_utf8_lossy(&quiet.stderr), "", "{args:?}");
+    }
+}
+
+/// A file failed for its reject share is read to the end: it keeps `rows_read`, its
+/// rejects and the duplicates it found, loads nothing, and the rest are the valid new
+/// rows its failure withheld (read = loaded + rejected + duplicate + withheld), in the
+/// report and in the catalog alike.
+#[test]
+fn a_failed_file_keeps_read_rejected_and_duplicate_and_withholds_the_rest() {
+    let w = Workdir::new();
+    let row =
+        |id: &str, amount: &str| format!("{id},C1,10/1/94,F,PUNE,1.0,2/8/16,143207,{amount}\n");
+    w.put("a.csv", format!("{HEADER}\n{}", row("A1", "25.00")));
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{r}");
+    w.put(
+        "b.csv",
+        format!(
+            "{HEADER}\n{}{}{}{}{}",
+            row("A1", "25.00"),
+            row("B1", "-1.00"),
+            row("B2", "-2.00"),
+            row("B3", "7.00"),
+            row("B4", "8.50")
+        ),
+    );
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 1, "{r}");
+    let f = file(&r, "b.csv");
+    assert_eq!(f["status"], "failed", "{f}");
+    let files: Value = serde_json::from_slice(&w.run(&["files", "--json"]).stdout).unwrap();
+    let entry = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["original_name"] == "b.csv")
+        .unwrap();
+    for (what, v) in [("report", f), ("catalog", entry)] {
+        let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{what} {k}: {v}"));
+        assert_eq!(
+            (
+                n("rows_read"),
+                n("rows_loaded"),
+                n("rows_rejected"),
+                n("rows_duplicate")
+            ),
+            (5, 0, 2, 1),
+            "{what}: {v}"
+        );
+        // Withheld: B3 and B4, 15.50.
+        assert_eq!(
+            [
+                &v["amount_read"],
+                &v["amount_loaded"],
+                &v["amount_rejected"],
+                &v["amount_duplicate"]
+            ],
+            ["37.50", "0.00", "-3.00", "25.00"],
+            "{what}: {v}"
+        );
+    }
+    assert_eq!(w.query_i64("SELECT COUNT(*) FROM transactions"), 1);
+    assert_eq!(
+        w.query_i64("SELECT COUNT(*) FROM rejected_rows r JOIN files f USING (file_id) WHERE f.original_name = 'b.csv'"),
+        2
+    );
 }

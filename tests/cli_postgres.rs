@@ -1586,6 +1586,131 @@ fn kill_9_of_a_busy_loader_frees_its_claim_and_a_rerun_loads_the_file_once() {
     );
 }
 
+/// The advisory lock space of claims (`LOCK_SPACE` in `src/warehouse/postgres.rs`).
+const CLAIM_LOCK_SPACE: i32 = 0x6261_6e6b;
+
+/// A claim of `csv`'s content as a run of host `host`, process `pid` records it, held
+/// by a session of its own (as a killed run's backend holds it until the server
+/// notices): the `files` row, `landing`, and its advisory lock. Returns the session and
+/// the file id.
+fn hold_claim(url: &str, csv: &Path, host: &str, pid: u32) -> (postgres::Client, i64) {
+    let (sha, bytes) = bankpipe::lake::fingerprint(std::fs::File::open(csv).unwrap()).unwrap();
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    let file_id: i64 = client
+        .query_one(
+            "INSERT INTO files (sha256, original_name, bytes, profile, format, compression,
+                                lake_key, received_at, run_id, status,
+                                claim_host, claim_pid, claim_backend_pid, claimed_at)
+             VALUES ($1, 'x.csv', $2, 'kaggle-bank', 'csv', 'none', 'raw/x.csv', now(),
+                     'killed-run', 'landing', $3, $4, pg_backend_pid(), now())
+             RETURNING file_id",
+            &[&sha, &(bytes as i64), &host, &(pid as i32)],
+        )
+        .unwrap()
+        .get(0);
+    client
+        .execute(
+            "SELECT pg_advisory_lock($1, $2::bigint::int)",
+            &[&CLAIM_LOCK_SPACE, &file_id],
+        )
+        .unwrap();
+    (client, file_id)
+}
+
+/// The id of a process of this host that has exited (and been reaped).
+fn dead_pid() -> u32 {
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+/// `kill -9` of a run, then a rerun at once on the same host: the claim's server
+/// session has not noticed the dead client yet. The rerun sees that the claimant's
+/// process is gone from this host, waits for the session to end (here: after 1.5 s)
+/// and loads the file, instead of skipping it as `claimed_elsewhere`.
+#[test]
+fn a_rerun_on_the_host_of_a_killed_claimant_waits_for_its_session_and_loads() {
+    let (dir, inbox) = workdir();
+    let csv = inbox.join("killed.csv");
+    generate(&csv, 300, 63, 1, "0");
+    let db = PgCluster::shared().database();
+    drop(bankpipe::warehouse::Warehouse::open(&db.url).unwrap());
+    let host = "bankpipe-test-host-a";
+    let (holder, file_id) = hold_claim(&db.url, &csv, host, dead_pid());
+    let ends = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1_500));
+        drop(holder); // the server ends the dead client's session
+    });
+    let out = bankpipe(dir.path(), &db.url)
+        .env("HOSTNAME", host)
+        .args(["run", "--json"])
+        .output()
+        .unwrap();
+    ends.join().unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{r}\n{err}");
+    let f = &files(&r)[0];
+    assert_eq!(f["status"], "loaded", "{f}\n{err}");
+    assert_eq!(f["rows_loaded"], 300, "{f}");
+    assert_eq!(f["file_id"], file_id, "the claim it left is resumed: {f}");
+    assert!(f["claimed_by"].is_null(), "{f}");
+}
+
+/// As above, but the claimant's session outlives the wait: the file is
+/// `claimed_elsewhere`, and the message says that the claiming process is no longer
+/// running on this host and the next run loads it. A claimant on another host is
+/// never judged by this host's processes.
+#[test]
+fn a_killed_claimant_whose_session_outlives_the_wait_is_reported_as_gone() {
+    let (dir, inbox) = workdir();
+    let csv = inbox.join("killed.csv");
+    generate(&csv, 300, 64, 1, "0");
+    let db = PgCluster::shared().database();
+    drop(bankpipe::warehouse::Warehouse::open(&db.url).unwrap());
+    let host = "bankpipe-test-host-b";
+    let pid = dead_pid();
+    let (holder, file_id) = hold_claim(&db.url, &csv, host, pid);
+    let run = |hostname: &str| {
+        let started = std::time::Instant::now();
+        let out = bankpipe(dir.path(), &db.url)
+            .env("HOSTNAME", hostname)
+            .args(["run", "--json"])
+            .output()
+            .unwrap();
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{r}\n{err}");
+        (files(&r)[0].clone(), started.elapsed())
+    };
+
+    let (f, took) = run(host);
+    assert_eq!(f["status"], "claimed_elsewhere", "{f}");
+    assert_eq!(f["file_id"], file_id, "{f}");
+    assert_eq!(f["claimed_by"]["pid"], pid, "{f}");
+    let reason = f["reason"].as_str().unwrap_or_else(|| panic!("{f}"));
+    assert!(
+        reason.contains("no longer running on this host")
+            && reason.contains("server session has not ended")
+            && reason.contains("the next run loads the file"),
+        "{reason}"
+    );
+    assert!(took >= Duration::from_secs(5), "it waited: {took:?}");
+
+    // From another host the pid means nothing: the usual message.
+    let (f, _) = run("bankpipe-test-host-elsewhere");
+    assert_eq!(f["status"], "claimed_elsewhere", "{f}");
+    let reason = f["reason"].as_str().unwrap_or_else(|| panic!("{f}"));
+    assert!(reason.contains("that worker is loading it"), "{reason}");
+
+    // Once the session ends, the next run loads it.
+    drop(holder);
+    let (f, _) = run(host);
+    assert_eq!(f["status"], "loaded", "{f}");
+    assert_eq!(f["rows_loaded"], 300, "{f}");
+}
+
 /// stdout and stderr of a finished command, for messages.
 fn output_text(o: &Output) -> String {
     format!(

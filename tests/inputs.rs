@@ -287,6 +287,86 @@ fn mixed_kaggle_dates_load_and_each_format_is_counted_in_run_and_files() {
     assert_eq!(file(&c, "inbox/mixed.csv")["formats"], want, "{c}");
 }
 
+/// `formats` describes the file's layout: every value that parsed with a format, in the
+/// rows that passed validation, whatever the load then made of them: rows loaded,
+/// identical duplicates, conflicting duplicates (rejected at load), and birth dates set
+/// aside with a warning. Rows that failed validation are counted under `rejects` only.
+#[test]
+fn formats_count_every_valid_row_also_duplicates_conflicts_and_set_aside_dobs() {
+    let w = Workdir::new();
+    w.put(
+        "a.csv",
+        format!(
+            "{KAGGLE}\nA1,C1,10/1/94,F,X,1.00,2/8/16,143207,25.0\n\
+             A2,C1,10/1/94,F,X,1.00,2/8/16,143207,30.0\n"
+        ),
+    );
+    let (r, code) = w.json(&["run"]);
+    assert_eq!(code, 0, "{r}");
+    w.put(
+        "b.csv",
+        format!(
+            "{KAGGLE}\n\
+             A1,C1,10/1/94,F,X,1.00,2/8/16,143207,25.0\n\
+             A2,C1,10/1/94,F,X,1.00,2/8/16,143207,99.0\n\
+             B1,C2,1/1/1800,M,Y,1.00,2/8/2016,143207,5.0\n\
+             B2,C3,10/1/2020,M,Y,1.00,3/8/16,143207,6.0\n\
+             B3,C4,10/1/94,M,Y,1.00,3/8/16,143207,-1.0\n"
+        ),
+    );
+    let (r, code) = w.json(&["run", "--max-reject-share", "0.9"]);
+    assert_eq!(code, 0, "{r}");
+    let f = file(&r, "b.csv");
+    assert_eq!(
+        (&f["rows_loaded"], &f["rows_duplicate"], &f["rows_rejected"]),
+        (&Value::from(2), &Value::from(1), &Value::from(2)),
+        "{f}"
+    );
+    assert_eq!(
+        f["rejects"],
+        serde_json::json!({"conflicting_duplicate": 1, "negative_amount": 1}),
+        "{f}"
+    );
+    assert_eq!(
+        f["warnings"],
+        serde_json::json!({"placeholder_dob": 1, "dob_after_transaction": 1}),
+        "{f}"
+    );
+    // loaded 2 + duplicate 1 + conflicting_duplicate 1; the negative amount is not a
+    // valid row.
+    let want = serde_json::json!({
+        "transaction_date": {"d/m/yy": 3, "d/m/yyyy": 1},
+        "transaction_time": {"hhmmss": 4},
+        "customer_dob": {"d/m/yy": 2, "d/m/yyyy": 2},
+    });
+    assert_eq!(f["formats"], want, "{f}");
+    let total: u64 = f["formats"]["transaction_date"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        total,
+        f["rows_loaded"].as_u64().unwrap()
+            + f["rows_duplicate"].as_u64().unwrap()
+            + f["rejects"]["conflicting_duplicate"].as_u64().unwrap()
+    );
+    // As stored (`files --json`, table `file_formats`) and as `check` sees the file.
+    let (files, code) = w.json(&["files"]);
+    assert_eq!(code, 0);
+    let entry = files
+        .as_array()
+        .unwrap_or_else(|| panic!("{files}"))
+        .iter()
+        .find(|e| e["original_name"] == "b.csv")
+        .unwrap()
+        .clone();
+    assert_eq!(entry["formats"], want, "{entry}");
+    let (c, _) = w.json(&["check", "inbox/b.csv"]);
+    assert_eq!(file(&c, "inbox/b.csv")["formats"], want, "{c}");
+}
+
 #[test]
 fn amounts_follow_the_currency_minor_units_unless_amount_scale_says_otherwise() {
     let w = Workdir::new();

@@ -625,3 +625,80 @@ fn a_bad_schedule_exits_2_naming_the_job_and_the_expression() {
         assert!(!dir.path().join("w.db").exists(), "nothing created");
     }
 }
+
+/// A scheduled `export` exports the last complete quarter before its slot, through the
+/// export command's front door: the quarter's manifest is written, and the slot is
+/// `ok`; the next slot finds it up to date.
+#[test]
+fn a_scheduled_export_writes_the_last_complete_quarter() {
+    let now = Utc::now();
+    let (year, q) = if now.month() <= 3 {
+        (now.year() - 1, 4)
+    } else {
+        (now.year(), (now.month() - 1) / 3)
+    };
+    let dir = workdir("export = \"*/2 * * * * *\"");
+    for (n, month) in ((q - 1) * 3 + 1..=q * 3).enumerate() {
+        let out = Command::new(env!("CARGO_BIN_EXE_bankpipe"))
+            .args(["generate", "--rows", "300", "--defects", "0", "--month"])
+            .arg(format!("{year}-{month:02}"))
+            .args(["--first-id", &(1 + n * 1000).to_string(), "--out"])
+            .arg(dir.path().join(format!("inbox/m{month}.csv")))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let db = dir.path().join("w.db");
+    let url = format!("sqlite://{}", db.display());
+    let run = bankpipe(dir.path(), &url).arg("run").output().unwrap();
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    let mut child = serve(dir.path(), &url, 0, &[]);
+    let store = Store::Sqlite(db);
+    let started = Instant::now();
+    while store
+        .slots("export")
+        .iter()
+        .filter(|s| s.status != "running")
+        .count()
+        < 2
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{:#?}\n{}",
+            store.slots("export"),
+            logs(dir.path())
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        stop(&mut child, Duration::from_secs(30)),
+        0,
+        "{}",
+        logs(dir.path())
+    );
+    let slots = store.slots("export");
+    assert!(
+        slots
+            .iter()
+            .all(|s| s.status == "ok" || s.status == "interrupted"),
+        "{slots:#?}\n{}",
+        logs(dir.path())
+    );
+    let quarter = format!("{year}Q{q}");
+    assert!(
+        dir.path()
+            .join(format!("exports/quarter={quarter}/manifest.json"))
+            .is_file(),
+        "{}",
+        logs(dir.path())
+    );
+    let log = logs(dir.path());
+    assert!(
+        log.contains(&format!("{quarter} exported version")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("{quarter} up_to_date version")),
+        "{log}"
+    );
+}

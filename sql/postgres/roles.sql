@@ -57,6 +57,15 @@ REVOKE ALL ON file_formats FROM bankpipe_loader, bankpipe_reader;
 GRANT SELECT, INSERT, DELETE ON file_formats TO bankpipe_loader;
 GRANT SELECT ON file_formats TO bankpipe_reader;
 
+-- quarter_customers, quarter_daily, exports (migration 0011): written by `bankpipe export`
+-- (replaced per quarter), read by SQL users.
+ALTER TABLE quarter_customers OWNER TO bankpipe_owner;
+ALTER TABLE quarter_daily OWNER TO bankpipe_owner;
+ALTER TABLE exports OWNER TO bankpipe_owner;
+REVOKE ALL ON quarter_customers, quarter_daily, exports FROM bankpipe_loader, bankpipe_reader;
+GRANT SELECT, INSERT, UPDATE, DELETE ON quarter_customers, quarter_daily, exports TO bankpipe_loader;
+GRANT SELECT ON quarter_customers, quarter_daily, exports TO bankpipe_reader;
+
 -- file_rejects and file_amounts (migration 0012): per-file figures for /metrics, written
 -- with the load like file_warnings (UPDATE: a row moved to another file changes its amounts).
 ALTER TABLE file_rejects OWNER TO bankpipe_owner;

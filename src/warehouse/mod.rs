@@ -21,6 +21,7 @@ pub mod pg_connect;
 pub mod pg_copy;
 pub mod pool;
 pub mod postgres;
+pub mod quarters;
 mod slots;
 pub mod sqlite;
 
@@ -28,6 +29,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+pub use quarters::{
+    ExportEntry, ExportRow, QuarterCustomer, QuarterDay, QuarterInputs, ScaleTotal, SourceFile,
+};
 pub use slots::{SlotClaim, SlotRecord, SlotStatus};
 
 use crate::model::Total;
@@ -275,12 +279,33 @@ pub struct Claimant {
     /// The server process serving its session (PostgreSQL `pg_backend_pid()`), to find
     /// it in `pg_stat_activity`.
     pub backend_pid: Option<i32>,
+    /// How long the claim had been held when it was read (the server's
+    /// `clock_timestamp() - claimed_at`, free of clock skew between hosts): a process
+    /// younger than this is not the claimant, whatever its id.
+    #[serde(skip)]
+    pub held_for: Option<std::time::Duration>,
+    /// Set by the worker that met the claim: the claimant's process is on this host and
+    /// no longer running, but its server session has not ended yet (the server notices
+    /// within seconds), so the next run loads the file.
+    #[serde(skip)]
+    pub process_gone: bool,
 }
 
 impl Claimant {
     /// This process: its host name and process id.
     pub fn this_process() -> (String, u32) {
         (host_name(), std::process::id())
+    }
+
+    /// Whether the claimant is a process of this host (same host name) that is no
+    /// longer running: gone, a zombie, or its id now held by a younger process. `false`
+    /// for another host, or when it cannot be told.
+    pub fn gone_from_this_host(&self) -> bool {
+        let (host, _) = Claimant::this_process();
+        self.host.as_deref() == Some(host.as_str())
+            && self.pid.is_some_and(|pid| {
+                crate::process::state(pid, self.held_for) == crate::process::State::Gone
+            })
     }
 }
 
@@ -717,6 +742,8 @@ pub struct Summary {
     pub schema_version: i64,
     /// Files claimed but not finished, with why their claim stopped.
     pub unfinished: Vec<Unfinished>,
+    /// Quarter versions written by `bankpipe export`, by quarter then time.
+    pub exports: Vec<ExportEntry>,
 }
 
 /// One row of `runs`.
@@ -1043,6 +1070,19 @@ impl Warehouse {
         }
     }
 
+    /// Whether nobody holds the claim of `file_id` any more (its session ended), without
+    /// taking it: [`Warehouse::claim`] then takes it over. Always `true` on SQLite, where
+    /// one run at a time holds claims.
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn claim_free(&mut self, file_id: i64) -> Result<bool> {
+        match self {
+            Warehouse::Sqlite(_) => Ok(true),
+            Warehouse::Postgres(w) => w.claim_free(file_id),
+        }
+    }
+
     /// Gives up a claim taken by [`Warehouse::claim`] once the file is finished (or
     /// abandoned), so that another worker may take it over.
     ///
@@ -1359,6 +1399,7 @@ impl Warehouse {
             Warehouse::Postgres(w) => w.summary()?,
         };
         s.unfinished = self.unfinished()?;
+        s.exports = self.exports()?;
         Ok(s)
     }
 }

@@ -18,6 +18,7 @@
 //! claimer's session died. The load itself locks the `files` row and refuses a file
 //! that is no longer `landing`, so no race can load a file twice.
 
+mod quarters;
 mod slots;
 
 use std::collections::BTreeMap;
@@ -74,6 +75,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "file_formats",
         include_str!("../../sql/postgres/0009_file_formats.sql"),
+    ),
+    (
+        11,
+        "exports",
+        include_str!("../../sql/postgres/0011_exports.sql"),
     ),
     (
         12,
@@ -599,7 +605,8 @@ impl PgWarehouse {
                     .query_one(
                         &format!(
                             "SELECT file_id, original_name, status, lake_key,
-                                    claim_host, claim_pid, run_id, {}, claim_backend_pid
+                                    claim_host, claim_pid, run_id, {}, claim_backend_pid,
+                                    EXTRACT(EPOCH FROM clock_timestamp() - claimed_at)::float8
                              FROM files WHERE sha256 = $1",
                             ts("claimed_at")
                         ),
@@ -645,6 +652,10 @@ impl PgWarehouse {
                                 run_id: row.get(6),
                                 since: row.get(7),
                                 backend_pid: row.get(8),
+                                held_for: row
+                                    .get::<_, Option<f64>>(9)
+                                    .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok()),
+                                process_gone: false,
                             },
                         }
                     }
@@ -659,6 +670,23 @@ impl PgWarehouse {
         };
         tx.commit().map_err(pg("committing claim"))?;
         Ok(claim)
+    }
+
+    pub(super) fn claim_free(&mut self, file_id: i64) -> Result<bool> {
+        // Taken and given back at once: the claim itself is taken by `claim`, which
+        // finds the row `landing` with its lock free and resumes it.
+        let free: bool = self
+            .client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, $2::bigint::int)",
+                &[&LOCK_SPACE, &file_id],
+            )
+            .map_err(pg("probing a claim"))?
+            .get(0);
+        if free {
+            self.release(file_id)?;
+        }
+        Ok(free)
     }
 
     pub(super) fn release(&mut self, file_id: i64) -> Result<()> {

@@ -6,6 +6,7 @@
 //! primary key and only look at the existing row when a key collides, so the common
 //! case (new ids) costs one insert per row.
 
+mod quarters;
 mod slots;
 
 use std::collections::BTreeMap;
@@ -59,6 +60,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "file_formats",
         include_str!("../../sql/sqlite/0009_file_formats.sql"),
+    ),
+    (
+        11,
+        "exports",
+        include_str!("../../sql/sqlite/0011_exports.sql"),
     ),
     (
         12,

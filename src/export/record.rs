@@ -1,0 +1,97 @@
+//! Step 11 of an export: the quarter's rows of `quarter_customers` and `quarter_daily`
+//! (raw customer ids, exact decimals) and its `exports` row, in one warehouse
+//! transaction, after the files are published.
+
+use std::path::PathBuf;
+
+use super::ExportError;
+use super::build::Built;
+use super::features::QuarterContext;
+use super::manifest::Manifest;
+use crate::lake::Lake;
+use crate::model::{Date, DateTime};
+use crate::warehouse::{ExportEntry, QuarterCustomer, QuarterDay, Warehouse};
+
+fn timestamp_text(at: i64) -> String {
+    DateTime {
+        date: Date::from_days_since_epoch(at.div_euclid(86_400)),
+        seconds: at.rem_euclid(86_400) as u32,
+    }
+    .to_string()
+}
+
+/// Step 11: `quarter_customers`, `quarter_daily` and the `exports` row, in one
+/// transaction.
+pub(super) fn record(
+    warehouse: &mut Warehouse,
+    destination: &Lake,
+    ctx: &QuarterContext,
+    built: &Built,
+    manifest: &Manifest,
+) -> Result<(), ExportError> {
+    let s = ctx.scale;
+    let first_day = ctx.quarter.first_day().days_since_epoch();
+    let days: Vec<QuarterDay> = built
+        .days
+        .iter()
+        .enumerate()
+        .map(|(i, d)| QuarterDay {
+            date: Date::from_days_since_epoch(first_day + i as i64).to_string(),
+            txn_count: d.tally.txn_count,
+            amount_sum: s.text(d.tally.amount_sum),
+            amount_mean: (d.tally.txn_count > 0)
+                .then(|| s.mean(d.tally.amount_sum, d.tally.txn_count)),
+            amount_p50: d.p50,
+            amount_p95: d.p95,
+            unique_customers: d.tally.unique_customers,
+            new_customers: d.tally.new_customers,
+        })
+        .collect();
+    let quarter = ctx.quarter.to_string();
+    let mut customers = built
+        .customers
+        .iter()
+        .map_err(|source| ExportError::Local {
+            dir: PathBuf::from("sort runs"),
+            source,
+        })?;
+    let mut rows = std::iter::from_fn(|| {
+        customers.next().map(|c| {
+            c.map_err(|e| format!("reading the sorted customers: {e}"))
+                .map(|c| QuarterCustomer {
+                    customer_id: c.customer_id.to_string(),
+                    txn_count: c.txn_count,
+                    amount_sum: s.text(c.amount_sum),
+                    amount_mean: c.amount_mean,
+                    amount_min: s.text(i128::from(c.amount_min)),
+                    amount_max: s.text(i128::from(c.amount_max)),
+                    amount_std: c.amount_std,
+                    first_txn_at: timestamp_text(c.first_txn_at),
+                    last_txn_at: timestamp_text(c.last_txn_at),
+                    recency_days: c.recency_days,
+                    active_days: c.active_days,
+                    distinct_locations: c.distinct_locations,
+                    home_location: c.home_location.map(|l| l.to_string()),
+                    gender: c.gender.map(|g| g.to_string()),
+                    age_years: c.age_years,
+                    balance_last: c.balance_last.map(|b| b.to_text()),
+                    night_share: c.night_share,
+                    weekend_share: c.weekend_share,
+                    prior_txn_count: c.prior_txn_count,
+                    tenure_days: c.tenure_days,
+                })
+        })
+    });
+    let entry = ExportEntry {
+        quarter,
+        version: manifest.version.clone(),
+        created_at: manifest.created_at.clone(),
+        destination: destination.url().to_owned(),
+        rows: manifest.control.rows,
+        amount_sum: manifest.control.amount_sum.clone(),
+        partial: manifest.partial,
+        flagged_features: manifest.drift.flagged.clone(),
+    };
+    warehouse.replace_quarter(&mut rows, &days, &entry)?;
+    Ok(())
+}
