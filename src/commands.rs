@@ -1818,6 +1818,46 @@ fn rejects(config: &Config, args: &RejectsArgs) -> Result<ExitCode, Failure> {
 /// the work; this prints the outcome. With `--json` exactly one object is printed,
 /// also when the export fails. Exit status: 0 every quarter exported or up to date, 1 a
 /// quarter failed (incomplete, reconciliation), 2 a setting, 3 unreachable.
+/// The work of `bankpipe export` without its output, for `export` and for `serve`'s
+/// scheduled `export` job: opens the warehouse (applying pending migrations, never
+/// creating one), the destination and the pseudonym key, then exports the quarters
+/// `which` names with `options`. Blocks the calling thread.
+///
+/// # Errors
+/// The outer [`Failure`]: nothing could be exported (warehouse, destination, key). The
+/// inner error, beside the reports: the first quarter that failed.
+pub fn export_quarters(
+    config: &Config,
+    which: crate::export::Which,
+    options: &crate::export::Options,
+) -> Result<
+    (
+        Vec<crate::export::QuarterReport>,
+        Option<crate::export::ExportError>,
+    ),
+    Failure,
+> {
+    let rt = runtime()?;
+    // Export writes the quarter tables: like reprocess, it applies pending migrations
+    // but never creates a warehouse.
+    let mut warehouse = open_existing(&config.warehouse_url)?;
+    let embedded = matches!(warehouse, Warehouse::Sqlite(_));
+    let (destination, key, generated) = crate::export::prepare(
+        &config.export_url,
+        rt.handle().clone(),
+        &config.data_dir,
+        embedded,
+    )?;
+    tell_generated_key(generated.as_deref(), &key);
+    Ok(crate::export::export(
+        &mut warehouse,
+        &destination,
+        &key,
+        which,
+        options,
+    )?)
+}
+
 fn export(config: &Config, args: &ExportArgs) -> Result<ExitCode, Failure> {
     use crate::export::{Options, Which};
     let destination_url = redact_url(&config.export_url);
@@ -1832,31 +1872,13 @@ fn export(config: &Config, args: &ExportArgs) -> Result<ExitCode, Failure> {
             }
             (false, None) => return Err(Failure::usage("give --quarter QUARTER or --all")),
         };
-        let rt = runtime()?;
-        // Export writes the quarter tables: like reprocess, it applies pending
-        // migrations but never creates a warehouse.
-        let mut warehouse = open_existing(&config.warehouse_url)?;
-        let embedded = matches!(warehouse, Warehouse::Sqlite(_));
-        let (destination, key, generated) = crate::export::prepare(
-            &config.export_url,
-            rt.handle().clone(),
-            &config.data_dir,
-            embedded,
-        )?;
-        tell_generated_key(generated.as_deref(), &key);
         let options = Options {
             allow_partial: args.allow_partial,
             force: args.force,
             data_dir: config.data_dir.clone(),
             progress: !args.json && std::io::stderr().is_terminal(),
         };
-        Ok(crate::export::export(
-            &mut warehouse,
-            &destination,
-            &key,
-            which,
-            &options,
-        )?)
+        export_quarters(config, which, &options)
     })();
     let mut out = stdout();
     let (reports, error) = match result {

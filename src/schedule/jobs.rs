@@ -4,10 +4,11 @@
 //! - `ingest`: [`crate::commands::ingest`], the work of `bankpipe run` (stops between
 //!   files when asked).
 //! - `verify`: [`crate::commands::verify_lake`], the work of `bankpipe verify`.
-//! - `export`: the last complete quarter before the slot, in the schedule's time zone
-//!   (see [`super::last_complete_quarter`]), through the export front door. This build
-//!   has no `export` command yet (it arrives with issue #10's export work): the job
-//!   fails saying so, rather than pretending to have exported.
+//! - `export`: [`crate::commands::export_quarters`], the work of `bankpipe export
+//!   --quarter Q` for the last complete quarter before the slot, in the schedule's time
+//!   zone (see [`super::last_complete_quarter`]). A quarter with an empty month fails
+//!   (the export command's rule without `--allow-partial`: a month missing from a past
+//!   quarter is news); one already exported with the same data is `up to date`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
@@ -153,11 +154,39 @@ fn verify(config: &Config) -> JobOutcome {
     }
 }
 
-fn export(_config: &Config, (year, quarter): (i32, u32)) -> JobOutcome {
-    JobOutcome::Failed(format!(
-        "cannot export {year}Q{quarter}: this bankpipe has no export command yet (issue #10); \
-         upgrade, or remove `export` from [schedule]"
-    ))
+fn export(config: &Config, (year, q): (i32, u32)) -> JobOutcome {
+    let Ok(q) = u8::try_from(q) else {
+        return JobOutcome::Failed(format!("no quarter {q} of {year}"));
+    };
+    let quarter = crate::export::quarter::Quarter { year, q };
+    let options = crate::export::Options {
+        allow_partial: false,
+        force: false,
+        data_dir: config.data_dir.clone(),
+        progress: false,
+    };
+    match crate::commands::export_quarters(config, crate::export::Which::One(quarter), &options) {
+        Err(failure) => JobOutcome::Failed(format!("{quarter}: {}", failure.message)),
+        Ok((_, Some(e))) => JobOutcome::Failed(format!(
+            "{quarter}: {}",
+            crate::commands::Failure::from(e).message
+        )),
+        Ok((reports, None)) => JobOutcome::Ok(
+            reports
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} {} version {} ({} transactions)",
+                        r.quarter,
+                        r.status,
+                        r.version.as_deref().unwrap_or("?"),
+                        r.rows.unwrap_or(0)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -296,7 +296,19 @@ pub struct JobStatus {
 
 /// The schedule as `bankpipe status` and the status page show it: for each scheduled
 /// job, its next slot after `now` (from the config) and its latest slots (from
-/// `schedule_slots`). Reads only; works with the `bankpipe_reader` role.
+/// `schedule_slots`), in [`Job::ALL`] order. Reads only (one indexed query per job);
+/// works with the `bankpipe_reader` role. From `serve`'s handlers, on a read-only
+/// session off the runtime:
+///
+/// ```text
+/// let schedule = state.config.schedule.clone();
+/// let jobs = state
+///     .with_warehouse(move |w| schedule::overview(&schedule, w, chrono::Utc::now()))
+///     .await?;
+/// ```
+///
+/// This process's own figures (runs by outcome since it started) are in
+/// `AppState::jobs`; this reads what every instance recorded.
 ///
 /// # Errors
 /// When the warehouse cannot be read.

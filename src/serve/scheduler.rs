@@ -10,8 +10,10 @@
 //!   start is later than its latest recorded slot ([`crate::schedule::missed_slot`]);
 //!   only the most recent one, however many were missed.
 //! - **No overlapping runs:** a slot that comes while the job still runs here is
-//!   recorded `skipped` (it is never queued); one that comes while it runs on another
-//!   instance too (the job's guard is held there).
+//!   recorded `skipped` when the run ends (it is never queued, and written then because
+//!   on SQLite the run's write lock would hold the write up); one that comes while the
+//!   job runs on another instance is recorded `skipped` at once (the job's guard is
+//!   held there).
 //! - **A late wake-up catches up once:** when several slots passed while the task was
 //!   not scheduled (a suspended machine), only the latest is taken.
 //! - **Shutdown:** once `shutdown` is cancelled no slot is claimed; a running `ingest`
@@ -124,6 +126,8 @@ struct Running {
     done: oneshot::Receiver<JobOutcome>,
     /// The session whose claim holds the job's guard; the outcome is recorded with it.
     guard: Session,
+    /// Slots that came while it ran: recorded `skipped` when it ends.
+    overlapped: Vec<DateTime<Utc>>,
 }
 
 /// The loop of one job.
@@ -142,10 +146,20 @@ impl JobTask {
     }
 
     async fn run(mut self, shutdown: CancellationToken, grace: Duration) {
+        // Every wait on the warehouse gives way to the shutdown signal (opening a session
+        // retries for a while when it is down): a claim cut there leaves at worst a
+        // `running` row, recorded `interrupted` by the next winner.
         let start = Utc::now();
-        if let Some(slot) = self.missed_at(start).await {
+        let missed = tokio::select! {
+            missed = self.missed_at(start) => missed,
+            () = shutdown.cancelled() => None,
+        };
+        if let Some(slot) = missed {
             warn!(job = self.name(), slot = %slot_text(slot), "Running a slot missed while no instance was up.");
-            self.take_slot(slot).await;
+            tokio::select! {
+                () = self.take_slot(slot) => {}
+                () = shutdown.cancelled() => {}
+            }
         }
         let mut after = start;
         loop {
@@ -163,6 +177,7 @@ impl JobTask {
             };
             let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
             tokio::select! {
+                biased;
                 () = shutdown.cancelled() => break,
                 outcome = wait_for(&mut self.running) => self.finish(outcome).await,
                 () = tokio::time::sleep(wait) => {
@@ -179,7 +194,10 @@ impl JobTask {
                         .filter(|s| *s > next)
                         .unwrap_or(next);
                     after = slot;
-                    self.take_slot(slot).await;
+                    tokio::select! {
+                        () = self.take_slot(slot) => {}
+                        () = shutdown.cancelled() => break,
+                    }
                 }
             }
         }
@@ -203,17 +221,23 @@ impl JobTask {
         }
     }
 
-    /// Claims `slot` and, when this instance wins it, starts the job.
+    /// Claims `slot` and, when this instance wins it, starts the job. A slot that
+    /// comes while the job runs here is kept aside and recorded `skipped` when the run
+    /// ends ([`JobTask::record`]): written now, it would wait for the run's own write
+    /// lock on SQLite.
     async fn take_slot(&mut self, slot: DateTime<Utc>) {
         let job = self.name();
         let text = slot_text(slot);
-        let running_here = self.running.as_ref().map(|r| r.slot_text.clone());
+        if let Some(running) = &mut self.running {
+            warn!(job, slot = %text, running = %running.slot_text, "Slot skipped: the job is still running here (recorded when it ends).");
+            running.overlapped.push(slot);
+            return;
+        }
         let mut attempt = 0;
         let claim = loop {
-            let (slot_at, claimant, here) =
-                (text.clone(), self.claimant.clone(), running_here.clone());
+            let (slot_at, claimant) = (text.clone(), self.claimant.clone());
             match self
-                .call(move |w| w.claim_slot(job, &slot_at, &claimant, here.as_deref()))
+                .call(move |w| w.claim_slot(job, &slot_at, &claimant, None))
                 .await
             {
                 Err(e) if e.is_transient() && attempt + 1 < CLAIM_ATTEMPTS => {
@@ -266,6 +290,7 @@ impl JobTask {
             stop,
             done,
             guard: Session(self.session.take()),
+            overlapped: Vec::new(),
         };
         match spawned {
             Ok(_) => {
@@ -339,6 +364,33 @@ impl JobTask {
         }
         debug!(job, slot = %slot_text(running.slot), status = status.as_str(), "Slot recorded.");
         self.count(status.as_str());
+        for slot in std::mem::take(&mut running.overlapped) {
+            let (slot_at, claimant, here) = (
+                slot_text(slot),
+                self.claimant.clone(),
+                running.slot_text.clone(),
+            );
+            match self
+                .call(move |w| w.claim_slot(job, &slot_at, &claimant, Some(&here)))
+                .await
+            {
+                Ok(SlotClaim::Skipped { reason }) => {
+                    debug!(job, slot = %slot_text(slot), %reason, "Skipped slot recorded.");
+                    self.count(SlotStatus::Skipped.as_str());
+                }
+                Ok(SlotClaim::Taken { claimed_by }) => {
+                    debug!(job, slot = %slot_text(slot), %claimed_by, "Slot recorded by another instance.");
+                }
+                Ok(SlotClaim::Won) => {
+                    // Never returned with `running_here` set.
+                    error!(job, slot = %slot_text(slot), "A skipped slot was claimed as won (a bug).");
+                }
+                Err(e) => {
+                    error!(job, slot = %slot_text(slot), error = %e, "Cannot record a skipped slot.");
+                    self.count("unclaimed");
+                }
+            }
+        }
     }
 
     /// Stops claiming; asks a running job to stop and waits for it until just before
@@ -370,15 +422,21 @@ impl JobTask {
                 warn!(job, reason = %m, "Job interrupted by the shutdown.")
             }
         }
-        self.record(running, &outcome).await;
+        // On SQLite the write waits for the lock the job being cut still holds: within
+        // the margin, else the next start records the slot (its guard is free then).
+        let slot = running.slot_text.clone();
+        if tokio::time::timeout(margin, self.record(running, &outcome))
+            .await
+            .is_err()
+        {
+            warn!(job, %slot, "No time left to record the slot's outcome: the next start records it interrupted.");
+        }
     }
 
     /// Keeps `session` for the next claims when there is none (else it is closed).
-    fn keep(&mut self, session: Option<Warehouse>) {
+    fn keep(&mut self, session: Session) {
         if self.session.is_none() {
-            self.session = Session(session);
-        } else {
-            drop(Session(session));
+            self.session = session;
         }
     }
 
@@ -401,7 +459,7 @@ impl JobTask {
             f,
         )
         .await;
-        self.session = Session(session);
+        self.session = session;
         result
     }
 }
@@ -419,12 +477,14 @@ async fn wait_for(running: &mut Option<Running>) -> JobOutcome {
 
 /// Runs `f` with `session` (opened when `None`: created and migrated like `run` does,
 /// since the schedule writes) on tokio's blocking pool; gives the session back unless
-/// it failed transiently.
+/// it failed transiently. The session travels back as a [`Session`], so that it is
+/// closed safely wherever it is dropped (also when the caller is cancelled after the
+/// call ended).
 async fn blocking<T, F>(
     session: Option<Warehouse>,
     url: String,
     f: F,
-) -> (Option<Warehouse>, Result<T, WarehouseError>)
+) -> (Session, Result<T, WarehouseError>)
 where
     F: FnOnce(&mut Warehouse) -> Result<T, WarehouseError> + Send + 'static,
     T: Send + 'static,
@@ -434,12 +494,12 @@ where
             Some(w) => w,
             None => match Warehouse::open(&url) {
                 Ok(w) => w,
-                Err(e) => return (None, Err(e)),
+                Err(e) => return (Session(None), Err(e)),
             },
         };
         let result = f(&mut w);
         let broken = result.as_ref().is_err_and(WarehouseError::is_transient);
-        ((!broken).then_some(w), result)
+        (Session((!broken).then_some(w)), result)
     });
     match task.await {
         Ok(answer) => answer,

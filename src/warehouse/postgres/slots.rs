@@ -2,13 +2,23 @@
 //! (`LOCK_SPACE + 2`, `hashtext(job)`) of the session that won the slot, held until the
 //! outcome is recorded; the server releases it when that session ends, so a `running`
 //! row whose lock is free belongs to an instance that died.
+//!
+//! Claims and outcomes of a job are serialized by a transaction-level advisory lock
+//! (`LOCK_SPACE + 3`): two instances claiming the same slot at once would otherwise
+//! see each other's guard taken for an instant, and one would record the slot
+//! `skipped` while the other found it claimed: a slot run by nobody. Likewise a claim
+//! never sees the guard of a run whose outcome is being recorded.
 
 use super::{LOCK_SPACE, PgWarehouse, pg, ts};
 use crate::warehouse::Result;
 use crate::warehouse::slots::{SlotClaim, SlotRecord, SlotStatus, dead_reason, skip_reason};
 
-/// Advisory-lock namespace of scheduled jobs.
+/// Advisory-lock namespace of scheduled jobs' guards (session-level).
 const JOB_SPACE: i32 = LOCK_SPACE + 2;
+
+/// Advisory-lock namespace serializing the claims and outcomes of a job
+/// (transaction-level).
+const CLAIM_SPACE: i32 = LOCK_SPACE + 3;
 
 impl PgWarehouse {
     pub(in crate::warehouse) fn claim_slot(
@@ -18,18 +28,8 @@ impl PgWarehouse {
         claimant: &str,
         running_here: Option<&str>,
     ) -> Result<SlotClaim> {
-        // Never asked while this session runs the job (`running_here`): advisory locks
-        // are re-entrant within a session, so it would take its own guard again.
-        let guarded = running_here.is_none()
-            && self
-                .client
-                .query_one(
-                    "SELECT pg_try_advisory_lock($1, hashtext($2))",
-                    &[&JOB_SPACE, &job],
-                )
-                .map_err(pg("taking a scheduled job's guard"))?
-                .get::<_, bool>(0);
-        let result = self.claim_in_transaction(job, slot_at, claimant, running_here, guarded);
+        let mut guarded = false;
+        let result = self.claim_in_transaction(job, slot_at, claimant, running_here, &mut guarded);
         if guarded && !matches!(result, Ok(SlotClaim::Won)) {
             self.release_job(job)?;
         }
@@ -42,14 +42,29 @@ impl PgWarehouse {
         slot_at: &str,
         claimant: &str,
         running_here: Option<&str>,
-        guarded: bool,
+        guarded: &mut bool,
     ) -> Result<SlotClaim> {
         let now = crate::clock::now_rfc3339();
         let mut tx = self
             .client
             .transaction()
             .map_err(pg("claiming a schedule slot"))?;
-        let claim = if guarded {
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&CLAIM_SPACE, &job],
+        )
+        .map_err(pg("claiming a schedule slot"))?;
+        // Never asked while this session runs the job (`running_here`): advisory locks
+        // are re-entrant within a session, so it would take its own guard again.
+        *guarded = running_here.is_none()
+            && tx
+                .query_one(
+                    "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                    &[&JOB_SPACE, &job],
+                )
+                .map_err(pg("taking a scheduled job's guard"))?
+                .get::<_, bool>(0);
+        let claim = if *guarded {
             let inserted = tx
                 .execute(
                     "INSERT INTO schedule_slots (job, slot_at, claimed_by, claimed_at, status)
@@ -124,23 +139,35 @@ impl PgWarehouse {
         status: SlotStatus,
         error: Option<&str>,
     ) -> Result<()> {
-        self.client
-            .execute(
+        let now = crate::clock::now_rfc3339();
+        let recorded = (|| {
+            let mut tx = self.client.transaction()?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                &[&CLAIM_SPACE, &job],
+            )?;
+            tx.execute(
                 "UPDATE schedule_slots
                  SET status = $3, finished_at = $4::text::timestamptz, error = $5
                  WHERE job = $1 AND slot_at = $2::text::timestamptz",
-                &[
-                    &job,
-                    &slot_at,
-                    &status.as_str(),
-                    &crate::clock::now_rfc3339(),
-                    &error,
-                ],
-            )
-            .map_err(pg("recording a schedule slot's outcome"))?;
-        // Only once the outcome is recorded: a claim that takes the guard next must not
-        // find this slot still `running` and call it interrupted.
-        self.release_job(job)
+                &[&job, &slot_at, &status.as_str(), &now, &error],
+            )?;
+            // In the transaction that records the outcome: a claim that takes the guard
+            // next finds this slot finished, never `running` (it would call it
+            // interrupted), and one that finds the guard held finds the slot running.
+            tx.execute(
+                "SELECT pg_advisory_unlock($1, hashtext($2))",
+                &[&JOB_SPACE, &job],
+            )?;
+            tx.commit()
+        })()
+        .map_err(pg("recording a schedule slot's outcome"));
+        if recorded.is_err() {
+            // Whatever happened, the guard goes: the slot stays `running` and the next
+            // claim of the job records it interrupted.
+            let _ = self.release_job(job);
+        }
+        recorded
     }
 
     pub(in crate::warehouse) fn recent_slots(

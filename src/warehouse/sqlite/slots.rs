@@ -2,9 +2,15 @@
 //! a time), the job's guard as an exclusive lock on `<database>.schedule-<job>.lock`,
 //! held by this session until the slot's outcome is recorded. Other processes on the
 //! same database see it held; the kernel releases it when the process dies.
+//!
+//! The guard is taken inside the claim's transaction and given back inside the one
+//! that records the outcome, so claims see it and the slots' rows change together:
+//! two instances claiming the same slot at once never see each other's guard (one
+//! would record `skipped` a slot the other then finds claimed, and nobody runs it).
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
@@ -12,42 +18,40 @@ use super::{SqliteWarehouse, sql};
 use crate::warehouse::slots::{SlotClaim, SlotRecord, SlotStatus, dead_reason, skip_reason};
 use crate::warehouse::{Result, WarehouseError};
 
+/// Takes the guard of `job` on the database at `db` for the session holding `locks`:
+/// `false` when another process holds it (or this session already does: the job is
+/// running here).
+fn take_job_guard(locks: &mut HashMap<String, Option<File>>, db: &Path, job: &str) -> Result<bool> {
+    if locks.contains_key(job) {
+        return Ok(false);
+    }
+    if db.as_os_str() == ":memory:" {
+        // One process alone can open it: the scheduler's own guard is enough.
+        locks.insert(job.to_owned(), None);
+        return Ok(true);
+    }
+    let path = PathBuf::from(format!("{}.schedule-{job}.lock", db.display()));
+    let failed = |e: std::io::Error| WarehouseError::Unreachable {
+        url: format!("sqlite://{}", db.display()),
+        reason: format!("schedule lock file {}: {e}", path.display()),
+    };
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(failed)?;
+    match file.try_lock() {
+        Ok(()) => {
+            locks.insert(job.to_owned(), Some(file));
+            Ok(true)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(failed(e)),
+    }
+}
+
 impl SqliteWarehouse {
-    fn job_lock_path(&self, job: &str) -> Option<PathBuf> {
-        (self.path.as_os_str() != ":memory:")
-            .then(|| PathBuf::from(format!("{}.schedule-{job}.lock", self.path.display())))
-    }
-
-    /// Takes the guard of `job` for this session: `false` when another process holds it
-    /// (or this session already does: the job is running here).
-    fn take_job_guard(&mut self, job: &str) -> Result<bool> {
-        if self.job_locks.contains_key(job) {
-            return Ok(false);
-        }
-        let Some(path) = self.job_lock_path(job) else {
-            self.job_locks.insert(job.to_owned(), None);
-            return Ok(true);
-        };
-        let failed = |e: std::io::Error| WarehouseError::Unreachable {
-            url: self.display_url(),
-            reason: format!("schedule lock file {}: {e}", path.display()),
-        };
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(failed)?;
-        match file.try_lock() {
-            Ok(()) => {
-                self.job_locks.insert(job.to_owned(), Some(file));
-                Ok(true)
-            }
-            Err(std::fs::TryLockError::WouldBlock) => Ok(false),
-            Err(std::fs::TryLockError::Error(e)) => Err(failed(e)),
-        }
-    }
-
     pub(in crate::warehouse) fn claim_slot(
         &mut self,
         job: &str,
@@ -55,8 +59,8 @@ impl SqliteWarehouse {
         claimant: &str,
         running_here: Option<&str>,
     ) -> Result<SlotClaim> {
-        let guarded = running_here.is_none() && self.take_job_guard(job)?;
-        let result = self.claim_in_transaction(job, slot_at, claimant, running_here, guarded);
+        let mut guarded = false;
+        let result = self.claim_in_transaction(job, slot_at, claimant, running_here, &mut guarded);
         if guarded && !matches!(result, Ok(SlotClaim::Won)) {
             // Dropping the file releases the lock.
             self.job_locks.remove(job);
@@ -70,14 +74,15 @@ impl SqliteWarehouse {
         slot_at: &str,
         claimant: &str,
         running_here: Option<&str>,
-        guarded: bool,
+        guarded: &mut bool,
     ) -> Result<SlotClaim> {
         let now = crate::clock::now_rfc3339();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql("claiming a schedule slot"))?;
-        let claim = if guarded {
+        *guarded = running_here.is_none() && take_job_guard(&mut self.job_locks, &self.path, job)?;
+        let claim = if *guarded {
             let inserted = tx
                 .execute(
                     "INSERT INTO schedule_slots (job, slot_at, claimed_by, claimed_at, status)
@@ -136,26 +141,27 @@ impl SqliteWarehouse {
         status: SlotStatus,
         error: Option<&str>,
     ) -> Result<()> {
-        let result = self
-            .conn
-            .execute(
+        let now = crate::clock::now_rfc3339();
+        let recorded = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
                 "UPDATE schedule_slots SET status = ?3, finished_at = ?4, error = ?5
                  WHERE job = ?1 AND slot_at = ?2",
-                params![
-                    job,
-                    slot_at,
-                    status.as_str(),
-                    crate::clock::now_rfc3339(),
-                    error
-                ],
-            )
-            .map_err(sql("recording a schedule slot's outcome"));
-        // The guard goes only once the outcome is recorded: a claim that takes it next
-        // must not find this slot still `running` and call it interrupted.
-        if result.is_ok() {
+                params![job, slot_at, status.as_str(), now, error],
+            )?;
+            // In the transaction that records the outcome: a claim that takes the guard
+            // next finds this slot finished, never `running` (it would call it
+            // interrupted), and one that finds the guard held finds the slot running.
             self.job_locks.remove(job);
-        }
-        result.map(drop)
+            tx.commit()
+        })()
+        .map_err(sql("recording a schedule slot's outcome"));
+        // Whatever happened, the guard goes: when the outcome could not be written the
+        // slot stays `running` and the next claim of the job records it interrupted.
+        self.job_locks.remove(job);
+        recorded
     }
 
     pub(in crate::warehouse) fn recent_slots(
