@@ -171,6 +171,11 @@ impl From<RunError> for Failure {
             RunError::Warehouse(w) => w.into(),
             RunError::Lake(l) => l.into(),
             RunError::Lock { .. } => Failure::unreachable(e.to_string()),
+            // Not every file was processed: like a failed file, a rerun finishes it.
+            RunError::Interrupted { .. } => Failure {
+                code: 1,
+                message: e.to_string(),
+            },
         }
     }
 }
@@ -426,18 +431,60 @@ fn export_run_metrics(
     }
 }
 
-fn run_printing(
-    config: &Config,
-    args: &RunArgs,
-    printed: &mut bool,
-    kept: &mut Option<RunReport>,
-) -> Result<ExitCode, Failure> {
+/// A folder inbox must exist (an object-store inbox is listed by the run itself).
+fn require_inbox(config: &Config) -> Result<(), Failure> {
     if !config.inbox.to_string_lossy().contains("://") && !config.inbox.is_dir() {
         return Err(Failure::usage(format!(
             "inbox {} is not a folder: create it and put files in it, or pass --inbox DIR",
             config.inbox.display()
         )));
     }
+    Ok(())
+}
+
+/// The work of `bankpipe run` without its output, for `serve`'s scheduled `ingest`
+/// job: the same checks (inbox, master key), then [`pipeline::run_until`], which starts
+/// no further file once `stop` is set. Runs on the calling thread (it blocks; it opens
+/// its own I/O runtime and warehouse session, as `run` does).
+///
+/// # Errors
+/// The outer [`Failure`]: the run could not start (exit status as `run` would give).
+/// The inner [`pipeline::Stopped`]: it stopped part-way (unreachable, interrupted),
+/// with the report of what it did.
+pub fn ingest(
+    config: &Config,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<Result<RunReport, pipeline::Stopped>, Failure> {
+    ingest_as(config, stop, pipeline::new_run_id(), || {})
+}
+
+/// [`ingest`] under the run id `run_id` ([`pipeline::new_run_id`]), calling `opened`
+/// once the warehouse and the lake are open and the master key is checked, before the
+/// run takes the run lock: `serve`'s `POST /api/runs` answers then.
+///
+/// # Errors
+/// As [`ingest`]; `opened` is not called when the outer [`Failure`] is returned.
+pub fn ingest_as(
+    config: &Config,
+    stop: &std::sync::atomic::AtomicBool,
+    run_id: String,
+    opened: impl FnOnce(),
+) -> Result<Result<RunReport, pipeline::Stopped>, Failure> {
+    require_inbox(config)?;
+    let rt = runtime()?;
+    let mut ctx = open_context(config, &rt, Access::Create)?;
+    require_current_key(&mut ctx.warehouse, config.master_key.as_deref(), false)?;
+    opened();
+    Ok(pipeline::run_as(&mut ctx, &mut Silent, stop, run_id))
+}
+
+fn run_printing(
+    config: &Config,
+    args: &RunArgs,
+    printed: &mut bool,
+    kept: &mut Option<RunReport>,
+) -> Result<ExitCode, Failure> {
+    require_inbox(config)?;
     let rt = runtime()?;
     let mut ctx = open_context(config, &rt, Access::Create)?;
     require_current_key(&mut ctx.warehouse, config.master_key.as_deref(), false)?;
@@ -904,17 +951,101 @@ fn reprocess(config: &Config, args: &crate::cli::ReprocessArgs) -> Result<ExitCo
 /// corrupt ones are reported, recorded in the catalog (`files.lake_status`), and make the
 /// exit status 1.
 fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
+    let v = verify_lake(config)?;
+    let mut out = stdout();
+    if v.catalog_empty_no_lake {
+        writeln!(out, "0 objects checked: the catalog is empty")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Verification {
+        results,
+        not_intact: bad,
+        orphans,
+        explained,
+        unfinished,
+        ..
+    } = v;
+    if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({
+                "checked": results.len(),
+                "not_intact": bad,
+                "objects": results,
+                "orphans": orphans,
+                "orphan_details": explained,
+                "unfinished": unfinished,
+            })
+        )?;
+    } else {
+        print_verification(&mut out, &results, bad, &unfinished, &explained)?;
+    }
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// What [`verify_lake`] found, for `bankpipe verify` and the scheduled `verify` job.
+#[derive(Debug)]
+pub struct Verification {
+    /// One JSON object per finished catalog entry (`verify --json`'s `objects`).
+    results: Vec<serde_json::Value>,
+    /// Entries not `intact` (missing, corrupt or unreadable).
+    pub not_intact: usize,
+    /// Raw objects no catalog entry names.
+    orphans: Vec<String>,
+    explained: Vec<Orphan>,
+    /// Claimed but unfinished entries (not checked).
+    unfinished: Vec<serde_json::Value>,
+    /// No lake folder, and nothing in the catalog to look for in it.
+    catalog_empty_no_lake: bool,
+}
+
+impl Verification {
+    /// Catalog entries checked.
+    pub fn checked(&self) -> usize {
+        self.results.len()
+    }
+
+    /// One line for a log or a scheduled slot's outcome.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} objects checked, {} missing, corrupt or unreadable, {} orphans, {} unfinished",
+            self.results.len(),
+            self.not_intact,
+            self.orphans.len(),
+            self.unfinished.len()
+        )
+    }
+}
+
+/// The work of `bankpipe verify` without its output: every landed object is streamed
+/// back and hashed, and its state recorded in the catalog (`files.lake_status`, when
+/// the role may write it). Used by `verify` and by `serve`'s scheduled `verify` job.
+///
+/// # Errors
+/// A [`Failure`] with the exit status `verify` gives: no lake where objects are
+/// expected, a master key missing, warehouse or lake unreachable.
+pub fn verify_lake(config: &Config) -> Result<Verification, Failure> {
     let rt = runtime()?;
     let mut warehouse = Warehouse::open_read_only(&config.warehouse_url)?;
-    let mut out = stdout();
     // Opening a folder lake creates it; verify must not (a mistyped lake_url would
     // otherwise report every object missing from a new, empty folder).
     if let Some(folder) = crate::lake::local_folder(&config.lake_url)
         && !folder.is_dir()
     {
         if warehouse.files()?.is_empty() {
-            writeln!(out, "0 objects checked: the catalog is empty")?;
-            return Ok(ExitCode::SUCCESS);
+            return Ok(Verification {
+                results: Vec::new(),
+                not_intact: 0,
+                orphans: Vec::new(),
+                explained: Vec::new(),
+                unfinished: Vec::new(),
+                catalog_empty_no_lake: true,
+            });
         }
         return Err(Failure::usage(format!(
             "no lake at {}: check lake_url (BANKPIPE_LAKE_URL) or --data-dir",
@@ -1015,112 +1146,112 @@ fn verify(config: &Config, json: bool) -> Result<ExitCode, Failure> {
         .iter()
         .map(|key| Orphan::explain(key, catalog.iter().chain(&now)))
         .collect();
-    if json {
-        writeln!(
-            out,
-            "{}",
-            serde_json::json!({
-                "checked": results.len(),
-                "not_intact": bad,
-                "objects": results,
-                "orphans": orphans,
-                "orphan_details": explained,
-                "unfinished": unfinished,
+    Ok(Verification {
+        results,
+        not_intact: bad,
+        orphans,
+        explained,
+        unfinished,
+        catalog_empty_no_lake: false,
+    })
+}
+
+/// `verify`'s table: one line per object (and why it is not intact), the unfinished
+/// claims and the orphans.
+fn print_verification(
+    out: &mut Stdout,
+    results: &[serde_json::Value],
+    bad: usize,
+    unfinished: &[serde_json::Value],
+    explained: &[Orphan],
+) -> Result<(), Failure> {
+    // One column layout for the objects and the unfinished claims.
+    let cell = |v: &serde_json::Value, key: &str| v[key].as_str().unwrap_or("").to_owned();
+    let table = VerifyTable::new(
+        results
+            .iter()
+            .map(|r| {
+                (
+                    cell(r, "status"),
+                    r["file_id"].as_i64().unwrap_or(0),
+                    cell(r, "name"),
+                )
             })
-        )?;
-    } else {
-        // One column layout for the objects and the unfinished claims.
-        let cell = |v: &serde_json::Value, key: &str| v[key].as_str().unwrap_or("").to_owned();
-        let table = VerifyTable::new(
-            results
-                .iter()
-                .map(|r| {
-                    (
-                        cell(r, "status"),
-                        r["file_id"].as_i64().unwrap_or(0),
-                        cell(r, "name"),
-                    )
-                })
-                .chain(unfinished.iter().map(|u| {
-                    (
-                        "unfinished".to_owned(),
-                        u["file_id"].as_i64().unwrap_or(0),
-                        cell(u, "name"),
-                    )
-                })),
-        );
-        let indent = table.indent();
-        for r in &results {
-            let row = table.row(
-                r["status"].as_str().unwrap_or(""),
-                r["file_id"].as_i64().unwrap_or(0),
-                r["name"].as_str().unwrap_or(""),
-            );
-            writeln!(out, "{row}  {}", r["lake_key"].as_str().unwrap_or(""))?;
-            if let Some(actual) = r["actual_sha256"].as_str() {
-                writeln!(
-                    out,
-                    "{indent}expected sha256 {} but the object hashes to {actual}",
-                    r["expected_sha256"].as_str().unwrap_or("")
-                )?;
-            }
-            if let Some(reason) = r["reason"].as_str() {
-                writeln!(out, "{indent}{reason}")?;
-            }
-        }
-        writeln!(
-            out,
-            "{} objects checked, {bad} missing, corrupt or unreadable",
-            results.len()
-        )?;
-        if !unfinished.is_empty() {
-            writeln!(
-                out,
-                "{} files are claimed but not finished (status landing; not checked, not orphans; \
-                 the next run resumes one whose content arrives again):",
-                unfinished.len()
-            )?;
-            for u in &unfinished {
-                let row = table.row(
-                    "unfinished",
+            .chain(unfinished.iter().map(|u| {
+                (
+                    "unfinished".to_owned(),
                     u["file_id"].as_i64().unwrap_or(0),
-                    u["name"].as_str().unwrap_or(""),
-                );
-                writeln!(
-                    out,
-                    "{row}  {} (object {})",
-                    u["lake_key"].as_str().unwrap_or(""),
-                    if u["object_present"] == true {
-                        "present"
-                    } else {
-                        "absent"
-                    }
-                )?;
-                writeln!(
-                    out,
-                    "{indent}{}",
-                    u["reason"].as_str().unwrap_or(
-                        "no reason recorded: being processed now, or left by a run that died"
-                    )
-                )?;
-            }
-        }
-        if !explained.is_empty() {
+                    cell(u, "name"),
+                )
+            })),
+    );
+    let indent = table.indent();
+    for r in results {
+        let row = table.row(
+            r["status"].as_str().unwrap_or(""),
+            r["file_id"].as_i64().unwrap_or(0),
+            r["name"].as_str().unwrap_or(""),
+        );
+        writeln!(out, "{row}  {}", r["lake_key"].as_str().unwrap_or(""))?;
+        if let Some(actual) = r["actual_sha256"].as_str() {
             writeln!(
                 out,
-                "{} raw objects are named by no catalog entry (verify deletes nothing):",
-                explained.len()
+                "{indent}expected sha256 {} but the object hashes to {actual}",
+                r["expected_sha256"].as_str().unwrap_or("")
             )?;
-            for o in &explained {
-                writeln!(out, "         {}\n           {}", o.key, o.what)?;
-            }
+        }
+        if let Some(reason) = r["reason"].as_str() {
+            writeln!(out, "{indent}{reason}")?;
         }
     }
-    Ok(if bad == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    writeln!(
+        out,
+        "{} objects checked, {bad} missing, corrupt or unreadable",
+        results.len()
+    )?;
+    if !unfinished.is_empty() {
+        writeln!(
+            out,
+            "{} files are claimed but not finished (status landing; not checked, not orphans; \
+             the next run resumes one whose content arrives again):",
+            unfinished.len()
+        )?;
+        for u in unfinished {
+            let row = table.row(
+                "unfinished",
+                u["file_id"].as_i64().unwrap_or(0),
+                u["name"].as_str().unwrap_or(""),
+            );
+            writeln!(
+                out,
+                "{row}  {} (object {})",
+                u["lake_key"].as_str().unwrap_or(""),
+                if u["object_present"] == true {
+                    "present"
+                } else {
+                    "absent"
+                }
+            )?;
+            writeln!(
+                out,
+                "{indent}{}",
+                u["reason"].as_str().unwrap_or(
+                    "no reason recorded: being processed now, or left by a run that died"
+                )
+            )?;
+        }
+    }
+    if !explained.is_empty() {
+        writeln!(
+            out,
+            "{} raw objects are named by no catalog entry (verify deletes nothing):",
+            explained.len()
+        )?;
+        for o in explained {
+            writeln!(out, "         {}\n           {}", o.key, o.what)?;
+        }
+    }
+    Ok(())
 }
 
 /// The columns of `verify`'s text table: status, file id (right-aligned to the widest
@@ -1297,6 +1428,7 @@ fn serve(config: &Config, args: &crate::cli::ServeArgs) -> Result<ExitCode, Fail
     let options = crate::serve::ServeOptions {
         listen: config.listen,
         shutdown_timeout,
+        api_token: crate::config::api_token()?,
     };
     let rt = runtime()?;
     let result = rt.block_on(crate::serve::serve(config.clone(), options));
@@ -1313,9 +1445,12 @@ fn serve(config: &Config, args: &crate::cli::ServeArgs) -> Result<ExitCode, Fail
 fn status(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     let mut w = Warehouse::open_read_only(&config.warehouse_url)?;
     let s = w.summary()?;
+    let schedule = crate::schedule::overview(&config.schedule, &mut w, chrono::Utc::now())?;
     let mut out = stdout();
     if json {
-        writeln!(out, "{}", serde_json::to_string(&s).unwrap_or_default())?;
+        let mut value = serde_json::to_value(&s).unwrap_or_default();
+        value["schedule"] = serde_json::to_value(&schedule).unwrap_or_default();
+        writeln!(out, "{value}")?;
         return Ok(ExitCode::SUCCESS);
     }
     writeln!(out, "warehouse     {}", redact_url(&config.warehouse_url))?;
@@ -1382,7 +1517,53 @@ fn status(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     for r in &s.recent_runs {
         writeln!(out, "  {}  {}  {}", r.run_id, r.started_at, r.status)?;
     }
+    print_schedule(&mut out, &schedule, config.schedule.timezone)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `status`'s schedule: per job, its expression, next slot (in the schedule's zone)
+/// and the last outcome recorded in `schedule_slots`, with its reason when not ok.
+fn print_schedule(
+    out: &mut Stdout,
+    jobs: &[crate::schedule::JobStatus],
+    timezone: chrono_tz::Tz,
+) -> Result<(), Failure> {
+    if jobs.is_empty() {
+        writeln!(
+            out,
+            "schedule      none ([schedule] in bankpipe.toml; run by `bankpipe serve`)"
+        )?;
+        return Ok(());
+    }
+    writeln!(out, "schedule ({})", timezone.name())?;
+    for j in jobs {
+        let next = match (&j.next_slot_local, &j.next_slot) {
+            (Some(local), _) if timezone != chrono_tz::Tz::UTC => local.clone(),
+            (_, Some(utc)) => utc.clone(),
+            _ => "none".to_owned(),
+        };
+        let last = match (&j.last, &j.last_finished) {
+            (None, _) => "never run".to_owned(),
+            (Some(l), Some(f)) if l.status == "running" => {
+                format!(
+                    "running since {} (before: {} {})",
+                    l.claimed_at, f.slot_at, f.status
+                )
+            }
+            (Some(l), _) if l.status == "running" => format!("running since {}", l.claimed_at),
+            (Some(l), _) => format!("{} {}", l.slot_at, l.status),
+        };
+        writeln!(
+            out,
+            "  {:<7} {:<20} next {next}  last {last}",
+            j.job.as_str(),
+            j.expression
+        )?;
+        if let Some(error) = j.last_finished.as_ref().and_then(|f| f.error.as_deref()) {
+            writeln!(out, "          {error}")?;
+        }
+    }
+    Ok(())
 }
 
 /// `bankpipe rotate-key`: every data key wrapped by the current master key is
@@ -1637,6 +1818,46 @@ fn rejects(config: &Config, args: &RejectsArgs) -> Result<ExitCode, Failure> {
 /// the work; this prints the outcome. With `--json` exactly one object is printed,
 /// also when the export fails. Exit status: 0 every quarter exported or up to date, 1 a
 /// quarter failed (incomplete, reconciliation), 2 a setting, 3 unreachable.
+/// The work of `bankpipe export` without its output, for `export` and for `serve`'s
+/// scheduled `export` job: opens the warehouse (applying pending migrations, never
+/// creating one), the destination and the pseudonym key, then exports the quarters
+/// `which` names with `options`. Blocks the calling thread.
+///
+/// # Errors
+/// The outer [`Failure`]: nothing could be exported (warehouse, destination, key). The
+/// inner error, beside the reports: the first quarter that failed.
+pub fn export_quarters(
+    config: &Config,
+    which: crate::export::Which,
+    options: &crate::export::Options,
+) -> Result<
+    (
+        Vec<crate::export::QuarterReport>,
+        Option<crate::export::ExportError>,
+    ),
+    Failure,
+> {
+    let rt = runtime()?;
+    // Export writes the quarter tables: like reprocess, it applies pending migrations
+    // but never creates a warehouse.
+    let mut warehouse = open_existing(&config.warehouse_url)?;
+    let embedded = matches!(warehouse, Warehouse::Sqlite(_));
+    let (destination, key, generated) = crate::export::prepare(
+        &config.export_url,
+        rt.handle().clone(),
+        &config.data_dir,
+        embedded,
+    )?;
+    tell_generated_key(generated.as_deref(), &key);
+    Ok(crate::export::export(
+        &mut warehouse,
+        &destination,
+        &key,
+        which,
+        options,
+    )?)
+}
+
 fn export(config: &Config, args: &ExportArgs) -> Result<ExitCode, Failure> {
     use crate::export::{Options, Which};
     let destination_url = redact_url(&config.export_url);
@@ -1651,31 +1872,13 @@ fn export(config: &Config, args: &ExportArgs) -> Result<ExitCode, Failure> {
             }
             (false, None) => return Err(Failure::usage("give --quarter QUARTER or --all")),
         };
-        let rt = runtime()?;
-        // Export writes the quarter tables: like reprocess, it applies pending
-        // migrations but never creates a warehouse.
-        let mut warehouse = open_existing(&config.warehouse_url)?;
-        let embedded = matches!(warehouse, Warehouse::Sqlite(_));
-        let (destination, key, generated) = crate::export::prepare(
-            &config.export_url,
-            rt.handle().clone(),
-            &config.data_dir,
-            embedded,
-        )?;
-        tell_generated_key(generated.as_deref(), &key);
         let options = Options {
             allow_partial: args.allow_partial,
             force: args.force,
             data_dir: config.data_dir.clone(),
             progress: !args.json && std::io::stderr().is_terminal(),
         };
-        Ok(crate::export::export(
-            &mut warehouse,
-            &destination,
-            &key,
-            which,
-            &options,
-        )?)
+        export_quarters(config, which, &options)
     })();
     let mut out = stdout();
     let (reports, error) = match result {

@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use crate::crypt::{KeyError, MasterKey};
 use crate::profile::{Profile, ProfileError, ProfileSpec, builtin_specs};
+use crate::schedule::{RawSchedule, Schedule, ScheduleError};
 
 /// Every environment variable bankpipe reads (besides the standard `AWS_*` ones of an
 /// `s3://` lake or inbox). Add a new one here, or `BANKPIPE_*` warns about it.
@@ -44,6 +45,8 @@ pub const ENV_VARS: &[&str] = &[
     "BANKPIPE_PSEUDONYM_KEY_FILE",
     "BANKPIPE_LOG_FORMAT",
     "BANKPIPE_LISTEN",
+    "BANKPIPE_API_TOKEN",
+    "BANKPIPE_API_TOKEN_FILE",
 ];
 
 /// `BANKPIPE_*` variables that are set but not in [`ENV_VARS`] (probably typos), for a
@@ -91,6 +94,8 @@ pub struct FileConfig {
     /// Extra source profiles, tried before the built-in ones.
     #[serde(default, rename = "profile")]
     pub profiles: Vec<ProfileSpec>,
+    /// The jobs `bankpipe serve` runs, as cron expressions (see [`RawSchedule`]).
+    pub schedule: Option<RawSchedule>,
 }
 
 /// Values given on the command line (highest precedence).
@@ -141,6 +146,8 @@ pub struct Config {
     pub profiles: Vec<Profile>,
     /// Master key: lake objects are encrypted at rest when set.
     pub master_key: Option<Arc<MasterKey>>,
+    /// The jobs `bankpipe serve` runs (`[schedule]`; empty when absent).
+    pub schedule: Schedule,
     /// Address `bankpipe serve` listens on.
     pub listen: std::net::SocketAddr,
 }
@@ -174,6 +181,9 @@ pub enum ConfigError {
     /// The master key is not usable.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The `[schedule]` section is not usable (names the job and its expression).
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
     /// An environment variable holds a value that does not parse.
     #[error("invalid {name}={value:?}: {why}")]
     Env {
@@ -393,6 +403,12 @@ impl Config {
             file.master_key_file.as_deref(),
         )?
         .map(Arc::new);
+        // Checked at load, by every command: a typo in a cron expression is found by
+        // `bankpipe status` or `run` too, not only when `serve` starts.
+        let schedule = match &file.schedule {
+            Some(raw) => Schedule::resolve(raw, chrono::Utc::now())?,
+            None => Schedule::default(),
+        };
         let (listen_text, listen_from) = first([
             (flags.listen.clone(), "--listen"),
             (env_string("BANKPIPE_LISTEN"), "BANKPIPE_LISTEN"),
@@ -416,6 +432,7 @@ impl Config {
             min_file_age,
             profiles,
             master_key,
+            schedule,
             listen,
         })
     }
@@ -478,6 +495,48 @@ pub fn master_key(
         )?),
         (None, None) => None,
     })
+}
+
+/// The token of `serve`'s write endpoints: `BANKPIPE_API_TOKEN`, or the content of the
+/// file `BANKPIPE_API_TOKEN_FILE` names (surrounding whitespace removed); both at once
+/// is an error. Read by `serve` only; never in `bankpipe.toml`, which is often shared.
+///
+/// # Errors
+/// [`ConfigError::Value`] when both are set, the file cannot be read, or the token is
+/// shorter than [`crate::serve::MIN_TOKEN_LEN`] (messages never hold the token).
+pub fn api_token() -> Result<Option<crate::serve::ApiToken>, ConfigError> {
+    const VAR: &str = "BANKPIPE_API_TOKEN";
+    const FILE_VAR: &str = "BANKPIPE_API_TOKEN_FILE";
+    let bad = |value: String, why: &'static str| ConfigError::Value {
+        name: "API token",
+        value,
+        why,
+    };
+    let (text, source_name) = match (env_string(VAR), env_path(FILE_VAR)) {
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                format!("{VAR} and {FILE_VAR}"),
+                "set one of them, not both",
+            ));
+        }
+        (Some(text), None) => (zeroize::Zeroizing::new(text), VAR.to_owned()),
+        (None, Some(path)) => match std::fs::read_to_string(&path) {
+            Ok(text) => (
+                zeroize::Zeroizing::new(text),
+                format!("{FILE_VAR} ({})", path.display()),
+            ),
+            Err(_) => {
+                return Err(bad(
+                    format!("{FILE_VAR}={}", path.display()),
+                    "the file cannot be read",
+                ));
+            }
+        },
+        (None, None) => return Ok(None),
+    };
+    crate::serve::ApiToken::new(&text, &source_name)
+        .map(Some)
+        .map_err(|e| bad(e.to_string(), "not usable as the API token"))
 }
 
 fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {

@@ -27,6 +27,7 @@ pub mod redact;
 pub mod report;
 pub mod retry;
 pub mod scan;
+pub mod schedule;
 pub mod serve;
 pub mod source;
 pub mod validate;

@@ -11,7 +11,7 @@
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -49,6 +49,15 @@ pub enum RunError {
         path: PathBuf,
         /// Cause.
         reason: String,
+    },
+    /// The run was asked to stop ([`run_until`]) and did, between two files.
+    #[error(
+        "interrupted: asked to stop (serve is shutting down); {left} files of the inbox are left \
+         for the next run"
+    )]
+    Interrupted {
+        /// Files not started.
+        left: usize,
     },
 }
 
@@ -171,6 +180,41 @@ fn old_enough(
 /// [`Stopped`] when the run cannot go on, with the report of what it did before (when it
 /// had started); file-level problems are in the report.
 pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, Stopped> {
+    run_until(ctx, progress, &AtomicBool::new(false))
+}
+
+/// [`run`], stopping early once `stop` is set: checked before each file, so the files
+/// in progress finish (or roll back on their own failure) and no other starts. What
+/// the run did not start stays in the inbox for the next run; the run is recorded
+/// `interrupted`. This is how `serve` stops a scheduled ingest on SIGTERM.
+///
+/// # Errors
+/// As [`run`]; [`RunError::Interrupted`] (with the report of the files done) when
+/// `stop` ended it before every file was processed.
+pub fn run_until(
+    ctx: &mut Context,
+    progress: &mut dyn Progress,
+    stop: &AtomicBool,
+) -> Result<RunReport, Stopped> {
+    run_as(ctx, progress, stop, new_run_id())
+}
+
+/// A new run id: a UUIDv7, so run ids sort in the order runs started.
+pub fn new_run_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// [`run_until`] under a run id the caller chose ([`new_run_id`]), so that it can name
+/// the run before it starts (`serve`'s `POST /api/runs` answers with it).
+///
+/// # Errors
+/// As [`run_until`].
+pub fn run_as(
+    ctx: &mut Context,
+    progress: &mut dyn Progress,
+    stop: &AtomicBool,
+    run_id: String,
+) -> Result<RunReport, Stopped> {
     let inbox = ctx.config.inbox.clone();
     let _lock = take_run_lock(&ctx.config)?;
     let remote = remote_inbox(ctx, &inbox)?;
@@ -182,7 +226,6 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, 
         })?,
     };
     let (files, too_recent) = old_enough(listed, ctx.config.min_file_age, SystemTime::now());
-    let run_id = uuid::Uuid::now_v7().to_string();
     let started_at = crate::clock::now_rfc3339();
     let clock = Instant::now();
     ctx.warehouse
@@ -191,7 +234,15 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, 
     info!(run_id, files = files.len(), inbox = %inbox.display(), "Run started.");
     let parallel = effective_parallel(&ctx.config);
     let (mut reports, fatal) = if parallel > 1 && files.len() > 1 {
-        run_parallel(ctx, &run_id, &files, remote.as_ref(), progress, parallel)
+        run_parallel(
+            ctx,
+            &run_id,
+            &files,
+            remote.as_ref(),
+            progress,
+            parallel,
+            stop,
+        )
     } else {
         let mut reports = Vec::with_capacity(files.len());
         let mut fatal = None;
@@ -199,6 +250,9 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, 
             .as_ref()
             .map(|(lake, _, spool)| (lake, spool.as_path()));
         for path in &files {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
             let mut known = Known::default();
             match process_entry(ctx, &run_id, path, spool, progress, &mut known) {
                 Ok(report) => reports.push(report),
@@ -214,6 +268,17 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, 
     if let Some((_, _, spool)) = &remote {
         let _ = std::fs::remove_dir_all(spool);
     }
+    let left = files.len().saturating_sub(reports.len());
+    let fatal = match fatal {
+        None if left > 0 => {
+            warn!(
+                run_id,
+                left, "Run stopped on request; the files left wait for the next run."
+            );
+            Some(RunError::Interrupted { left })
+        }
+        other => other,
+    };
     reports.extend(too_recent);
     let mut report = RunReport {
         run_id: run_id.clone(),
@@ -224,10 +289,11 @@ pub fn run(ctx: &mut Context, progress: &mut dyn Progress) -> Result<RunReport, 
         files: reports,
         error: fatal.as_ref().map(ToString::to_string),
     };
-    report.status = if fatal.is_some() || report.has_failures() {
-        "failed".into()
-    } else {
-        "ok".into()
+    report.status = match &fatal {
+        Some(RunError::Interrupted { .. }) => "interrupted".into(),
+        Some(_) => "failed".into(),
+        None if report.has_failures() => "failed".into(),
+        None => "ok".into(),
     };
     let counts = serde_json::json!({
         "files": report.files.len(),
@@ -326,6 +392,7 @@ fn run_parallel(
     remote: Option<&(Lake, Vec<InboxFile>, PathBuf)>,
     progress: &dyn Progress,
     parallel: usize,
+    stop: &AtomicBool,
 ) -> (Vec<FileReport>, Option<RunError>) {
     let pool = crate::warehouse::pool::Pool::new(&ctx.config.warehouse_url, parallel);
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -344,7 +411,9 @@ fn run_parallel(
                     let _ = std::fs::create_dir_all(dir);
                 }
                 loop {
-                    if fatal.lock().map(|f| f.is_some()).unwrap_or(true) {
+                    if fatal.lock().map(|f| f.is_some()).unwrap_or(true)
+                        || stop.load(Ordering::Relaxed)
+                    {
                         return;
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -567,14 +636,31 @@ fn reconcile_retry(
 
 /// One writer per SQLite warehouse: a second `run` waits for the first. Also makes a
 /// `landing` claim found at start certainly a leftover of a dead process.
+/// Whether a run holds this SQLite warehouse's run lock now (another process, or
+/// another run of this one: the lock is per open file). Always `false` on PostgreSQL,
+/// where runs share the inbox through claims and need no lock, and when the lock
+/// cannot be checked (the run itself then says why).
+pub fn run_lock_held(config: &Config) -> bool {
+    let Some(path) = run_lock_path(config) else {
+        return false;
+    };
+    // Opened without creating: no lock file, no run ever took it.
+    let Ok(file) = File::options().write(true).open(&path) else {
+        return false;
+    };
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
+/// `<database>.lock` next to a SQLite warehouse file.
+fn run_lock_path(config: &Config) -> Option<PathBuf> {
+    let db = crate::warehouse::sqlite::path_from_url(&config.warehouse_url)?;
+    (db.as_os_str() != ":memory:").then(|| PathBuf::from(format!("{}.lock", db.display())))
+}
+
 fn take_run_lock(config: &Config) -> Result<Option<File>, RunError> {
-    let Some(db) = crate::warehouse::sqlite::path_from_url(&config.warehouse_url) else {
+    let Some(path) = run_lock_path(config) else {
         return Ok(None);
     };
-    if db.as_os_str() == ":memory:" {
-        return Ok(None);
-    }
-    let path = PathBuf::from(format!("{}.lock", db.display()));
     let fail = |e: std::io::Error| RunError::Lock {
         path: path.clone(),
         reason: e.to_string(),
@@ -1698,6 +1784,7 @@ mod tests {
             min_file_age: std::time::Duration::ZERO,
             profiles,
             master_key: None,
+            schedule: crate::schedule::Schedule::default(),
             listen: crate::config::DEFAULT_LISTEN.parse().unwrap(),
         };
         Context {
@@ -1705,6 +1792,38 @@ mod tests {
             lake: Lake::open(&config.lake_url, rt.handle().clone()).unwrap(),
             config,
         }
+    }
+
+    #[test]
+    fn a_stopped_run_starts_no_file_and_is_recorded_interrupted() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = context(dir.path(), &rt);
+        std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
+        for name in ["a.csv", "b.csv"] {
+            std::fs::write(
+                dir.path().join("inbox").join(name),
+                "TransactionID,CustomerID,CustomerDOB,CustGender,CustLocation,CustAccountBalance,TransactionDate,TransactionTime,TransactionAmount (INR)\n\
+                 A1,C1,10/1/94,F,PUNE,1.00,2/8/16,143207,25.50\n",
+            )
+            .unwrap();
+        }
+        let stopped = run_until(&mut ctx, &mut Silent, &AtomicBool::new(true)).unwrap_err();
+        assert!(matches!(stopped.error, RunError::Interrupted { left: 2 }));
+        let report = stopped.report.unwrap();
+        assert_eq!(report.status, "interrupted");
+        assert!(report.files.is_empty());
+        let runs = ctx.warehouse.summary().unwrap().recent_runs;
+        assert_eq!(runs[0].status, "interrupted");
+        assert_eq!(ctx.warehouse.files().unwrap().len(), 0);
+        // Not asked to stop: both files.
+        let report = run_until(&mut ctx, &mut Silent, &AtomicBool::new(false)).unwrap();
+        assert_eq!(report.status, "ok");
+        assert_eq!(report.files.len(), 2);
     }
 
     #[test]

@@ -213,3 +213,20 @@ fn migration_6_adopts_the_single_key_id_of_an_existing_catalog() {
 fn stopped_claims_are_shown_resumed_and_withdrawn() {
     on_fresh(common::stopped_claims_are_shown_resumed_and_withdrawn);
 }
+
+#[path = "common/slots.rs"]
+mod slots;
+
+#[test]
+fn schedule_slots_are_claimed_once_and_guarded() {
+    let db = PgCluster::shared().database();
+    let open = || Warehouse::open(&db.url).unwrap();
+    slots::slots_are_claimed_once_and_guarded(&open);
+}
+
+#[test]
+fn racing_schedule_claims_win_each_slot_once() {
+    let db = PgCluster::shared().database();
+    let open = || Warehouse::open(&db.url).unwrap();
+    slots::racing_claims_win_each_slot_once(&open);
+}

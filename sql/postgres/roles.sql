@@ -72,3 +72,10 @@ ALTER TABLE file_amounts OWNER TO bankpipe_owner;
 REVOKE ALL ON file_rejects, file_amounts FROM bankpipe_loader, bankpipe_reader;
 GRANT SELECT, INSERT, UPDATE, DELETE ON file_rejects, file_amounts TO bankpipe_loader;
 GRANT SELECT ON file_rejects, file_amounts TO bankpipe_reader;
+
+-- schedule_slots (migration 0013): `serve` claims slots and records their outcome (the
+-- loader role is enough to run serve's scheduler); readers see the schedule's history.
+ALTER TABLE schedule_slots OWNER TO bankpipe_owner;
+REVOKE ALL ON schedule_slots FROM bankpipe_loader, bankpipe_reader;
+GRANT SELECT, INSERT, UPDATE ON schedule_slots TO bankpipe_loader;
+GRANT SELECT ON schedule_slots TO bankpipe_reader;

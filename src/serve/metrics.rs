@@ -337,7 +337,7 @@ fn write_catalog(e: &mut Exposition, f: &CatalogFigures) {
     let mut runs = e.family(
         "bankpipe_runs_total",
         Kind::Counter,
-        "Finished runs by status (ok, failed, aborted).",
+        "Finished runs by status (ok, failed, aborted, interrupted).",
     );
     for (status, n) in &f.runs {
         runs.sample(&[("status", status)], *n as f64);

@@ -56,6 +56,8 @@ use crate::lake::{Lake, LakeError};
 use crate::warehouse::pool::Pool;
 use crate::warehouse::{Warehouse, WarehouseError};
 
+pub use api::{ApiToken, MIN_TOKEN_LEN, TokenError};
+
 /// Read-only warehouse sessions `serve` keeps open for its handlers (the scheduler's
 /// jobs open their own, as `run` does).
 const READ_SESSIONS: usize = 4;
@@ -75,6 +77,11 @@ pub struct AppState {
     pub catalog: metrics::Catalog,
     /// When this process started (`process_start_time_seconds`).
     pub started_at: SystemTime,
+    /// The API token (`BANKPIPE_API_TOKEN`): write endpoints and the raw text of
+    /// rejected rows need it; `None`: write endpoints are off.
+    api_token: Option<ApiToken>,
+    /// The run `POST /api/runs` started, while it runs.
+    runs: api::RunGuard,
     pool: Arc<Pool>,
     lake: std::sync::Mutex<Option<Lake>>,
 }
@@ -83,6 +90,11 @@ impl AppState {
     /// State for a server of `config`; opens nothing yet (sessions and the lake are
     /// opened on first use, so `serve` starts even while the warehouse is down).
     pub fn new(config: Config) -> Arc<AppState> {
+        AppState::with_api_token(config, None)
+    }
+
+    /// [`AppState::new`] with the API token that write endpoints require.
+    pub fn with_api_token(config: Config, api_token: Option<ApiToken>) -> Arc<AppState> {
         Arc::new(AppState {
             pool: Arc::new(Pool::read_only(&config.warehouse_url, READ_SESSIONS)),
             config,
@@ -90,6 +102,8 @@ impl AppState {
             jobs: jobs::Jobs::default(),
             catalog: metrics::Catalog::new(),
             started_at: SystemTime::now(),
+            api_token,
+            runs: api::RunGuard::default(),
             lake: std::sync::Mutex::new(None),
         })
     }
@@ -187,12 +201,14 @@ pub fn app(state: Arc<AppState>) -> Router {
 }
 
 /// How `serve` runs (from the command line; the rest comes from [`Config`]).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct ServeOptions {
     /// Address to listen on.
     pub listen: SocketAddr,
     /// How long a shutdown waits for requests and jobs in progress.
     pub shutdown_timeout: Duration,
+    /// The API token ([`crate::config::api_token`]).
+    pub api_token: Option<ApiToken>,
 }
 
 /// `serve` could not start.
@@ -224,11 +240,11 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
             source,
         })?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(config);
+    let state = AppState::with_api_token(config, options.api_token);
     let shutdown = state.shutdown.clone();
     tokio::spawn(signal_cancels(shutdown.clone()));
     let refresher = metrics::spawn_refresher(state.clone());
-    let scheduler = scheduler::spawn(state.clone(), shutdown.clone());
+    let scheduler = scheduler::spawn(state.clone(), shutdown.clone(), options.shutdown_timeout);
     tracing::info!(
         %addr,
         warehouse = %crate::redact::redact_url(&state.config.warehouse_url),
@@ -260,7 +276,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
         "Shutting down: finishing requests and the job in progress."
     );
     let finished = tokio::time::timeout(options.shutdown_timeout, async {
-        let (served, _) = tokio::join!(server, scheduler);
+        let (served, _, ()) = tokio::join!(server, scheduler, state.runs.idle());
         served
     })
     .await;

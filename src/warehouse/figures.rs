@@ -39,7 +39,7 @@ pub struct CatalogFigures {
     /// Bytes of the raw files landed in the lake (every file past `landing`: loaded
     /// and failed files alike keep their raw copy).
     pub bytes_landed: u64,
-    /// Runs by status (`ok`, `failed`, `aborted`; every one present). Runs in progress
+    /// Runs by status (`ok`, `failed`, `aborted`, `interrupted`; every one present). Runs in progress
     /// are in [`CatalogFigures::runs_in_progress`] instead.
     pub runs: BTreeMap<String, u64>,
     /// Runs recorded `running` (a run whose process died stays so until the next run
@@ -77,7 +77,7 @@ impl CatalogFigures {
         let zeros = |names: &[&str]| names.iter().map(|n| ((*n).to_owned(), 0)).collect();
         CatalogFigures {
             files: zeros(&["landing", "loaded", "failed"]),
-            runs: zeros(&["ok", "failed", "aborted"]),
+            runs: zeros(&["ok", "failed", "aborted", "interrupted"]),
             lake_objects: zeros(&["intact", "missing", "corrupt", "unchecked"]),
             processing: Histogram::with_bounds(PROCESSING_BUCKETS),
             ..CatalogFigures::default()

@@ -17,11 +17,13 @@
 //!   such a row moves it to one of those files instead of deleting it ([`Rehomed`]).
 
 pub mod figures;
+pub mod listing;
 pub mod pg_connect;
 pub mod pg_copy;
 pub mod pool;
 pub mod postgres;
 pub mod quarters;
+mod slots;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -31,6 +33,7 @@ use serde::Serialize;
 pub use quarters::{
     ExportEntry, ExportRow, QuarterCustomer, QuarterDay, QuarterInputs, ScaleTotal, SourceFile,
 };
+pub use slots::{SlotClaim, SlotRecord, SlotStatus};
 
 use crate::model::Total;
 use crate::scan::BatchSource;
@@ -708,6 +711,22 @@ pub struct RejectEntry {
     pub raw: String,
 }
 
+/// Which catalog rows [`Warehouse::files_matching`] reads (every field optional; the
+/// default selects every file).
+#[derive(Debug, Clone, Default)]
+pub struct FileFilter {
+    /// Only this file.
+    pub only: Option<i64>,
+    /// Only files in this status (`landing`, `loaded`, `failed`).
+    pub status: Option<String>,
+    /// Only files after this id in the listing's order (keyset paging).
+    pub after: Option<i64>,
+    /// At most this many files (`None`: all).
+    pub limit: Option<u64>,
+    /// Newest (highest id) first instead of oldest first.
+    pub newest_first: bool,
+}
+
 /// Filter of `bankpipe rejects`.
 #[derive(Debug, Clone, Default)]
 pub struct RejectFilter {
@@ -1332,9 +1351,18 @@ impl Warehouse {
     /// # Errors
     /// On SQL failure.
     pub fn files(&mut self) -> Result<Vec<FileEntry>> {
+        self.files_matching(&FileFilter::default())
+    }
+
+    /// The catalog rows `filter` selects, in file id order (descending with
+    /// [`FileFilter::newest_first`]).
+    ///
+    /// # Errors
+    /// On SQL failure.
+    pub fn files_matching(&mut self, filter: &FileFilter) -> Result<Vec<FileEntry>> {
         match self {
-            Warehouse::Sqlite(w) => w.files(None),
-            Warehouse::Postgres(w) => w.files(None),
+            Warehouse::Sqlite(w) => w.files(filter),
+            Warehouse::Postgres(w) => w.files(filter),
         }
     }
 
@@ -1343,10 +1371,10 @@ impl Warehouse {
     /// # Errors
     /// On SQL failure.
     pub fn file(&mut self, file_id: i64) -> Result<Option<FileEntry>> {
-        let rows = match self {
-            Warehouse::Sqlite(w) => w.files(Some(file_id))?,
-            Warehouse::Postgres(w) => w.files(Some(file_id))?,
-        };
+        let rows = self.files_matching(&FileFilter {
+            only: Some(file_id),
+            ..FileFilter::default()
+        })?;
         Ok(rows.into_iter().next())
     }
 

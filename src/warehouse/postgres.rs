@@ -18,7 +18,9 @@
 //! claimer's session died. The load itself locks the `files` row and refuses a file
 //! that is no longer `landing`, so no race can load a file twice.
 
+mod listing;
 mod quarters;
+mod slots;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -29,8 +31,9 @@ use postgres::{Client, Transaction};
 use super::pg_connect::{ConnectError, Target};
 use super::pg_copy as enc;
 use super::{
-    Claim, Claimant, Fault, FileEntry, FileStatus, LoadPlan, MigrationInfo, NewFile, RejectEntry,
-    RejectFilter, Result, RunEntry, Stored, Summary, Tally, Unfinished, WarehouseError,
+    Claim, Claimant, Fault, FileEntry, FileFilter, FileStatus, LoadPlan, MigrationInfo, NewFile,
+    RejectEntry, RejectFilter, Result, RunEntry, Stored, Summary, Tally, Unfinished,
+    WarehouseError,
 };
 use crate::crypt::Sealed;
 use crate::model::Total;
@@ -84,6 +87,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         12,
         "catalog_figures",
         include_str!("../../sql/postgres/0012_catalog_figures.sql"),
+    ),
+    (
+        13,
+        "schedule_slots",
+        include_str!("../../sql/postgres/0013_schedule_slots.sql"),
     ),
 ];
 
@@ -1135,7 +1143,15 @@ impl PgWarehouse {
             .collect())
     }
 
-    pub(super) fn files(&mut self, only: Option<i64>) -> Result<Vec<FileEntry>> {
+    pub(super) fn files(&mut self, filter: &FileFilter) -> Result<Vec<FileEntry>> {
+        let limit = filter.limit.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        let (after, order) = match (filter.after, filter.newest_first) {
+            (after, true) => (
+                after.unwrap_or(i64::MAX),
+                "file_id < $3 ORDER BY file_id DESC",
+            ),
+            (after, false) => (after.unwrap_or(i64::MIN), "file_id > $3 ORDER BY file_id"),
+        };
         let rows = self
             .client
             .query(
@@ -1144,11 +1160,13 @@ impl PgWarehouse {
                             rows_read, rows_loaded, rows_rejected, rows_duplicate,
                             amount_loaded::text, lake_key, error, key_id, wrapped_key, run_id,
                             amount_read::text, amount_rejected::text, amount_duplicate::text
-                     FROM files WHERE ($1::bigint IS NULL OR file_id = $1) ORDER BY file_id",
+                     FROM files
+                     WHERE ($1::bigint IS NULL OR file_id = $1) AND ($2::text IS NULL OR status = $2)
+                       AND {order} LIMIT $4",
                     ts("received_at"),
                     ts("processed_at")
                 ),
-                &[&only],
+                &[&filter.only, &filter.status, &after, &limit],
             )
             .map_err(pg("listing files"))?;
         let mut files = rows
@@ -1178,9 +1196,21 @@ impl PgWarehouse {
                 formats: std::collections::BTreeMap::new(),
             })
             .collect::<Vec<_>>();
+        let span = files
+            .iter()
+            .map(|f| f.file_id)
+            .min()
+            .zip(files.iter().map(|f| f.file_id).max());
+        let Some((first, last)) = span else {
+            return Ok(files);
+        };
         let counts = self
             .client
-            .query("SELECT file_id, field, format, rows FROM file_formats", &[])
+            .query(
+                "SELECT file_id, field, format, rows FROM file_formats
+                 WHERE file_id BETWEEN $1 AND $2",
+                &[&first, &last],
+            )
             .map_err(pg("listing format counts"))?
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))

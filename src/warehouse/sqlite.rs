@@ -8,14 +8,18 @@
 
 mod quarters;
 
+mod listing;
+mod slots;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Access, Claim, Fault, FileEntry, FileStatus, LoadPlan, MigrationInfo, NewFile, RejectEntry,
-    RejectFilter, Result, RunEntry, Stored, Summary, Tally, Unfinished, WarehouseError,
+    Access, Claim, Fault, FileEntry, FileFilter, FileStatus, LoadPlan, MigrationInfo, NewFile,
+    RejectEntry, RejectFilter, Result, RunEntry, Stored, Summary, Tally, Unfinished,
+    WarehouseError,
 };
 use crate::crypt::Sealed;
 use crate::model::Total;
@@ -69,6 +73,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         12,
         "catalog_figures",
         include_str!("../../sql/sqlite/0012_catalog_figures.sql"),
+    ),
+    (
+        13,
+        "schedule_slots",
+        include_str!("../../sql/sqlite/0013_schedule_slots.sql"),
     ),
 ];
 
@@ -128,6 +137,9 @@ pub fn fault(e: &rusqlite::Error) -> Fault {
 pub struct SqliteWarehouse {
     conn: Connection,
     path: PathBuf,
+    /// Guards of the scheduled jobs this session runs (`slots`): job → its lock file
+    /// (`None` for `:memory:`, which one process alone can open).
+    job_locks: std::collections::HashMap<String, Option<std::fs::File>>,
 }
 
 impl SqliteWarehouse {
@@ -197,6 +209,7 @@ impl SqliteWarehouse {
         Ok(SqliteWarehouse {
             conn,
             path: path.to_owned(),
+            job_locks: std::collections::HashMap::new(),
         })
     }
 
@@ -944,19 +957,35 @@ impl SqliteWarehouse {
             .map_err(sql("counting key ids"))
     }
 
-    pub(super) fn files(&mut self, only: Option<i64>) -> Result<Vec<FileEntry>> {
+    pub(super) fn files(&mut self, filter: &FileFilter) -> Result<Vec<FileEntry>> {
+        let (after, order) = if filter.newest_first {
+            ("file_id < ?3", "DESC")
+        } else {
+            ("file_id > ?3", "ASC")
+        };
         let mut stmt = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT file_id, sha256, original_name, bytes, profile, status, received_at,
                         processed_at, rows_read, rows_loaded, rows_rejected, rows_duplicate,
                         amount_loaded, lake_key, error, key_id, wrapped_key, run_id,
                         amount_read, amount_rejected, amount_duplicate
-                 FROM files WHERE (?1 IS NULL OR file_id = ?1) ORDER BY file_id",
-            )
+                 FROM files
+                 WHERE (?1 IS NULL OR file_id = ?1) AND (?2 IS NULL OR status = ?2)
+                   AND {after}
+                 ORDER BY file_id {order} LIMIT ?4"
+            ))
             .map_err(sql("listing files"))?;
+        let limit = filter
+            .limit
+            .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+        let after = filter.after.unwrap_or(if filter.newest_first {
+            i64::MAX
+        } else {
+            i64::MIN
+        });
         let rows = stmt
-            .query_map([only], |r| {
+            .query_map(params![filter.only, filter.status, after, limit], |r| {
                 Ok(FileEntry {
                     file_id: r.get(0)?,
                     sha256: r.get(1)?,
@@ -986,12 +1015,24 @@ impl SqliteWarehouse {
         let mut files: Vec<FileEntry> = rows
             .collect::<std::result::Result<_, _>>()
             .map_err(sql("listing files"))?;
+        let span = files
+            .iter()
+            .map(|f| f.file_id)
+            .min()
+            .zip(files.iter().map(|f| f.file_id).max());
+        let Some((first, last)) = span else {
+            return Ok(files);
+        };
+        let range = [first, last];
         let mut stmt = self
             .conn
-            .prepare("SELECT file_id, field, format, rows FROM file_formats")
+            .prepare(
+                "SELECT file_id, field, format, rows FROM file_formats
+                 WHERE file_id BETWEEN ?1 AND ?2",
+            )
             .map_err(sql("listing format counts"))?;
         let counts = stmt
-            .query_map([], |r| {
+            .query_map(range, |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,

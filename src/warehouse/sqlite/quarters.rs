@@ -111,7 +111,7 @@ impl SqliteWarehouse {
             }
         }
         inputs.quarter_scales.sort_unstable();
-        for f in self.files(None)? {
+        for f in self.files(&crate::warehouse::FileFilter::default())? {
             if let Some(&(rows, rows_in_quarter)) = per_file.get(&f.file_id) {
                 inputs.sources.push(SourceFile {
                     file_id: f.file_id,

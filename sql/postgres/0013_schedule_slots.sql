@@ -1,0 +1,18 @@
+-- The slots of `bankpipe serve`'s schedule (issue 11): one row per (job, slot) that an
+-- instance claimed, inserted before the job runs. The primary key decides which
+-- instance runs a slot (INSERT ... ON CONFLICT DO NOTHING): exactly one, however many
+-- instances share the warehouse. status: running (claimed, no outcome yet), ok, failed,
+-- skipped (the job was still running from an earlier slot), interrupted (serve stopped,
+-- or its instance died, before the job ended). Numbered 0013: 0010-0012 belong to other
+-- work. Roles: see roles.sql.
+CREATE TABLE IF NOT EXISTS schedule_slots (
+    job         TEXT NOT NULL,
+    slot_at     TIMESTAMPTZ NOT NULL,
+    claimed_by  TEXT NOT NULL,
+    claimed_at  TIMESTAMPTZ NOT NULL,
+    finished_at TIMESTAMPTZ,
+    status      TEXT NOT NULL
+                CHECK (status IN ('running', 'ok', 'failed', 'skipped', 'interrupted')),
+    error       TEXT,
+    PRIMARY KEY (job, slot_at)
+);
