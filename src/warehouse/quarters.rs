@@ -68,6 +68,48 @@ pub struct QuarterInputs {
     pub quarter_scales: Vec<u8>,
 }
 
+impl QuarterInputs {
+    /// Folds the backend's grouped counts — `(file_id, month of the quarter or None for
+    /// an earlier row, amount scale, rows)` — and the catalog into the inputs: the same
+    /// on both backends, so both give the same version.
+    pub(super) fn from_groups(
+        groups: impl IntoIterator<Item = (i64, Option<String>, i64, u64)>,
+        catalog: Vec<super::FileEntry>,
+    ) -> QuarterInputs {
+        let mut inputs = QuarterInputs::default();
+        let mut per_file: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
+        for (file_id, month, scale, rows) in groups {
+            let scale = u8::try_from(scale).unwrap_or(u8::MAX);
+            inputs.max_scale = inputs.max_scale.max(scale);
+            let e = per_file.entry(file_id).or_default();
+            e.0 += rows;
+            if let Some(month) = month {
+                e.1 += rows;
+                *inputs.months.entry(month).or_default() += rows;
+                if !inputs.quarter_scales.contains(&scale) {
+                    inputs.quarter_scales.push(scale);
+                }
+            }
+        }
+        inputs.quarter_scales.sort_unstable();
+        for f in catalog {
+            if let Some(&(rows, rows_in_quarter)) = per_file.get(&f.file_id) {
+                inputs.sources.push(SourceFile {
+                    file_id: f.file_id,
+                    original_name: f.original_name,
+                    sha256: f.sha256,
+                    rows_loaded: f.rows_loaded.unwrap_or(0),
+                    amount_loaded: f.amount_loaded.unwrap_or_default(),
+                    rows,
+                    rows_in_quarter,
+                });
+            }
+        }
+        inputs.sources.sort_by_key(|s| s.file_id);
+        inputs
+    }
+}
+
 /// The warehouse's own count and exact sum of a quarter's rows of one amount scale.
 #[derive(Debug, Clone)]
 pub struct ScaleTotal {

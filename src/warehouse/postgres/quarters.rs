@@ -3,7 +3,6 @@
 //! `numeric::text` at the stored scale), so the export computes the same bytes from
 //! either backend. The scans use the BRIN index on `transaction_at` where it helps.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::ops::ControlFlow;
 
@@ -13,7 +12,7 @@ use postgres::types::ToSql;
 use super::{PgWarehouse, pg};
 use crate::model::Total;
 use crate::warehouse::quarters::{
-    CustomerRows, ExportEntry, ExportRow, QuarterDay, QuarterInputs, ScaleTotal, SourceFile,
+    CustomerRows, ExportEntry, ExportRow, QuarterDay, QuarterInputs, ScaleTotal,
 };
 use crate::warehouse::{Result, WarehouseError};
 
@@ -92,40 +91,13 @@ impl PgWarehouse {
                 &[&start, &end],
             )
             .map_err(pg(CONTEXT))?;
-        let mut inputs = QuarterInputs::default();
-        let mut per_file: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
-        for g in &groups {
+        let groups = groups.iter().map(|g| {
             let (file_id, month, scale, rows): (i64, Option<String>, i32, i64) =
                 (g.get(0), g.get(1), g.get(2), g.get(3));
-            let rows = rows as u64;
-            let scale = u8::try_from(scale).unwrap_or(u8::MAX);
-            inputs.max_scale = inputs.max_scale.max(scale);
-            let e = per_file.entry(file_id).or_default();
-            e.0 += rows;
-            if let Some(month) = month {
-                e.1 += rows;
-                *inputs.months.entry(month).or_default() += rows;
-                if !inputs.quarter_scales.contains(&scale) {
-                    inputs.quarter_scales.push(scale);
-                }
-            }
-        }
-        inputs.quarter_scales.sort_unstable();
-        for f in self.files(&crate::warehouse::FileFilter::default())? {
-            if let Some(&(rows, rows_in_quarter)) = per_file.get(&f.file_id) {
-                inputs.sources.push(SourceFile {
-                    file_id: f.file_id,
-                    original_name: f.original_name,
-                    sha256: f.sha256,
-                    rows_loaded: f.rows_loaded.unwrap_or(0),
-                    amount_loaded: f.amount_loaded.unwrap_or_default(),
-                    rows,
-                    rows_in_quarter,
-                });
-            }
-        }
-        inputs.sources.sort_by_key(|s| s.file_id);
-        Ok(inputs)
+            (file_id, month, i64::from(scale), rows as u64)
+        });
+        let catalog = self.files(&crate::warehouse::FileFilter::default())?;
+        Ok(QuarterInputs::from_groups(groups, catalog))
     }
 
     pub(in crate::warehouse) fn quarter_control(

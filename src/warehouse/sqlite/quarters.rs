@@ -10,7 +10,7 @@ use rusqlite::types::ValueRef;
 
 use super::{SqliteWarehouse, exact_sum, sql};
 use crate::warehouse::quarters::{
-    CustomerRows, ExportEntry, ExportRow, QuarterDay, QuarterInputs, ScaleTotal, SourceFile,
+    CustomerRows, ExportEntry, ExportRow, QuarterDay, QuarterInputs, ScaleTotal,
 };
 use crate::warehouse::{Result, WarehouseError};
 
@@ -94,38 +94,13 @@ impl SqliteWarehouse {
         }
         drop(rows);
         drop(stmt);
-        let mut inputs = QuarterInputs::default();
-        let mut per_file: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
-        for ((file_id, month, scale), rows) in groups {
-            let rows = rows as u64;
-            let scale = u8::try_from(scale).unwrap_or(u8::MAX);
-            inputs.max_scale = inputs.max_scale.max(scale);
-            let e = per_file.entry(file_id).or_default();
-            e.0 += rows;
-            if let Some(month) = month {
-                e.1 += rows;
-                *inputs.months.entry(month).or_default() += rows;
-                if !inputs.quarter_scales.contains(&scale) {
-                    inputs.quarter_scales.push(scale);
-                }
-            }
-        }
-        inputs.quarter_scales.sort_unstable();
-        for f in self.files(&crate::warehouse::FileFilter::default())? {
-            if let Some(&(rows, rows_in_quarter)) = per_file.get(&f.file_id) {
-                inputs.sources.push(SourceFile {
-                    file_id: f.file_id,
-                    original_name: f.original_name,
-                    sha256: f.sha256,
-                    rows_loaded: f.rows_loaded.unwrap_or(0),
-                    amount_loaded: f.amount_loaded.unwrap_or_default(),
-                    rows,
-                    rows_in_quarter,
-                });
-            }
-        }
-        inputs.sources.sort_by_key(|s| s.file_id);
-        Ok(inputs)
+        let catalog = self.files(&crate::warehouse::FileFilter::default())?;
+        Ok(QuarterInputs::from_groups(
+            groups
+                .into_iter()
+                .map(|((file_id, month, scale), rows)| (file_id, month, scale, rows as u64)),
+            catalog,
+        ))
     }
 
     pub(in crate::warehouse) fn quarter_control(
