@@ -100,6 +100,7 @@ table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { font-weight: 600; color: var(--muted); }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+#state th { width: 13em; }
 .ok { color: var(--ok); font-weight: 600; }
 .bad, .failed, .aborted, .down { color: var(--bad); font-weight: 600; }
 .unknown, .running, .landing, .interrupted, .skipped { color: var(--warn); font-weight: 600; }
