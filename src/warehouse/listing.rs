@@ -16,6 +16,11 @@
 //! column are interchangeable, so an offset among them is exact. A line usually holds
 //! one record; a one-line JSON array costs a scan of its rows already listed, per page.
 //!
+//! Filtered by file, a page walks the `(file_id, line_no)` index from its position. By
+//! rule alone, the rule's rows after the position are sorted for each page (SQLite
+//! takes the `rule` index; no index orders a rule's rows by file and line), so paging
+//! through a rule with very many rows costs more per page than the other listings.
+//!
 //! No schema change and no role grant is needed (the `bankpipe_reader` role reads no
 //! system column such as `ctid`), and a `VACUUM` does not move a cursor. A reprocess
 //! between two pages replaces a file's rows: the listing then shows that file as it is.

@@ -164,8 +164,10 @@ pub(super) async fn start(state: Arc<AppState>) -> Response {
     });
     match tokio::time::timeout(OPEN_WAIT, opened_rx).await {
         Ok(Ok(Err(failure))) => failed_to_start(&failure),
-        // Opened, or still opening past OPEN_WAIT, or the thread died (logged there).
-        _ => {
+        // The thread ended without a word: it panicked (logged there).
+        Ok(Err(_)) => ApiError::internal().into_response(),
+        // Opened, or still opening past OPEN_WAIT (PostgreSQL retrying a refusal).
+        Ok(Ok(Ok(()))) | Err(_) => {
             tracing::info!(run_id, "Run started by the API.");
             (
                 StatusCode::ACCEPTED,
