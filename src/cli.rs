@@ -74,6 +74,20 @@ pub enum Command {
     /// Run as a service: health and readiness, Prometheus metrics, the status page and
     /// read API, and the schedule; stops cleanly on SIGTERM or SIGINT.
     Serve(ServeArgs),
+    /// Ask a running `serve` whether it is ready (`GET /ready`, within 5 s): exit 0 when
+    /// it is; 1 with the reason on stderr when it is not or nothing answers. For
+    /// container health checks: the image needs no curl.
+    Healthcheck(HealthcheckArgs),
+}
+
+/// `healthcheck` options.
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The server's URL, e.g. http://bankpipe:8000 (`/ready` is added to its path).
+    /// Default: the address `serve` listens on (`listen`, BANKPIPE_LISTEN), 0.0.0.0 or
+    /// :: reached on loopback.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
 }
 
 /// `serve` options.

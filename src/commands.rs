@@ -225,7 +225,39 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
             overrides.listen = a.listen.clone();
             serve(&Config::resolve(&overrides)?, &a)
         }
+        Command::Healthcheck(a) => healthcheck(&overrides, &a),
     }
+}
+
+/// `bankpipe healthcheck`: 0 and `ready: URL` on stdout when `serve` answers `/ready`
+/// with 200; 1 with the reason when it is not ready or does not answer; 2 for a bad
+/// `--url` or configuration. With `--url` the configuration is not read at all: the
+/// probe then works from any host.
+fn healthcheck(
+    overrides: &Overrides,
+    args: &crate::cli::HealthcheckArgs,
+) -> Result<ExitCode, Failure> {
+    use crate::healthcheck::{self as probe, HealthcheckError};
+    let fail = |e: HealthcheckError| Failure {
+        code: e.exit_code(),
+        message: e.to_string(),
+    };
+    let url = match &args.url {
+        Some(base) => probe::ready_url(base),
+        None => probe::url_for_listen(Config::resolve(overrides)?.listen),
+    }
+    .map_err(fail)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure {
+            code: 1,
+            message: format!("cannot start the I/O runtime: {e}"),
+        })?;
+    rt.block_on(probe::check(&url, probe::TIMEOUT))
+        .map_err(fail)?;
+    writeln!(stdout(), "ready: {}", redact_url(url.as_str()))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `bankpipe migrate`: the one command meant to create a warehouse and change its

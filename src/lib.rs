@@ -14,6 +14,7 @@ pub mod config;
 pub mod crypt;
 pub mod export;
 pub mod generate;
+pub mod healthcheck;
 pub mod hex;
 pub mod lake;
 pub mod metrics;
