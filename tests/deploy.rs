@@ -581,6 +581,20 @@ fn the_compose_environment_runs_bankpipe_with_its_roles() {
 
     // postgres: an empty database as the image makes it (POSTGRES_DB), then the init
     // script; TCP connections need their password (scram), as in the container.
+    // The image executes an executable init script; one that is not executable is
+    // sourced into its entrypoint instead, where `set -eu` and `exit` would leak.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(repo().join("deploy/postgres/init-roles.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_ne!(
+            mode & 0o111,
+            0,
+            "deploy/postgres/init-roles.sh must be executable"
+        );
+    }
     let cluster = pg::PgCluster::start_tls();
     let pg_env = env_of(&model, "postgres");
     let db = &pg_env["POSTGRES_DB"];
