@@ -12,6 +12,11 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+/// The outcomes the scheduler counts: a slot's recorded status (`ok`, `failed`,
+/// `skipped`, `interrupted`), and `unclaimed` when the warehouse did not answer its
+/// claim.
+pub const OUTCOMES: &[&str] = &["ok", "failed", "skipped", "interrupted", "unclaimed"];
+
 /// What this process knows of one job.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobFigures {
@@ -36,11 +41,16 @@ impl Jobs {
         f(jobs.entry(job.to_owned()).or_default());
     }
 
-    /// Makes `job` known with no runs yet, so its series exist from the start (a
-    /// counter that appears only at its first increment loses that increment in
-    /// `rate()`). Call once per configured job.
+    /// Makes `job` known with no runs yet, every outcome of [`OUTCOMES`] at 0, so its
+    /// series exist from the start (a counter that appears only at its first increment
+    /// loses that increment in `rate()`/`increase()`, and an alert on the first failure
+    /// of a job would never fire). Call once per configured job.
     pub fn declare(&self, job: &str) {
-        self.update(job, |_| {});
+        self.update(job, |j| {
+            for status in OUTCOMES {
+                j.runs.entry((*status).to_owned()).or_default();
+            }
+        });
     }
 
     /// Records a finished run of `job` with outcome `status` (`ok`, `failed`, ...).
@@ -80,6 +90,18 @@ mod tests {
         assert_eq!(s["ingest"].runs["failed"], 1);
         assert_eq!(s["ingest"].last, Some(("failed".to_owned(), t)));
         assert_eq!(s["ingest"].next_run, Some(t));
-        assert!(s["verify"].runs.is_empty());
+        assert_eq!(
+            s["ingest"].runs["skipped"], 0,
+            "declared or not, zeros are kept"
+        );
+        assert_eq!(s["verify"].runs.len(), OUTCOMES.len());
+        assert!(s["verify"].runs.values().all(|n| *n == 0));
+    }
+
+    #[test]
+    fn every_slot_outcome_is_declared() {
+        for status in crate::warehouse::SlotStatus::OUTCOMES {
+            assert!(OUTCOMES.contains(&status.as_str()), "{}", status.as_str());
+        }
     }
 }

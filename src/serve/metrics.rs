@@ -363,6 +363,19 @@ fn write_catalog(e: &mut Exposition, f: &CatalogFigures) {
         "Seconds from a file's claim to its load's record, per file processed.",
     )
     .histogram(&[], &f.processing);
+    e.family(
+        "bankpipe_file_reject_ratio",
+        Kind::Histogram,
+        "Rejected share (rows_rejected / rows_read) per processed file with rows, loaded or \
+         failed; the share max_reject_share is compared with.",
+    )
+    .histogram(&[], &f.reject_share);
+    e.family(
+        "bankpipe_runs_duration_seconds",
+        Kind::Histogram,
+        "Seconds from start to end of each finished run (ok, failed, interrupted).",
+    )
+    .histogram(&[], &f.run_durations);
     let mut lake = e.family(
         "bankpipe_lake_objects",
         Kind::Gauge,
@@ -466,6 +479,8 @@ mod tests {
             "bankpipe_last_successful_run_timestamp_seconds",
             "bankpipe_runs_in_progress",
             "bankpipe_file_processing_seconds",
+            "bankpipe_file_reject_ratio",
+            "bankpipe_runs_duration_seconds",
             "bankpipe_lake_objects",
             "bankpipe_export_last_success_timestamp_seconds",
             "bankpipe_export_drift_flagged_features",
@@ -476,6 +491,7 @@ mod tests {
         assert!(text.contains("bankpipe_amount_loaded_total{currency=\"INR\"} 1234.5\n"));
         assert!(text.contains("bankpipe_lake_objects{state=\"unchecked\"} 0\n"));
         assert!(text.contains("bankpipe_file_processing_seconds_bucket{le=\"+Inf\"} 0\n"));
+        assert!(text.contains("bankpipe_file_reject_ratio_bucket{le=\"0.05\"} 0\n"));
     }
 
     #[tokio::test]

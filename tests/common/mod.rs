@@ -329,6 +329,44 @@ pub fn assert_catalog_figures(w: &mut Warehouse) {
         w.files().expect("files() failed").len() as u64,
         "files by status"
     );
+    // The rejected-share histogram: one observation per processed file with rows, in
+    // every bucket at or above its share (the same division as the pipeline's judge).
+    let shares: Vec<f64> = w
+        .files()
+        .expect("files() failed")
+        .iter()
+        .filter(|e| e.status != "landing")
+        .filter_map(|e| match (e.rows_read, e.rows_rejected) {
+            (Some(read), Some(rejected)) if read > 0 => Some(rejected as f64 / read as f64),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        f.reject_share.count,
+        shares.len() as u64,
+        "reject share count"
+    );
+    for (le, n) in &f.reject_share.buckets {
+        let want = shares.iter().filter(|s| *s <= le).count() as u64;
+        assert_eq!(*n, want, "files with a rejected share <= {le}");
+    }
+    let sum: f64 = shares.iter().sum();
+    assert!((f.reject_share.sum - sum).abs() < 1e-9, "reject share sum");
+    // The run-duration histogram: every finished run but the aborted ones.
+    let runs = w.runs_page(None, 1_000_000).expect("runs_page() failed");
+    let finished = runs
+        .iter()
+        .filter(|r| ["ok", "failed", "interrupted"].contains(&r.run.status.as_str()))
+        .count() as u64;
+    assert_eq!(f.run_durations.count, finished, "finished runs timed");
+    assert!(
+        f.run_durations
+            .buckets
+            .windows(2)
+            .all(|p| p[0].1 <= p[1].1 && p[1].1 <= f.run_durations.count),
+        "cumulative run buckets: {:?}",
+        f.run_durations
+    );
 }
 
 /// Every quarantined row of a file, in line order.
