@@ -90,9 +90,12 @@ mod tests {
         assert_eq!(s["ingest"].runs["failed"], 1);
         assert_eq!(s["ingest"].last, Some(("failed".to_owned(), t)));
         assert_eq!(s["ingest"].next_run, Some(t));
+        jobs.declare("ingest");
+        let s = jobs.snapshot();
+        assert_eq!(s["ingest"].runs["ok"], 2, "declaring keeps the counts");
         assert_eq!(
             s["ingest"].runs["skipped"], 0,
-            "declared or not, zeros are kept"
+            "and adds the other outcomes"
         );
         assert_eq!(s["verify"].runs.len(), OUTCOMES.len());
         assert!(s["verify"].runs.values().all(|n| *n == 0));
