@@ -370,12 +370,6 @@ fn write_catalog(e: &mut Exposition, f: &CatalogFigures) {
          failed; the share max_reject_share is compared with.",
     )
     .histogram(&[], &f.reject_share);
-    e.family(
-        "bankpipe_runs_duration_seconds",
-        Kind::Histogram,
-        "Seconds from start to end of each finished run (ok, failed, interrupted).",
-    )
-    .histogram(&[], &f.run_durations);
     let mut lake = e.family(
         "bankpipe_lake_objects",
         Kind::Gauge,
@@ -426,6 +420,15 @@ fn write_process(e: &mut Exposition, state: &AppState) {
         for (status, n) in &figures.runs {
             runs.sample(&[("job", job), ("status", status)], *n as f64);
         }
+    }
+    let mut durations = e.family(
+        "bankpipe_scheduler_job_duration_seconds",
+        Kind::Histogram,
+        "Seconds from the start of each scheduled job run (ok, failed, interrupted) to its \
+         outcome, by job, since this process started.",
+    );
+    for (job, figures) in &jobs {
+        durations.histogram(&[("job", job)], &figures.durations);
     }
     let mut next = e.family(
         "bankpipe_scheduler_next_run_timestamp_seconds",
@@ -480,7 +483,6 @@ mod tests {
             "bankpipe_runs_in_progress",
             "bankpipe_file_processing_seconds",
             "bankpipe_file_reject_ratio",
-            "bankpipe_runs_duration_seconds",
             "bankpipe_lake_objects",
             "bankpipe_export_last_success_timestamp_seconds",
             "bankpipe_export_drift_flagged_features",
