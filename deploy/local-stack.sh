@@ -19,6 +19,8 @@ MARKER=".bankpipe-local-stack"
 usage() {
     cat <<EOF
 usage: deploy/local-stack.sh up  [--dir DIR] [--keep] [--run] [--rows N] [--scrape-interval 15s]
+                                 [--ingest-schedule CRON] [--verify-schedule CRON]
+                                 [--export-schedule CRON]
                                  [--pg-port P] [--s3-port P] [--serve-port P]
                                  [--prometheus-port P] [--pushgateway-port P] [--bin BANKPIPE]
        deploy/local-stack.sh run [--dir DIR] [--rows N]
@@ -27,10 +29,11 @@ usage: deploy/local-stack.sh up  [--dir DIR] [--keep] [--run] [--rows N] [--scra
 up     start the stack, print its URLs, and run until Ctrl-C or SIGTERM; then stop
        everything it started and remove its state (--keep keeps DIR).
        --run does \`run\` once the stack is up.
-run    a real run on a running stack: three generated monthly files (2016-07 to
-       2016-09, --rows each, default 2000, 2% defects) into its inbox,
-       \`bankpipe run --pushgateway\`, \`bankpipe export --all --allow-partial\`,
-       \`bankpipe verify\`.
+run    a real one-shot run on a running stack, as \`docker compose run bankpipe-run\`:
+       three generated monthly files (2016-07 to 2016-09, --rows each, default 2000,
+       2% defects) into DIR/batch (serve's scheduled ingest reads DIR/inbox),
+       \`bankpipe run --inbox DIR/batch --pushgateway\`,
+       \`bankpipe export --all --allow-partial\`, \`bankpipe verify\`.
 env    print the environment for bankpipe commands against the stack:
        eval "\$(deploy/local-stack.sh env)"; bankpipe status
 
@@ -42,6 +45,8 @@ BANKPIPE  the binary (default: \$BANKPIPE_BIN, target/release/bankpipe,
         target/debug/bankpipe, bankpipe on PATH).
 --scrape-interval  Prometheus' scrape and rule evaluation interval (default 15s, as
         deploy/prometheus/prometheus.yml; the tests use 1s).
+--*-schedule  serve's [schedule] (defaults: ingest "*/15 * * * *", verify
+        "0 30 3 * * SUN", export "0 6 2 1,4,7,10 *", as the README; "" for none).
 EOF
 }
 
@@ -63,6 +68,9 @@ KEEP=0
 RUN_AFTER=0
 ROWS=2000
 INTERVAL=15s
+INGEST_SCHEDULE="*/15 * * * *"
+VERIFY_SCHEDULE="0 30 3 * * SUN"
+EXPORT_SCHEDULE="0 6 2 1,4,7,10 *"
 PG_PORT="${LOCAL_STACK_PG_PORT:-15432}"
 S3_PORT="${LOCAL_STACK_S3_PORT:-19000}"
 SERVE_PORT="${LOCAL_STACK_SERVE_PORT:-18000}"
@@ -77,6 +85,9 @@ while [ $# -gt 0 ]; do
         --run) RUN_AFTER=1; shift ;;
         --rows) ROWS="${2:?--rows needs a number}"; shift 2 ;;
         --scrape-interval) INTERVAL="${2:?--scrape-interval needs a duration}"; shift 2 ;;
+        --ingest-schedule) INGEST_SCHEDULE="${2?}"; shift 2 ;;
+        --verify-schedule) VERIFY_SCHEDULE="${2?}"; shift 2 ;;
+        --export-schedule) EXPORT_SCHEDULE="${2?}"; shift 2 ;;
         --pg-port) PG_PORT="${2:?}"; shift 2 ;;
         --s3-port) S3_PORT="${2:?}"; shift 2 ;;
         --serve-port) SERVE_PORT="${2:?}"; shift 2 ;;
@@ -235,7 +246,7 @@ cleanup() {
         if [ "$CREATED_DIR" = 1 ]; then
             rm -rf "$DIR"
         elif [ -f "$DIR/$MARKER" ]; then
-            rm -rf "${DIR:?}"/{pg,s3,data,inbox,prometheus,logs,pids,stack.env,bankpipe.toml,pseudonym.key,"$MARKER"}
+            rm -rf "${DIR:?}"/{pg,s3,data,inbox,batch,prometheus,logs,pids,stack.env,bankpipe.toml,pseudonym.key,"$MARKER"}
         fi
     else
         [ -f "$DIR/pids" ] && rm -f "$DIR/pids"
@@ -326,7 +337,7 @@ cmd_up() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
     trap 'exit 129' HUP
-    mkdir -p "$DIR/logs" "$DIR/inbox" "$DIR/data" "$DIR/s3/bankpipe" "$DIR/prometheus/data"
+    mkdir -p "$DIR/logs" "$DIR/inbox" "$DIR/batch" "$DIR/data" "$DIR/s3/bankpipe" "$DIR/prometheus/data"
     touch "$DIR/$MARKER"
 
     # PostgreSQL: a new cluster, trust authentication on loopback and its socket only.
@@ -365,11 +376,22 @@ lake_url = "s3://bankpipe/lake"
 export_url = "s3://bankpipe/exports"
 listen = "127.0.0.1:$SERVE_PORT"
 
-[schedule]
-ingest = "*/15 * * * *"
-verify = "0 30 3 * * SUN"
-export = "0 6 2 1,4,7,10 *"
 EOF
+    {
+        echo
+        echo "[schedule]"
+        local job expr
+        for job in ingest verify export; do
+            case "$job" in
+                ingest) expr="$INGEST_SCHEDULE" ;;
+                verify) expr="$VERIFY_SCHEDULE" ;;
+                export) expr="$EXPORT_SCHEDULE" ;;
+            esac
+            if [ -n "$expr" ]; then
+                echo "$job = \"$expr\""
+            fi
+        done
+    } >>"$DIR/bankpipe.toml"
     write_env
     # shellcheck disable=SC1091
     . "$DIR/stack.env"
@@ -391,7 +413,7 @@ bankpipe local stack (state in $DIR; pid $$)
   pushgateway  http://127.0.0.1:$PGW_PORT/
   s3 (s3s-fs)  http://127.0.0.1:$S3_PORT/   lake s3://bankpipe/lake, exports s3://bankpipe/exports
   postgresql   postgres://postgres@127.0.0.1:$PG_PORT/bankpipe
-  inbox        $DIR/inbox
+  inbox        $DIR/inbox (serve's scheduled ingest); one-shot runs: $DIR/batch
 bankpipe against it:  eval "\$(deploy/local-stack.sh env --dir $DIR)"; bankpipe status
 a real run:           deploy/local-stack.sh run --dir $DIR
 stop:                 Ctrl-C, or kill $$
@@ -416,19 +438,20 @@ load_env() {
     BIN="$LOCAL_STACK_BIN"
 }
 
-# Three monthly files of a quarter into the inbox (written aside, then renamed: the
-# scheduler never sees half a file), then the run, the export and the verify.
+# A one-shot batch, as `docker compose run bankpipe-run` does: three monthly files of a
+# quarter into its own inbox (DIR/batch: serve's scheduled ingest reads DIR/inbox, so
+# the two never race for the files), then the run, the export and the verify.
 do_run() {
     local month first=1 tmp
     for month in 2016-07 2016-08 2016-09; do
-        tmp="$DIR/inbox/.bank-$month.csv.part"
+        tmp="$DIR/batch/.bank-$month.csv.part"
         "$BIN" -q generate --rows "$ROWS" --out "$tmp" --month "$month" --first-id "$first" \
             --defects 0.02 --seed "$first" || return
-        mv "$tmp" "$DIR/inbox/bank-$month.csv" || return
+        mv "$tmp" "$DIR/batch/bank-$month.csv" || return
         first=$(( first + ROWS ))
     done
     # (Each step's status is checked here: `set -e` does not apply inside `do_run || …`.)
-    "$BIN" run --no-progress --pushgateway "$LOCAL_STACK_PUSHGATEWAY" || return
+    "$BIN" run --no-progress --inbox "$DIR/batch" --pushgateway "$LOCAL_STACK_PUSHGATEWAY" || return
     "$BIN" export --all --allow-partial || return
     "$BIN" verify
 }
