@@ -5,9 +5,9 @@
 //!   that stays silent;
 //! - the Grafana dashboards: each datasource reference names the provisioned uid,
 //!   dashboard uids and panel ids are unique;
-//! - on the local stack (`deploy/local-stack.sh`: PostgreSQL, s3s-fs, `bankpipe serve`,
-//!   Prometheus with the deploy rules, a Pushgateway) after a real run, export and
-//!   verify: every panel's query, with Grafana's interval variables substituted,
+//! - on the local stack (`deploy/local-stack.sh`: PostgreSQL, s3s-fs, `bankpipe serve`
+//!   with ingest and verify scheduled every few seconds, Prometheus with the deploy
+//!   rules, a Pushgateway) after a real one-shot run, export and verify: every panel's query, with Grafana's interval variables substituted,
 //!   returns at least one series with a value through Prometheus' HTTP API; every
 //!   alert Prometheus loaded has a summary, a description and a runbook section that
 //!   exists in docs/OPERATIONS.md; none fires on the healthy stack; and the script
@@ -389,6 +389,12 @@ fn start_stack() -> Stack {
         state.to_string_lossy().into_owned(),
         "--scrape-interval".into(),
         "1s".into(),
+        // The scheduler runs (and times) jobs during the test; export stays quarterly:
+        // every few seconds it would fail on the empty current quarter.
+        "--ingest-schedule".into(),
+        "*/2 * * * * *".into(),
+        "--verify-schedule".into(),
+        "*/3 * * * * *".into(),
         "--bin".into(),
         env!("CARGO_BIN_EXE_bankpipe").into(),
     ];
@@ -482,6 +488,10 @@ fn every_dashboard_panel_returns_data_on_the_local_stack_after_a_real_run() {
     );
     wait("the verify", "bankpipe_lake_objects{state=\"intact\"} > 0");
     wait("the run's push", "bankpipe_run_success == 1");
+    wait(
+        "scheduled ingest and verify runs",
+        "count(bankpipe_scheduler_job_duration_seconds_count{exported_job=~\"ingest|verify\"} > 0) == 2",
+    );
     wait(
         "three scrapes after the run",
         "count_over_time(bankpipe_export_last_success_timestamp_seconds[1m]) >= 3",
