@@ -378,7 +378,6 @@ listen = "127.0.0.1:$SERVE_PORT"
 
 EOF
     {
-        echo
         echo "[schedule]"
         local job expr
         for job in ingest verify export; do
