@@ -255,6 +255,7 @@ fn compose_has_the_topology_of_the_issue() {
         "bankpipe",
         "bankpipe-run",
         "prometheus",
+        "pushgateway",
         "grafana",
     ]
     .into();
@@ -294,7 +295,10 @@ fn compose_has_the_topology_of_the_issue() {
         let profiles = &service(&model, name)["profiles"];
         if *name == "bankpipe-run" {
             assert_eq!(profiles, &serde_json::json!(["jobs"]));
-            assert_eq!(service(&model, name)["command"], serde_json::json!(["run"]));
+            assert_eq!(
+                service(&model, name)["command"],
+                serde_json::json!(["run", "--pushgateway", "http://pushgateway:9091"])
+            );
         } else {
             assert!(profiles.is_null(), "{name}: {profiles}");
         }
@@ -318,7 +322,7 @@ fn compose_has_the_topology_of_the_issue() {
     }
 
     // Health checks, and the one-shots without one.
-    for name in ["postgres", "minio", "bankpipe", "prometheus"] {
+    for name in ["postgres", "minio", "bankpipe", "prometheus", "pushgateway"] {
         let test = &service(&model, name)["healthcheck"]["test"];
         assert!(test.is_array(), "{name}: no health check");
     }
@@ -350,9 +354,10 @@ fn compose_has_the_topology_of_the_issue() {
         );
         assert_eq!(condition(name, "migrate"), "service_completed_successfully");
     }
+    assert_eq!(condition("bankpipe-run", "pushgateway"), "service_healthy");
     assert_eq!(condition("migrate", "postgres"), "service_healthy");
     assert_eq!(condition("minio-init", "minio"), "service_healthy");
-    for name in ["postgres", "minio", "prometheus"] {
+    for name in ["postgres", "minio", "prometheus", "pushgateway"] {
         assert_eq!(
             condition(name, "preflight"),
             "service_completed_successfully"
@@ -670,8 +675,32 @@ fn the_compose_environment_runs_bankpipe_with_its_roles() {
     );
     assert_no_secret("migrate as the loader", &text(&out));
 
-    // bankpipe-run: a file in the inbox (its bind-mount source) loaded exactly once.
-    let job = translate("bankpipe-run");
+    // bankpipe-run: a file in the inbox (its bind-mount source) loaded exactly once,
+    // its figures pushed to a real Pushgateway in the `pushgateway` service's place.
+    let gateway = daemon::require("prometheus-pushgateway", "prometheus-pushgateway");
+    let gateway_addr = format!("127.0.0.1:{}", daemon::free_port());
+    let _gateway = daemon::Daemon::start(
+        "prometheus-pushgateway",
+        &[
+            gateway.to_str().unwrap(),
+            &format!("--web.listen-address={gateway_addr}"),
+        ],
+        &[],
+        &[],
+        &data.path().join("pushgateway.log"),
+    );
+    daemon::poll(
+        "the Pushgateway to be ready",
+        Duration::from_secs(20),
+        || {
+            daemon::get(&gateway_addr, "/-/ready", Duration::from_secs(2))
+                .filter(|r| r.status == 200)
+        },
+    );
+    let mut job = translate("bankpipe-run");
+    for arg in &mut job.command {
+        *arg = arg.replace("http://pushgateway:9091", &format!("http://{gateway_addr}"));
+    }
     let inbox = PathBuf::from(&job.env["BANKPIPE_INBOX"]);
     std::fs::create_dir_all(&inbox).unwrap();
     let generated = Command::new(env!("CARGO_BIN_EXE_bankpipe"))
@@ -687,6 +716,18 @@ fn the_compose_environment_runs_bankpipe_with_its_roles() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("Unknown BANKPIPE_"), "{stderr}");
     assert_no_secret("bankpipe-run", &text(&out));
+    let pushed = daemon::get(&gateway_addr, "/metrics", Duration::from_secs(5)).unwrap();
+    // The gateway adds the group's labels: `bankpipe_run_success{instance=…,job=…} 1`.
+    let success = pushed
+        .body
+        .lines()
+        .find(|l| l.starts_with("bankpipe_run_success{") && l.contains("job=\"bankpipe_run\""));
+    assert!(
+        success.is_some_and(|l| l.ends_with(" 1")),
+        "the run's push: {}",
+        pushed.body
+    );
+    assert_no_secret("the pushed figures", &pushed.body);
     let loaded = cluster.psql(db, "SELECT count(*) FROM transactions");
     assert_eq!(report["files"][0]["rows_loaded"].to_string(), loaded);
     // The lake is in the bucket, encrypted (BANKPIPE_MASTER_KEY).

@@ -363,6 +363,13 @@ fn write_catalog(e: &mut Exposition, f: &CatalogFigures) {
         "Seconds from a file's claim to its load's record, per file processed.",
     )
     .histogram(&[], &f.processing);
+    e.family(
+        "bankpipe_file_reject_ratio",
+        Kind::Histogram,
+        "Rejected share (rows_rejected / rows_read) per processed file with rows, loaded or \
+         failed; the share max_reject_share is compared with.",
+    )
+    .histogram(&[], &f.reject_share);
     let mut lake = e.family(
         "bankpipe_lake_objects",
         Kind::Gauge,
@@ -413,6 +420,15 @@ fn write_process(e: &mut Exposition, state: &AppState) {
         for (status, n) in &figures.runs {
             runs.sample(&[("job", job), ("status", status)], *n as f64);
         }
+    }
+    let mut durations = e.family(
+        "bankpipe_scheduler_job_duration_seconds",
+        Kind::Histogram,
+        "Seconds from the start of each scheduled job run (ok, failed, interrupted) to its \
+         outcome, by job, since this process started.",
+    );
+    for (job, figures) in &jobs {
+        durations.histogram(&[("job", job)], &figures.durations);
     }
     let mut next = e.family(
         "bankpipe_scheduler_next_run_timestamp_seconds",
@@ -466,6 +482,7 @@ mod tests {
             "bankpipe_last_successful_run_timestamp_seconds",
             "bankpipe_runs_in_progress",
             "bankpipe_file_processing_seconds",
+            "bankpipe_file_reject_ratio",
             "bankpipe_lake_objects",
             "bankpipe_export_last_success_timestamp_seconds",
             "bankpipe_export_drift_flagged_features",
@@ -476,6 +493,7 @@ mod tests {
         assert!(text.contains("bankpipe_amount_loaded_total{currency=\"INR\"} 1234.5\n"));
         assert!(text.contains("bankpipe_lake_objects{state=\"unchecked\"} 0\n"));
         assert!(text.contains("bankpipe_file_processing_seconds_bucket{le=\"+Inf\"} 0\n"));
+        assert!(text.contains("bankpipe_file_reject_ratio_bucket{le=\"0.05\"} 0\n"));
     }
 
     #[tokio::test]

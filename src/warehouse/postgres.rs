@@ -2479,6 +2479,16 @@ impl PgWarehouse {
             seconds: r.get(12),
         }
         .read(&mut f);
+        // The per-file rejected share, in a scan of its own (see `reject_share_query`).
+        let bounds = super::figures::REJECT_SHARE_BUCKETS;
+        let r = tx
+            .query_one(
+                &super::figures::reject_share_query(|c| format!("{c}::float8")),
+                &[],
+            )
+            .map_err(pg("reading catalog figures"))?;
+        let buckets: Vec<i64> = (0..bounds.len()).map(|i| r.get(2 + i)).collect();
+        f.reject_share = super::figures::histogram_from_row(bounds, r.get(0), r.get(1), &buckets);
         f.last_successful_run = tx
             .query_one(
                 "SELECT EXTRACT(EPOCH FROM MAX(finished_at))::float8 FROM runs WHERE status = 'ok'",

@@ -1135,6 +1135,25 @@ impl SqliteWarehouse {
             })
             .map_err(sql("reading catalog figures"))?
             .read(&mut f);
+        // The per-file rejected share, in a scan of its own (see `reject_share_query`).
+        let bounds = super::figures::REJECT_SHARE_BUCKETS;
+        let q = super::figures::reject_share_query(|c| format!("CAST({c} AS REAL)"));
+        f.reject_share = tx
+            .prepare_cached(&q)
+            .and_then(|mut stmt| {
+                stmt.query_row([], |r| {
+                    let buckets = (0..bounds.len())
+                        .map(|i| r.get::<_, i64>(2 + i))
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    Ok(super::figures::histogram_from_row(
+                        bounds,
+                        r.get(0)?,
+                        r.get(1)?,
+                        &buckets,
+                    ))
+                })
+            })
+            .map_err(sql("reading catalog figures"))?;
         f.amount_loaded = amounts_by_currency(&tx)?;
         let last_ok: Option<String> = tx
             .query_row(

@@ -329,6 +329,29 @@ pub fn assert_catalog_figures(w: &mut Warehouse) {
         w.files().expect("files() failed").len() as u64,
         "files by status"
     );
+    // The rejected-share histogram: one observation per processed file with rows, in
+    // every bucket at or above its share (the same division as the pipeline's judge).
+    let shares: Vec<f64> = w
+        .files()
+        .expect("files() failed")
+        .iter()
+        .filter(|e| e.status != "landing")
+        .filter_map(|e| match (e.rows_read, e.rows_rejected) {
+            (Some(read), Some(rejected)) if read > 0 => Some(rejected as f64 / read as f64),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        f.reject_share.count,
+        shares.len() as u64,
+        "reject share count"
+    );
+    for (le, n) in &f.reject_share.buckets {
+        let want = shares.iter().filter(|s| *s <= le).count() as u64;
+        assert_eq!(*n, want, "files with a rejected share <= {le}");
+    }
+    let sum: f64 = shares.iter().sum();
+    assert!((f.reject_share.sum - sum).abs() < 1e-9, "reject share sum");
 }
 
 /// Every quarantined row of a file, in line order.
