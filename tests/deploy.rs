@@ -679,6 +679,7 @@ fn the_compose_environment_runs_bankpipe_with_its_roles() {
     // its figures pushed to a real Pushgateway in the `pushgateway` service's place.
     let gateway = daemon::require("prometheus-pushgateway", "prometheus-pushgateway");
     let gateway_addr = format!("127.0.0.1:{}", daemon::free_port());
+    let gateway_log_text = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
     let _gateway = daemon::Daemon::start(
         "prometheus-pushgateway",
         &[
@@ -696,6 +697,7 @@ fn the_compose_environment_runs_bankpipe_with_its_roles() {
             daemon::get(&gateway_addr, "/-/ready", Duration::from_secs(2))
                 .filter(|r| r.status == 200)
         },
+        || gateway_log_text(&data.path().join("pushgateway.log")),
     );
     let mut job = translate("bankpipe-run");
     for arg in &mut job.command {
