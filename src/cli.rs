@@ -69,7 +69,8 @@ pub enum Command {
     RotateKey(RotateKeyArgs),
     /// Print the pseudonymised key of each id read (one a line) as `id,key` CSV, to join
     /// label tables to exported datasets. The key comes from BANKPIPE_PSEUDONYM_KEY(_FILE),
-    /// else (SQLite) DATA_DIR/pseudonym.key.
+    /// else (SQLite) DATA_DIR/pseudonym.key as the first export made it; never generated
+    /// here (a new key would not match the exported customer_key).
     Pseudonymise(PseudonymiseArgs),
     /// Run as a service: health and readiness, Prometheus metrics, the status page and
     /// read API, and the schedule; stops cleanly on SIGTERM or SIGINT.

@@ -1351,17 +1351,9 @@ fn pseudonymise(config: &Config, args: &PseudonymiseArgs) -> Result<ExitCode, Fa
     use crate::export::pseudonym::{PseudonymKey, csv_field, id_of_line};
     use std::io::BufRead;
 
+    // Never a new key: it would not give the keys of the datasets already exported.
     let embedded = crate::warehouse::sqlite::path_from_url(&config.warehouse_url).is_some();
-    let (key, generated) = PseudonymKey::load(&config.data_dir, embedded)?;
-    if let Some(path) = generated {
-        eprintln!(
-            "bankpipe: generated a new pseudonym key in {} (mode 0600). Keep it and back it \
-             up: the keys of exported datasets can only be recomputed with it. Another machine \
-             that must produce the same keys needs BANKPIPE_PSEUDONYM_KEY_FILE pointing to a \
-             copy of it.",
-            path.display()
-        );
-    }
+    let key = PseudonymKey::load_existing(&config.data_dir, embedded)?;
     let derive = match args.kind {
         IdKind::Customer => PseudonymKey::customer_key,
         IdKind::Transaction => PseudonymKey::transaction_key,

@@ -815,3 +815,76 @@ fn export_never_creates_a_warehouse() {
     assert!(!w.path().join("warehouse.db").exists());
     assert!(!w.exports().exists());
 }
+
+/// Finding of a new-user check: `pseudonymise` run before the first export used to
+/// generate a key of its own, which the export then reused — or, run against another
+/// data folder, a key that matched nothing. Now only an export makes the key, and
+/// `pseudonymise` on the same data folder gives the exported `customer_key` values.
+#[test]
+fn pseudonymise_gives_the_keys_of_the_export_that_generated_the_key() {
+    let w = Workdir::new();
+    w.load("q2q3.csv", Q2_Q3);
+    let pseudonymise = |ids: &str| {
+        use std::io::Write as _;
+        let mut child = w
+            .cmd()
+            .env_remove("BANKPIPE_PSEUDONYM_KEY")
+            .args(["pseudonymise", "--kind", "customer"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ids.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let before = pseudonymise("CUSTA\n");
+    assert_eq!(
+        before.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&before.stderr)
+    );
+    assert!(!w.path().join("pseudonym.key").exists());
+
+    let out = w
+        .cmd()
+        .env_remove("BANKPIPE_PSEUDONYM_KEY")
+        .args(["export", "--json", "--quarter", "2016Q3"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(w.path().join("pseudonym.key").exists());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let customers = read(&w.version_dir(&report).join("customers.parquet"));
+    let exported: Vec<String> = strings(&customers, "customer_key")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+
+    let after = pseudonymise("CUSTA\nCUSTB\nCUSTC\n");
+    assert_eq!(
+        after.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&after.stderr)
+    );
+    let csv = String::from_utf8(after.stdout).unwrap();
+    let mut keys: Vec<String> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split_once(',').unwrap().1.to_owned())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, exported, "{csv}");
+}
