@@ -795,6 +795,111 @@ fn tell_generated_key(generated: Option<&Path>, key: &crate::export::PseudonymKe
     }
 }
 
+/// On SIGINT or SIGTERM, for the rest of the process: removes the export's working
+/// folders (`DATA_DIR/.export-*`, which can hold gigabytes), says what it means on
+/// stderr (and, with `json = Some(destination)`, as `export --json`'s one object on
+/// stdout), and exits with 128 + the signal's number (130, 143) as a shell reports a
+/// process ended by it. Nothing is published by halves: a quarter whose marker was not
+/// written is not there for readers, and the next export writes it again.
+///
+/// For the `export` and `demo` commands only: `serve` has its own shutdown, and its
+/// scheduled export's folder, if cut, is removed by the next export as stale.
+fn remove_work_dirs_on_signal(json: Option<String>) {
+    let watch = || -> std::io::Result<_> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        // Registered here, before the export starts: a signal from now on is caught.
+        let signals = {
+            let _runtime = rt.enter();
+            Signals::register()?
+        };
+        Ok((rt, signals))
+    };
+    let (rt, signals) = match watch() {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot watch for signals; an interrupted export leaves its working folder to the next export.");
+            return;
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("bankpipe-signals".into())
+        .spawn(move || {
+            let (name, number) = rt.block_on(signals.first());
+            let removed = crate::export::workdir::remove_live();
+            let message = format!(
+                "export interrupted by {name}: {removed} working folder(s) removed; a quarter \
+                 whose marker (quarter=…/manifest.json) was not written is not published, and \
+                 the next export writes it"
+            );
+            if let Some(destination) = json {
+                let v = serde_json::json!({
+                    "status": "failed",
+                    "destination": destination,
+                    "quarters": [],
+                    "error": message,
+                });
+                let mut out = stdout();
+                if writeln!(out, "{v}").and_then(|()| out.flush()).is_err() {
+                    tracing::debug!("Could not print the interruption on stdout.");
+                }
+            }
+            eprintln!("bankpipe: error: {message}");
+            std::process::exit(128 + number);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "Cannot watch for signals; an interrupted export leaves its working folder to the next export.");
+    }
+}
+
+/// SIGINT and SIGTERM, watched (Ctrl-C elsewhere).
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Starts watching; must run inside a tokio runtime.
+    fn register() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// The first signal received, with its name and number.
+    async fn first(self) -> (&'static str, i32) {
+        #[cfg(unix)]
+        {
+            let Signals {
+                mut interrupt,
+                mut terminate,
+            } = self;
+            tokio::select! {
+                _ = interrupt.recv() => ("SIGINT", 2),
+                _ = terminate.recv() => ("SIGTERM", 15),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                // Not watchable: never fires (the default handling stays).
+                std::future::pending::<()>().await;
+            }
+            ("Ctrl-C", 2)
+        }
+    }
+}
+
 /// The demo's last step: every quarter of its data exported (issue #10). Its three
 /// months (August to October 2016) leave both quarters partial, which it says.
 fn demo_export(
@@ -804,6 +909,7 @@ fn demo_export(
     out: &mut Stdout,
 ) -> Result<(), Failure> {
     use crate::export::{Options, Which};
+    remove_work_dirs_on_signal(None);
     let (destination, key, generated) = crate::export::prepare(
         &config.export_url,
         rt.handle().clone(),
@@ -1853,6 +1959,7 @@ pub fn export_quarters(
 fn export(config: &Config, args: &ExportArgs) -> Result<ExitCode, Failure> {
     use crate::export::{Options, Which};
     let destination_url = redact_url(&config.export_url);
+    remove_work_dirs_on_signal(args.json.then(|| destination_url.clone()));
     let result = (|| -> Result<_, Failure> {
         let which = match (args.all, args.quarter.as_deref()) {
             (true, _) => Which::All,

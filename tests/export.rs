@@ -888,3 +888,158 @@ fn pseudonymise_gives_the_keys_of_the_export_that_generated_the_key() {
     keys.sort();
     assert_eq!(keys, exported, "{csv}");
 }
+
+/// The export's working folders in the data folder (`.export-*`).
+fn work_dirs(data: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".export-")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+impl Workdir {
+    /// `generate`s `rows` rows of August 2016 into the inbox and loads them.
+    fn load_generated(&self, rows: u32) {
+        let file = self.path().join("inbox").join("gen.csv");
+        let out = self.run(&[
+            "generate",
+            "--rows",
+            &rows.to_string(),
+            "--month",
+            "2016-08",
+            "--out",
+            file.to_str().unwrap(),
+            "-q",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = self.run(&["run"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Finding of a new-user check: Ctrl-C (or SIGTERM) during an export left its working
+/// folder (sort runs, staged files: ~150 bytes a row) in the data folder forever.
+#[test]
+fn an_interrupted_export_removes_its_working_folder() {
+    let w = Workdir::new();
+    w.load_generated(40_000);
+    for (signal, code, json) in [("-INT", 130, false), ("-TERM", 143, true)] {
+        let mut args = vec![
+            "export",
+            "--quarter",
+            "2016Q3",
+            "--allow-partial",
+            "--force",
+        ];
+        if json {
+            args.push("--json");
+        }
+        let child = w
+            .cmd()
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Signalled once its working folder exists (the rows are being read or sorted).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while work_dirs(w.path()).is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no working folder appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let kill = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{signal}: {err}");
+        assert!(err.contains("export interrupted by SIG"), "{err}");
+        assert!(
+            work_dirs(w.path()).is_empty(),
+            "{signal}: {:?}",
+            work_dirs(w.path())
+        );
+        assert!(
+            !w.exports().join("quarter=2016Q3/manifest.json").exists(),
+            "nothing published"
+        );
+        if json {
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["status"], "failed");
+            assert!(
+                v["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("interrupted by SIGTERM"),
+                "{v}"
+            );
+        }
+    }
+}
+
+/// Working folders left by a killed export (`kill -9` cannot be caught) are removed by
+/// the next export; one that a running export holds (its lock taken, here by
+/// `flock(1)`, as another bankpipe process would) and one too young to judge are not.
+#[test]
+fn the_next_export_removes_stale_working_folders_only() {
+    let w = Workdir::new();
+    w.load("q2q3.csv", Q2_Q3);
+    // Killed: folder and lock file, nobody holding the lock.
+    let dead = w.path().join(".export-dead01");
+    std::fs::create_dir(&dead).unwrap();
+    std::fs::write(dead.join("lock"), b"").unwrap();
+    std::fs::write(dead.join("source-0.run"), vec![7u8; 4096]).unwrap();
+    // In use by another process.
+    let busy = w.path().join(".export-busy01");
+    std::fs::create_dir(&busy).unwrap();
+    std::fs::write(busy.join("lock"), b"").unwrap();
+    let mut holder = Command::new("flock")
+        .arg("-x")
+        .arg(busy.join("lock"))
+        .args(["sleep", "120"])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let probe = std::fs::File::open(busy.join("lock")).unwrap();
+        match probe.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock) => break,
+            _ => {
+                drop(probe);
+                assert!(std::time::Instant::now() < deadline, "flock never held it");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+    // Being made right now (no lock file yet).
+    let young = w.path().join(".export-young1");
+    std::fs::create_dir(&young).unwrap();
+
+    let (report, code) = w.export(&["--quarter", "2016Q3"]);
+    assert_eq!(code, 0, "{report}");
+    let left = work_dirs(w.path());
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(left, [busy, young]);
+}

@@ -19,8 +19,10 @@
 //!     manifest (the commit marker) last (`layout`);
 //! 11. the warehouse's quarter tables and `exports` row, in one transaction.
 //!
-//! Alongside: the pseudonymisation key (`pseudonym`, also behind `bankpipe pseudonymise`)
-//! and the drift statistics and page (`drift`). Not here: the SQL (`warehouse::quarters`).
+//! Alongside: the pseudonymisation key (`pseudonym`, also behind `bankpipe pseudonymise`),
+//! the drift statistics and page (`drift`), and the working folders in `DATA_DIR`
+//! (`workdir`: locked while in use, removed on a signal and, when stale, by the next
+//! export). Not here: the SQL (`warehouse::quarters`).
 
 mod build;
 pub mod drift;
@@ -38,6 +40,7 @@ mod records;
 pub mod sample;
 mod sort;
 pub mod source;
+pub mod workdir;
 
 use std::path::{Path, PathBuf};
 
@@ -272,7 +275,7 @@ struct Read {
     ctx: QuarterContext,
     control: Totals,
     /// The working folder (sort runs, staged files); removed when dropped.
-    work: tempfile::TempDir,
+    work: workdir::WorkDir,
     sorted: sort::Sorted<features::SourceRow>,
     unreadable: source::Unreadable,
 }
@@ -323,14 +326,8 @@ fn read(
     report.amount_sum = Some(scale.text(control.amount));
     // 5. The rows, sorted by customer, in a working folder of DATA_DIR.
     let ctx = QuarterContext::new(q, scale);
-    std::fs::create_dir_all(&options.data_dir).map_err(|source| ExportError::Local {
-        dir: options.data_dir.clone(),
-        source,
-    })?;
-    let work = tempfile::Builder::new()
-        .prefix(".export-")
-        .tempdir_in(&options.data_dir)
-        .map_err(|source| ExportError::Local {
+    let work =
+        workdir::WorkDir::create(&options.data_dir).map_err(|source| ExportError::Local {
             dir: options.data_dir.clone(),
             source,
         })?;
@@ -553,7 +550,8 @@ pub fn prepare(
 
 /// Exports the quarters `which` names, oldest first. A quarter that fails for its data
 /// (incomplete, reconciliation) does not stop the others; a setting or an unreachable
-/// warehouse or destination does.
+/// warehouse or destination does. First removes the working folders of exports that
+/// were killed (`workdir::remove_stale`; never one a running export holds).
 ///
 /// # Errors
 /// Only what stops every quarter: finding the quarters ([`ExportError::NoData`], SQL).
@@ -564,6 +562,8 @@ pub fn export(
     which: Which,
     options: &Options,
 ) -> Result<(Vec<QuarterReport>, Option<ExportError>), ExportError> {
+    // Working folders left by an export that was killed (none of a running one).
+    workdir::remove_stale(&options.data_dir);
     let mut reports = Vec::new();
     let mut first_error = None;
     for q in quarters(warehouse, which)? {
