@@ -232,7 +232,7 @@ mod tests {
         std::fs::create_dir(data.path().join("exports")).unwrap();
         std::fs::write(data.path().join(".export-file"), b"").unwrap();
         let removed = remove_stale(data.path());
-        assert_eq!(removed, [dead.clone()]);
+        assert_eq!(removed, std::slice::from_ref(&dead));
         assert!(!dead.exists());
         assert!(alive.path().exists());
         assert!(data.path().join("exports").exists());
