@@ -931,7 +931,7 @@ fn demo_export(
     writeln!(
         out,
         "\nML datasets (bankpipe export --all --allow-partial) in {}:",
-        config.export_url
+        destination.url()
     )?;
     for r in &reports {
         writeln!(
@@ -1958,7 +1958,8 @@ pub fn export_quarters(
 
 fn export(config: &Config, args: &ExportArgs) -> Result<ExitCode, Failure> {
     use crate::export::{Options, Which};
-    let destination_url = redact_url(&config.export_url);
+    // As recorded in `exports` (a folder: its canonical absolute path).
+    let destination_url = crate::lake::canonical_destination(&config.export_url);
     remove_work_dirs_on_signal(args.json.then(|| destination_url.clone()));
     let result = (|| -> Result<_, Failure> {
         let which = match (args.all, args.quarter.as_deref()) {

@@ -1043,3 +1043,57 @@ fn the_next_export_removes_stale_working_folders_only() {
     holder.wait().unwrap();
     assert_eq!(left, [busy, young]);
 }
+
+/// Finding of a new-user check: a relative `--out` was recorded as typed, so the same
+/// folder reached from another working folder (or typed another way) was not "up to
+/// date" and was written again. Folder destinations are now recorded and compared as
+/// their canonical absolute path.
+#[test]
+fn a_folder_destination_is_recorded_absolute_whatever_the_working_folder() {
+    let w = Workdir::new();
+    w.load("q2q3.csv", Q2_Q3);
+    let sub = w.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let ml = std::fs::canonicalize(w.path()).unwrap().join("ml");
+    let export = |cwd: &Path, out: Option<&str>, env: Option<String>| {
+        let mut c = w.cmd();
+        c.current_dir(cwd)
+            .args(["export", "--json", "--quarter", "2016Q3"]);
+        if let Some(out) = out {
+            c.args(["--out", out]);
+        }
+        if let Some(env) = env {
+            c.env("BANKPIPE_EXPORT_URL", env);
+        }
+        let out = c.output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(out.status.code(), Some(0), "{v}");
+        v
+    };
+    let first = export(w.path(), Some("ml"), None);
+    assert_eq!(first["quarters"][0]["status"], "exported", "{first}");
+    assert_eq!(first["destination"], ml.display().to_string(), "{first}");
+    for (cwd, out, env) in [
+        (&sub, Some("../ml"), None),
+        (&sub, Some("./../sub/../ml/"), None),
+        (&sub, None, Some(format!("file://{}", ml.display()))),
+        (&sub, None, Some("../ml".to_owned())),
+    ] {
+        let again = export(cwd, out, env.clone());
+        assert_eq!(
+            again["quarters"][0]["status"], "up_to_date",
+            "{out:?} {env:?}: {again}"
+        );
+        assert_eq!(again["destination"], ml.display().to_string());
+    }
+    let recorded: Vec<String> = w
+        .db()
+        .prepare("SELECT destination FROM exports")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(recorded, [ml.display().to_string()]);
+}
