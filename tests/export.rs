@@ -1097,3 +1097,92 @@ fn a_folder_destination_is_recorded_absolute_whatever_the_working_folder() {
         .collect();
     assert_eq!(recorded, [ml.display().to_string()]);
 }
+
+/// A profile with a currency column, for [`currencies_are_never_mixed`].
+const MULTI_CURRENCY_PROFILE: &str = r#"
+[[profile]]
+name = "multi"
+[profile.columns]
+transaction_id = "id"
+customer_id = "customer"
+transaction_at = "at"
+amount = "amount"
+currency = "currency"
+"#;
+
+/// Finding of a new-user check: rows in several currencies were summed together into
+/// the money features, with no currency anywhere. A quarter whose rows or history hold
+/// more than one currency is refused (exit 1, nothing written); a one-currency export
+/// names its currency in the manifest.
+#[test]
+fn currencies_are_never_mixed() {
+    let w = Workdir::new();
+    std::fs::write(w.path().join("bankpipe.toml"), MULTI_CURRENCY_PROFILE).unwrap();
+    let put = |name: &str, rows: &[&str]| {
+        let mut text = String::from("id,customer,at,amount,currency\n");
+        for r in rows {
+            text.push_str(r);
+            text.push('\n');
+        }
+        std::fs::write(w.path().join("inbox").join(name), text).unwrap();
+        let out = w.run(&["run"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    put(
+        "q3-inr.csv",
+        &[
+            "A1,C1,2016-07-02T10:00:00,10.00,INR",
+            "A2,C2,2016-08-02T10:00:00,20.00,INR",
+            "A3,C1,2016-09-02T10:00:00,30.00,INR",
+        ],
+    );
+    let (one, code) = w.export(&["--quarter", "2016Q3"]);
+    assert_eq!(code, 0, "{one}");
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(w.exports().join("quarter=2016Q3/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["currency"], "INR");
+
+    // A USD row in the quarter.
+    put("q3-usd.csv", &["U1,C3,2016-08-15T10:00:00,5.00,USD"]);
+    let (mixed, code) = w.export(&["--quarter", "2016Q3"]);
+    assert_eq!(code, 1, "{mixed}");
+    let error = mixed["error"].as_str().unwrap();
+    assert!(error.contains("more than one currency"), "{error}");
+    assert!(
+        error.contains("INR: 3 rows in 2016Q3, 0 before it")
+            && error.contains("USD: 1 rows in 2016Q3, 0 before it"),
+        "{error}"
+    );
+    assert_eq!(mixed["quarters"][0]["status"], "failed");
+    let versions = std::fs::read_dir(w.exports().join("quarter=2016Q3"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_type().unwrap().is_dir())
+        .count();
+    assert_eq!(versions, 1, "no new version written");
+
+    // One currency in 2016Q4, another in its history: refused too (history features
+    // such as prior_amount_mean would mix them).
+    put(
+        "q4-inr.csv",
+        &[
+            "B1,C1,2016-10-02T10:00:00,1.00,INR",
+            "B2,C1,2016-11-02T10:00:00,1.00,INR",
+            "B3,C1,2016-12-02T10:00:00,1.00,INR",
+        ],
+    );
+    let (history, code) = w.export(&["--quarter", "2016Q4"]);
+    assert_eq!(code, 1, "{history}");
+    let error = history["error"].as_str().unwrap();
+    assert!(
+        error.contains("INR: 3 rows in 2016Q4, 3 before it")
+            && error.contains("USD: 0 rows in 2016Q4, 1 before it"),
+        "{error}"
+    );
+    assert!(!w.exports().join("quarter=2016Q4").exists());
+}

@@ -7,7 +7,7 @@
 //! 1. inputs: the source files and months of the quarter (one read snapshot from here
 //!    to step 5);
 //! 2. completeness: a month without loaded transactions refuses the quarter unless
-//!    `--allow-partial`;
+//!    `--allow-partial`; rows in more than one currency refuse it (2b);
 //! 3. version `V` (`layout::version`): an existing `V` is up to date, nothing written;
 //! 4. control totals from the warehouse's own SQL;
 //! 5. every row dated before the quarter's end, sorted by customer (`build`);
@@ -73,6 +73,19 @@ pub enum ExportError {
     /// No loaded transaction in the quarter at all.
     #[error("nothing to export: no loaded transaction is dated in {0}")]
     EmptyQuarter(String),
+    /// The rows the export reads (the quarter and its history) are in more than one
+    /// currency: money features would add amounts of different currencies.
+    #[error(
+        "{quarter} cannot be exported: its transactions and their history are in more than \
+         one currency ({detail}); amounts, sums, means and percentiles would add different \
+         currencies together, so nothing is written (an export holds one currency)"
+    )]
+    Currencies {
+        /// The quarter.
+        quarter: String,
+        /// Each currency with its rows in the quarter and before it.
+        detail: String,
+    },
     /// The warehouse holds no transactions (`--quarter latest`, `--all`).
     #[error("nothing to export: the warehouse holds no transactions")]
     NoData,
@@ -268,8 +281,36 @@ pub fn export_quarter(
     result
 }
 
+/// The one currency of the rows an export of `q` reads.
+///
+/// # Errors
+/// [`ExportError::Currencies`] naming each currency and its rows.
+fn one_currency(q: Quarter, inputs: &QuarterInputs) -> Result<String, ExportError> {
+    let mut codes = inputs.currencies.iter();
+    match (codes.next(), codes.next()) {
+        (Some((code, _)), None) => Ok(code.clone()),
+        // No rows at all: refused earlier as an empty quarter.
+        (None, _) => Ok(String::new()),
+        (Some(_), Some(_)) => Err(ExportError::Currencies {
+            quarter: q.to_string(),
+            detail: inputs
+                .currencies
+                .iter()
+                .map(|(code, n)| {
+                    format!(
+                        "{code}: {} rows in {q}, {} before it",
+                        n.in_quarter, n.before
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        }),
+    }
+}
+
 /// What steps 1-5 read inside the snapshot.
 struct Read {
+    currency: String,
     inputs: QuarterInputs,
     version: String,
     ctx: QuarterContext,
@@ -308,6 +349,8 @@ fn read(
             months: report.empty_months.join(", "),
         });
     }
+    // 2b. One currency, in the quarter and in the history its features read.
+    let currency = one_currency(q, &inputs)?;
     // 3. Version.
     let version = layout::version(q, &inputs.sources, &key.key_id(), report.partial);
     report.version = Some(version.clone());
@@ -334,6 +377,7 @@ fn read(
     let (sorted, unreadable) = build::read_sorted(warehouse, &ctx, work.path(), progress)?;
     warehouse.end_snapshot()?;
     Ok(Some(Read {
+        currency,
         inputs,
         version,
         ctx,
@@ -369,6 +413,7 @@ fn steps(
         }
     };
     let Read {
+        currency,
         inputs,
         version,
         ctx,
@@ -419,6 +464,7 @@ fn steps(
         feature_version: features::FEATURE_VERSION,
         created_at: crate::clock::now_rfc3339(),
         partial: report.partial,
+        currency,
         months: q
             .months()
             .iter()
