@@ -1186,3 +1186,33 @@ fn currencies_are_never_mixed() {
     );
     assert!(!w.exports().join("quarter=2016Q4").exists());
 }
+
+/// Finding of a new-user check: `export --json` with a bad flag or value printed only
+/// clap's text on stderr and nothing on stdout, where the caller reads one JSON object.
+#[test]
+fn usage_errors_with_json_print_one_json_object() {
+    let w = Workdir::new();
+    for args in [
+        &["export", "--json", "--bogus"][..],
+        &["export", "--json", "--quarter"],
+        &["export", "--json"],
+        &["export", "--quarter", "2016Q3", "--all", "--json"],
+    ] {
+        let out = w.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: not one JSON object ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        assert_eq!(v["status"], "failed", "{args:?}");
+        assert_eq!(v["quarters"], Value::Array(Vec::new()));
+        assert!(!v["error"].as_str().unwrap().is_empty());
+        // clap's own message still goes to stderr.
+        assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "));
+    }
+    let out = w.run(&["export", "--bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "no --json, no JSON");
+}
