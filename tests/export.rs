@@ -1216,3 +1216,37 @@ fn usage_errors_with_json_print_one_json_object() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty(), "no --json, no JSON");
 }
+
+/// Finding of a new-user check: a quarter without any row was refused, but its report
+/// said `partial: false`, as if it were a complete quarter. A quarter with no data is
+/// not complete: refused (exit 1, also with `--allow-partial`, which it says), with
+/// `partial: true` and its three empty months.
+#[test]
+fn an_empty_quarter_is_refused_and_reported_partial() {
+    let w = Workdir::new();
+    w.load("q2q3.csv", Q2_Q3);
+    for extra in [&[][..], &["--allow-partial"]] {
+        let mut args = vec!["--quarter", "2016Q1"];
+        args.extend_from_slice(extra);
+        let (report, code) = w.export(&args);
+        assert_eq!(code, 1, "{report}");
+        let q = &report["quarters"][0];
+        assert_eq!(q["status"], "failed", "{report}");
+        assert_eq!(q["partial"], true, "{report}");
+        assert_eq!(q["rows"], 0);
+        assert_eq!(
+            q["empty_months"],
+            serde_json::json!(["2016-01", "2016-02", "2016-03"])
+        );
+        let error = report["error"].as_str().unwrap();
+        assert!(
+            error.contains("no loaded transaction is dated in 2016Q1")
+                && error.contains("--allow-partial exports a quarter with at least one month"),
+            "{error}"
+        );
+    }
+    assert!(
+        !w.exports().join("quarter=2016Q1").exists(),
+        "nothing written"
+    );
+}

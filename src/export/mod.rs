@@ -70,8 +70,12 @@ pub enum ExportError {
         /// The empty months, `YYYY-MM`, joined.
         months: String,
     },
-    /// No loaded transaction in the quarter at all.
-    #[error("nothing to export: no loaded transaction is dated in {0}")]
+    /// No loaded transaction in the quarter at all: refused even with
+    /// `--allow-partial` (there is no row to export), and reported `partial`.
+    #[error(
+        "nothing to export: no loaded transaction is dated in {0} (all three months are \
+         empty; --allow-partial exports a quarter with at least one month of data)"
+    )]
     EmptyQuarter(String),
     /// The rows the export reads (the quarter and its history) are in more than one
     /// currency: money features would add amounts of different currencies.
@@ -339,10 +343,12 @@ fn read(
     report.rows = Some(inputs.months.values().sum());
     // 2. Completeness.
     report.empty_months = empty_months(q, &inputs);
+    // A quarter without data is not a complete quarter of data: `partial`, whatever
+    // else happens to it.
+    report.partial = !report.empty_months.is_empty();
     if report.empty_months.len() == 3 {
         return Err(ExportError::EmptyQuarter(q.to_string()));
     }
-    report.partial = !report.empty_months.is_empty();
     if report.partial && !options.allow_partial {
         return Err(ExportError::Incomplete {
             quarter: q.to_string(),
