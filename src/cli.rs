@@ -69,7 +69,8 @@ pub enum Command {
     RotateKey(RotateKeyArgs),
     /// Print the pseudonymised key of each id read (one a line) as `id,key` CSV, to join
     /// label tables to exported datasets. The key comes from BANKPIPE_PSEUDONYM_KEY(_FILE),
-    /// else (SQLite) DATA_DIR/pseudonym.key.
+    /// else (SQLite) DATA_DIR/pseudonym.key as the first export made it; never generated
+    /// here (a new key would not match the exported customer_key).
     Pseudonymise(PseudonymiseArgs),
     /// Run as a service: health and readiness, Prometheus metrics, the status page and
     /// read API, and the schedule; stops cleanly on SIGTERM or SIGINT.
@@ -316,11 +317,156 @@ pub struct ExportArgs {
     pub json: bool,
 }
 
+/// The one JSON object a command line holding `--json` prints on stdout when it does
+/// not parse (a bad flag or value, a missing argument: exit 2), so that a caller reading
+/// stdout as JSON gets an answer it can read rather than nothing. Shaped as the
+/// command's own `--json` failure: `run`'s run that could not start (`run_id` `null`,
+/// `files` `[]`), `export`'s (`destination` `null`, `quarters` `[]`), else
+/// `{"status": "failed", "error": …}`; `error` is clap's message and the usage line.
+///
+/// `None` without `--json` (before a `--`), and for `--help`/`--version`, which are not
+/// errors.
+pub fn usage_error_json(
+    args: &[std::ffi::OsString],
+    error: &clap::Error,
+) -> Option<serde_json::Value> {
+    use clap::CommandFactory;
+    if !error.use_stderr() {
+        return None;
+    }
+    let args: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .take_while(|a| a != "--")
+        .collect();
+    if !args
+        .iter()
+        .any(|a| a == "--json" || a.starts_with("--json="))
+    {
+        return None;
+    }
+    // The subcommand: the first word that is neither a global option nor its value.
+    let cli = Cli::command();
+    let takes_value: Vec<String> = cli
+        .get_arguments()
+        .filter(|a| a.get_action().takes_values())
+        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+        .collect();
+    let mut words = args.iter();
+    let mut command = None;
+    while let Some(w) = words.next() {
+        if takes_value.contains(w) {
+            words.next();
+        } else if !w.starts_with('-') {
+            command = Some(w.as_str());
+            break;
+        }
+    }
+    let text = error.render().to_string();
+    // The first paragraph (`the following required arguments were not provided:` and
+    // the list under it), on one line.
+    let first = text
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let first = first.strip_prefix("error: ").unwrap_or(&first);
+    let message = match text.lines().find_map(|l| l.trim().strip_prefix("Usage: ")) {
+        Some(usage) => format!("{first}; usage: {usage}"),
+        None => first.to_owned(),
+    };
+    Some(match command {
+        Some("run") => serde_json::json!({
+            "run_id": null,
+            "status": "failed",
+            "started_at": null,
+            "finished_at": crate::clock::now_rfc3339(),
+            "elapsed_s": 0.0,
+            "files": [],
+            "error": message,
+        }),
+        Some("export") => serde_json::json!({
+            "status": "failed",
+            "destination": null,
+            "quarters": [],
+            "error": message,
+        }),
+        _ => serde_json::json!({ "status": "failed", "error": message }),
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
+    use clap::{CommandFactory, Parser};
 
-    use super::Cli;
+    use super::{Cli, usage_error_json};
+
+    fn json_of(args: &[&str]) -> Option<serde_json::Value> {
+        let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        let error = Cli::try_parse_from(&args).expect_err("a usage error");
+        usage_error_json(&args, &error)
+    }
+
+    #[test]
+    fn usage_errors_with_json_are_json_shaped_as_the_command() {
+        let v = json_of(&["bankpipe", "export", "--json", "--bogus"]).unwrap();
+        assert_eq!(v["status"], "failed");
+        assert_eq!(v["quarters"], serde_json::json!([]));
+        assert!(v["destination"].is_null());
+        let error = v["error"].as_str().unwrap();
+        assert!(
+            error.starts_with("unexpected argument '--bogus' found"),
+            "{error}"
+        );
+        assert!(error.contains("usage: bankpipe export"), "{error}");
+        // A bad value, a missing argument, global options with values before it.
+        let v = json_of(&[
+            "bankpipe",
+            "--data-dir",
+            "d",
+            "export",
+            "--quarter",
+            "2016Q3",
+            "--json",
+            "--out",
+        ])
+        .unwrap();
+        assert_eq!(v["quarters"], serde_json::json!([]), "{v}");
+        let v = json_of(&[
+            "bankpipe",
+            "--config",
+            "export",
+            "run",
+            "--json",
+            "--workers",
+            "two",
+        ])
+        .unwrap();
+        assert!(
+            v["run_id"].is_null() && v["files"] == serde_json::json!([]),
+            "{v}"
+        );
+        assert!(v["error"].as_str().unwrap().contains("two"), "{v}");
+        let v = json_of(&["bankpipe", "export", "--json"]).unwrap();
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("the following required arguments were not provided: <--quarter"),
+            "{v}"
+        );
+        let v = json_of(&["bankpipe", "status", "--json", "--nope"]).unwrap();
+        assert_eq!(
+            v.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["error", "status"]
+        );
+        // Without --json, or only after `--`: clap's text alone.
+        assert!(json_of(&["bankpipe", "export", "--bogus"]).is_none());
+        assert!(json_of(&["bankpipe", "pseudonymise", "--kind", "x", "--", "--json"]).is_none());
+    }
 
     /// The README's usage block has a line for every command, and that line names every
     /// flag of the command (`rejects --limit` was missing): a flag added later must be

@@ -827,6 +827,111 @@ fn tell_generated_key(generated: Option<&Path>, key: &crate::export::PseudonymKe
     }
 }
 
+/// On SIGINT or SIGTERM, for the rest of the process: removes the export's working
+/// folders (`DATA_DIR/.export-*`, which can hold gigabytes), says what it means on
+/// stderr (and, with `json = Some(destination)`, as `export --json`'s one object on
+/// stdout), and exits with 128 + the signal's number (130, 143) as a shell reports a
+/// process ended by it. Nothing is published by halves: a quarter whose marker was not
+/// written is not there for readers, and the next export writes it again.
+///
+/// For the `export` and `demo` commands only: `serve` has its own shutdown, and its
+/// scheduled export's folder, if cut, is removed by the next export as stale.
+fn remove_work_dirs_on_signal(json: Option<String>) {
+    let watch = || -> std::io::Result<_> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        // Registered here, before the export starts: a signal from now on is caught.
+        let signals = {
+            let _runtime = rt.enter();
+            Signals::register()?
+        };
+        Ok((rt, signals))
+    };
+    let (rt, signals) = match watch() {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot watch for signals; an interrupted export leaves its working folder to the next export.");
+            return;
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("bankpipe-signals".into())
+        .spawn(move || {
+            let (name, number) = rt.block_on(signals.first());
+            let removed = crate::export::workdir::remove_live();
+            let message = format!(
+                "export interrupted by {name}: {removed} working folder(s) removed; a quarter \
+                 whose marker (quarter=…/manifest.json) was not written is not published, and \
+                 the next export writes it"
+            );
+            if let Some(destination) = json {
+                let v = serde_json::json!({
+                    "status": "failed",
+                    "destination": destination,
+                    "quarters": [],
+                    "error": message,
+                });
+                let mut out = stdout();
+                if writeln!(out, "{v}").and_then(|()| out.flush()).is_err() {
+                    tracing::debug!("Could not print the interruption on stdout.");
+                }
+            }
+            eprintln!("bankpipe: error: {message}");
+            std::process::exit(128 + number);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "Cannot watch for signals; an interrupted export leaves its working folder to the next export.");
+    }
+}
+
+/// SIGINT and SIGTERM, watched (Ctrl-C elsewhere).
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Starts watching; must run inside a tokio runtime.
+    fn register() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// The first signal received, with its name and number.
+    async fn first(self) -> (&'static str, i32) {
+        #[cfg(unix)]
+        {
+            let Signals {
+                mut interrupt,
+                mut terminate,
+            } = self;
+            tokio::select! {
+                _ = interrupt.recv() => ("SIGINT", 2),
+                _ = terminate.recv() => ("SIGTERM", 15),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                // Not watchable: never fires (the default handling stays).
+                std::future::pending::<()>().await;
+            }
+            ("Ctrl-C", 2)
+        }
+    }
+}
+
 /// The demo's last step: every quarter of its data exported (issue #10). Its three
 /// months (August to October 2016) leave both quarters partial, which it says.
 fn demo_export(
@@ -836,6 +941,7 @@ fn demo_export(
     out: &mut Stdout,
 ) -> Result<(), Failure> {
     use crate::export::{Options, Which};
+    remove_work_dirs_on_signal(None);
     let (destination, key, generated) = crate::export::prepare(
         &config.export_url,
         rt.handle().clone(),
@@ -857,7 +963,7 @@ fn demo_export(
     writeln!(
         out,
         "\nML datasets (bankpipe export --all --allow-partial) in {}:",
-        config.export_url
+        destination.url()
     )?;
     for r in &reports {
         writeln!(
@@ -1383,17 +1489,9 @@ fn pseudonymise(config: &Config, args: &PseudonymiseArgs) -> Result<ExitCode, Fa
     use crate::export::pseudonym::{PseudonymKey, csv_field, id_of_line};
     use std::io::BufRead;
 
+    // Never a new key: it would not give the keys of the datasets already exported.
     let embedded = crate::warehouse::sqlite::path_from_url(&config.warehouse_url).is_some();
-    let (key, generated) = PseudonymKey::load(&config.data_dir, embedded)?;
-    if let Some(path) = generated {
-        eprintln!(
-            "bankpipe: generated a new pseudonym key in {} (mode 0600). Keep it and back it \
-             up: the keys of exported datasets can only be recomputed with it. Another machine \
-             that must produce the same keys needs BANKPIPE_PSEUDONYM_KEY_FILE pointing to a \
-             copy of it.",
-            path.display()
-        );
-    }
+    let key = PseudonymKey::load_existing(&config.data_dir, embedded)?;
     let derive = match args.kind {
         IdKind::Customer => PseudonymKey::customer_key,
         IdKind::Transaction => PseudonymKey::transaction_key,
@@ -1892,7 +1990,9 @@ pub fn export_quarters(
 
 fn export(config: &Config, args: &ExportArgs) -> Result<ExitCode, Failure> {
     use crate::export::{Options, Which};
-    let destination_url = redact_url(&config.export_url);
+    // As recorded in `exports` (a folder: its canonical absolute path).
+    let destination_url = crate::lake::canonical_destination(&config.export_url);
+    remove_work_dirs_on_signal(args.json.then(|| destination_url.clone()));
     let result = (|| -> Result<_, Failure> {
         let which = match (args.all, args.quarter.as_deref()) {
             (true, _) => Which::All,

@@ -288,8 +288,14 @@ impl Lake {
     ///
     /// # Errors
     /// As [`Lake::open`].
+    ///
+    /// A folder destination is named by its canonical absolute path
+    /// ([`canonical_destination`]): [`Lake::url`], which `exports.destination` records and
+    /// the "up to date" check compares, is the same whatever the working folder and
+    /// however the folder was written (`exports`, `./exports`, `file://…`, through a
+    /// symlink).
     pub fn open_destination(url: &str, runtime: Handle) -> Result<Lake, LakeError> {
-        Lake::open_as(url, runtime, "export destination")
+        Lake::open_as(&canonical_destination(url), runtime, "export destination")
     }
 
     /// The whole object `key`, or `None` when there is none.
@@ -918,6 +924,41 @@ pub fn local_folder(url: &str) -> Option<std::path::PathBuf> {
     }
 }
 
+/// An export destination as it is recorded and compared: a folder (a path, or
+/// `file://` and a path) as its canonical absolute path — the longest part that exists
+/// resolved by the file system (symlinks, `..`), the rest appended with `.` and `..`
+/// taken lexically (a folder that does not exist yet is no symlink); any other URL
+/// (`s3://…`) unchanged but for a password, which is never recorded.
+pub fn canonical_destination(url: &str) -> String {
+    let Some(path) = local_folder(url) else {
+        return crate::redact::redact_url(url);
+    };
+    let Ok(absolute) = std::path::absolute(&path) else {
+        return url.to_owned();
+    };
+    let parts: Vec<std::path::Component<'_>> = absolute.components().collect();
+    // The longest leading part that exists, resolved; the root always does.
+    let (mut out, rest) = (1..=parts.len())
+        .rev()
+        .find_map(|n| {
+            let prefix: std::path::PathBuf = parts[..n].iter().collect();
+            std::fs::canonicalize(prefix)
+                .ok()
+                .map(|real| (real, &parts[n..]))
+        })
+        .unwrap_or_else(|| (std::path::PathBuf::new(), &parts[..]));
+    for part in rest {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out.display().to_string()
+}
+
 /// An object-store error on one line, without the request details some drivers append.
 fn one_line(e: &dyn std::fmt::Display) -> String {
     let text = e.to_string();
@@ -956,6 +997,44 @@ mod tests {
             .enable_all()
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn destinations_are_named_by_their_canonical_absolute_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir(real.join("a")).unwrap();
+        let exports = real.join("exports").display().to_string();
+        for typed in [
+            real.join("exports"),
+            real.join("a/../exports"),
+            real.join("./a/./../exports/"),
+            real.join("missing/../exports"),
+        ] {
+            let typed = typed.display().to_string();
+            assert_eq!(canonical_destination(&typed), exports, "{typed}");
+            assert_eq!(
+                canonical_destination(&format!("file://{typed}")),
+                exports,
+                "file://{typed}"
+            );
+        }
+        // Existing or not: the same name (the folder is made after it is named).
+        std::fs::create_dir(real.join("exports")).unwrap();
+        assert_eq!(canonical_destination(&exports), exports);
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(real.join("exports"), real.join("link")).unwrap();
+            let via_link = real.join("link").display().to_string();
+            assert_eq!(canonical_destination(&via_link), exports);
+        }
+        // A relative folder becomes absolute (the test's working folder, whatever it is).
+        let relative = canonical_destination("some/rel/folder");
+        assert!(std::path::Path::new(&relative).is_absolute(), "{relative}");
+        assert!(relative.ends_with("some/rel/folder"), "{relative}");
+        // Object stores are kept as typed, without a password.
+        assert_eq!(canonical_destination("s3://ml/bank"), "s3://ml/bank");
+        assert!(!canonical_destination("s3://user:secret@ml/bank").contains("secret"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The `bankpipe` binary: parse the command line, set up logging, run the command, map
 //! the outcome to an exit status. Everything else lives in the library.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use bankpipe::cli::LogFormat;
@@ -9,10 +9,15 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = match bankpipe::cli::Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match bankpipe::cli::Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
+            // With --json, the caller reads stdout: one JSON object there too.
+            if let Some(v) = bankpipe::cli::usage_error_json(&args, &e) {
+                let _ = writeln!(std::io::stdout().lock(), "{v}");
+            }
             // clap: 0 for --help/--version, 2 for usage errors.
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }

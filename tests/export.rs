@@ -815,3 +815,438 @@ fn export_never_creates_a_warehouse() {
     assert!(!w.path().join("warehouse.db").exists());
     assert!(!w.exports().exists());
 }
+
+/// Finding of a new-user check: `pseudonymise` run before the first export used to
+/// generate a key of its own, which the export then reused — or, run against another
+/// data folder, a key that matched nothing. Now only an export makes the key, and
+/// `pseudonymise` on the same data folder gives the exported `customer_key` values.
+#[test]
+fn pseudonymise_gives_the_keys_of_the_export_that_generated_the_key() {
+    let w = Workdir::new();
+    w.load("q2q3.csv", Q2_Q3);
+    let pseudonymise = |ids: &str| {
+        use std::io::Write as _;
+        let mut child = w
+            .cmd()
+            .env_remove("BANKPIPE_PSEUDONYM_KEY")
+            .args(["pseudonymise", "--kind", "customer"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ids.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let before = pseudonymise("CUSTA\n");
+    assert_eq!(
+        before.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&before.stderr)
+    );
+    assert!(!w.path().join("pseudonym.key").exists());
+
+    let out = w
+        .cmd()
+        .env_remove("BANKPIPE_PSEUDONYM_KEY")
+        .args(["export", "--json", "--quarter", "2016Q3"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(w.path().join("pseudonym.key").exists());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let customers = read(&w.version_dir(&report).join("customers.parquet"));
+    let exported: Vec<String> = strings(&customers, "customer_key")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+
+    let after = pseudonymise("CUSTA\nCUSTB\nCUSTC\n");
+    assert_eq!(
+        after.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&after.stderr)
+    );
+    let csv = String::from_utf8(after.stdout).unwrap();
+    let mut keys: Vec<String> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split_once(',').unwrap().1.to_owned())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, exported, "{csv}");
+}
+
+/// The export's working folders in the data folder (`.export-*`).
+fn work_dirs(data: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".export-")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+impl Workdir {
+    /// `generate`s `rows` rows of August 2016 into the inbox and loads them.
+    fn load_generated(&self, rows: u32) {
+        let file = self.path().join("inbox").join("gen.csv");
+        let out = self.run(&[
+            "generate",
+            "--rows",
+            &rows.to_string(),
+            "--month",
+            "2016-08",
+            "--out",
+            file.to_str().unwrap(),
+            "-q",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = self.run(&["run"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Finding of a new-user check: Ctrl-C (or SIGTERM) during an export left its working
+/// folder (sort runs, staged files: ~150 bytes a row) in the data folder forever.
+#[test]
+fn an_interrupted_export_removes_its_working_folder() {
+    let w = Workdir::new();
+    w.load_generated(40_000);
+    for (signal, code, json) in [("-INT", 130, false), ("-TERM", 143, true)] {
+        let mut args = vec![
+            "export",
+            "--quarter",
+            "2016Q3",
+            "--allow-partial",
+            "--force",
+        ];
+        if json {
+            args.push("--json");
+        }
+        let child = w
+            .cmd()
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Signalled once its working folder exists (the rows are being read or sorted).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while work_dirs(w.path()).is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no working folder appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let kill = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{signal}: {err}");
+        assert!(err.contains("export interrupted by SIG"), "{err}");
+        assert!(
+            work_dirs(w.path()).is_empty(),
+            "{signal}: {:?}",
+            work_dirs(w.path())
+        );
+        assert!(
+            !w.exports().join("quarter=2016Q3/manifest.json").exists(),
+            "nothing published"
+        );
+        if json {
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["status"], "failed");
+            assert!(
+                v["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("interrupted by SIGTERM"),
+                "{v}"
+            );
+        }
+    }
+}
+
+/// Working folders left by a killed export (`kill -9` cannot be caught) are removed by
+/// the next export; one that a running export holds (its lock taken, here by
+/// `flock(1)`, as another bankpipe process would) and one too young to judge are not.
+#[test]
+fn the_next_export_removes_stale_working_folders_only() {
+    let w = Workdir::new();
+    w.load("q2q3.csv", Q2_Q3);
+    // Killed: folder and lock file, nobody holding the lock.
+    let dead = w.path().join(".export-dead01");
+    std::fs::create_dir(&dead).unwrap();
+    std::fs::write(dead.join("lock"), b"").unwrap();
+    std::fs::write(dead.join("source-0.run"), vec![7u8; 4096]).unwrap();
+    // In use by another process.
+    let busy = w.path().join(".export-busy01");
+    std::fs::create_dir(&busy).unwrap();
+    std::fs::write(busy.join("lock"), b"").unwrap();
+    let mut holder = Command::new("flock")
+        .arg("-x")
+        .arg(busy.join("lock"))
+        .args(["sleep", "120"])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let probe = std::fs::File::open(busy.join("lock")).unwrap();
+        match probe.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock) => break,
+            _ => {
+                drop(probe);
+                assert!(std::time::Instant::now() < deadline, "flock never held it");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+    // Being made right now (no lock file yet).
+    let young = w.path().join(".export-young1");
+    std::fs::create_dir(&young).unwrap();
+
+    let (report, code) = w.export(&["--quarter", "2016Q3"]);
+    assert_eq!(code, 0, "{report}");
+    let left = work_dirs(w.path());
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(left, [busy, young]);
+}
+
+/// Finding of a new-user check: a relative `--out` was recorded as typed, so the same
+/// folder reached from another working folder (or typed another way) was not "up to
+/// date" and was written again. Folder destinations are now recorded and compared as
+/// their canonical absolute path.
+#[test]
+fn a_folder_destination_is_recorded_absolute_whatever_the_working_folder() {
+    let w = Workdir::new();
+    w.load("q2q3.csv", Q2_Q3);
+    let sub = w.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let ml = std::fs::canonicalize(w.path()).unwrap().join("ml");
+    let export = |cwd: &Path, out: Option<&str>, env: Option<String>| {
+        let mut c = w.cmd();
+        c.current_dir(cwd)
+            .args(["export", "--json", "--quarter", "2016Q3"]);
+        if let Some(out) = out {
+            c.args(["--out", out]);
+        }
+        if let Some(env) = env {
+            c.env("BANKPIPE_EXPORT_URL", env);
+        }
+        let out = c.output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(out.status.code(), Some(0), "{v}");
+        v
+    };
+    let first = export(w.path(), Some("ml"), None);
+    assert_eq!(first["quarters"][0]["status"], "exported", "{first}");
+    assert_eq!(first["destination"], ml.display().to_string(), "{first}");
+    for (cwd, out, env) in [
+        (&sub, Some("../ml"), None),
+        (&sub, Some("./../sub/../ml/"), None),
+        (&sub, None, Some(format!("file://{}", ml.display()))),
+        (&sub, None, Some("../ml".to_owned())),
+    ] {
+        let again = export(cwd, out, env.clone());
+        assert_eq!(
+            again["quarters"][0]["status"], "up_to_date",
+            "{out:?} {env:?}: {again}"
+        );
+        assert_eq!(again["destination"], ml.display().to_string());
+    }
+    let recorded: Vec<String> = w
+        .db()
+        .prepare("SELECT destination FROM exports")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(recorded, [ml.display().to_string()]);
+}
+
+/// A profile with a currency column, for [`currencies_are_never_mixed`].
+const MULTI_CURRENCY_PROFILE: &str = r#"
+[[profile]]
+name = "multi"
+[profile.columns]
+transaction_id = "id"
+customer_id = "customer"
+transaction_at = "at"
+amount = "amount"
+currency = "currency"
+"#;
+
+/// Finding of a new-user check: rows in several currencies were summed together into
+/// the money features, with no currency anywhere. A quarter whose rows or history hold
+/// more than one currency is refused (exit 1, nothing written); a one-currency export
+/// names its currency in the manifest.
+#[test]
+fn currencies_are_never_mixed() {
+    let w = Workdir::new();
+    std::fs::write(w.path().join("bankpipe.toml"), MULTI_CURRENCY_PROFILE).unwrap();
+    let put = |name: &str, rows: &[&str]| {
+        let mut text = String::from("id,customer,at,amount,currency\n");
+        for r in rows {
+            text.push_str(r);
+            text.push('\n');
+        }
+        std::fs::write(w.path().join("inbox").join(name), text).unwrap();
+        let out = w.run(&["run"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    put(
+        "q3-inr.csv",
+        &[
+            "A1,C1,2016-07-02T10:00:00,10.00,INR",
+            "A2,C2,2016-08-02T10:00:00,20.00,INR",
+            "A3,C1,2016-09-02T10:00:00,30.00,INR",
+        ],
+    );
+    let (one, code) = w.export(&["--quarter", "2016Q3"]);
+    assert_eq!(code, 0, "{one}");
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(w.exports().join("quarter=2016Q3/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["currency"], "INR");
+
+    // A USD row in the quarter.
+    put("q3-usd.csv", &["U1,C3,2016-08-15T10:00:00,5.00,USD"]);
+    let (mixed, code) = w.export(&["--quarter", "2016Q3"]);
+    assert_eq!(code, 1, "{mixed}");
+    let error = mixed["error"].as_str().unwrap();
+    assert!(error.contains("more than one currency"), "{error}");
+    assert!(
+        error.contains("INR: 3 rows in 2016Q3, 0 before it")
+            && error.contains("USD: 1 rows in 2016Q3, 0 before it"),
+        "{error}"
+    );
+    assert_eq!(mixed["quarters"][0]["status"], "failed");
+    let versions = std::fs::read_dir(w.exports().join("quarter=2016Q3"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_type().unwrap().is_dir())
+        .count();
+    assert_eq!(versions, 1, "no new version written");
+
+    // One currency in 2016Q4, another in its history: refused too (history features
+    // such as prior_amount_mean would mix them).
+    put(
+        "q4-inr.csv",
+        &[
+            "B1,C1,2016-10-02T10:00:00,1.00,INR",
+            "B2,C1,2016-11-02T10:00:00,1.00,INR",
+            "B3,C1,2016-12-02T10:00:00,1.00,INR",
+        ],
+    );
+    let (history, code) = w.export(&["--quarter", "2016Q4"]);
+    assert_eq!(code, 1, "{history}");
+    let error = history["error"].as_str().unwrap();
+    assert!(
+        error.contains("INR: 3 rows in 2016Q4, 3 before it")
+            && error.contains("USD: 0 rows in 2016Q4, 1 before it"),
+        "{error}"
+    );
+    assert!(!w.exports().join("quarter=2016Q4").exists());
+}
+
+/// Finding of a new-user check: `export --json` with a bad flag or value printed only
+/// clap's text on stderr and nothing on stdout, where the caller reads one JSON object.
+#[test]
+fn usage_errors_with_json_print_one_json_object() {
+    let w = Workdir::new();
+    for args in [
+        &["export", "--json", "--bogus"][..],
+        &["export", "--json", "--quarter"],
+        &["export", "--json"],
+        &["export", "--quarter", "2016Q3", "--all", "--json"],
+    ] {
+        let out = w.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: not one JSON object ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        assert_eq!(v["status"], "failed", "{args:?}");
+        assert_eq!(v["quarters"], Value::Array(Vec::new()));
+        assert!(!v["error"].as_str().unwrap().is_empty());
+        // clap's own message still goes to stderr.
+        assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "));
+    }
+    let out = w.run(&["export", "--bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "no --json, no JSON");
+}
+
+/// Finding of a new-user check: a quarter without any row was refused, but its report
+/// said `partial: false`, as if it were a complete quarter. A quarter with no data is
+/// not complete: refused (exit 1, also with `--allow-partial`, which it says), with
+/// `partial: true` and its three empty months.
+#[test]
+fn an_empty_quarter_is_refused_and_reported_partial() {
+    let w = Workdir::new();
+    w.load("q2q3.csv", Q2_Q3);
+    for extra in [&[][..], &["--allow-partial"]] {
+        let mut args = vec!["--quarter", "2016Q1"];
+        args.extend_from_slice(extra);
+        let (report, code) = w.export(&args);
+        assert_eq!(code, 1, "{report}");
+        let q = &report["quarters"][0];
+        assert_eq!(q["status"], "failed", "{report}");
+        assert_eq!(q["partial"], true, "{report}");
+        assert_eq!(q["rows"], 0);
+        assert_eq!(
+            q["empty_months"],
+            serde_json::json!(["2016-01", "2016-02", "2016-03"])
+        );
+        let error = report["error"].as_str().unwrap();
+        assert!(
+            error.contains("no loaded transaction is dated in 2016Q1")
+                && error.contains("--allow-partial exports a quarter with at least one month"),
+            "{error}"
+        );
+    }
+    assert!(
+        !w.exports().join("quarter=2016Q1").exists(),
+        "nothing written"
+    );
+}

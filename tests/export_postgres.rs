@@ -206,3 +206,68 @@ fn a_loader_role_exports_and_a_reader_role_reads_the_quarter_tables() {
         "SET\n1"
     );
 }
+
+/// As `currencies_are_never_mixed` in `tests/export.rs`, on PostgreSQL: a quarter with
+/// rows in two currencies is refused (exit 1, nothing written) naming each with its
+/// rows; one currency is exported and named in the manifest.
+#[test]
+fn postgres_refuses_a_quarter_in_two_currencies() {
+    let db = PgCluster::shared().database();
+    let dir = tempfile::tempdir().unwrap();
+    let key = base64::engine::general_purpose::STANDARD.encode([5u8; 32]);
+    std::fs::write(
+        dir.path().join("bankpipe.toml"),
+        r#"
+[[profile]]
+name = "multi"
+[profile.columns]
+transaction_id = "id"
+customer_id = "customer"
+transaction_at = "at"
+amount = "amount"
+currency = "currency"
+"#,
+    )
+    .unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let put = |name: &str, rows: &str| {
+        std::fs::write(
+            inbox.join(name),
+            format!("id,customer,at,amount,currency\n{rows}"),
+        )
+        .unwrap();
+        ok(&bankpipe(dir.path(), &db.url, Some(&key))
+            .arg("run")
+            .output()
+            .unwrap());
+    };
+    put(
+        "inr.csv",
+        "A1,C1,2016-07-02T10:00:00,10.00,INR\nA2,C2,2016-08-02T10:00:00,20.00,INR\n\
+         A3,C1,2016-09-02T10:00:00,30.00,INR\n",
+    );
+    let (one, code) = export(dir.path(), &db.url, Some(&key));
+    assert_eq!(code, 0, "{one}");
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("exports/quarter=2016Q3/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["currency"], "INR");
+
+    put("usd.csv", "U1,C3,2016-08-15T10:00:00,5.00,USD\n");
+    let (mixed, code) = export(dir.path(), &db.url, Some(&key));
+    assert_eq!(code, 1, "{mixed}");
+    let error = mixed["error"].as_str().unwrap();
+    assert!(
+        error.contains("more than one currency")
+            && error.contains("INR: 3 rows in 2016Q3, 0 before it")
+            && error.contains("USD: 1 rows in 2016Q3, 0 before it"),
+        "{error}"
+    );
+    let versions = std::fs::read_dir(dir.path().join("exports/quarter=2016Q3"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_type().unwrap().is_dir())
+        .count();
+    assert_eq!(versions, 1, "no new version written");
+}

@@ -1,6 +1,7 @@
-//! `bankpipe pseudonymise` through the real binary: where the key comes from (generated
-//! once into the data folder, the variables, refused on PostgreSQL), what a bad key
-//! says, input from stdin and from a file, the CSV it prints, and a closed pipe.
+//! `bankpipe pseudonymise` through the real binary: where the key comes from (the data
+//! folder's key file that an export made, never a new one; the variables; refused on
+//! PostgreSQL without them), what a bad key says, input from stdin and from a file, the
+//! CSV it prints, and a closed pipe.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -35,10 +36,15 @@ impl Workdir {
     }
 
     fn cmd(&self) -> Command {
+        let mut c = self.cmd_without_data_dir();
+        c.arg("--data-dir").arg(self.path());
+        c
+    }
+
+    /// The binary in the work folder, clean environment, no `--data-dir`.
+    fn cmd_without_data_dir(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_bankpipe"));
         c.current_dir(self.path())
-            .arg("--data-dir")
-            .arg(self.path())
             .env_remove("BANKPIPE_WAREHOUSE_URL")
             .env_remove("BANKPIPE_LAKE_URL")
             .env_remove("BANKPIPE_INBOX")
@@ -118,41 +124,72 @@ fn key_from_a_file_as_text_or_raw_bytes() {
 }
 
 #[test]
-fn generated_once_with_mode_0600_then_reused() {
+fn never_generates_a_key_and_says_where_it_is_expected() {
     let w = Workdir::new();
-    let first = w.run(&["--kind", "customer"], &[], b"C1\nC2\n");
-    let told = text(&first.stderr);
-    let keys = rows(&first);
-    assert!(told.contains("generated a new pseudonym key"), "{told}");
-    assert!(told.contains(&w.key_file().display().to_string()), "{told}");
-    let content = std::fs::read_to_string(w.key_file()).unwrap();
-    assert_eq!(content.trim_end().len(), 44, "base64 of 32 bytes");
-    // The message tells where the key is, never the key.
-    assert!(!told.contains(content.trim_end()), "{told}");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(w.key_file())
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
-    }
-
-    let second = w.run(&["--kind", "customer"], &[], b"C1\nC2\n");
-    assert_eq!(rows(&second), keys);
-    assert!(
-        !text(&second.stderr).contains("generated"),
-        "{}",
-        text(&second.stderr)
-    );
-    assert_eq!(std::fs::read_to_string(w.key_file()).unwrap(), content);
-
-    // The same key given through the variable gives the same pseudonyms.
-    let env = [("BANKPIPE_PSEUDONYM_KEY", content.trim_end())];
+    let out = w.run(&["--kind", "customer"], &[], b"C1\n");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    assert!(!w.key_file().exists(), "no key may be generated");
     assert_eq!(
-        rows(&w.run(&["--kind", "customer"], &env, b"C1\nC2\n")),
-        keys
+        std::fs::read_dir(w.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    for needle in [
+        "no pseudonym key",
+        "BANKPIPE_PSEUDONYM_KEY ",
+        "BANKPIPE_PSEUDONYM_KEY_FILE",
+        "BANKPIPE_DATA_DIR",
+        "never makes a key",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    assert!(
+        err.contains(&w.key_file().display().to_string()),
+        "names where the key is expected: {err}"
+    );
+
+    // A relative --data-dir is named as an absolute path.
+    let out = w
+        .cmd_without_data_dir()
+        .env("BANKPIPE_DATA_DIR", "rel")
+        .args(["pseudonymise", "--kind", "customer"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let expected = w.path().join("rel").join("pseudonym.key");
+    let canonical = w
+        .path()
+        .canonicalize()
+        .unwrap()
+        .join("rel")
+        .join("pseudonym.key");
+    assert!(
+        err.contains(&expected.display().to_string())
+            || err.contains(&canonical.display().to_string()),
+        "{err}"
+    );
+    assert!(!w.path().join("rel").exists());
+}
+
+#[test]
+fn reads_the_key_file_an_export_made_in_the_data_folder() {
+    let w = Workdir::new();
+    // As `bankpipe export` writes it: base64 text and a newline, mode 0600.
+    std::fs::write(w.key_file(), format!("{KEY_B64}\n")).unwrap();
+    let out = w.run(&["--kind", "customer"], &[], b"C1010011\n");
+    assert_eq!(rows(&out), [format!("C1010011,{C1010011}")]);
+    assert!(
+        !text(&out.stderr).contains("generated"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.key_file()).unwrap(),
+        format!("{KEY_B64}\n")
     );
 }
 

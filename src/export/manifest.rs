@@ -26,6 +26,9 @@ pub struct Manifest {
     pub created_at: String,
     /// Whether a month of the quarter had no loaded transaction (`--allow-partial`).
     pub partial: bool,
+    /// The ISO 4217 code of every amount (`amount`, `amount_*`, `control.amount_sum`):
+    /// an export never mixes currencies.
+    pub currency: String,
     /// Loaded transactions per month of the quarter.
     pub months: Vec<MonthRows>,
     /// How ids were pseudonymised.

@@ -7,7 +7,7 @@
 //! 1. inputs: the source files and months of the quarter (one read snapshot from here
 //!    to step 5);
 //! 2. completeness: a month without loaded transactions refuses the quarter unless
-//!    `--allow-partial`;
+//!    `--allow-partial`; rows in more than one currency refuse it (2b);
 //! 3. version `V` (`layout::version`): an existing `V` is up to date, nothing written;
 //! 4. control totals from the warehouse's own SQL;
 //! 5. every row dated before the quarter's end, sorted by customer (`build`);
@@ -19,8 +19,10 @@
 //!     manifest (the commit marker) last (`layout`);
 //! 11. the warehouse's quarter tables and `exports` row, in one transaction.
 //!
-//! Alongside: the pseudonymisation key (`pseudonym`, also behind `bankpipe pseudonymise`)
-//! and the drift statistics and page (`drift`). Not here: the SQL (`warehouse::quarters`).
+//! Alongside: the pseudonymisation key (`pseudonym`, also behind `bankpipe pseudonymise`),
+//! the drift statistics and page (`drift`), and the working folders in `DATA_DIR`
+//! (`workdir`: locked while in use, removed on a signal and, when stale, by the next
+//! export). Not here: the SQL (`warehouse::quarters`).
 
 mod build;
 pub mod drift;
@@ -38,6 +40,7 @@ mod records;
 pub mod sample;
 mod sort;
 pub mod source;
+pub mod workdir;
 
 use std::path::{Path, PathBuf};
 
@@ -67,9 +70,26 @@ pub enum ExportError {
         /// The empty months, `YYYY-MM`, joined.
         months: String,
     },
-    /// No loaded transaction in the quarter at all.
-    #[error("nothing to export: no loaded transaction is dated in {0}")]
+    /// No loaded transaction in the quarter at all: refused even with
+    /// `--allow-partial` (there is no row to export), and reported `partial`.
+    #[error(
+        "nothing to export: no loaded transaction is dated in {0} (all three months are \
+         empty; --allow-partial exports a quarter with at least one month of data)"
+    )]
     EmptyQuarter(String),
+    /// The rows the export reads (the quarter and its history) are in more than one
+    /// currency: money features would add amounts of different currencies.
+    #[error(
+        "{quarter} cannot be exported: its transactions and their history are in more than \
+         one currency ({detail}); amounts, sums, means and percentiles would add different \
+         currencies together, so nothing is written (an export holds one currency)"
+    )]
+    Currencies {
+        /// The quarter.
+        quarter: String,
+        /// Each currency with its rows in the quarter and before it.
+        detail: String,
+    },
     /// The warehouse holds no transactions (`--quarter latest`, `--all`).
     #[error("nothing to export: the warehouse holds no transactions")]
     NoData,
@@ -265,14 +285,42 @@ pub fn export_quarter(
     result
 }
 
+/// The one currency of the rows an export of `q` reads.
+///
+/// # Errors
+/// [`ExportError::Currencies`] naming each currency and its rows.
+fn one_currency(q: Quarter, inputs: &QuarterInputs) -> Result<String, ExportError> {
+    let mut codes = inputs.currencies.iter();
+    match (codes.next(), codes.next()) {
+        (Some((code, _)), None) => Ok(code.clone()),
+        // No rows at all: refused earlier as an empty quarter.
+        (None, _) => Ok(String::new()),
+        (Some(_), Some(_)) => Err(ExportError::Currencies {
+            quarter: q.to_string(),
+            detail: inputs
+                .currencies
+                .iter()
+                .map(|(code, n)| {
+                    format!(
+                        "{code}: {} rows in {q}, {} before it",
+                        n.in_quarter, n.before
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        }),
+    }
+}
+
 /// What steps 1-5 read inside the snapshot.
 struct Read {
+    currency: String,
     inputs: QuarterInputs,
     version: String,
     ctx: QuarterContext,
     control: Totals,
     /// The working folder (sort runs, staged files); removed when dropped.
-    work: tempfile::TempDir,
+    work: workdir::WorkDir,
     sorted: sort::Sorted<features::SourceRow>,
     unreadable: source::Unreadable,
 }
@@ -295,16 +343,20 @@ fn read(
     report.rows = Some(inputs.months.values().sum());
     // 2. Completeness.
     report.empty_months = empty_months(q, &inputs);
+    // A quarter without data is not a complete quarter of data: `partial`, whatever
+    // else happens to it.
+    report.partial = !report.empty_months.is_empty();
     if report.empty_months.len() == 3 {
         return Err(ExportError::EmptyQuarter(q.to_string()));
     }
-    report.partial = !report.empty_months.is_empty();
     if report.partial && !options.allow_partial {
         return Err(ExportError::Incomplete {
             quarter: q.to_string(),
             months: report.empty_months.join(", "),
         });
     }
+    // 2b. One currency, in the quarter and in the history its features read.
+    let currency = one_currency(q, &inputs)?;
     // 3. Version.
     let version = layout::version(q, &inputs.sources, &key.key_id(), report.partial);
     report.version = Some(version.clone());
@@ -323,20 +375,15 @@ fn read(
     report.amount_sum = Some(scale.text(control.amount));
     // 5. The rows, sorted by customer, in a working folder of DATA_DIR.
     let ctx = QuarterContext::new(q, scale);
-    std::fs::create_dir_all(&options.data_dir).map_err(|source| ExportError::Local {
-        dir: options.data_dir.clone(),
-        source,
-    })?;
-    let work = tempfile::Builder::new()
-        .prefix(".export-")
-        .tempdir_in(&options.data_dir)
-        .map_err(|source| ExportError::Local {
+    let work =
+        workdir::WorkDir::create(&options.data_dir).map_err(|source| ExportError::Local {
             dir: options.data_dir.clone(),
             source,
         })?;
     let (sorted, unreadable) = build::read_sorted(warehouse, &ctx, work.path(), progress)?;
     warehouse.end_snapshot()?;
     Ok(Some(Read {
+        currency,
         inputs,
         version,
         ctx,
@@ -372,6 +419,7 @@ fn steps(
         }
     };
     let Read {
+        currency,
         inputs,
         version,
         ctx,
@@ -422,6 +470,7 @@ fn steps(
         feature_version: features::FEATURE_VERSION,
         created_at: crate::clock::now_rfc3339(),
         partial: report.partial,
+        currency,
         months: q
             .months()
             .iter()
@@ -553,7 +602,8 @@ pub fn prepare(
 
 /// Exports the quarters `which` names, oldest first. A quarter that fails for its data
 /// (incomplete, reconciliation) does not stop the others; a setting or an unreachable
-/// warehouse or destination does.
+/// warehouse or destination does. First removes the working folders of exports that
+/// were killed (`workdir::remove_stale`; never one a running export holds).
 ///
 /// # Errors
 /// Only what stops every quarter: finding the quarters ([`ExportError::NoData`], SQL).
@@ -564,6 +614,8 @@ pub fn export(
     which: Which,
     options: &Options,
 ) -> Result<(Vec<QuarterReport>, Option<ExportError>), ExportError> {
+    // Working folders left by an export that was killed (none of a running one).
+    workdir::remove_stale(&options.data_dir);
     let mut reports = Vec::new();
     let mut first_error = None;
     for q in quarters(warehouse, which)? {

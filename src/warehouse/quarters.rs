@@ -66,23 +66,41 @@ pub struct QuarterInputs {
     pub max_scale: u8,
     /// The amount scales of the quarter's rows.
     pub quarter_scales: Vec<u8>,
+    /// Rows per currency code: dated before the quarter, and in it. The export
+    /// refuses more than one (money features would add different currencies).
+    pub currencies: BTreeMap<String, CurrencyRows>,
+}
+
+/// A currency's rows among those an export reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CurrencyRows {
+    /// Dated before the quarter (history).
+    pub before: u64,
+    /// Dated in the quarter.
+    pub in_quarter: u64,
 }
 
 impl QuarterInputs {
     /// Folds the backend's grouped counts — `(file_id, month of the quarter or None for
-    /// an earlier row, amount scale, rows)` — and the catalog into the inputs: the same
-    /// on both backends, so both give the same version.
+    /// an earlier row, amount scale, currency, rows)` — and the catalog into the inputs:
+    /// the same on both backends, so both give the same version.
     pub(super) fn from_groups(
-        groups: impl IntoIterator<Item = (i64, Option<String>, i64, u64)>,
+        groups: impl IntoIterator<Item = (i64, Option<String>, i64, String, u64)>,
         catalog: Vec<super::FileEntry>,
     ) -> QuarterInputs {
         let mut inputs = QuarterInputs::default();
         let mut per_file: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
-        for (file_id, month, scale, rows) in groups {
+        for (file_id, month, scale, currency, rows) in groups {
             let scale = u8::try_from(scale).unwrap_or(u8::MAX);
             inputs.max_scale = inputs.max_scale.max(scale);
             let e = per_file.entry(file_id).or_default();
             e.0 += rows;
+            let c = inputs.currencies.entry(currency).or_default();
+            if month.is_some() {
+                c.in_quarter += rows;
+            } else {
+                c.before += rows;
+            }
             if let Some(month) = month {
                 e.1 += rows;
                 *inputs.months.entry(month).or_default() += rows;

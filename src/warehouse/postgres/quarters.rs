@@ -85,16 +85,16 @@ impl PgWarehouse {
                 "SELECT file_id,
                         CASE WHEN transaction_at >= $1::text::timestamp
                              THEN to_char(transaction_at, 'YYYY-MM') END,
-                        scale(amount), COUNT(*)
+                        scale(amount), currency, COUNT(*)
                  FROM transactions WHERE transaction_at < $2::text::timestamp
-                 GROUP BY 1, 2, 3",
+                 GROUP BY 1, 2, 3, 4",
                 &[&start, &end],
             )
             .map_err(pg(CONTEXT))?;
         let groups = groups.iter().map(|g| {
-            let (file_id, month, scale, rows): (i64, Option<String>, i32, i64) =
-                (g.get(0), g.get(1), g.get(2), g.get(3));
-            (file_id, month, i64::from(scale), rows as u64)
+            let (file_id, month, scale, currency, rows): (i64, Option<String>, i32, String, i64) =
+                (g.get(0), g.get(1), g.get(2), g.get(3), g.get(4));
+            (file_id, month, i64::from(scale), currency, rows as u64)
         });
         let catalog = self.files(&crate::warehouse::FileFilter::default())?;
         Ok(QuarterInputs::from_groups(groups, catalog))

@@ -18,6 +18,9 @@ use crate::warehouse::{Result, WarehouseError};
 const SCALE_OF_AMOUNT: &str =
     "CASE WHEN instr(amount, '.') = 0 THEN 0 ELSE length(amount) - instr(amount, '.') END";
 
+/// `(file_id, month of the quarter or none, amount scale, currency)`.
+type Group = (i64, Option<String>, i64, String);
+
 fn text(v: ValueRef<'_>) -> Option<&str> {
     match v {
         ValueRef::Text(t) => std::str::from_utf8(t).ok(),
@@ -74,23 +77,39 @@ impl SqliteWarehouse {
             .prepare(&format!(
                 "SELECT file_id,
                         CASE WHEN transaction_at >= ?1 THEN substr(transaction_at, 1, 7) END,
-                        {SCALE_OF_AMOUNT}
+                        {SCALE_OF_AMOUNT}, currency
                  FROM transactions WHERE transaction_at < ?2"
             ))
             .map_err(sql(CONTEXT))?;
         let mut rows = stmt.query(params![start, end]).map_err(sql(CONTEXT))?;
-        // (file, month in the quarter or none, scale) → rows: a few groups.
-        let mut groups: BTreeMap<(i64, Option<String>, i64), i64> = BTreeMap::new();
+        // (file, month in the quarter or none, scale, currency) → rows: a few groups,
+        // searched without allocating; rows of one file come together (rowid order), so
+        // the group of the row before is tried first.
+        let mut groups: Vec<(Group, u64)> = Vec::new();
+        let mut last = 0;
         while let Some(r) = rows.next().map_err(sql(CONTEXT))? {
             let file_id: i64 = r.get(0).map_err(sql(CONTEXT))?;
             let month = r.get_ref(1).map(text).map_err(sql(CONTEXT))?;
             let scale: i64 = r.get(2).map_err(sql(CONTEXT))?;
-            match groups.get_mut(&(file_id, month.map(str::to_owned), scale)) {
-                Some(n) => *n += 1,
-                None => {
-                    groups.insert((file_id, month.map(str::to_owned), scale), 1);
-                }
-            }
+            let currency = r.get_ref(3).map(text).map_err(sql(CONTEXT))?.unwrap_or("");
+            let is = |g: &Group| {
+                g.0 == file_id && g.1.as_deref() == month && g.2 == scale && g.3 == currency
+            };
+            let found = match groups.get(last) {
+                Some((g, _)) if is(g) => Some(last),
+                _ => groups.iter().position(|(g, _)| is(g)),
+            };
+            last = found.unwrap_or_else(|| {
+                let key = (
+                    file_id,
+                    month.map(str::to_owned),
+                    scale,
+                    currency.to_owned(),
+                );
+                groups.push((key, 0));
+                groups.len() - 1
+            });
+            groups[last].1 += 1;
         }
         drop(rows);
         drop(stmt);
@@ -98,7 +117,9 @@ impl SqliteWarehouse {
         Ok(QuarterInputs::from_groups(
             groups
                 .into_iter()
-                .map(|((file_id, month, scale), rows)| (file_id, month, scale, rows as u64)),
+                .map(|((file_id, month, scale, currency), rows)| {
+                    (file_id, month, scale, currency, rows)
+                }),
             catalog,
         ))
     }
