@@ -194,6 +194,7 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Run(args) => {
             overrides.inbox = args.inbox.clone();
             overrides.max_reject_share = args.max_reject_share;
+            overrides.max_decompressed_bytes = args.max_decompressed_bytes.clone();
             overrides.workers = args.workers;
             overrides.parallel = args.parallel;
             overrides.min_file_age = args.min_file_age.clone();
@@ -203,6 +204,7 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Generate(args) => generate(&args, cli.quiet),
         Command::Check(args) => {
             overrides.max_reject_share = args.max_reject_share;
+            overrides.max_decompressed_bytes = args.max_decompressed_bytes.clone();
             overrides.workers = args.workers;
             check(&Config::resolve(&overrides)?, &args)
         }
@@ -212,6 +214,7 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Verify(a) => verify(&Config::resolve(&overrides)?, a.json),
         Command::Reprocess(a) => {
             overrides.max_reject_share = a.max_reject_share;
+            overrides.max_decompressed_bytes = a.max_decompressed_bytes.clone();
             reprocess(&Config::resolve(&overrides)?, &a)
         }
         Command::RotateKey(a) => rotate_key(&Config::resolve(&overrides)?, &a),

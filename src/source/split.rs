@@ -106,6 +106,8 @@ pub struct Splitter<R> {
     columns: Option<usize>,
     read_size: usize,
     delimiter: u8,
+    /// End of the bytes the current chunk must keep: past its last record so far.
+    kept: usize,
 }
 
 impl<R: Read> Splitter<R> {
@@ -125,6 +127,7 @@ impl<R: Read> Splitter<R> {
             columns: None,
             read_size: READ_SIZE,
             delimiter: b',',
+            kept: 0,
         }
     }
 
@@ -158,7 +161,10 @@ impl<R: Read> Splitter<R> {
         let mut records = Vec::new();
         while self.pos < self.target {
             match self.next_record()? {
-                Some(r) => records.push(r),
+                Some(r) => {
+                    records.push(r);
+                    self.kept = self.pos;
+                }
                 None => break,
             }
         }
@@ -171,6 +177,7 @@ impl<R: Read> Splitter<R> {
         data.truncate(self.pos);
         self.buf.extend_from_slice(&rest);
         self.pos = 0;
+        self.kept = 0;
         let chunk = Chunk {
             seq: self.seq,
             data,
@@ -205,6 +212,17 @@ impl<R: Read> Splitter<R> {
             Format::Csv => self.line_record(true),
             Format::Ndjson => self.line_record(false),
             Format::JsonArray => self.json_record(),
+        }
+    }
+
+    /// Drops the bytes skipped since the chunk's last record (blank lines, whitespace
+    /// between JSON elements) once they reach [`READ_SIZE`]: they belong to no record,
+    /// and a file of nothing else (10 GB of newlines) must not be held in memory waiting
+    /// for one. Only called where no scan position is outstanding.
+    fn forget_gap(&mut self) {
+        if self.pos - self.kept >= READ_SIZE {
+            self.buf.drain(self.kept..self.pos);
+            self.pos = self.kept;
         }
     }
 
@@ -330,6 +348,7 @@ impl<R: Read> Splitter<R> {
                 (end, flaw)
             };
             if end == start && flaw.is_none() {
+                self.forget_gap();
                 continue; // a blank line holds no row
             }
             return Ok(Some(Record {
@@ -388,6 +407,7 @@ impl<R: Read> Splitter<R> {
             if self.eof {
                 return Ok(false);
             }
+            self.forget_gap();
             self.fill()?;
         }
     }
@@ -597,6 +617,51 @@ mod tests {
                 ok(8, "3,z")
             ]
         );
+    }
+
+    /// 20 MiB of newlines (or of whitespace between JSON elements) around a few
+    /// records: the same records, lines and chunks as ever, and a buffer that never
+    /// holds the skipped bytes (it once grew to the size of the gap).
+    #[test]
+    fn long_runs_of_blank_lines_are_not_kept_in_memory() {
+        const GAP: usize = 20 << 20;
+        let mut csv = b"h\n1,a\n".to_vec();
+        csv.extend(std::iter::repeat_n(b'\n', GAP));
+        csv.extend_from_slice(b"2,b\r\n");
+        csv.extend(std::iter::repeat_n(b'\n', GAP));
+        let mut json = b"[{\"a\":1},".to_vec();
+        json.extend(std::iter::repeat_n(b'\n', GAP));
+        json.extend_from_slice(b" {\"a\":2} ]");
+        json.extend(std::iter::repeat_n(b' ', GAP));
+        for (format, input, expected) in [
+            (
+                Format::Csv,
+                &csv,
+                vec![(1, "h"), (2, "1,a"), (GAP as u64 + 3, "2,b")],
+            ),
+            (
+                Format::JsonArray,
+                &json,
+                vec![(1, "{\"a\":1}"), (GAP as u64 + 1, "{\"a\":2}")],
+            ),
+        ] {
+            let mut s = Splitter::new(&input[..], format, 1 << 20);
+            let mut got = Vec::new();
+            while let Some(chunk) = s.next_chunk().unwrap() {
+                assert!(chunk.data.len() < 1 << 20, "{}", chunk.data.len());
+                for r in &chunk.records {
+                    let text = String::from_utf8_lossy(chunk.bytes(r)).into_owned();
+                    got.push((r.line, text));
+                }
+                assert!(s.buf.capacity() < 4 << 20, "{}", s.buf.capacity());
+            }
+            assert!(s.buf.capacity() < 4 << 20, "{}", s.buf.capacity());
+            let expected: Vec<(u64, String)> = expected
+                .into_iter()
+                .map(|(l, t)| (l, t.to_owned()))
+                .collect();
+            assert_eq!(got, expected);
+        }
     }
 
     #[test]
