@@ -348,8 +348,14 @@ impl<R: Read> Splitter<R> {
                 (end, flaw)
             };
             if end == start && flaw.is_none() {
+                // A blank line holds no row; the empty lines right after it are skipped
+                // in one pass (a file of nothing else must not cost a record search per
+                // byte).
+                let run = newline_run(&self.buf[self.pos..]);
+                self.pos += run;
+                self.line += run as u64;
                 self.forget_gap();
-                continue; // a blank line holds no row
+                continue;
             }
             return Ok(Some(Record {
                 start: start as u32,
@@ -542,6 +548,22 @@ impl<R: Read> Splitter<R> {
     }
 }
 
+/// How many `\n` bytes `bytes` starts with, eight at a time.
+fn newline_run(bytes: &[u8]) -> usize {
+    const NEWLINES: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    let mut n = 0;
+    for word in bytes.chunks_exact(8) {
+        if u64::from_ne_bytes([
+            word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
+        ]) != NEWLINES
+        {
+            break;
+        }
+        n += 8;
+    }
+    n + bytes[n..].iter().take_while(|b| **b == b'\n').count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -662,6 +684,18 @@ mod tests {
                 .collect();
             assert_eq!(got, expected);
         }
+    }
+
+    #[test]
+    fn newline_runs() {
+        assert_eq!(newline_run(b""), 0);
+        assert_eq!(newline_run(b"x\n"), 0);
+        assert_eq!(newline_run(b"\n\n\nx\n"), 3);
+        let mut v = vec![b'\n'; 17];
+        v.push(b'a');
+        assert_eq!(newline_run(&v), 17);
+        assert_eq!(newline_run(&[b'\n'; 24]), 24);
+        assert_eq!(newline_run(b"\n\n\n\n\n\n\n\r\n"), 7);
     }
 
     #[test]
