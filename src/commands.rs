@@ -1328,7 +1328,9 @@ impl Orphan {
         let what = match (&sha, entry) {
             (Some(_), Some(f)) => format!(
                 "an earlier landing attempt of file {} ({}); the catalog reads that file from {}",
-                f.file_id, f.original_name, f.lake_key
+                f.file_id,
+                crate::report::printable(&f.original_name),
+                f.lake_key
             ),
             (Some(_), None) => "a raw copy of content this catalog does not hold: a landing \
                  whose claim was withdrawn, or an object that another warehouse sharing this lake \
@@ -1803,14 +1805,14 @@ fn rejects(config: &Config, args: &RejectsArgs) -> Result<ExitCode, Failure> {
             writeln!(
                 out,
                 "{}:{}  {}  {}  {}",
-                r.file,
+                crate::report::printable(&r.file),
                 r.line_no,
                 r.rule,
                 r.field.as_deref().unwrap_or("-"),
-                r.detail.as_deref().unwrap_or(""),
+                crate::report::printable(r.detail.as_deref().unwrap_or("")),
             )?;
             if !hidden {
-                writeln!(out, "    {}", r.raw)?;
+                writeln!(out, "    {}", crate::report::printable(&r.raw))?;
             }
         }
     }
