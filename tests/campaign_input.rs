@@ -992,3 +992,567 @@ fn reference_run() {
     assert_eq!(file(&report, "ref.csv")["rows_loaded"], 10_000);
     b.check_invariant();
 }
+
+// ---------------------------------------------------------------------------------------
+// Security
+// ---------------------------------------------------------------------------------------
+
+/// Everything a scripted session produced: process outputs, HTTP answers, files.
+#[derive(Default)]
+struct Transcript {
+    /// (where, bytes)
+    parts: Vec<(String, Vec<u8>)>,
+}
+
+impl Transcript {
+    fn add(&mut self, what: impl Into<String>, bytes: impl AsRef<[u8]>) {
+        self.parts.push((what.into(), bytes.as_ref().to_vec()));
+    }
+
+    fn run(&mut self, what: &str, mut c: Command) -> std::process::Output {
+        let out = c.output().unwrap();
+        self.add(format!("{what}: stdout"), &out.stdout);
+        self.add(format!("{what}: stderr"), &out.stderr);
+        out
+    }
+
+    /// Panics naming where any form of any secret appears.
+    fn assert_clean(&self, secrets: &[(&str, Vec<Vec<u8>>)]) {
+        let bytes: usize = self.parts.iter().map(|(_, b)| b.len()).sum();
+        eprintln!(
+            "FIGURE security session: {} outputs, answers and files searched, {bytes} bytes, {} secret forms",
+            self.parts.len(),
+            secrets.iter().map(|(_, f)| f.len()).sum::<usize>()
+        );
+        for (name, forms) in secrets {
+            for form in forms {
+                for (what, hay) in &self.parts {
+                    assert!(
+                        !contains(hay, form),
+                        "the {name} ({}) appears in {what}",
+                        String::from_utf8_lossy(form)
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The forms a secret may leak in: itself, base64 (standard and URL-safe, with and
+/// without padding), hex (both cases), percent-encoded.
+fn forms(secret: &[u8]) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    let e = base64::engine::general_purpose::STANDARD;
+    let u = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let pct: String = secret
+        .iter()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (*b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let mut out = vec![
+        secret.to_vec(),
+        e.encode(secret).into_bytes(),
+        e.encode(secret).trim_end_matches('=').as_bytes().to_vec(),
+        u.encode(secret).into_bytes(),
+        hex.clone().into_bytes(),
+        hex.to_uppercase().into_bytes(),
+        pct.into_bytes(),
+    ];
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A scripted session on a TLS PostgreSQL cluster with password authentication, an
+/// encrypted lake, a pseudonymisation key and an API token: wrong and right passwords,
+/// a certificate that is not trusted, a wrong and a malformed master key, debug logs
+/// (`-v`, `BANKPIPE_LOG=debug`, JSON logs), every `--json` output, a metrics file, an
+/// export, `serve` with its metrics, status page and API (no token, a wrong one, the
+/// right one), error answers. Every byte written to stdout, stderr, the serve log, the
+/// HTTP answers (headers too), every file under DATA_DIR (the encrypted lake, the
+/// exports, the spool included: no key file is there, keys come from the environment), a
+/// plain `pg_dump` of the database and the server's log is searched for every form of
+/// every secret: none is found.
+#[test]
+fn secrets_never_leak_in_a_scripted_session() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let cluster = pg::PgCluster::start_tls();
+    let db = cluster.database();
+    const PASSWORD: &str = "Pg-Secret-Passw0rd-9c1e";
+    const WRONG_PASSWORD: &str = "Wrong-Passw0rd-77aa";
+    const TOKEN: &str = "api-token-5b2f8e0d4c7a41e6b9d3";
+    const WRONG_TOKEN: &str = "api-token-wrong-0000000000000";
+    let master: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(37) ^ 0xA5).collect();
+    let other_master: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(11) ^ 0x3C).collect();
+    let pseudonym: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(53) ^ 0x5A).collect();
+    let malformed_master = format!("{}!!", &b64.encode(&master)[..30]);
+    cluster.create_login("bp_app", PASSWORD);
+    cluster.psql(
+        "postgres",
+        &format!("ALTER DATABASE {} OWNER TO bp_app", db.name),
+    );
+    let ca = cluster.ca_cert().unwrap().display().to_string();
+    let url = |password: &str, tls: &str| {
+        format!(
+            "postgres://bp_app:{password}@localhost:{}/{}?{tls}",
+            cluster.port(),
+            db.name
+        )
+    };
+    let good = url(PASSWORD, &format!("sslmode=verify-full&sslrootcert={ca}"));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let inbox = data.join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    for (month, first) in [("2016-08", 1), ("2016-09", 100_000)] {
+        http::generate(
+            &inbox.join(format!("{month}.csv")),
+            1500,
+            first,
+            &["--month", month],
+        );
+    }
+    std::fs::write(inbox.join("bad-header.csv"), "who,knows\n1,2\n").unwrap();
+    let mut t = Transcript::default();
+    let bankpipe = |warehouse: &str, envs: &[(&str, &str)]| {
+        let mut c = http::bankpipe(&data, Some(warehouse));
+        c.env("BANKPIPE_MASTER_KEY", b64.encode(&master))
+            .env("BANKPIPE_PSEUDONYM_KEY", b64.encode(&pseudonym));
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        c
+    };
+    let with = |warehouse: &str, envs: &[(&str, &str)], args: &[&str]| {
+        let mut c = bankpipe(warehouse, envs);
+        c.args(args);
+        c
+    };
+    let code = |o: &std::process::Output| o.status.code().unwrap_or(-1);
+    // Wrong password, an untrusted certificate: exit 2, saying why.
+    let o = t.run(
+        "wrong password",
+        with(
+            &url(
+                WRONG_PASSWORD,
+                &format!("sslmode=verify-full&sslrootcert={ca}"),
+            ),
+            &[("BANKPIPE_LOG", "debug")],
+            &["-v", "run", "--json"],
+        ),
+    );
+    assert_eq!(code(&o), 2, "{}", String::from_utf8_lossy(&o.stderr));
+    let o = t.run(
+        "untrusted certificate",
+        with(
+            &url(PASSWORD, "sslmode=verify-full"),
+            &[],
+            &["-v", "status"],
+        ),
+    );
+    assert_eq!(code(&o), 2, "{}", String::from_utf8_lossy(&o.stderr));
+    // The right one, with debug logs as text and as JSON, and a metrics file.
+    let metrics = data.join("run.prom");
+    let o = t.run(
+        "run",
+        with(
+            &good,
+            &[("BANKPIPE_LOG", "debug")],
+            &[
+                "-v",
+                "run",
+                "--json",
+                "--metrics-file",
+                metrics.to_str().unwrap(),
+            ],
+        ),
+    );
+    assert_eq!(
+        code(&o),
+        1,
+        "bad-header.csv fails: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for args in [
+        &["--log-format", "json", "-v", "files", "--json"][..],
+        &["-v", "status", "--json"],
+        &["-v", "rejects", "--json", "--limit", "20"],
+        &["-v", "rejects", "--limit", "20"],
+        &["-v", "verify", "--json"],
+        &["-v", "files"],
+        &["-v", "status"],
+        &["-v", "export", "--all", "--allow-partial", "--json"],
+        &["-v", "reprocess", "1", "--dry-run", "--json"],
+    ] {
+        let o = t.run(
+            &format!("{args:?}"),
+            with(&good, &[("BANKPIPE_LOG", "debug")], args),
+        );
+        assert!(
+            code(&o) <= 1,
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let mut c = with(&good, &[], &["-v", "pseudonymise", "--kind", "customer"]);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"C1\nC2\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    t.add("pseudonymise stdout", &o.stdout);
+    t.add("pseudonymise stderr", &o.stderr);
+    // A wrong master key, a malformed one, a malformed pseudonym key: exit 2.
+    for (what, envs) in [
+        (
+            "wrong master key",
+            vec![("BANKPIPE_MASTER_KEY", b64.encode(&other_master))],
+        ),
+        (
+            "malformed master key",
+            vec![("BANKPIPE_MASTER_KEY", malformed_master.clone())],
+        ),
+        (
+            "malformed pseudonym key",
+            vec![(
+                "BANKPIPE_PSEUDONYM_KEY",
+                format!("{}x", b64.encode(&pseudonym)),
+            )],
+        ),
+    ] {
+        let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let args: &[&str] = if what.contains("pseudonym") {
+            &["-v", "export", "--quarter", "2016Q3", "--json"]
+        } else {
+            &["-v", "run", "--json"]
+        };
+        let o = t.run(what, with(&good, &envs, args));
+        assert_eq!(
+            code(&o),
+            2,
+            "{what}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // serve, with debug logs in JSON, the token, and every surface.
+    let s = http::serve(
+        &data,
+        Some(&good),
+        &[
+            ("BANKPIPE_LOG", "debug"),
+            ("BANKPIPE_API_TOKEN", TOKEN),
+            ("BANKPIPE_MASTER_KEY", &b64.encode(&master)),
+            ("BANKPIPE_PSEUDONYM_KEY", &b64.encode(&pseudonym)),
+        ],
+        &["-v"],
+    );
+    let bearer = |token: &str| format!("Bearer {token}");
+    let (right, wrong) = (bearer(TOKEN), bearer(WRONG_TOKEN));
+    for (path, headers) in [
+        ("/health", vec![]),
+        ("/ready", vec![]),
+        ("/metrics", vec![]),
+        ("/", vec![]),
+        ("/api/runs", vec![]),
+        ("/api/files?limit=1000", vec![]),
+        ("/api/quarters", vec![]),
+        ("/api/rejects?limit=50", vec![]),
+        (
+            "/api/rejects?limit=50",
+            vec![("Authorization", wrong.as_str())],
+        ),
+        (
+            "/api/rejects?limit=50",
+            vec![("Authorization", right.as_str())],
+        ),
+        ("/api/files?stauts=failed", vec![]),
+        ("/api/nothing-here", vec![]),
+    ] {
+        let r = s.call("GET", path, &headers);
+        t.add(
+            format!("GET {path} {headers:?}"),
+            format!("{:?}\n{}", r.headers, r.body),
+        );
+    }
+    for token in [None, Some(wrong.as_str()), Some(right.as_str())] {
+        let headers: Vec<(&str, &str)> = token.map(|t| ("Authorization", t)).into_iter().collect();
+        let r = s.call("POST", "/api/runs", &headers);
+        t.add(
+            format!("POST /api/runs {token:?}"),
+            format!("{} {:?}\n{}", r.status, r.headers, r.body),
+        );
+    }
+    // Let the API's run finish and the catalog refresh, then read the page again.
+    daemon::poll(
+        "the API's run to finish",
+        std::time::Duration::from_secs(60),
+        || {
+            let r = s.get("/api/runs?limit=1");
+            (!r.body.contains("\"running\"")).then_some(())
+        },
+        || s.daemon.log_text(),
+    );
+    for path in ["/", "/metrics"] {
+        let r = s.get(path);
+        t.add(
+            format!("GET {path} again"),
+            format!("{:?}\n{}", r.headers, r.body),
+        );
+    }
+    s.daemon.signal("TERM");
+    assert_eq!(
+        s.daemon.wait_exit(std::time::Duration::from_secs(30)),
+        Some(0)
+    );
+    t.add("serve log", s.daemon.log_text());
+    // Every file under DATA_DIR (serve's log is there too), the database, the server log.
+    for path in walk(&data) {
+        t.add(
+            path.display().to_string(),
+            std::fs::read(&path).unwrap_or_default(),
+        );
+    }
+    let dump = Command::new(cluster.bin_dir().join("pg_dump"))
+        .args([
+            "-h",
+            cluster.dir().to_str().unwrap(),
+            "-p",
+            &cluster.port().to_string(),
+            "-U",
+            "postgres",
+            &db.name,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    assert!(
+        dump.stdout.len() > 10_000,
+        "the dump holds the session's data"
+    );
+    t.add("pg_dump", &dump.stdout);
+    t.add(
+        "PostgreSQL server log",
+        std::fs::read(cluster.dir().join("server.log")).unwrap_or_default(),
+    );
+    // The session did what it says (so that a clean search means something).
+    let all: Vec<u8> = t.parts.iter().flat_map(|(_, b)| b.clone()).collect();
+    for expected in [
+        "password authentication failed",
+        "mk-",
+        "\"loaded\"",
+        "bankpipe_rows_total",
+        "raw_text",
+        "HMAC-SHA256",
+    ] {
+        assert!(
+            contains(&all, expected.as_bytes()),
+            "the session never produced {expected:?}"
+        );
+    }
+    // The search finds a secret where one is (the URL the session was given holds it).
+    assert!(
+        forms(PASSWORD.as_bytes())
+            .iter()
+            .any(|f| contains(good.as_bytes(), f))
+    );
+    assert!(
+        forms(&master)
+            .iter()
+            .any(|f| contains(b64.encode(&master).as_bytes(), f))
+    );
+    t.assert_clean(&[
+        ("PostgreSQL password", forms(PASSWORD.as_bytes())),
+        (
+            "wrong PostgreSQL password",
+            forms(WRONG_PASSWORD.as_bytes()),
+        ),
+        ("master key", forms(&master)),
+        ("wrong master key", forms(&other_master)),
+        ("malformed master key", forms(malformed_master.as_bytes())),
+        ("pseudonym key", forms(&pseudonym)),
+        ("API token", forms(TOKEN.as_bytes())),
+        ("wrong API token", forms(WRONG_TOKEN.as_bytes())),
+    ]);
+}
+
+/// Inbox names cannot steer where bankpipe writes: whatever the name (`..`, backslashes,
+/// percent-encoded slashes, a slash look-alike, 250 bytes), the raw copy's key is
+/// `raw/<profile>/<yyyy>/<mm>/<sha256>.<ext>` under the lake folder and nothing appears
+/// outside DATA_DIR. (A name cannot hold `/` in a folder inbox, and an object-store
+/// inbox lists only keys without `/` below its prefix; symbolic links: see
+/// `a_symlink_pointing_outside_the_inbox_is_not_read`.)
+#[test]
+fn inbox_names_cannot_escape_the_lake_prefix() {
+    let root = tempfile::tempdir().unwrap();
+    let outside = root.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let b = Bench {
+        dir: tempfile::tempdir_in(root.path()).unwrap(),
+        pg: None,
+    };
+    std::fs::create_dir_all(b.inbox()).unwrap();
+    let long = format!("{}.csv", "n".repeat(246));
+    let names = [
+        "..csv",
+        "a..\\..\\outside\\x.csv",
+        "%2e%2e%2f%2e%2e%2foutside%2fy.csv",
+        "a%2F..%2F..%2Foutside%2Fz.csv",
+        "a∕..∕..∕outside∕w.csv",
+        long.as_str(),
+    ];
+    for (i, name) in names.iter().enumerate() {
+        b.put(name, csv(&[row(&format!("P{i}"))]));
+    }
+    let (report, run) = b.run_json(&[]);
+    figure(&b, "inbox names with ../, backslashes, encodings", &run);
+    // `..csv` starts with a dot: a hidden file, skipped; the others load.
+    assert_eq!(
+        report["files"].as_array().unwrap().len(),
+        names.len() - 1,
+        "{report}"
+    );
+    for f in report["files"].as_array().unwrap() {
+        assert_eq!(f["status"], "loaded", "{f}");
+        let key = f["lake_key"].as_str().unwrap();
+        let sha = f["sha256"].as_str().unwrap();
+        assert!(
+            key.starts_with("raw/kaggle-bank/")
+                && key.ends_with(&format!("/{sha}.csv"))
+                && key.matches('/').count() == 4,
+            "{key}"
+        );
+    }
+    let lake = b.path().join("lake");
+    for path in walk(&lake) {
+        let rel = path
+            .strip_prefix(&lake)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            rel.starts_with("raw/kaggle-bank/") && !rel.contains(".."),
+            "{rel}"
+        );
+    }
+    assert!(
+        walk(&outside).is_empty(),
+        "written outside: {:?}",
+        walk(&outside)
+    );
+    let siblings: Vec<_> = std::fs::read_dir(root.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        siblings.len(),
+        2,
+        "only DATA_DIR and the sentinel: {siblings:?}"
+    );
+    b.check_invariant();
+}
+
+/// A file named like markup (`<script>…`, `<img onerror>`), rejected rows whose raw text
+/// holds markup, and a header of markup (its file's error quotes it): headless Chromium
+/// renders the status page and the API's JSON, and the DOM holds the names as text,
+/// visible, and no element from them (no script, no img).
+#[test]
+fn markup_in_names_and_rows_shows_as_text_in_the_browser() {
+    let b = Bench::sqlite();
+    let script = "<script>alert(1)<\\script>.csv";
+    let img = "<img src=x onerror=alert(1)>.csv";
+    b.put(
+        script,
+        csv(&[
+            row("X1"),
+            "X2,C1,10/1/94,F,<script>alert(2)</script>,100.00,2/8/16,143207,abc".into(),
+        ]),
+    );
+    b.put(img, csv(&[row("X3")]));
+    b.put("header.csv", "<script>alert(3)</script>,b\n1,2\n");
+    let (report, run) = b.run_json(&["--max-reject-share", "1"]);
+    figure(&b, "markup in names and rows", &run);
+    assert_eq!(file(&report, script)["status"], "loaded");
+    let s = http::serve(b.path(), None, &[], &[]);
+    let page = dump_dom(&s.url("/"));
+    let files_api = dump_dom(&s.url("/api/files"));
+    let rejects_api = dump_dom(&s.url("/api/rejects"));
+    for (what, dom) in [
+        ("page", &page),
+        ("/api/files", &files_api),
+        ("/api/rejects", &rejects_api),
+    ] {
+        for element in ["<script", "<img", "onerror=\""] {
+            assert!(
+                !dom.contains(element),
+                "{element} in the {what} DOM:\n{dom}"
+            );
+        }
+    }
+    // Shown as text: escaped in the DOM, so the browser displays the characters.
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;\\script&gt;.csv"),
+        "{page}"
+    );
+    assert!(
+        page.contains("&lt;img src=x onerror=alert(1)&gt;.csv"),
+        "{page}"
+    );
+    assert!(
+        page.contains("&lt;script&gt;alert(3)&lt;/script&gt;"),
+        "the header's error: {page}"
+    );
+    assert!(
+        files_api.contains("&lt;script&gt;alert(1)&lt;\\\\script&gt;.csv"),
+        "{files_api}"
+    );
+    let r = s.get("/api/files");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert!(
+        r.body.contains("<script>alert(1)<\\\\script>.csv"),
+        "exact name in the JSON: {}",
+        r.body
+    );
+}
+
+/// The DOM Chromium renders from `url` (see tests/page.rs).
+fn dump_dom(url: &str) -> String {
+    let chromium = daemon::require("chromium", "chromium");
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new("timeout")
+        .arg("90")
+        .arg(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(url)
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && dom.contains("</html>"),
+        "chromium --dump-dom {url} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dom
+}
