@@ -215,9 +215,14 @@ pub fn check_file(config: &Config, path: &Path, progress: &mut dyn Progress) -> 
     let counter = Arc::new(AtomicU64::new(0));
     let size = std::fs::metadata(path).map_or(0, |m| m.len());
     progress.file_started(&name, size);
-    let scanner = open_decoded(path, compression, Arc::clone(&counter))
-        .map_err(scan::FileError::Read)
-        .and_then(|input| scan::start(input, format, &config.profiles, config.workers, false));
+    let scanner = open_decoded(
+        path,
+        compression,
+        Arc::clone(&counter),
+        config.max_decompressed_bytes,
+    )
+    .map_err(scan::FileError::Read)
+    .and_then(|input| scan::start(input, format, &config.profiles, config.workers, false));
     let mut scanner = match scanner {
         Ok(s) => s,
         Err(e) => {

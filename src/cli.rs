@@ -115,6 +115,11 @@ pub struct RunArgs {
     /// Fail a file whose rejected-row share exceeds this (default 0.05).
     #[arg(long, value_name = "X")]
     pub max_reject_share: Option<f64>,
+    /// Fail a compressed file that decompresses to more than this (`16GiB`, `500MB`, or
+    /// bytes): a compression bomb stops there [env: BANKPIPE_MAX_DECOMPRESSED_BYTES]
+    /// (default 16GiB).
+    #[arg(long, value_name = "SIZE")]
+    pub max_decompressed_bytes: Option<String>,
     /// Validation threads (default: number of cores).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
@@ -199,6 +204,11 @@ pub struct CheckArgs {
     /// Fail a file whose rejected-row share exceeds this (default 0.05).
     #[arg(long, value_name = "X")]
     pub max_reject_share: Option<f64>,
+    /// Fail a compressed file that decompresses to more than this (`16GiB`, `500MB`, or
+    /// bytes): a compression bomb stops there [env: BANKPIPE_MAX_DECOMPRESSED_BYTES]
+    /// (default 16GiB).
+    #[arg(long, value_name = "SIZE")]
+    pub max_decompressed_bytes: Option<String>,
     /// Validation threads (default: number of cores).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
@@ -255,6 +265,10 @@ pub struct ReprocessArgs {
     /// Fail the file when its rejected-row share exceeds this (default 0.05).
     #[arg(long, value_name = "X")]
     pub max_reject_share: Option<f64>,
+    /// Fail the file when its raw object decompresses to more than this (`16GiB`,
+    /// `500MB`, or bytes) [env: BANKPIPE_MAX_DECOMPRESSED_BYTES] (default 16GiB).
+    #[arg(long, value_name = "SIZE")]
+    pub max_decompressed_bytes: Option<String>,
 }
 
 /// `rotate-key` options.

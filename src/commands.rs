@@ -194,6 +194,7 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Run(args) => {
             overrides.inbox = args.inbox.clone();
             overrides.max_reject_share = args.max_reject_share;
+            overrides.max_decompressed_bytes = args.max_decompressed_bytes.clone();
             overrides.workers = args.workers;
             overrides.parallel = args.parallel;
             overrides.min_file_age = args.min_file_age.clone();
@@ -203,6 +204,7 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Generate(args) => generate(&args, cli.quiet),
         Command::Check(args) => {
             overrides.max_reject_share = args.max_reject_share;
+            overrides.max_decompressed_bytes = args.max_decompressed_bytes.clone();
             overrides.workers = args.workers;
             check(&Config::resolve(&overrides)?, &args)
         }
@@ -212,6 +214,7 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Verify(a) => verify(&Config::resolve(&overrides)?, a.json),
         Command::Reprocess(a) => {
             overrides.max_reject_share = a.max_reject_share;
+            overrides.max_decompressed_bytes = a.max_decompressed_bytes.clone();
             reprocess(&Config::resolve(&overrides)?, &a)
         }
         Command::RotateKey(a) => rotate_key(&Config::resolve(&overrides)?, &a),
@@ -1463,7 +1466,9 @@ impl Orphan {
         let what = match (&sha, entry) {
             (Some(_), Some(f)) => format!(
                 "an earlier landing attempt of file {} ({}); the catalog reads that file from {}",
-                f.file_id, f.original_name, f.lake_key
+                f.file_id,
+                crate::report::printable(&f.original_name),
+                f.lake_key
             ),
             (Some(_), None) => "a raw copy of content this catalog does not hold: a landing \
                  whose claim was withdrawn, or an object that another warehouse sharing this lake \
@@ -1930,14 +1935,14 @@ fn rejects(config: &Config, args: &RejectsArgs) -> Result<ExitCode, Failure> {
             writeln!(
                 out,
                 "{}:{}  {}  {}  {}",
-                r.file,
+                crate::report::printable(&r.file),
                 r.line_no,
                 r.rule,
                 r.field.as_deref().unwrap_or("-"),
-                r.detail.as_deref().unwrap_or(""),
+                crate::report::printable(r.detail.as_deref().unwrap_or("")),
             )?;
             if !hidden {
-                writeln!(out, "    {}", r.raw)?;
+                writeln!(out, "    {}", crate::report::printable(&r.raw))?;
             }
         }
     }

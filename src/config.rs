@@ -30,6 +30,7 @@ pub const ENV_VARS: &[&str] = &[
     "BANKPIPE_WAREHOUSE_URL",
     "BANKPIPE_LAKE_URL",
     "BANKPIPE_MAX_REJECT_SHARE",
+    "BANKPIPE_MAX_DECOMPRESSED_BYTES",
     "BANKPIPE_WORKERS",
     "BANKPIPE_PARALLEL",
     "BANKPIPE_MIN_FILE_AGE",
@@ -78,6 +79,9 @@ pub struct FileConfig {
     pub export_url: Option<String>,
     /// Fail a file whose rejected-row share exceeds this (default 0.05).
     pub max_reject_share: Option<f64>,
+    /// Fail a compressed file that decompresses to more than this many bytes: a number,
+    /// or text with a unit (`"16GiB"`, `"500MB"`; default 16 GiB).
+    pub max_decompressed_bytes: Option<SizeSetting>,
     /// Validation threads (default: the number of cores).
     pub workers: Option<usize>,
     /// Files processed at once, each on its own warehouse session (default 1;
@@ -98,6 +102,16 @@ pub struct FileConfig {
     pub schedule: Option<RawSchedule>,
 }
 
+/// A size in `bankpipe.toml`: a number of bytes, or text with a unit (`"16GiB"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SizeSetting {
+    /// A whole number of bytes.
+    Bytes(u64),
+    /// A size with a unit, read by [`crate::source::parse_size`].
+    Text(String),
+}
+
 /// Values given on the command line (highest precedence).
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -109,6 +123,8 @@ pub struct Overrides {
     pub inbox: Option<PathBuf>,
     /// `--max-reject-share`.
     pub max_reject_share: Option<f64>,
+    /// `--max-decompressed-bytes`.
+    pub max_decompressed_bytes: Option<String>,
     /// `--workers`.
     pub workers: Option<usize>,
     /// `--parallel`.
@@ -136,6 +152,9 @@ pub struct Config {
     pub export_url: String,
     /// Reject-share threshold.
     pub max_reject_share: f64,
+    /// Most bytes a compressed file may decompress to; past it the file fails
+    /// ([`crate::source::TooLarge`]).
+    pub max_decompressed_bytes: u64,
     /// Validation threads.
     pub workers: usize,
     /// Files processed at once (sessions in the warehouse pool).
@@ -331,6 +350,37 @@ impl Config {
                 why: "must be between 0 and 1",
             });
         }
+        let (size_text, from) = first([
+            (
+                flags.max_decompressed_bytes.clone(),
+                "--max-decompressed-bytes",
+            ),
+            (
+                env_string("BANKPIPE_MAX_DECOMPRESSED_BYTES"),
+                "BANKPIPE_MAX_DECOMPRESSED_BYTES",
+            ),
+            (
+                file.max_decompressed_bytes.as_ref().map(|s| match s {
+                    SizeSetting::Bytes(n) => n.to_string(),
+                    SizeSetting::Text(t) => t.clone(),
+                }),
+                "max_decompressed_bytes",
+            ),
+        ])
+        .unwrap_or_else(|| {
+            (
+                crate::source::DEFAULT_MAX_DECOMPRESSED_BYTES.to_string(),
+                "max_decompressed_bytes",
+            )
+        });
+        let max_decompressed_bytes = crate::source::parse_size(&size_text)
+            .filter(|n| *n > 0)
+            .ok_or(ConfigError::Value {
+                name: from,
+                value: size_text,
+                why: "a size above 0: bytes, or a number with kB, MB, GB, TB, KiB, MiB, GiB or TiB \
+                      (16GiB, 500MB)",
+            })?;
         let (workers, from) = first([
             (flags.workers, "--workers"),
             (
@@ -427,6 +477,7 @@ impl Config {
             lake_url,
             export_url,
             max_reject_share,
+            max_decompressed_bytes,
             workers,
             parallel,
             min_file_age,

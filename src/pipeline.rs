@@ -689,6 +689,51 @@ fn display_name(path: &Path) -> String {
     )
 }
 
+/// The file an inbox entry stands for, as a path without symbolic links, when that file
+/// is directly in the entry's own folder (the inbox, or the spool of an object-store
+/// inbox); otherwise why it is not read. A symbolic link in the inbox may point at
+/// another file of the inbox, but not elsewhere: whoever may drop files in the inbox
+/// must not be able to make bankpipe read (and land in the lake, and quarantine as raw
+/// text) any file its user can read, such as a key file or `/etc/shadow`.
+///
+/// # Errors
+/// The reason, for the file's report.
+fn resolve_in_folder(path: &Path) -> Result<PathBuf, String> {
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let folder = std::fs::canonicalize(if folder.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        folder
+    })
+    .map_err(|e| format!("cannot read the folder of {}: {e}", path.display()))?;
+    let target =
+        std::fs::canonicalize(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if target.parent() == Some(folder.as_path()) {
+        Ok(target)
+    } else {
+        Err(format!(
+            "{} is a symbolic link to a file outside the inbox folder: not read (bankpipe \
+             reads only files directly in the inbox, or links to them; copy the file in \
+             instead)",
+            display_name(path)
+        ))
+    }
+}
+
+/// Opens `path` for reading, refusing a symbolic link in its last component (`O_NOFOLLOW`):
+/// a resolved inbox path swapped for a link after [`resolve_in_folder`] is not followed.
+/// (Later opens of the same path are checked against this open's digest.)
+///
+/// # Errors
+/// When the file cannot be opened, or is now a symbolic link.
+fn open_no_follow(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
 /// Reads the first bytes to tell compression and format.
 ///
 /// # Errors
@@ -699,14 +744,15 @@ pub fn detect_kind(path: &Path) -> std::io::Result<(Format, Compression)> {
     let compression = Compression::sniff(&head);
     let name = display_name(path);
     let mut decoded = Vec::new();
-    if let Ok(d) = source::decoder(std::io::Cursor::new(head.clone()), compression) {
+    if let Ok(d) = source::decoder(std::io::Cursor::new(head.clone()), compression, u64::MAX) {
         // A prefix of a compressed file may not decode to the end; what did is enough.
         let _ = d.take(4096).read_to_end(&mut decoded);
     }
     Ok((source::sniff_format(&name, &decoded), compression))
 }
 
-/// Opens a file for scanning, counting raw bytes for progress.
+/// Opens a file for scanning, counting raw bytes for progress; a compressed file stops
+/// with an error past `max_decompressed_bytes` ([`source::decoder`]).
 ///
 /// # Errors
 /// When the file cannot be opened or the decoder set up.
@@ -714,10 +760,11 @@ pub fn open_decoded(
     path: &Path,
     compression: Compression,
     counter: Arc<AtomicU64>,
+    max_decompressed_bytes: u64,
 ) -> std::io::Result<Box<dyn Read + Send>> {
     let file = File::open(path)?;
     let counted = source::Counting::new(BufReader::with_capacity(1 << 20, file), counter);
-    source::decoder(counted, compression)
+    source::decoder(counted, compression, max_decompressed_bytes)
 }
 
 /// As [`open_decoded`], also leaving the digest of the raw bytes read in `slot`.
@@ -726,6 +773,7 @@ fn open_digested(
     compression: Compression,
     counter: Arc<AtomicU64>,
     slot: source::DigestSlot,
+    max_decompressed_bytes: u64,
 ) -> std::io::Result<Box<dyn Read + Send>> {
     if let Ok(mut s) = slot.lock() {
         *s = None;
@@ -733,7 +781,7 @@ fn open_digested(
     let file = File::open(path)?;
     let counted =
         source::Counting::new(BufReader::with_capacity(1 << 20, file), counter).with_digest(slot);
-    source::decoder(counted, compression)
+    source::decoder(counted, compression, max_decompressed_bytes)
 }
 
 /// What processing an inbox entry has found out so far, kept across its retries: the
@@ -798,7 +846,17 @@ fn process_file(
         report
     };
 
-    let (sha256, bytes) = match File::open(path).and_then(lake::fingerprint) {
+    // From here on the file is read through its resolved path, which is in the inbox.
+    let resolved = match resolve_in_folder(path) {
+        Ok(p) => p,
+        Err(reason) => {
+            warn!(file = %name, reason, "Not read: the inbox entry leads outside the inbox.");
+            report.error = Some(reason);
+            return Ok(finish(report, progress));
+        }
+    };
+    let path = resolved.as_path();
+    let (sha256, bytes) = match open_no_follow(path).and_then(lake::fingerprint) {
         Ok(f) => f,
         Err(e) => {
             report.error = Some(format!("cannot read {}: {e}", path.display()));
@@ -830,11 +888,13 @@ fn process_file(
     // The bytes the rows come from are hashed as they are read and must be exactly
     // the fingerprinted file: a file rewritten or truncated under us is not loaded.
     let read_digest: source::DigestSlot = Arc::default();
+    let limit = ctx.config.max_decompressed_bytes;
     let scanned = open_digested(
         path,
         compression,
         Arc::clone(&counter),
         Arc::clone(&read_digest),
+        limit,
     )
     .map_err(scan::FileError::Read)
     .and_then(|input| {
@@ -1026,6 +1086,7 @@ fn process_file(
             compression,
             Arc::clone(&counter),
             Arc::clone(&read_digest),
+            limit,
         )
         .map_err(scan::FileError::Read)?;
         scan::start(input, format, profiles, workers, true)
@@ -1607,16 +1668,17 @@ pub fn reprocess(
     first.take(64 * 1024).read_to_end(&mut head).ok();
     let compression = Compression::sniff(&head);
     let mut decoded = Vec::new();
-    if let Ok(d) = source::decoder(std::io::Cursor::new(head), compression) {
+    if let Ok(d) = source::decoder(std::io::Cursor::new(head), compression, u64::MAX) {
         let _ = d.take(4096).read_to_end(&mut decoded);
     }
     let format = source::sniff_format(&entry.original_name, &decoded);
     let profiles = &ctx.config.profiles;
     let workers = ctx.config.workers;
+    let limit = ctx.config.max_decompressed_bytes;
     let start = || -> Result<scan::Scanner, scan::FileError> {
         let reader =
             open().map_err(|e| scan::FileError::Read(std::io::Error::other(e.to_string())))?;
-        let input = source::decoder(reader, compression).map_err(scan::FileError::Read)?;
+        let input = source::decoder(reader, compression, limit).map_err(scan::FileError::Read)?;
         scan::start(input, format, profiles, workers, true)
     };
     let run_id = uuid::Uuid::now_v7().to_string();
@@ -1779,6 +1841,7 @@ mod tests {
             lake_url: dir.join("lake").display().to_string(),
             export_url: dir.join("exports").display().to_string(),
             max_reject_share: 0.5,
+            max_decompressed_bytes: crate::source::DEFAULT_MAX_DECOMPRESSED_BYTES,
             workers: 2,
             parallel: 1,
             min_file_age: std::time::Duration::ZERO,

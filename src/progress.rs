@@ -19,14 +19,65 @@ fn bars() -> &'static MultiProgress {
 pub struct LogWriter;
 
 impl Write for LogWriter {
+    /// `tracing` writes each log line whole; control characters inside it (from a file
+    /// name, a header cell, any text from a file) are escaped here, once for every log
+    /// line, so no value can forge a line or drive the terminal ([`escape_log_line`]).
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        bars().suspend(|| std::io::stderr().lock().write_all(buf))?;
+        let line = escape_log_line(buf);
+        bars().suspend(|| std::io::stderr().lock().write_all(&line))?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         std::io::stderr().flush()
     }
+}
+
+/// A log line as written: control characters escaped as [`crate::report::printable`]
+/// does, but for its final newline, tabs, and the colour sequences (`ESC [ … m`) the
+/// formatter itself writes on a terminal. A colour sequence from a value can at worst
+/// colour the rest of a line; it cannot move the cursor, erase, or end the line.
+pub fn escape_log_line(buf: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    use std::borrow::Cow;
+    let Ok(text) = std::str::from_utf8(buf) else {
+        return Cow::Borrowed(buf);
+    };
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    let colour_at = |i: usize| -> Option<usize> {
+        let rest = body[i..].strip_prefix("\u{1b}[")?;
+        let len = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_digit() || *b == b';')
+            .count();
+        (rest.as_bytes().get(len) == Some(&b'm')).then_some(2 + len + 1)
+    };
+    if !body
+        .char_indices()
+        .any(|(i, c)| crate::report::needs_escape(c) && c != '\t' && colour_at(i).is_none())
+    {
+        return Cow::Borrowed(buf);
+    }
+    let mut out = String::with_capacity(buf.len() + 16);
+    let mut skip_to = 0;
+    for (i, c) in body.char_indices() {
+        if i < skip_to {
+            continue;
+        }
+        if c == '\u{1b}'
+            && let Some(len) = colour_at(i)
+        {
+            out.push_str(&body[i..i + len]);
+            skip_to = i + len;
+        } else if crate::report::needs_escape(c) && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if body.len() < text.len() {
+        out.push('\n');
+    }
+    Cow::Owned(out.into_bytes())
 }
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
@@ -112,5 +163,37 @@ impl Progress for Bars {
 
     fn fork(&self) -> Box<dyn Progress + Send> {
         Box::new(Bars::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_log_line;
+
+    fn escaped(line: &str) -> String {
+        String::from_utf8(escape_log_line(line.as_bytes()).into_owned()).unwrap()
+    }
+
+    #[test]
+    fn log_lines_cannot_be_forged_by_values() {
+        // Plain lines, tabs and the formatter's own colours pass unchanged.
+        for line in [
+            "2026-12-02T02:39:02Z  INFO File done. file=jan.csv status=\"loaded\"\n",
+            "a\tb zürich-€\n",
+            "\u{1b}[2m2026\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m \u{1b}[3mfile\u{1b}[0m\u{1b}[2m=\u{1b}[0mx\n",
+        ] {
+            assert_eq!(escaped(line), line);
+        }
+        // A newline, a carriage return or a cursor-moving sequence inside the line does not
+        // start another line.
+        assert_eq!(
+            escaped("INFO File done. file=a\n2026-01-01 ERROR forged.csv status=x\n"),
+            "INFO File done. file=a\\n2026-01-01 ERROR forged.csv status=x\n"
+        );
+        assert_eq!(
+            escaped("file=x\r\u{1b}[2K\u{1b}[1Afake\u{2028}\n"),
+            "file=x\\r\\u{1b}[2K\\u{1b}[1Afake\\u{2028}\n"
+        );
+        assert_eq!(escaped("no final newline\n\n"), "no final newline\\n\n");
     }
 }

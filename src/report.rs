@@ -252,7 +252,7 @@ impl RunReport {
         let name_width = self
             .files
             .iter()
-            .map(|f| f.name.chars().count())
+            .map(|f| printable(&f.name).chars().count())
             .max()
             .unwrap_or(4)
             .clamp(4, 48);
@@ -288,16 +288,16 @@ impl RunReport {
             let _ = writeln!(
                 out,
                 "{}: {}",
-                f.name,
-                f.error.as_deref().unwrap_or_default()
+                printable(&f.name),
+                printable(f.error.as_deref().unwrap_or_default())
             );
         }
         for f in &self.files {
             // A claimed_elsewhere file's reason is its claimant's description.
             if let Some(c) = &f.claimed_by {
-                let _ = writeln!(out, "{}: {}", f.name, c.describe());
+                let _ = writeln!(out, "{}: {}", printable(&f.name), c.describe());
             } else if let Some(reason) = &f.reason {
-                let _ = writeln!(out, "{}: {}: {reason}", f.name, f.status.name());
+                let _ = writeln!(out, "{}: {}: {reason}", printable(&f.name), f.status.name());
             }
         }
         let count = |o: Outcome| self.files.iter().filter(|f| f.status == o).count();
@@ -342,10 +342,38 @@ impl Claimant {
     }
 }
 
+/// `text` for a terminal or a line-oriented log: control characters (a newline, a
+/// carriage return, an escape sequence, Unicode's line separators) written as Rust-style
+/// escapes (`\n`, `\u{1b}`), so that text from a file, such as its name, cannot start a
+/// forged line or drive the terminal. Everything else is kept, non-ASCII letters too.
+/// For text outputs only: JSON keeps the exact text (its encoding escapes what it must).
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if needs_escape(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Whether [`printable`] escapes `c`: control characters, and the line and paragraph
+/// separators some log viewers break lines at.
+pub fn needs_escape(c: char) -> bool {
+    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
+}
+
 /// `text` in at most `width` characters: a longer one keeps its start and its end
 /// (where a path's file name and extension are) around an ellipsis, so names stay
-/// recognisable and table columns stay aligned.
+/// recognisable and table columns stay aligned. Control characters are escaped first
+/// ([`printable`]).
 pub fn shorten(text: &str, width: usize) -> String {
+    let text = &*printable(text);
     let count = text.chars().count();
     if count <= width {
         return text.to_owned();
@@ -365,6 +393,39 @@ pub fn shorten(text: &str, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_printable_in_text_outputs() {
+        assert_eq!(printable("jan.csv"), "jan.csv");
+        assert_eq!(printable("zürich-€-日本.csv"), "zürich-€-日本.csv");
+        assert_eq!(
+            printable("a\n2026-01-01 ERROR forged\r.csv"),
+            "a\\n2026-01-01 ERROR forged\\r.csv"
+        );
+        assert_eq!(
+            printable("e\x1b[31mred\u{2028}"),
+            "e\\u{1b}[31mred\\u{2028}"
+        );
+        assert_eq!(shorten("a\nb", 10), "a\\nb");
+        let mut r = FileReport::new("x\ny.csv", Outcome::Failed);
+        r.error = Some("no profile matches the columns: a\u{1b}[2J".into());
+        let run = RunReport {
+            run_id: "r".into(),
+            status: "failed".into(),
+            started_at: String::new(),
+            finished_at: String::new(),
+            elapsed_s: 0.0,
+            files: vec![r],
+            error: None,
+        };
+        let table = run.table();
+        assert!(!table.contains('\u{1b}'), "{table}");
+        assert!(table.contains("x\\ny.csv: no profile matches the columns: a\\u{1b}[2J"));
+        assert_eq!(
+            table.lines().filter(|l| l.starts_with("x\\ny.csv")).count(),
+            2
+        );
+    }
 
     #[test]
     fn long_names_are_shortened_in_the_middle_to_the_width() {

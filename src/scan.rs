@@ -278,14 +278,27 @@ pub fn start(
         }
     }
     let head = first.records[0];
-    if head.flaw.is_some() {
-        return Err(FileError::BadHeader(format!(
-            "line {} is malformed",
-            head.line
-        )));
+    match head.flaw {
+        Some(Flaw::TooLong) => {
+            return Err(FileError::BadHeader(format!(
+                "line {} is longer than 64 KiB",
+                head.line
+            )));
+        }
+        Some(Flaw::Malformed(why)) => {
+            return Err(FileError::BadHeader(format!(
+                "line {} is malformed: {why}",
+                head.line
+            )));
+        }
+        None => {}
     }
-    let head_text = std::str::from_utf8(first.bytes(&head))
-        .map_err(|_| FileError::BadHeader("not valid UTF-8".into()))?;
+    let head_bytes = first.bytes(&head);
+    let head_text = std::str::from_utf8(head_bytes)
+        .map_err(|e| FileError::BadHeader(not_text(head_bytes, e.valid_up_to())))?;
+    if let Some(at) = memchr::memchr(0, head_bytes) {
+        return Err(FileError::BadHeader(not_text(head_bytes, at)));
+    }
     let (names, columns) = match format {
         Format::Csv => {
             let mut cells = Vec::new();
@@ -295,11 +308,16 @@ pub fn start(
             let n = names.len();
             (names, n)
         }
-        Format::Ndjson | Format::JsonArray => (
-            json::keys(head_text)
-                .map_err(|e| FileError::BadHeader(format!("first element: {}", e.message())))?,
-            0,
-        ),
+        Format::Ndjson | Format::JsonArray => {
+            let keys = json::keys(head_text)
+                .map_err(|e| FileError::BadHeader(format!("first element: {}", e.message())))?;
+            if keys.iter().any(|k| k.contains('\0')) {
+                return Err(FileError::BadHeader(
+                    "first element: a key holds a NUL character (\\u0000)".into(),
+                ));
+            }
+            (keys, 0)
+        }
     };
     let binding = match profile::detect(
         profiles,
@@ -371,6 +389,35 @@ pub fn start(
         reader: Some(reader),
         workers: handles,
     })
+}
+
+/// Why a header line is not text, at byte `at` (not UTF-8 there, or a NUL byte), and
+/// what to do: the usual causes are a file saved as UTF-16 ("Unicode text" in
+/// spreadsheets: a NUL after every ASCII letter) or in a legacy 8-bit encoding
+/// (Latin-1, Windows-1252: `é` as the single byte 0xE9).
+fn not_text(line: &[u8], at: usize) -> String {
+    let utf16 = line.starts_with(b"\xFF\xFE")
+        || line.starts_with(b"\xFE\xFF")
+        || (line.len() >= 2 && (line[0] == 0 || line[1] == 0));
+    let byte = line.get(at).copied().unwrap_or(0);
+    if utf16 {
+        format!(
+            "not UTF-8: it looks like UTF-16 (byte 0x{byte:02X} at position {}); save the \
+             file as UTF-8",
+            at + 1
+        )
+    } else if byte == 0 {
+        format!(
+            "holds a NUL byte (0x00) at position {}: not a text header (a binary file?)",
+            at + 1
+        )
+    } else {
+        format!(
+            "not valid UTF-8: byte 0x{byte:02X} at position {} (a Latin-1 or Windows-1252 \
+             file?); save the file as UTF-8",
+            at + 1
+        )
+    }
 }
 
 /// The longest first line read to choose a delimiter.
@@ -568,6 +615,15 @@ pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
                 .push(malformed(Rule::InvalidEncoding, "not valid UTF-8".into()));
             continue;
         };
+        // Valid UTF-8, but not text: PostgreSQL cannot store it, and SQLite's text
+        // functions stop at it. (A JSON `\u0000` escape is checked per value below.)
+        if let Some(at) = memchr::memchr(0, text.as_bytes()) {
+            batch.rejects.push(malformed(
+                Rule::InvalidEncoding,
+                format!("holds a NUL byte (0x00) at position {}", at + 1),
+            ));
+            continue;
+        }
         let verdict = match layout.format {
             Format::Csv => {
                 if let Err(e) = csv::split(text, layout.delimiter, &mut csv_cells) {
@@ -613,6 +669,7 @@ pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
                     // a key holding null or an empty string is a missing value.
                     let mut present = [false; FIELD_COUNT];
                     let mut nested = None;
+                    let mut nul = None;
                     for (key, value) in &pairs {
                         for field in Field::ALL {
                             let Some(name) = &layout.profile.columns[field.slot()] else {
@@ -623,6 +680,7 @@ pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
                             }
                             present[field.slot()] = true;
                             match value {
+                                json::JsonCell::Text(v) if v.contains('\0') => nul = Some(key),
                                 json::JsonCell::Text(v) => {
                                     let v = trimmed(field.slot(), v);
                                     if !layout.profile.is_null(v) {
@@ -639,6 +697,13 @@ pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
                         batch.rejects.push(malformed(
                             Rule::MalformedRow,
                             format!("value of {key:?} is not a scalar"),
+                        ));
+                        continue;
+                    }
+                    if let Some(key) = nul {
+                        batch.rejects.push(malformed(
+                            Rule::InvalidEncoding,
+                            format!("value of {key:?} holds a NUL character (\\u0000)"),
                         ));
                         continue;
                     }

@@ -31,10 +31,24 @@ pub fn null(out: &mut Vec<u8>) {
     out.extend_from_slice(&(-1i32).to_be_bytes());
 }
 
-/// A `text` value.
+/// A `text` value. PostgreSQL text cannot hold a NUL character (the server refuses the
+/// whole COPY: `22021`), so each NUL is written as U+FFFD, the same replacement the raw
+/// text of a row that is not UTF-8 gets ([`no_nul`]). Rows holding one are rejected
+/// before they are loaded (`invalid_encoding`): only their raw text and detail get here.
 pub fn text(out: &mut Vec<u8>, s: &str) {
+    let s = no_nul(s);
     out.extend_from_slice(&(s.len() as i32).to_be_bytes());
     out.extend_from_slice(s.as_bytes());
+}
+
+/// `s` with every NUL character replaced by U+FFFD: what a PostgreSQL `text` value (a
+/// COPY field or a statement parameter) can hold.
+pub fn no_nul(s: &str) -> std::borrow::Cow<'_, str> {
+    if memchr::memchr(0, s.as_bytes()).is_some() {
+        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
 }
 
 /// An optional `text` value.

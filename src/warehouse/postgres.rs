@@ -723,7 +723,7 @@ impl PgWarehouse {
         self.client
             .execute(
                 "UPDATE files SET error = $2 WHERE file_id = $1 AND status = 'landing'",
-                &[&file_id, &reason],
+                &[&file_id, &enc::no_nul(reason).as_ref()],
             )
             .map_err(pg("recording why a claim stopped"))?;
         Ok(())
@@ -809,7 +809,7 @@ impl PgWarehouse {
                         amount_read = NULL, amount_loaded = NULL, amount_rejected = NULL,
                         amount_duplicate = NULL
                  WHERE file_id = $1 AND status = 'landing'",
-                &[&file_id, &error, &at, &run_id],
+                &[&file_id, &enc::no_nul(error).as_ref(), &at, &run_id],
             )
             .map_err(pg("marking a file failed"))?;
         Ok(())
