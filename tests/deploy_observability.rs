@@ -481,7 +481,11 @@ fn every_dashboard_panel_returns_data_on_the_local_stack_after_a_real_run() {
         .to_owned();
     let page = get(&stack.prometheus(), &alerts, Duration::from_secs(10))
         .unwrap_or_else(|| panic!("GET {alerts}: no answer"));
-    assert_eq!(page.status, 200, "the printed alerts page {alerts}: {}", page.body);
+    assert_eq!(
+        page.status, 200,
+        "the printed alerts page {alerts}: {}",
+        page.body
+    );
     assert!(
         page.body.contains("BankpipeServeDown"),
         "the printed alerts page {alerts} lists the rules: {}",
