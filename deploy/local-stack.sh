@@ -35,7 +35,8 @@ run    a real one-shot run on a running stack, as \`docker compose run bankpipe-
        \`bankpipe run --inbox DIR/batch --pushgateway\`,
        \`bankpipe export --all --allow-partial\`, \`bankpipe verify\`.
 env    print the environment for bankpipe commands against the stack:
-       eval "\$(deploy/local-stack.sh env)"; bankpipe status
+       eval "\$(deploy/local-stack.sh env)"; "\$LOCAL_STACK_BIN" status
+       (LOCAL_STACK_BIN: the binary the stack runs; bankpipe is not put on PATH)
 
 DIR     state folder (default \${TMPDIR:-/tmp}/bankpipe-local-stack-\$(id -u)); it must
         be empty, absent, or an earlier stack's.
@@ -404,16 +405,21 @@ EOF
     wait_for "the Pushgateway" 30 curl -fs "http://127.0.0.1:$PGW_PORT/-/ready"
     wait_for "bankpipe serve (/ready)" 60 curl -fs "http://127.0.0.1:$SERVE_PORT/ready"
     wait_for "Prometheus" 60 curl -fs "http://127.0.0.1:$PROM_PORT/-/ready"
+    # Debian's Prometheus 2.42 ships only the classic UI, whose alerts page is
+    # /classic/alerts (its /alerts is a 404); compose's prom/prometheus v3 serves /alerts.
+    local alerts=/alerts
+    curl -fs -o /dev/null "http://127.0.0.1:$PROM_PORT/alerts" || alerts=/classic/alerts
 
     cat <<EOF
 bankpipe local stack (state in $DIR; pid $$)
   serve        http://127.0.0.1:$SERVE_PORT/   status page; /metrics /ready /api/runs
-  prometheus   http://127.0.0.1:$PROM_PORT/   alerts: /alerts (rules: deploy/prometheus/rules/)
+  prometheus   http://127.0.0.1:$PROM_PORT/   alerts: $alerts (rules: deploy/prometheus/rules/)
   pushgateway  http://127.0.0.1:$PGW_PORT/
   s3 (s3s-fs)  http://127.0.0.1:$S3_PORT/   lake s3://bankpipe/lake, exports s3://bankpipe/exports
   postgresql   postgres://postgres@127.0.0.1:$PG_PORT/bankpipe
   inbox        $DIR/inbox (serve's scheduled ingest); one-shot runs: $DIR/batch
-bankpipe against it:  eval "\$(deploy/local-stack.sh env --dir $DIR)"; bankpipe status
+bankpipe against it:  eval "\$(deploy/local-stack.sh env --dir $DIR)"; "\$LOCAL_STACK_BIN" status
+                      (\$LOCAL_STACK_BIN is $BIN)
 a real run:           deploy/local-stack.sh run --dir $DIR
 stop:                 Ctrl-C, or kill $$
 local stack ready

@@ -470,6 +470,28 @@ fn every_dashboard_panel_returns_data_on_the_local_stack_after_a_real_run() {
             &format!("up{{job=\"{job}\"}} == 1"),
         );
     }
+    // The alerts page the script prints is one this Prometheus serves (Debian's 2.42
+    // has only the classic UI: /alerts is a 404 there, /classic/alerts is the page).
+    let log = stack.daemon.log_text();
+    let alerts = log
+        .lines()
+        .find_map(|l| l.split("alerts: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no alerts page printed:\n{log}"))
+        .to_owned();
+    let page = get(&stack.prometheus(), &alerts, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("GET {alerts}: no answer"));
+    assert_eq!(
+        page.status, 200,
+        "the printed alerts page {alerts}: {}",
+        page.body
+    );
+    assert!(
+        page.body.contains("BankpipeServeDown"),
+        "the printed alerts page {alerts} lists the rules: {}",
+        page.body
+    );
+
     // A few scrapes of serve before the run, so that delta() windows hold the change.
     wait(
         "three scrapes of serve",
