@@ -2,10 +2,13 @@
 //! one warehouse (PostgreSQL from `tests/support/pg.rs`, and SQLite), a one-second cron,
 //! then the warehouse is read: every slot ran exactly once with its outcome recorded; a
 //! slot missed while every instance was down runs once at the next start; a job still
-//! running at SIGTERM is recorded `interrupted` and its file rolls back.
+//! running at SIGTERM is recorded `interrupted` and its file rolls back; a scheduled
+//! `ingest` and `POST /api/runs` never run side by side in one process.
 
 #[path = "support/daemon.rs"]
 mod daemon;
+#[path = "support/http.rs"]
+mod http;
 #[path = "support/pg.rs"]
 mod pg;
 
@@ -44,9 +47,12 @@ impl Store {
                 if !path.exists() {
                     return Vec::new();
                 }
+                // Read-write (it only reads): a load cut by the process exit leaves a
+                // hot rollback journal, which a read-only connection cannot roll back
+                // (SQLITE_READONLY_ROLLBACK); this one does, as the next run would.
                 let conn = rusqlite::Connection::open_with_flags(
                     path,
-                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE,
                 )
                 .unwrap();
                 conn.busy_timeout(Duration::from_secs(30)).unwrap();
@@ -701,4 +707,238 @@ fn a_scheduled_export_writes_the_last_complete_quarter() {
         log.contains(&format!("{quarter} up_to_date version")),
         "{log}"
     );
+}
+
+const TOKEN: &str = "scheduler-test-token-0123456789";
+
+/// A bankpipe.toml in `dir` with `[schedule]` `schedule` (replacing the one there).
+fn write_schedule(dir: &Path, schedule: &str) -> PathBuf {
+    let toml = dir.join("bankpipe.toml");
+    std::fs::write(
+        &toml,
+        format!("data_dir = \".\"\n\n[schedule]\n{schedule}\n"),
+    )
+    .unwrap();
+    toml
+}
+
+/// `serve` with the API token, logging JSON (`tests/support/http.rs`).
+fn api_serve(dir: &Path, url: &str) -> http::Serve {
+    let toml = dir.join("bankpipe.toml");
+    http::serve(
+        dir,
+        Some(url),
+        &[("BANKPIPE_API_TOKEN", TOKEN)],
+        &["--config", toml.to_str().unwrap()],
+    )
+}
+
+fn post_run(s: &http::Serve) -> http::Reply {
+    let auth = format!("Bearer {TOKEN}");
+    s.call("POST", "/api/runs", &[("Authorization", auth.as_str())])
+}
+
+/// SIGTERM to a `serve` started by [`api_serve`]: exit 0 within 30 s.
+fn stop_api_serve(s: &http::Serve) {
+    s.daemon.signal("TERM");
+    assert_eq!(
+        s.daemon.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        s.daemon.log_text()
+    );
+}
+
+/// Holds what a run needs to finish, so that a run stays in progress as long as the
+/// test wants: PostgreSQL, a lock on `transactions` (the run waits in its load);
+/// SQLite, the warehouse's run lock file (the run waits for it before its first file).
+enum Hold {
+    Postgres(postgres::Client),
+    Sqlite(std::fs::File),
+}
+
+impl Hold {
+    fn take(store: &Store) -> Hold {
+        match store {
+            Store::Postgres(db) => {
+                let mut client = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+                client
+                    .batch_execute("BEGIN; LOCK TABLE transactions IN ACCESS EXCLUSIVE MODE")
+                    .unwrap();
+                Hold::Postgres(client)
+            }
+            Store::Sqlite(path) => {
+                let lock = std::fs::File::options()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(format!("{}.lock", path.display()))
+                    .unwrap();
+                lock.lock().unwrap();
+                Hold::Sqlite(lock)
+            }
+        }
+    }
+
+    fn release(self) {
+        match self {
+            Hold::Postgres(mut client) => client.batch_execute("ROLLBACK").unwrap(),
+            Hold::Sqlite(lock) => lock.unlock().unwrap(),
+        }
+    }
+}
+
+/// The seconds of the next `n` whole seconds from `lead` seconds from now, as a cron
+/// seconds list, and the last of them.
+fn seconds_from_now(lead: i64, n: i64) -> (String, DateTime<Utc>) {
+    let first = (Utc::now() + chrono::TimeDelta::seconds(lead))
+        .with_nanosecond(0)
+        .unwrap();
+    let mut seconds: Vec<u32> = (0..n)
+        .map(|k| (first + chrono::TimeDelta::seconds(k)).second())
+        .collect();
+    seconds.sort_unstable();
+    let list: Vec<String> = seconds.iter().map(u32::to_string).collect();
+    (list.join(","), first + chrono::TimeDelta::seconds(n - 1))
+}
+
+/// A scheduled `ingest` in progress: `POST /api/runs` answers 409 naming its run (not a
+/// second run beside it, which PostgreSQL would otherwise allow), and that run is the
+/// only one in progress; when it ends, the file is loaded once by it.
+fn an_api_run_waits_for_a_scheduled_ingest(store: &Store) {
+    let dir = workdir("ingest = \"* * * * * *\"");
+    let url = store.url();
+    let created = bankpipe(dir.path(), &url).arg("run").output().unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let hold = Hold::take(store);
+    http::generate(&dir.path().join("inbox/a.csv"), 300, 1, &[]);
+    let s = api_serve(dir.path(), &url);
+    // A slot claims the file's run, which waits on the hold.
+    let running = daemon::poll(
+        "a scheduled ingest in progress",
+        Duration::from_secs(30),
+        || {
+            store
+                .slots("ingest")
+                .into_iter()
+                .find(|slot| slot.status == "running")
+        },
+        || s.daemon.log_text(),
+    );
+    let refused = post_run(&s);
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    let body = refused.json();
+    assert_eq!(body["error"], "run_in_progress");
+    let run_id = body["run_id"].as_str().unwrap().to_owned();
+    let message = body["message"].as_str().unwrap();
+    let slot = running
+        .slot_at
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    assert_eq!(
+        message,
+        format!(
+            "run {run_id} of the scheduled ingest slot {slot} is still running in this server; \
+             retry when it ends"
+        )
+    );
+    assert!(store.runs("running") <= 1, "one run at a time");
+    hold.release();
+    daemon::poll(
+        "the scheduled run to end",
+        Duration::from_secs(60),
+        || {
+            let sql = format!("SELECT status FROM runs WHERE run_id = '{run_id}'");
+            let status = store.rows(&sql, &sql);
+            (status.len() == 1 && status[0] != "running").then_some(())
+        },
+        || s.daemon.log_text(),
+    );
+    stop_api_serve(&s);
+    let by_run = "SELECT run_id || '|' || rows_loaded FROM files WHERE status = 'loaded'";
+    let loaded = store.rows(by_run, by_run);
+    assert_eq!(loaded.len(), 1, "{loaded:?}");
+    assert!(loaded[0].starts_with(&format!("{run_id}|")), "{loaded:?}");
+    let at_slot = store
+        .slots("ingest")
+        .into_iter()
+        .find(|s| s.slot_at == running.slot_at)
+        .unwrap();
+    assert_eq!(at_slot.status, "ok", "{at_slot:?}");
+}
+
+#[test]
+fn an_api_run_waits_for_a_scheduled_ingest_on_postgresql() {
+    let store = Store::Postgres(PgCluster::shared().database());
+    an_api_run_waits_for_a_scheduled_ingest(&store);
+}
+
+#[test]
+fn an_api_run_waits_for_a_scheduled_ingest_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::Sqlite(dir.path().join("w.db"));
+    an_api_run_waits_for_a_scheduled_ingest(&store);
+}
+
+/// A run started through `POST /api/runs` in progress (held by a lock on
+/// `transactions`): the `ingest` slots that come meanwhile start no run beside it
+/// (which PostgreSQL would otherwise allow); each is recorded `skipped` naming the API
+/// run, once that run has ended.
+#[test]
+fn scheduled_ingests_skip_while_an_api_run_runs_on_postgresql() {
+    let store = Store::Postgres(PgCluster::shared().database());
+    let url = store.url();
+    let dir = workdir("");
+    let created = bankpipe(dir.path(), &url).arg("run").output().unwrap();
+    assert!(created.status.success(), "{created:?}");
+    // Three slots, 6 to 8 seconds from now: time for serve to start and the POST.
+    let (seconds, last) = seconds_from_now(6, 3);
+    write_schedule(dir.path(), &format!("ingest = \"{seconds} * * * * *\""));
+    let hold = Hold::take(&store);
+    http::generate(&dir.path().join("inbox/a.csv"), 300, 1, &[]);
+    let s = api_serve(dir.path(), &url);
+    let started = post_run(&s);
+    assert_eq!(started.status, 202, "{}", started.body);
+    let api_run = started.json()["run_id"].as_str().unwrap().to_owned();
+    assert!(
+        Utc::now() < last - chrono::TimeDelta::seconds(2),
+        "serve took too long to start: the slots came before the API run"
+    );
+    sleep_until(last + chrono::TimeDelta::milliseconds(700));
+    let log = s.daemon.log_text();
+    assert_eq!(
+        log.matches("Slot skipped: another run of this process is in progress")
+            .count(),
+        3,
+        "{log}"
+    );
+    assert!(
+        store.slots("ingest").is_empty(),
+        "written when the API run ends"
+    );
+    assert_eq!(store.runs("running"), 1, "the API run alone");
+    hold.release();
+    let slots = daemon::poll(
+        "the held-off slots to be recorded",
+        Duration::from_secs(60),
+        || {
+            let slots = store.slots("ingest");
+            (slots.len() == 3).then_some(slots)
+        },
+        || s.daemon.log_text(),
+    );
+    stop_api_serve(&s);
+    for slot in &slots {
+        assert_eq!(slot.status, "skipped", "{slot:?}");
+        assert!(
+            slot.error.starts_with(&format!(
+                "run {api_run} started through POST /api/runs was still running (on "
+            )),
+            "{slot:?}"
+        );
+    }
+    assert_eq!(slots[2].slot_at, last);
+    let all = "SELECT run_id || '|' || status FROM runs ORDER BY run_id";
+    let runs = store.rows(all, all);
+    assert_eq!(runs.len(), 2, "the creating run and the API's: {runs:?}");
+    assert_eq!(runs[1], format!("{api_run}|ok"));
 }

@@ -1,8 +1,8 @@
 //! The scheduled jobs: each calls the front door of its command in-process (never a
 //! shell), on the calling thread, and says how it ended in one line.
 //!
-//! - `ingest`: [`crate::commands::ingest`], the work of `bankpipe run` (stops between
-//!   files when asked).
+//! - `ingest`: [`crate::commands::ingest_as`] (under the run id `serve` gives it), the
+//!   work of `bankpipe run` (stops between files when asked).
 //! - `verify`: [`crate::commands::verify_lake`], the work of `bankpipe verify`.
 //! - `export`: [`crate::commands::export_quarters`], the work of `bankpipe export
 //!   --quarter Q` for the last complete quarter before the slot, in the schedule's time
@@ -60,21 +60,28 @@ impl JobOutcome {
 
 /// Runs the job of `schedule` for `slot`, blocking the calling thread until it ends.
 /// `stop`, once set, asks it to end early (only `ingest` can: between files).
+/// `run_id` is the id an `ingest` records its run under (`serve` names it while the
+/// run is in progress; a new one when `None`); the other jobs have none.
 pub fn run(
     schedule: &JobSchedule,
     slot: DateTime<Utc>,
     config: &Config,
     stop: &AtomicBool,
+    run_id: Option<String>,
 ) -> JobOutcome {
     match schedule.job {
-        Job::Ingest => ingest(config, stop),
+        Job::Ingest => ingest(
+            config,
+            stop,
+            run_id.unwrap_or_else(crate::pipeline::new_run_id),
+        ),
         Job::Verify => verify(config),
         Job::Export => export(config, last_complete_quarter(schedule.local_date(slot))),
     }
 }
 
-fn ingest(config: &Config, stop: &AtomicBool) -> JobOutcome {
-    match crate::commands::ingest(config, stop) {
+fn ingest(config: &Config, stop: &AtomicBool, run_id: String) -> JobOutcome {
+    match crate::commands::ingest_as(config, stop, run_id, || {}) {
         Err(failure) => JobOutcome::Failed(failure.message),
         Ok(Ok(report)) if report.status == "ok" => JobOutcome::Ok(run_summary(&report)),
         Ok(Ok(report)) => JobOutcome::Failed(failed_files(&report)),

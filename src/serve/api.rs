@@ -44,7 +44,6 @@ use axum::{Json, Router};
 use serde_json::json;
 
 pub use auth::{ApiToken, MIN_TOKEN_LEN, TokenError};
-pub use trigger::RunGuard;
 
 use self::auth::Access;
 use self::params::{BadParam, Params};

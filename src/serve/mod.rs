@@ -13,6 +13,7 @@
 //! | `api.rs` | the read API under `/api` |
 //! | `page.rs` | the status page `GET /` |
 //! | `scheduler.rs` | the schedule (jobs run in-process) |
+//! | `runs.rs` | the one run of this process at a time (the API's and the schedule's) |
 //! | `jobs.rs` | the scheduler's figures, read by `/metrics` and the page |
 //!
 //! # The warehouse from async handlers
@@ -42,6 +43,7 @@ pub mod jobs;
 pub mod metrics;
 mod page;
 mod process;
+pub mod runs;
 mod scheduler;
 
 use std::net::SocketAddr;
@@ -80,8 +82,9 @@ pub struct AppState {
     /// The API token (`BANKPIPE_API_TOKEN`): write endpoints and the raw text of
     /// rejected rows need it; `None`: write endpoints are off.
     api_token: Option<ApiToken>,
-    /// The run `POST /api/runs` started, while it runs.
-    runs: api::RunGuard,
+    /// The run in progress in this process (started by `POST /api/runs` or by the
+    /// scheduled `ingest`): both take this one guard, so they never run side by side.
+    runs: runs::RunGuard,
     pool: Arc<Pool>,
     lake: std::sync::Mutex<Option<Lake>>,
 }
@@ -103,7 +106,7 @@ impl AppState {
             catalog: metrics::Catalog::new(),
             started_at: SystemTime::now(),
             api_token,
-            runs: api::RunGuard::default(),
+            runs: runs::RunGuard::default(),
             lake: std::sync::Mutex::new(None),
         })
     }

@@ -106,7 +106,7 @@ async fn status_page(State(page): State<Arc<PageState>>) -> Response {
         details_problem: details.1,
         schedule: &app.config.schedule,
         jobs: app.jobs.snapshot(),
-        api_run: app.runs.current(),
+        run_here: app.runs.current(),
         refresh_seconds: REFRESH_SECONDS,
     };
     (

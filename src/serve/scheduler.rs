@@ -14,6 +14,12 @@
 //!   on SQLite the run's write lock would hold the write up); one that comes while the
 //!   job runs on another instance is recorded `skipped` at once (the job's guard is
 //!   held there).
+//! - **One run per process:** an `ingest` takes the process's run guard
+//!   ([`AppState::runs`](super::AppState), shared with `POST /api/runs`) before its
+//!   claim and holds it until its thread ends. A slot that finds a run started through
+//!   the API in progress is not claimed: it is recorded `skipped`, naming that run,
+//!   when that run ends (like a slot that comes while the job runs here, and for the
+//!   same reason: the run may hold SQLite's write lock).
 //! - **A late wake-up catches up once:** when several slots passed while the task was
 //!   not scheduled (a suspended machine), only the latest is taken.
 //! - **Shutdown:** once `shutdown` is cancelled no slot is claimed; a running `ingest`
@@ -38,9 +44,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::AppState;
+use super::runs::{ActiveRun, RunGuard, RunOrigin, RunTicket};
 use crate::schedule::jobs::{self, JobOutcome};
-use crate::schedule::{JobSchedule, missed_slot, parse_slot, slot_text};
-use crate::warehouse::{Claimant, SlotClaim, SlotStatus, Warehouse, WarehouseError};
+use crate::schedule::{Job, JobSchedule, missed_slot, parse_slot, slot_text};
+use crate::warehouse::{BusyHere, Claimant, SlotClaim, SlotStatus, Warehouse, WarehouseError};
 
 /// Claims retried this many times when the warehouse fails transiently.
 const CLAIM_ATTEMPTS: u32 = 3;
@@ -104,6 +111,7 @@ pub(super) fn spawn(
                     claimant: claimant.clone(),
                     session: Session::default(),
                     running: None,
+                    held_off: None,
                 };
                 tokio::spawn(task.run(shutdown.clone(), grace))
             })
@@ -132,6 +140,15 @@ struct Running {
     started: Instant,
 }
 
+/// What kept a slot from running here ([`BusyHere`], owned: it travels to a blocking
+/// thread).
+enum BusySince {
+    /// The job's earlier slot (RFC 3339 UTC) still runs here.
+    Slot(String),
+    /// Another run of this process, described.
+    Work(String),
+}
+
 /// The loop of one job.
 struct JobTask {
     state: Arc<AppState>,
@@ -140,6 +157,18 @@ struct JobTask {
     /// The session used for claims (opened on first use, replaced after a failure).
     session: Session,
     running: Option<Running>,
+    /// Slots that came while another run of this process (an API run) held the run
+    /// guard: recorded `skipped` when it ends.
+    held_off: Option<HeldOff>,
+}
+
+/// `ingest` slots kept from running by a run this process started otherwise.
+struct HeldOff {
+    /// That run's id.
+    run_id: String,
+    /// It, described ([`ActiveRun::describe`]).
+    what: String,
+    slots: Vec<DateTime<Utc>>,
 }
 
 impl JobTask {
@@ -182,6 +211,9 @@ impl JobTask {
                 biased;
                 () = shutdown.cancelled() => break,
                 outcome = wait_for(&mut self.running) => self.finish(outcome).await,
+                () = held_off_ended(&self.state.runs, self.held_off.as_ref()) => {
+                    self.record_held_off().await;
+                }
                 () = tokio::time::sleep(wait) => {
                     let now = Utc::now();
                     if now < next {
@@ -226,7 +258,8 @@ impl JobTask {
     /// Claims `slot` and, when this instance wins it, starts the job. A slot that
     /// comes while the job runs here is kept aside and recorded `skipped` when the run
     /// ends ([`JobTask::record`]): written now, it would wait for the run's own write
-    /// lock on SQLite.
+    /// lock on SQLite. An `ingest` slot that finds another run of this process in
+    /// progress (started through the API) is recorded `skipped` at once.
     async fn take_slot(&mut self, slot: DateTime<Utc>) {
         let job = self.name();
         let text = slot_text(slot);
@@ -235,6 +268,44 @@ impl JobTask {
             running.overlapped.push(slot);
             return;
         }
+        // Taken before the claim, so that no API run starts between a won claim and
+        // the job; released by the job's thread (or here, when the slot is not won).
+        let run = match self.job.job {
+            Job::Ingest => {
+                let run = ActiveRun {
+                    run_id: crate::pipeline::new_run_id(),
+                    origin: RunOrigin::Schedule { slot: text.clone() },
+                };
+                match self.state.runs.try_take(run.clone()) {
+                    Ok(ticket) => {
+                        // The run that held slots off has ended: they come first.
+                        self.record_held_off().await;
+                        Some((run.run_id, ticket))
+                    }
+                    Err(busy) => {
+                        let what = busy.describe();
+                        warn!(job, slot = %text, running = %what, "Slot skipped: another run of this process is in progress (recorded when it ends).");
+                        if self
+                            .held_off
+                            .as_ref()
+                            .is_some_and(|h| h.run_id != busy.run_id)
+                        {
+                            self.record_held_off().await;
+                        }
+                        self.held_off
+                            .get_or_insert_with(|| HeldOff {
+                                run_id: busy.run_id,
+                                what,
+                                slots: Vec::new(),
+                            })
+                            .slots
+                            .push(slot);
+                        return;
+                    }
+                }
+            }
+            Job::Verify | Job::Export => None,
+        };
         let mut attempt = 0;
         let claim = loop {
             let (slot_at, claimant) = (text.clone(), self.claimant.clone());
@@ -252,7 +323,7 @@ impl JobTask {
             }
         };
         match claim {
-            Ok(SlotClaim::Won) => self.start(slot, text).await,
+            Ok(SlotClaim::Won) => self.start(slot, text, run).await,
             Ok(SlotClaim::Taken { claimed_by }) => {
                 debug!(job, slot = %text, %claimed_by, "Slot claimed by another instance.");
             }
@@ -267,8 +338,52 @@ impl JobTask {
         }
     }
 
-    /// Starts the job of a slot this instance won, on a thread of its own.
-    async fn start(&mut self, slot: DateTime<Utc>, text: String) {
+    /// Records the slots held off by a run of this process ([`HeldOff`]) `skipped`.
+    async fn record_held_off(&mut self) {
+        if let Some(held) = self.held_off.take() {
+            for slot in held.slots {
+                self.record_skipped(slot, BusySince::Work(held.what.clone()))
+                    .await;
+            }
+        }
+    }
+
+    /// Records `slot` `skipped` because of `busy` (unless another instance claimed it
+    /// first), and counts it.
+    async fn record_skipped(&mut self, slot: DateTime<Utc>, busy: BusySince) {
+        let job = self.name();
+        let (slot_at, claimant) = (slot_text(slot), self.claimant.clone());
+        match self
+            .call(move |w| {
+                let busy = match &busy {
+                    BusySince::Slot(s) => BusyHere::Slot(s),
+                    BusySince::Work(w) => BusyHere::Work(w),
+                };
+                w.claim_slot(job, &slot_at, &claimant, Some(busy))
+            })
+            .await
+        {
+            Ok(SlotClaim::Skipped { reason }) => {
+                debug!(job, slot = %slot_text(slot), %reason, "Skipped slot recorded.");
+                self.count(SlotStatus::Skipped.as_str());
+            }
+            Ok(SlotClaim::Taken { claimed_by }) => {
+                debug!(job, slot = %slot_text(slot), %claimed_by, "Slot recorded by another instance.");
+            }
+            Ok(SlotClaim::Won) => {
+                // Never returned with `busy_here` set.
+                error!(job, slot = %slot_text(slot), "A skipped slot was claimed as won (a bug).");
+            }
+            Err(e) => {
+                error!(job, slot = %slot_text(slot), error = %e, "Cannot record a skipped slot.");
+                self.count("unclaimed");
+            }
+        }
+    }
+
+    /// Starts the job of a slot this instance won, on a thread of its own; `run` is the
+    /// run id and guard of an `ingest`, which the thread holds until the job ends.
+    async fn start(&mut self, slot: DateTime<Utc>, text: String, run: Option<(String, RunTicket)>) {
         let job = self.job.clone();
         let config = self.state.config.clone();
         let stop = Arc::new(AtomicBool::new(false));
@@ -278,12 +393,15 @@ impl JobTask {
         let spawned = std::thread::Builder::new()
             .name(format!("bankpipe-{}", job.job))
             .spawn(move || {
+                let (run_id, ticket) = run.unzip();
                 let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    jobs::run(&job, slot, &config, &thread_stop)
+                    jobs::run(&job, slot, &config, &thread_stop, run_id)
                 }))
                 .unwrap_or_else(|_| {
                     JobOutcome::Failed("the job panicked (a bug; see the log)".into())
                 });
+                // The run is over: an API run may start while the outcome is recorded.
+                drop(ticket);
                 // The receiver is gone only when serve is exiting: nobody to tell.
                 let _ = tx.send(outcome);
             });
@@ -372,31 +490,8 @@ impl JobTask {
         debug!(job, slot = %slot_text(running.slot), status = status.as_str(), "Slot recorded.");
         self.count(status.as_str());
         for slot in std::mem::take(&mut running.overlapped) {
-            let (slot_at, claimant, here) = (
-                slot_text(slot),
-                self.claimant.clone(),
-                running.slot_text.clone(),
-            );
-            match self
-                .call(move |w| w.claim_slot(job, &slot_at, &claimant, Some(&here)))
-                .await
-            {
-                Ok(SlotClaim::Skipped { reason }) => {
-                    debug!(job, slot = %slot_text(slot), %reason, "Skipped slot recorded.");
-                    self.count(SlotStatus::Skipped.as_str());
-                }
-                Ok(SlotClaim::Taken { claimed_by }) => {
-                    debug!(job, slot = %slot_text(slot), %claimed_by, "Slot recorded by another instance.");
-                }
-                Ok(SlotClaim::Won) => {
-                    // Never returned with `running_here` set.
-                    error!(job, slot = %slot_text(slot), "A skipped slot was claimed as won (a bug).");
-                }
-                Err(e) => {
-                    error!(job, slot = %slot_text(slot), error = %e, "Cannot record a skipped slot.");
-                    self.count("unclaimed");
-                }
-            }
+            self.record_skipped(slot, BusySince::Slot(running.slot_text.clone()))
+                .await;
         }
     }
 
@@ -404,6 +499,7 @@ impl JobTask {
     /// `grace` runs out, then records its outcome (or `interrupted`).
     async fn shut_down(mut self, grace: Duration) {
         let Some(mut running) = self.running.take() else {
+            self.shut_down_held_off(grace).await;
             return;
         };
         let job = self.name();
@@ -440,6 +536,29 @@ impl JobTask {
         }
     }
 
+    /// Records the slots held off by a run of this process, waiting for it until just
+    /// before `grace` runs out (it is asked to stop between files by the same signal).
+    async fn shut_down_held_off(&mut self, grace: Duration) {
+        let Some(held) = &self.held_off else {
+            return;
+        };
+        let (job, run_id, n) = (self.name(), held.run_id.clone(), held.slots.len());
+        let margin = (grace / 5).min(Duration::from_secs(2));
+        let recorded = tokio::time::timeout(grace.saturating_sub(margin), async {
+            self.state.runs.released(&run_id).await;
+            self.record_held_off().await;
+        })
+        .await;
+        if recorded.is_err() {
+            warn!(
+                job,
+                slots = n,
+                run_id,
+                "No time left to record the slots skipped during a run started through the API: the next start may run the latest as missed."
+            );
+        }
+    }
+
     /// Keeps `session` for the next claims when there is none (else it is closed).
     fn keep(&mut self, session: Session) {
         if self.session.is_none() {
@@ -468,6 +587,15 @@ impl JobTask {
         .await;
         self.session = session;
         result
+    }
+}
+
+/// Resolves once the run holding slots off has released the process's run guard
+/// (never, when no slot is held off).
+async fn held_off_ended(runs: &RunGuard, held: Option<&HeldOff>) {
+    match held {
+        Some(h) => runs.released(&h.run_id).await,
+        None => std::future::pending().await,
     }
 }
 

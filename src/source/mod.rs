@@ -279,7 +279,7 @@ pub fn human_bytes(bytes: u64) -> String {
         whole *= 1024;
         unit += 1;
     }
-    if bytes % whole == 0 {
+    if bytes.is_multiple_of(whole) {
         format!("{} {}", bytes / whole, UNITS[unit])
     } else {
         // Tenths, rounded down: never more than the exact value.

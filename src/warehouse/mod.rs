@@ -33,7 +33,7 @@ use serde::Serialize;
 pub use quarters::{
     ExportEntry, ExportRow, QuarterCustomer, QuarterDay, QuarterInputs, ScaleTotal, SourceFile,
 };
-pub use slots::{SlotClaim, SlotRecord, SlotStatus};
+pub use slots::{BusyHere, SlotClaim, SlotRecord, SlotStatus};
 
 use crate::model::Total;
 use crate::scan::BatchSource;

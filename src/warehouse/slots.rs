@@ -7,8 +7,9 @@
 //! - **One run of a job at a time:** the winner also holds the job's guard (PostgreSQL:
 //!   a session advisory lock of the claiming session; SQLite: an exclusive lock on the
 //!   file `<database>.schedule-<job>.lock`) until [`Warehouse::finish_slot`]. A slot
-//!   that comes while the guard is held elsewhere, or while this process runs the job
-//!   (`running_here`), is recorded `skipped`, naming the slot still running. A guard
+//!   that comes while the guard is held elsewhere, or while this process is busy with
+//!   the job ([`BusyHere`]: its earlier slot, or a run started otherwise), is recorded
+//!   `skipped`, naming what is still running. A guard
 //!   dies with its holder (session or process), so a `running` row whose guard is free
 //!   belongs to an instance that died: the next claim records it `interrupted`.
 //!
@@ -77,6 +78,28 @@ pub struct SlotRecord {
     pub error: Option<String>,
 }
 
+/// Why this process cannot run a job's slot now, told to [`Warehouse::claim_slot`]:
+/// the slot is then recorded `skipped` with the reason, if no instance claimed it first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusyHere<'a> {
+    /// This process still runs the job's slot `slot_at` (it never takes its own guard
+    /// twice).
+    Slot(&'a str),
+    /// This process runs the job's work started another way, described (`serve`: `run
+    /// 01… started through POST /api/runs`, when the job is `ingest`).
+    Work(&'a str),
+}
+
+impl BusyHere<'_> {
+    /// The reason a slot of `job` skipped for it records; `claimant` is this process.
+    pub fn reason(&self, job: &str, claimant: &str) -> String {
+        match self {
+            BusyHere::Slot(slot) => skip_reason(job, Some((slot, claimant))),
+            BusyHere::Work(what) => format!("{what} was still running (on {claimant})"),
+        }
+    }
+}
+
 /// The answer to [`Warehouse::claim_slot`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SlotClaim {
@@ -88,17 +111,19 @@ pub enum SlotClaim {
         /// Its claimant.
         claimed_by: String,
     },
-    /// Recorded `skipped` by this instance: the job was still running.
+    /// Recorded `skipped` by this instance: the job (or, with [`BusyHere::Work`], the
+    /// work that stood in its way) was still running.
     Skipped {
-        /// The reason recorded (names the slot still running and where).
+        /// The reason recorded (names what was still running, and where).
         reason: String,
     },
 }
 
 impl Warehouse {
-    /// Claims `slot_at` of `job` for `claimant` (`host:pid`). `running_here` is the slot
-    /// this process is still running for the job, if any: then the slot is recorded
-    /// `skipped` rather than run (this process never takes its own guard twice).
+    /// Claims `slot_at` of `job` for `claimant` (`host:pid`). `busy_here` says why this
+    /// process cannot run the job now, if it cannot: then the slot is recorded `skipped`
+    /// with [`BusyHere::reason`] rather than run (unless another instance claimed it
+    /// first: [`SlotClaim::Taken`]).
     ///
     /// # Errors
     /// On SQL failure (nothing is claimed then).
@@ -107,11 +132,11 @@ impl Warehouse {
         job: &str,
         slot_at: &str,
         claimant: &str,
-        running_here: Option<&str>,
+        busy_here: Option<BusyHere<'_>>,
     ) -> Result<SlotClaim> {
         match self {
-            Warehouse::Sqlite(w) => w.claim_slot(job, slot_at, claimant, running_here),
-            Warehouse::Postgres(w) => w.claim_slot(job, slot_at, claimant, running_here),
+            Warehouse::Sqlite(w) => w.claim_slot(job, slot_at, claimant, busy_here),
+            Warehouse::Postgres(w) => w.claim_slot(job, slot_at, claimant, busy_here),
         }
     }
 

@@ -6,7 +6,7 @@
 
 use std::sync::{Barrier, Mutex};
 
-use bankpipe::warehouse::{SlotClaim, SlotStatus, Warehouse};
+use bankpipe::warehouse::{BusyHere, SlotClaim, SlotStatus, Warehouse};
 
 const S1: &str = "2026-12-01T06:00:00.000Z";
 const S2: &str = "2026-12-01T06:00:01.000Z";
@@ -52,9 +52,31 @@ pub fn slots_are_claimed_once_and_guarded(open: &dyn Fn() -> Warehouse) {
         b.claim_slot("ingest", S3, "b:2", None).unwrap(),
         SlotClaim::Won
     );
-    // A slot this process sees while it runs the job itself (`running_here`).
-    let reason = skipped(b.claim_slot("ingest", S4, "b:2", Some(S3)).unwrap());
+    // A slot this process sees while it runs the job itself.
+    let reason = skipped(
+        b.claim_slot("ingest", S4, "b:2", Some(BusyHere::Slot(S3)))
+            .unwrap(),
+    );
     assert!(reason.contains(S3), "{reason}");
+    // A slot of a job whose guard is free while this process does the job's work
+    // started another way (`serve`: an ingest slot during an API run): skipped too,
+    // saying what ran, and the guard is not kept.
+    let api_run = BusyHere::Work("run 01x started through POST /api/runs");
+    let reason = skipped(a.claim_slot("export", S4, "a:1", Some(api_run)).unwrap());
+    assert_eq!(
+        reason,
+        "run 01x started through POST /api/runs was still running (on a:1)"
+    );
+    assert_eq!(
+        b.claim_slot("export", S4, "b:2", None).unwrap(),
+        SlotClaim::Taken {
+            claimed_by: "a:1".into()
+        }
+    );
+    assert_eq!(
+        b.claim_slot("export", S5, "b:2", None).unwrap(),
+        SlotClaim::Won
+    );
     // `b` dies without an outcome: its guard goes with its session, and the next
     // winner records S3 interrupted.
     drop(b);

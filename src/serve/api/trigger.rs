@@ -2,12 +2,13 @@
 //! `bankpipe run` ([`crate::commands::ingest_as`]), on a thread of its own (the
 //! pipeline blocks).
 //!
-//! - **One at a time:** [`RunGuard`] (in [`AppState`]) holds the run this process
-//!   started; another request meanwhile gets 409 naming it. On SQLite a run of any
-//!   process holds the warehouse's run lock ([`crate::pipeline::run_lock_held`]): 409
-//!   too (that covers a scheduled `ingest` of this `serve` and a `bankpipe run` from
-//!   cron). On PostgreSQL runs of other processes are not refused: they share the inbox
-//!   through claims, each file is loaded once whoever claims it.
+//! - **One at a time:** the process's [`RunGuard`](crate::serve::runs::RunGuard) (in
+//!   [`AppState`]) holds the run in progress, whether this API or the scheduler's
+//!   `ingest` started it; a request meanwhile gets 409 naming it. On SQLite a run of
+//!   any process holds the warehouse's run lock ([`crate::pipeline::run_lock_held`]):
+//!   409 too (a `bankpipe run` from cron). On PostgreSQL runs of other processes are
+//!   not refused: they share the inbox through claims, each file is loaded once
+//!   whoever claims it.
 //! - **Answered once the run can start:** the warehouse and the lake are open and the
 //!   master key checked (202 with the run id the run records), or they are not (503
 //!   for an unreachable warehouse or lake, 500 for a setting to fix, with the run's own
@@ -15,7 +16,7 @@
 //!   run of another process took it in between.
 //! - **Shutdown:** SIGTERM asks the run to stop between files (as the scheduler's
 //!   `ingest`); `serve` waits for it within `--shutdown-timeout`
-//!   ([`RunGuard::idle`]).
+//!   ([`RunGuard::idle`](crate::serve::runs::RunGuard::idle)).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -24,73 +25,17 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use super::ApiError;
 use crate::commands::Failure;
 use crate::serve::AppState;
+use crate::serve::runs::{ActiveRun, RunOrigin};
 
 /// How long `POST /api/runs` waits for the run to open the warehouse and the lake
 /// before answering 202 anyway (the run goes on; PostgreSQL retries a refused
 /// connection for a few seconds).
 const OPEN_WAIT: Duration = Duration::from_secs(10);
-
-/// The run this process started through the API, if one is running.
-#[derive(Debug)]
-pub struct RunGuard {
-    current: watch::Sender<Option<String>>,
-}
-
-impl Default for RunGuard {
-    fn default() -> RunGuard {
-        RunGuard {
-            current: watch::Sender::new(None),
-        }
-    }
-}
-
-impl RunGuard {
-    /// The id of the run in progress, if any.
-    pub fn current(&self) -> Option<String> {
-        self.current.borrow().clone()
-    }
-
-    /// Marks `run_id` running unless another run is: then its id.
-    fn try_start(&self, run_id: &str) -> Result<(), String> {
-        let mut running = None;
-        self.current.send_if_modified(|current| match current {
-            Some(other) => {
-                running = Some(other.clone());
-                false
-            }
-            None => {
-                *current = Some(run_id.to_owned());
-                true
-            }
-        });
-        running.map_or(Ok(()), Err)
-    }
-
-    fn finish(&self) {
-        self.current.send_replace(None);
-    }
-
-    /// Resolves once no run started by the API is in progress.
-    pub async fn idle(&self) {
-        let mut rx = self.current.subscribe();
-        // The sender lives in AppState, which outlives every waiter.
-        let _ = rx.wait_for(Option::is_none).await;
-    }
-}
-
-/// Releases the guard when the run's thread ends, however it ends.
-struct Ticket(Arc<AppState>);
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        self.0.runs.finish();
-    }
-}
 
 /// Starts a run; the caller has checked the token.
 pub(super) async fn start(state: Arc<AppState>) -> Response {
@@ -99,13 +44,22 @@ pub(super) async fn start(state: Arc<AppState>) -> Response {
             .into_response();
     }
     let run_id = crate::pipeline::new_run_id();
-    if let Err(running) = state.runs.try_start(&run_id) {
-        return conflict(
-            format!("run {running} started by this server is still running; retry when it ends"),
-            Some(running),
-        );
-    }
-    let ticket = Ticket(Arc::clone(&state));
+    // Released when the run's thread ends, however it ends.
+    let ticket = match state.runs.try_take(ActiveRun {
+        run_id: run_id.clone(),
+        origin: RunOrigin::Api,
+    }) {
+        Ok(ticket) => ticket,
+        Err(running) => {
+            return conflict(
+                format!(
+                    "{} is still running in this server; retry when it ends",
+                    running.describe()
+                ),
+                Some(running.run_id),
+            );
+        }
+    };
     if crate::pipeline::run_lock_held(&state.config) {
         drop(ticket);
         return conflict(
@@ -156,10 +110,11 @@ pub(super) async fn start(state: Arc<AppState>) -> Response {
     }
     // SIGTERM asks the run to stop between files.
     let watcher = Arc::clone(&state);
+    let watched = run_id.clone();
     tokio::spawn(async move {
         tokio::select! {
             () = watcher.shutdown.cancelled() => stop.store(true, Ordering::Relaxed),
-            () = watcher.runs.idle() => {}
+            () = watcher.runs.released(&watched) => {}
         }
     });
     match tokio::time::timeout(OPEN_WAIT, opened_rx).await {
@@ -203,26 +158,5 @@ fn failed_to_start(failure: &Failure) -> Response {
             message,
         )
         .into_response()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn one_run_at_a_time_and_idle_when_it_ends() {
-        let g = RunGuard::default();
-        assert_eq!(g.current(), None);
-        g.try_start("a").unwrap();
-        assert_eq!(g.try_start("b"), Err("a".to_owned()));
-        assert_eq!(g.current().as_deref(), Some("a"));
-        let idle = tokio::time::timeout(Duration::from_millis(50), g.idle()).await;
-        assert!(idle.is_err(), "not idle while a run is in progress");
-        g.finish();
-        tokio::time::timeout(Duration::from_secs(1), g.idle())
-            .await
-            .unwrap();
-        g.try_start("b").unwrap();
     }
 }

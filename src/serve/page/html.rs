@@ -16,6 +16,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::schedule::{JobStatus, Schedule};
 use crate::serve::jobs::JobFigures;
+use crate::serve::runs::{ActiveRun, RunOrigin};
 use crate::warehouse::FileEntry;
 use crate::warehouse::figures::CatalogFigures;
 use crate::warehouse::listing::{ExportedQuarter, RunRecord};
@@ -42,8 +43,9 @@ pub(super) struct View<'a> {
     pub schedule: &'a Schedule,
     /// The scheduler's figures in this process.
     pub jobs: BTreeMap<String, JobFigures>,
-    /// The run started through the API, while it runs.
-    pub api_run: Option<String>,
+    /// The run in progress in this process (started through the API or by the
+    /// scheduled `ingest`).
+    pub run_here: Option<ActiveRun>,
     /// Seconds between reloads.
     pub refresh_seconds: u32,
 }
@@ -206,11 +208,16 @@ fn state(out: &mut String, v: &View<'_>) -> fmt::Result {
         (None, None) => {}
     }
     out.push_str("</td></tr>");
-    if let Some(run) = &v.api_run {
+    if let Some(run) = &v.run_here {
+        let by = match &run.origin {
+            RunOrigin::Api => "started through POST /api/runs".to_owned(),
+            RunOrigin::Schedule { slot } => format!("scheduled ingest, slot {slot}"),
+        };
         write!(
             out,
-            "<tr><th>run started here</th><td><code>{}</code> <span class=\"running\">running</span></td></tr>",
-            Esc(run)
+            "<tr><th>run started here</th><td><code>{}</code> <span class=\"running\">running</span> ({})</td></tr>",
+            Esc(&run.run_id),
+            Esc(&by)
         )?;
     }
     out.push_str("</tbody></table>");
@@ -581,7 +588,7 @@ mod tests {
             details_problem: Some("the warehouse did not answer within 0.6 s".into()),
             schedule,
             jobs: BTreeMap::new(),
-            api_run: None,
+            run_here: None,
             refresh_seconds: 30,
         }
     }
@@ -600,6 +607,33 @@ mod tests {
         assert!(!page.contains("<script"), "{page}");
         assert!(page.contains("&lt;script&gt;x&lt;/script&gt;"));
         assert!(page.contains("sqlite:///data/&lt;w&gt;.db"));
+    }
+
+    #[test]
+    fn the_run_in_progress_here_says_who_started_it() {
+        let schedule = Schedule::default();
+        let mut v = view(None, &schedule);
+        assert!(!render(&v).contains("run started here"));
+        v.run_here = Some(ActiveRun {
+            run_id: "01abc".into(),
+            origin: RunOrigin::Schedule {
+                slot: "2026-12-01T06:00:00.000Z".into(),
+            },
+        });
+        let page = render(&v);
+        assert!(
+            page.contains("<code>01abc</code> <span class=\"running\">running</span> (scheduled ingest, slot 2026-12-01T06:00:00.000Z)"),
+            "{page}"
+        );
+        v.run_here = Some(ActiveRun {
+            run_id: "01<d>".into(),
+            origin: RunOrigin::Api,
+        });
+        let page = render(&v);
+        assert!(
+            page.contains("<code>01&lt;d&gt;</code> <span class=\"running\">running</span> (started through POST /api/runs)"),
+            "{page}"
+        );
     }
 
     #[test]

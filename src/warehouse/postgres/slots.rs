@@ -11,7 +11,9 @@
 
 use super::{LOCK_SPACE, PgWarehouse, pg, ts};
 use crate::warehouse::Result;
-use crate::warehouse::slots::{SlotClaim, SlotRecord, SlotStatus, dead_reason, skip_reason};
+use crate::warehouse::slots::{
+    BusyHere, SlotClaim, SlotRecord, SlotStatus, dead_reason, skip_reason,
+};
 
 /// Advisory-lock namespace of scheduled jobs' guards (session-level).
 const JOB_SPACE: i32 = LOCK_SPACE + 2;
@@ -26,10 +28,10 @@ impl PgWarehouse {
         job: &str,
         slot_at: &str,
         claimant: &str,
-        running_here: Option<&str>,
+        busy_here: Option<BusyHere<'_>>,
     ) -> Result<SlotClaim> {
         let mut guarded = false;
-        let result = self.claim_in_transaction(job, slot_at, claimant, running_here, &mut guarded);
+        let result = self.claim_in_transaction(job, slot_at, claimant, busy_here, &mut guarded);
         if guarded && !matches!(result, Ok(SlotClaim::Won)) {
             self.release_job(job)?;
         }
@@ -41,7 +43,7 @@ impl PgWarehouse {
         job: &str,
         slot_at: &str,
         claimant: &str,
-        running_here: Option<&str>,
+        busy_here: Option<BusyHere<'_>>,
         guarded: &mut bool,
     ) -> Result<SlotClaim> {
         let now = crate::clock::now_rfc3339();
@@ -54,9 +56,9 @@ impl PgWarehouse {
             &[&CLAIM_SPACE, &job],
         )
         .map_err(pg("claiming a schedule slot"))?;
-        // Never asked while this session runs the job (`running_here`): advisory locks
+        // Never asked while this process is busy with the job (`busy_here`): advisory locks
         // are re-entrant within a session, so it would take its own guard again.
-        *guarded = running_here.is_none()
+        *guarded = busy_here.is_none()
             && tx
                 .query_one(
                     "SELECT pg_try_advisory_lock($1, hashtext($2))",
@@ -87,21 +89,24 @@ impl PgWarehouse {
                 taken(&mut tx, job, slot_at)?
             }
         } else {
-            let running: Option<(String, String)> = match running_here {
-                Some(slot) => Some((slot.to_owned(), claimant.to_owned())),
-                None => tx
-                    .query_opt(
-                        &format!(
-                            "SELECT {}, claimed_by FROM schedule_slots
-                             WHERE job = $1 AND status = 'running' ORDER BY slot_at DESC LIMIT 1",
-                            ts("slot_at")
-                        ),
-                        &[&job],
-                    )
-                    .map_err(pg("reading running schedule slots"))?
-                    .map(|r| (r.get(0), r.get(1))),
+            let reason = match busy_here {
+                Some(busy) => busy.reason(job, claimant),
+                None => {
+                    let running: Option<(String, String)> = tx
+                        .query_opt(
+                            &format!(
+                                "SELECT {}, claimed_by FROM schedule_slots
+                                 WHERE job = $1 AND status = 'running'
+                                 ORDER BY slot_at DESC LIMIT 1",
+                                ts("slot_at")
+                            ),
+                            &[&job],
+                        )
+                        .map_err(pg("reading running schedule slots"))?
+                        .map(|r| (r.get(0), r.get(1)));
+                    skip_reason(job, running.as_ref().map(|(s, b)| (s.as_str(), b.as_str())))
+                }
             };
-            let reason = skip_reason(job, running.as_ref().map(|(s, b)| (s.as_str(), b.as_str())));
             let inserted = tx
                 .execute(
                     "INSERT INTO schedule_slots

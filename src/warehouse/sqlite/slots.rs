@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::{SqliteWarehouse, sql};
-use crate::warehouse::slots::{SlotClaim, SlotRecord, SlotStatus, dead_reason, skip_reason};
+use crate::warehouse::slots::{
+    BusyHere, SlotClaim, SlotRecord, SlotStatus, dead_reason, skip_reason,
+};
 use crate::warehouse::{Result, WarehouseError};
 
 /// Takes the guard of `job` on the database at `db` for the session holding `locks`:
@@ -57,10 +59,10 @@ impl SqliteWarehouse {
         job: &str,
         slot_at: &str,
         claimant: &str,
-        running_here: Option<&str>,
+        busy_here: Option<BusyHere<'_>>,
     ) -> Result<SlotClaim> {
         let mut guarded = false;
-        let result = self.claim_in_transaction(job, slot_at, claimant, running_here, &mut guarded);
+        let result = self.claim_in_transaction(job, slot_at, claimant, busy_here, &mut guarded);
         if guarded && !matches!(result, Ok(SlotClaim::Won)) {
             // Dropping the file releases the lock.
             self.job_locks.remove(job);
@@ -73,7 +75,7 @@ impl SqliteWarehouse {
         job: &str,
         slot_at: &str,
         claimant: &str,
-        running_here: Option<&str>,
+        busy_here: Option<BusyHere<'_>>,
         guarded: &mut bool,
     ) -> Result<SlotClaim> {
         let now = crate::clock::now_rfc3339();
@@ -81,7 +83,7 @@ impl SqliteWarehouse {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql("claiming a schedule slot"))?;
-        *guarded = running_here.is_none() && take_job_guard(&mut self.job_locks, &self.path, job)?;
+        *guarded = busy_here.is_none() && take_job_guard(&mut self.job_locks, &self.path, job)?;
         let claim = if *guarded {
             let inserted = tx
                 .execute(
@@ -103,19 +105,21 @@ impl SqliteWarehouse {
                 taken(&tx, job, slot_at)?
             }
         } else {
-            let running: Option<(String, String)> = match running_here {
-                Some(slot) => Some((slot.to_owned(), claimant.to_owned())),
-                None => tx
-                    .query_row(
-                        "SELECT slot_at, claimed_by FROM schedule_slots
-                         WHERE job = ?1 AND status = 'running' ORDER BY slot_at DESC LIMIT 1",
-                        params![job],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()
-                    .map_err(sql("reading running schedule slots"))?,
+            let reason = match busy_here {
+                Some(busy) => busy.reason(job, claimant),
+                None => {
+                    let running: Option<(String, String)> = tx
+                        .query_row(
+                            "SELECT slot_at, claimed_by FROM schedule_slots
+                             WHERE job = ?1 AND status = 'running' ORDER BY slot_at DESC LIMIT 1",
+                            params![job],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .optional()
+                        .map_err(sql("reading running schedule slots"))?;
+                    skip_reason(job, running.as_ref().map(|(s, b)| (s.as_str(), b.as_str())))
+                }
             };
-            let reason = skip_reason(job, running.as_ref().map(|(s, b)| (s.as_str(), b.as_str())));
             let inserted = tx
                 .execute(
                     "INSERT INTO schedule_slots
