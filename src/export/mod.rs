@@ -271,8 +271,9 @@ struct Read {
     version: String,
     ctx: QuarterContext,
     control: Totals,
-    /// The working folder (sort runs, staged files); removed when dropped.
-    work: tempfile::TempDir,
+    /// The working folder (sort runs, staged files); removed when dropped, and by the
+    /// next export if this process is killed.
+    work: crate::scratch::Scratch,
     sorted: sort::Sorted<features::SourceRow>,
     unreadable: source::Unreadable,
 }
@@ -323,16 +324,13 @@ fn read(
     report.amount_sum = Some(scale.text(control.amount));
     // 5. The rows, sorted by customer, in a working folder of DATA_DIR.
     let ctx = QuarterContext::new(q, scale);
-    std::fs::create_dir_all(&options.data_dir).map_err(|source| ExportError::Local {
-        dir: options.data_dir.clone(),
-        source,
-    })?;
-    let work = tempfile::Builder::new()
-        .prefix(".export-")
-        .tempdir_in(&options.data_dir)
-        .map_err(|source| ExportError::Local {
-            dir: options.data_dir.clone(),
-            source,
+    // Locked for this process's life; the folders of exports killed earlier go first.
+    let work =
+        crate::scratch::Scratch::create(&options.data_dir, ".export-").map_err(|source| {
+            ExportError::Local {
+                dir: options.data_dir.clone(),
+                source,
+            }
         })?;
     let (sorted, unreadable) = build::read_sorted(warehouse, &ctx, work.path(), progress)?;
     warehouse.end_snapshot()?;
