@@ -165,6 +165,9 @@ pub struct Lake {
     master: Option<Arc<MasterKey>>,
     /// `lake`, or `inbox` when the store is an object-store inbox (named in errors).
     role: &'static str,
+    /// The folder of a local-folder store (where interrupted uploads leave staging
+    /// files); `None` for other stores.
+    folder: Option<std::path::PathBuf>,
 }
 
 /// Encrypt a landed object: its data key and the plaintext length.
@@ -208,6 +211,7 @@ impl Lake {
     }
 
     fn open_as(url: &str, runtime: Handle, role: &'static str) -> Result<Lake, LakeError> {
+        let mut folder = None;
         let store: Arc<dyn ObjectStore> = if url == "memory://" {
             Arc::new(InMemory::new())
         } else if let Some(rest) = url.strip_prefix("s3://") {
@@ -272,7 +276,9 @@ impl Lake {
                 ),
             };
             std::fs::create_dir_all(&path).map_err(|e| setup(&e))?;
-            Arc::new(LocalFileSystem::new_with_prefix(&path).map_err(|e| setup(&e))?)
+            let local = LocalFileSystem::new_with_prefix(&path).map_err(|e| setup(&e))?;
+            folder = Some(path);
+            Arc::new(local)
         };
         Ok(Lake {
             store,
@@ -280,6 +286,7 @@ impl Lake {
             runtime,
             master: None,
             role,
+            folder,
         })
     }
 
@@ -582,6 +589,7 @@ impl Lake {
                 stored_bytes += sealed.len() as u64;
             }
             writer.finish().await.map_err(write_err)?;
+            self.remove_partial_uploads(key);
             Ok(Landed {
                 key: key.to_owned(),
                 bytes,
@@ -589,6 +597,54 @@ impl Lake {
                 sha256: actual,
             })
         })
+    }
+
+    /// Removes what interrupted uploads of `key` left in a local-folder store and
+    /// returns how many files that was. object_store's folder backend writes an object
+    /// to the staging file `<key>#<n>` and renames it into place once complete; a
+    /// process killed mid-upload (`kill -9`, a crash, a power cut) leaves that partial
+    /// file behind, which no listing shows (so `verify` cannot report it) and nothing
+    /// else removes. Called after every successful landing of `key` (a resumed file, an
+    /// export published again) and for the key of a claim's earlier attempt when the
+    /// claim is resumed (an encrypted attempt, or one in another month, writes another
+    /// key). Only the claimant of a file writes its key, so no live upload is cut; an
+    /// export's files are rewritten only by another export of the same version, whose
+    /// bytes are the same. Best effort: a file that cannot be removed is logged and left.
+    /// On S3 an interrupted multipart upload is likewise invisible; a bucket lifecycle
+    /// rule (`AbortIncompleteMultipartUpload`) reclaims it. Nothing to do for other
+    /// stores.
+    pub fn remove_partial_uploads(&self, key: &str) -> usize {
+        let Some(folder) = &self.folder else {
+            return 0;
+        };
+        let object = folder.join(key);
+        let (Some(dir), Some(name)) = (object.parent(), object.file_name()) else {
+            return 0;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        let prefix = format!("{}#", name.to_string_lossy());
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let entry_name = entry.file_name().to_string_lossy().into_owned();
+            let staged = entry_name
+                .strip_prefix(&prefix)
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if !staged {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(key, staged = %entry_name, "Removed the partial upload of an interrupted landing.");
+                    removed += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(key, staged = %entry_name, error = %e, "Could not remove the partial upload of an interrupted landing.");
+                }
+            }
+        }
+        removed
     }
 
     /// Opens an object for streaming reads of its content (decrypted when `sealed`)
@@ -673,7 +729,8 @@ impl Lake {
     /// Streams an object into a local file (constant memory).
     ///
     /// # Errors
-    /// When the object cannot be read or the file written.
+    /// When the object cannot be read or the file written; the partial file is then
+    /// removed.
     pub fn download(&self, key: &str, dest: &std::path::Path) -> Result<u64, LakeError> {
         let path = ObjectPath::from(key);
         let read_err = |source| LakeError::Read {
@@ -684,7 +741,7 @@ impl Lake {
             path: dest.display().to_string(),
             source,
         };
-        self.runtime.block_on(async {
+        let result = self.runtime.block_on(async {
             let got = self.store.get(&path).await.map_err(read_err)?;
             let mut file = std::fs::File::create(dest).map_err(write_err)?;
             let mut stream = got.into_stream();
@@ -695,7 +752,13 @@ impl Lake {
                 bytes += chunk.len() as u64;
             }
             Ok(bytes)
-        })
+        });
+        if result.is_err() {
+            // A partial copy (a full disk, a store that stopped answering) is of no use
+            // and would keep the space it took.
+            let _ = std::fs::remove_file(dest);
+        }
+        result
     }
 
     /// Reads a whole object (small objects and tests).
@@ -1076,6 +1139,43 @@ mod tests {
         assert_eq!(landed.bytes, len);
         assert_eq!(lake.read_all(&key).unwrap(), data);
         assert!(dir.path().join(&key).exists());
+    }
+
+    #[test]
+    fn landing_a_key_removes_the_partial_uploads_interrupted_attempts_left() {
+        let rt = runtime();
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
+        let data = b"a,b\n1,2\n".to_vec();
+        let (sha, _) = fingerprint(&data[..]).unwrap();
+        let key = Lake::raw_key("kaggle-bank", (2016, 8), &sha, "csv");
+        let object = dir.path().join(&key);
+        std::fs::create_dir_all(object.parent().unwrap()).unwrap();
+        // What a `kill -9` mid-upload leaves: object_store's staging files.
+        let staged =
+            |suffix: &str| std::path::PathBuf::from(format!("{}{suffix}", object.display()));
+        for suffix in ["#1", "#2"] {
+            std::fs::write(staged(suffix), b"a,b\n").unwrap();
+        }
+        // Not staging files of this key: kept.
+        std::fs::write(staged("#x"), b"").unwrap();
+        let other = object.with_file_name("other.csv#1");
+        std::fs::write(&other, b"").unwrap();
+        // Invisible to listings, so `verify` could never report them.
+        let listed = lake.list().unwrap();
+        assert!(
+            listed
+                .iter()
+                .all(|(k, _)| !k.ends_with("#1") && !k.ends_with("#2")),
+            "{listed:?}"
+        );
+        lake.land(&key, "x.csv", &data[..], &sha, None).unwrap();
+        assert!(!staged("#1").exists() && !staged("#2").exists());
+        assert!(staged("#x").exists() && other.exists());
+        assert_eq!(std::fs::read(&object).unwrap(), data);
+        // An object store has none to remove.
+        let memory = Lake::open("memory://", rt.handle().clone()).unwrap();
+        assert_eq!(memory.remove_partial_uploads(&key), 0);
     }
 
     #[test]

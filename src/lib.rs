@@ -29,6 +29,7 @@ pub mod report;
 pub mod retry;
 pub mod scan;
 pub mod schedule;
+pub mod scratch;
 pub mod serve;
 pub mod source;
 pub mod validate;

@@ -246,9 +246,7 @@ pub fn run_as(
     } else {
         let mut reports = Vec::with_capacity(files.len());
         let mut fatal = None;
-        let spool = remote
-            .as_ref()
-            .map(|(lake, _, spool)| (lake, spool.as_path()));
+        let spool = remote.as_ref().map(|(lake, _, spool)| (lake, spool.path()));
         for path in &files {
             if stop.load(Ordering::Relaxed) {
                 break;
@@ -265,9 +263,7 @@ pub fn run_as(
         }
         (reports, fatal)
     };
-    if let Some((_, _, spool)) = &remote {
-        let _ = std::fs::remove_dir_all(spool);
-    }
+    // The spool folder (if any) is removed with `remote`, when the run returns.
     let left = files.len().saturating_sub(reports.len());
     let fatal = match fatal {
         None if left > 0 => {
@@ -389,7 +385,7 @@ fn run_parallel(
     ctx: &Context,
     run_id: &str,
     files: &[PathBuf],
-    remote: Option<&(Lake, Vec<InboxFile>, PathBuf)>,
+    remote: Option<&(Lake, Vec<InboxFile>, crate::scratch::Scratch)>,
     progress: &dyn Progress,
     parallel: usize,
     stop: &AtomicBool,
@@ -406,7 +402,8 @@ fn run_parallel(
             let (pool, next, slots, fatal) = (&pool, &next, &slots, &fatal);
             scope.spawn(move || {
                 // Each worker spools into its own folder: two objects may share a name.
-                let spool = remote.map(|(lake, _, spool)| (lake, spool.join(format!("w{worker}"))));
+                let spool =
+                    remote.map(|(lake, _, spool)| (lake, spool.path().join(format!("w{worker}"))));
                 if let Some((_, dir)) = &spool {
                     let _ = std::fs::create_dir_all(dir);
                 }
@@ -477,7 +474,7 @@ fn run_parallel(
 fn remote_inbox(
     ctx: &Context,
     inbox: &Path,
-) -> Result<Option<(Lake, Vec<InboxFile>, PathBuf)>, RunError> {
+) -> Result<Option<(Lake, Vec<InboxFile>, crate::scratch::Scratch)>, RunError> {
     let url = inbox.to_string_lossy();
     if !url.contains("://") {
         return Ok(None);
@@ -493,13 +490,10 @@ fn remote_inbox(
         })
         .collect();
     // One folder per process: runs sharing a data folder never touch each other's files.
-    let spool = ctx
-        .config
-        .data_dir
-        .join(".spool")
-        .join(std::process::id().to_string());
-    std::fs::create_dir_all(&spool).map_err(|e| RunError::Inbox {
-        path: spool.clone(),
+    // Locked for the run's life, so that the next run removes it if this one is killed.
+    let parent = ctx.config.data_dir.join(".spool");
+    let spool = crate::scratch::Scratch::create(&parent, "run-").map_err(|e| RunError::Inbox {
+        path: parent.clone(),
         reason: e.to_string(),
     })?;
     Ok(Some((lake, objects, spool)))
@@ -938,8 +932,11 @@ fn process_file(
     )?;
     let (file_id, key, resumed) = match claim {
         Claim::New { file_id } => (file_id, key, false),
-        Claim::Resume { file_id, .. } => {
+        Claim::Resume { file_id, lake_key } => {
             info!(file = %name, file_id, "Resuming a file left unfinished by an earlier run.");
+            // The earlier attempt may have been cut mid-upload, under a key of its own
+            // (another data key or month): its partial upload goes.
+            ctx.lake.remove_partial_uploads(&lake_key);
             (file_id, key, true)
         }
         Claim::Duplicate { file_id, .. } => {
