@@ -11,8 +11,11 @@ for the running sums), the customer and daily tables by group-by, pseudonymises 
 Python's hmac (Polars has no HMAC), and writes three zstd Parquet files. It skips what
 bankpipe does besides: control totals, reconciliation, drift, manifest, quarter tables.
 
-Rounds alternate the contenders; medians are reported.
-Usage: python3 bench/export.py [--rounds N] [--keep DIR]
+Rounds alternate the contenders; medians are reported. `--bin PATH` (repeatable)
+measures the given bankpipe binaries instead of building `target/release/bankpipe`, each
+in every round (to compare a change against its base on a busy machine: the load moves
+between rounds, not within one).
+Usage: python3 bench/export.py [--rounds N] [--keep DIR] [--bin PATH]...
 """
 
 import argparse
@@ -127,20 +130,23 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--keep", help="work in this folder and keep it")
+    ap.add_argument("--bin", action="append", help="a bankpipe binary to measure (repeatable)")
     args = ap.parse_args()
+    bins = [os.path.abspath(b) for b in args.bin] if args.bin else [BIN]
     try:
         import polars  # noqa: F401
         import pyarrow  # noqa: F401
     except ImportError:
         sys.exit("needs polars and pyarrow: pip install polars pyarrow")
-    subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True)
+    if not args.bin:
+        subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True)
     work = args.keep or tempfile.mkdtemp(prefix="bankpipe-bench-export-")
     os.makedirs(work, exist_ok=True)
     env = dict(os.environ, BANKPIPE_PSEUDONYM_KEY=KEY, BANKPIPE_LOG="warn")
     env.pop("BANKPIPE_EXPORT_URL", None)
     demo = os.path.join(work, "bankpipe-demo")
     if not os.path.exists(os.path.join(demo, "warehouse.db")):
-        subprocess.run([BIN, "demo"], cwd=work, check=True, env=env, stdout=subprocess.DEVNULL)
+        subprocess.run([bins[0], "demo"], cwd=work, check=True, env=env, stdout=subprocess.DEVNULL)
     rows = os.path.join(work, "transactions.parquet")
     if not os.path.exists(rows):
         import pyarrow as pa
@@ -164,23 +170,27 @@ def main():
         con.executescript("DELETE FROM quarter_customers; DELETE FROM quarter_daily; "
                           "DELETE FROM exports; VACUUM;")
         con.close()
-    bp, pl_ = [], []
+    bp, pl_ = {b: [] for b in bins}, []
     for r in range(args.rounds):
-        db = os.path.join(work, "round.db")
-        shutil.copy(pristine, db)
-        dest = os.path.join(work, "bankpipe-out")
-        shutil.rmtree(dest, ignore_errors=True)
-        round_env = dict(env, BANKPIPE_WAREHOUSE_URL="sqlite://" + db)
-        bp.append(timed([BIN, "--data-dir", demo, "export", "--quarter", "2016Q3",
-                         "--allow-partial", "--out", dest, "-q"], env=round_env, cwd=work))
+        line = f"round {r + 1}:"
+        for b in bins:
+            db = os.path.join(work, "round.db")
+            shutil.copy(pristine, db)
+            dest = os.path.join(work, "bankpipe-out")
+            shutil.rmtree(dest, ignore_errors=True)
+            round_env = dict(env, BANKPIPE_WAREHOUSE_URL="sqlite://" + db)
+            bp[b].append(timed([b, "--data-dir", demo, "export", "--quarter", "2016Q3",
+                                "--allow-partial", "--out", dest, "-q"], env=round_env, cwd=work))
+            line += f" {os.path.basename(b)} {bp[b][-1][0]:.2f} s ({bp[b][-1][1] // 1024} MB),"
         pl_.append(timed([sys.executable, script, rows, out, KEY], cwd=work))
-        print(f"round {r + 1}: bankpipe {bp[-1][0]:.2f} s ({bp[-1][1] // 1024} MB), "
-              f"polars {pl_[-1][0]:.2f} s ({pl_[-1][1] // 1024} MB)", flush=True)
-    b = statistics.median(w for w, _ in bp)
+        print(f"{line} polars {pl_[-1][0]:.2f} s ({pl_[-1][1] // 1024} MB)", flush=True)
     p = statistics.median(w for w, _ in pl_)
-    print(f"median: bankpipe export {b:.2f} s (peak {max(m for _, m in bp) // 1024} MB), "
-          f"polars {p:.2f} s (peak {max(m for _, m in pl_) // 1024} MB): "
-          f"bankpipe is {p / b:.2f}x Polars' speed")
+    for b in bins:
+        m = statistics.median(w for w, _ in bp[b])
+        print(f"median: {os.path.basename(b)} export {m:.2f} s "
+              f"(peak {max(k for _, k in bp[b]) // 1024} MB), "
+              f"polars {p:.2f} s (peak {max(k for _, k in pl_) // 1024} MB): "
+              f"bankpipe is {p / m:.2f}x Polars' speed")
     if not args.keep:
         shutil.rmtree(work)
 
