@@ -870,11 +870,17 @@ fn crash_export(kind: Kind, rows: u64, moments: usize, salt: u64) {
     assert!(clean.leftovers().is_empty(), "{:?}", clean.leftovers());
 
     let mut tally = Tally::default();
-    for i in 0..moments {
-        let delay = rng.within(t_clean);
+    // The random moments, then one aimed at the publishing window (the first object
+    // of the version seen at the destination), which random moments rarely hit.
+    for i in 0..=moments {
         let site = base.clone_site();
-        let log = site.path().join("killed.log");
-        let ended = kill_at(&mut site.cmd(&args), delay, &log);
+        let (ended, delay) = if i < moments {
+            let delay = rng.within(t_clean);
+            let log = site.path().join("killed.log");
+            (kill_at(&mut site.cmd(&args), delay, &log), delay)
+        } else {
+            kill_when_publishing(&site, &args)
+        };
         let context = format!(
             "{test} seed {} moment {i}: kill at {:.3} s of {:.3} s",
             rng.seed,
@@ -949,10 +955,43 @@ fn crash_export(kind: Kind, rows: u64, moments: usize, salt: u64) {
         );
     }
     tally.print(&format!(
-        "{test}: {moments} kills, seed {}, T_clean {:.3} s: all passed",
+        "{test}: {moments} random kills and one aimed at publishing, seed {}, T_clean {:.3} s: all passed",
         rng.seed,
         t_clean.as_secs_f64()
     ));
+}
+
+/// Starts the export and `kill -9`s it as soon as anything of the version appears at
+/// the destination (an object or a staging file).
+fn kill_when_publishing(site: &Site, args: &[&str]) -> (Ended, Duration) {
+    let started = Instant::now();
+    let mut child = site
+        .cmd(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = site.exports();
+    let mut exited = None;
+    let seen = poll(COMMAND_LIMIT, || {
+        if let Ok(Some(s)) = child.try_wait() {
+            exited = Some(s.code());
+            return true;
+        }
+        let c = folder_content(&out);
+        !c.objects.is_empty() || !c.staging.is_empty()
+    });
+    assert!(seen, "the export neither published nor ended");
+    let ended = match exited {
+        Some(code) => Ended::Exited(code),
+        None => {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            Ended::Killed
+        }
+    };
+    (ended, started.elapsed())
 }
 
 #[test]
