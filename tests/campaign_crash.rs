@@ -13,7 +13,7 @@
 //! Quick tests (CI) use small files and a few moments; the `long_*` tests (`#[ignore]`)
 //! are the full figures (20 moments per backend and command, 4 workers × 50
 //! files × 5 kills): `cargo test --release --test campaign_crash -- --ignored
-//! --nocapture`. Their last results are in `docs/reliability/crash-and-faults.md`.
+//! --nocapture`. Their last results are in `docs/RELIABILITY.md`.
 
 #[path = "support/campaign.rs"]
 mod campaign;
@@ -579,13 +579,13 @@ fn crash_run_postgres() {
 }
 
 #[test]
-#[ignore = "long campaign: run with --ignored, results in docs/reliability/crash-and-faults.md"]
+#[ignore = "long campaign: run with --ignored, results in docs/RELIABILITY.md"]
 fn long_crash_run_sqlite() {
     crash_run(Kind::Sqlite, LONG_ROWS, 20, 1);
 }
 
 #[test]
-#[ignore = "long campaign: run with --ignored, results in docs/reliability/crash-and-faults.md"]
+#[ignore = "long campaign: run with --ignored, results in docs/RELIABILITY.md"]
 fn long_crash_run_postgres() {
     crash_run(Kind::Postgres, LONG_ROWS, 20, 2);
 }
@@ -758,25 +758,25 @@ fn crash_rotate_key_postgres() {
 }
 
 #[test]
-#[ignore = "long campaign: run with --ignored, results in docs/reliability/crash-and-faults.md"]
+#[ignore = "long campaign: run with --ignored, results in docs/RELIABILITY.md"]
 fn long_crash_reprocess_sqlite() {
     crash_reprocess(Kind::Sqlite, LONG_ROWS, 20, 3);
 }
 
 #[test]
-#[ignore = "long campaign: run with --ignored, results in docs/reliability/crash-and-faults.md"]
+#[ignore = "long campaign: run with --ignored, results in docs/RELIABILITY.md"]
 fn long_crash_reprocess_postgres() {
     crash_reprocess(Kind::Postgres, LONG_ROWS, 20, 4);
 }
 
 #[test]
-#[ignore = "long campaign: run with --ignored, results in docs/reliability/crash-and-faults.md"]
+#[ignore = "long campaign: run with --ignored, results in docs/RELIABILITY.md"]
 fn long_crash_rotate_key_sqlite() {
     crash_rotate_key(Kind::Sqlite, LONG_ROWS, 20, 5);
 }
 
 #[test]
-#[ignore = "long campaign: run with --ignored, results in docs/reliability/crash-and-faults.md"]
+#[ignore = "long campaign: run with --ignored, results in docs/RELIABILITY.md"]
 fn long_crash_rotate_key_postgres() {
     crash_rotate_key(Kind::Postgres, LONG_ROWS, 20, 6);
 }
@@ -1005,13 +1005,13 @@ fn crash_export_postgres() {
 }
 
 #[test]
-#[ignore = "long campaign: run with --ignored, results in docs/reliability/crash-and-faults.md"]
+#[ignore = "long campaign: run with --ignored, results in docs/RELIABILITY.md"]
 fn long_crash_export_sqlite() {
     crash_export(Kind::Sqlite, 20_000, 20, 7);
 }
 
 #[test]
-#[ignore = "long campaign: run with --ignored, results in docs/reliability/crash-and-faults.md"]
+#[ignore = "long campaign: run with --ignored, results in docs/RELIABILITY.md"]
 fn long_crash_export_postgres() {
     crash_export(Kind::Postgres, 20_000, 20, 8);
 }
@@ -1184,7 +1184,7 @@ fn four_workers_one_killed() {
 }
 
 #[test]
-#[ignore = "long campaign: run with --ignored, results in docs/reliability/crash-and-faults.md"]
+#[ignore = "long campaign: run with --ignored, results in docs/RELIABILITY.md"]
 fn long_four_workers_fifty_files_five_kills() {
     workers_campaign(50, 5_000, 5, 9);
 }

@@ -211,7 +211,7 @@ fn rows_and_amounts_are_conserved() {
 }
 
 #[test]
-#[ignore = "long: run with --ignored, results in docs/reliability/crash-and-faults.md"]
+#[ignore = "long: run with --ignored, results in docs/RELIABILITY.md"]
 fn long_rows_and_amounts_are_conserved() {
     conservation(100, 11);
 }
@@ -356,7 +356,7 @@ fn loading_a_file_in_pieces_equals_loading_it_whole() {
 }
 
 #[test]
-#[ignore = "long: run with --ignored, results in docs/reliability/crash-and-faults.md"]
+#[ignore = "long: run with --ignored, results in docs/RELIABILITY.md"]
 fn long_loading_a_file_in_pieces_equals_loading_it_whole() {
     splitting(60, 12);
 }
