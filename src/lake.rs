@@ -618,31 +618,27 @@ impl Lake {
             return 0;
         };
         let object = folder.join(key);
-        let (Some(dir), Some(name)) = (object.parent(), object.file_name()) else {
-            return 0;
-        };
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return 0;
-        };
-        let prefix = format!("{}#", name.to_string_lossy());
-        let mut removed = 0;
-        for entry in entries.flatten() {
-            let entry_name = entry.file_name().to_string_lossy().into_owned();
-            let staged = entry_name
-                .strip_prefix(&prefix)
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-            if !staged {
-                continue;
-            }
-            match std::fs::remove_file(entry.path()) {
+        // Each upload takes the first free `#<n>` from 1, so interrupted ones are `#1`,
+        // `#2`, …: probed by name (a month's folder may hold many thousands of objects,
+        // too many to list at every landing), until `PROBE_MISSES` numbers in a row are
+        // free.
+        const PROBE_MISSES: u32 = 4;
+        let (mut removed, mut misses, mut n) = (0, 0, 1u32);
+        while misses < PROBE_MISSES {
+            let staged = std::path::PathBuf::from(format!("{}#{n}", object.display()));
+            match std::fs::remove_file(&staged) {
                 Ok(()) => {
-                    tracing::info!(key, staged = %entry_name, "Removed the partial upload of an interrupted landing.");
+                    tracing::info!(key, staged = %staged.display(), "Removed the partial upload of an interrupted landing.");
                     removed += 1;
+                    misses = 0;
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => misses += 1,
                 Err(e) => {
-                    tracing::warn!(key, staged = %entry_name, error = %e, "Could not remove the partial upload of an interrupted landing.");
+                    tracing::warn!(key, staged = %staged.display(), error = %e, "Could not remove the partial upload of an interrupted landing.");
+                    misses = 0;
                 }
             }
+            n += 1;
         }
         removed
     }
@@ -1154,7 +1150,7 @@ mod tests {
         // What a `kill -9` mid-upload leaves: object_store's staging files.
         let staged =
             |suffix: &str| std::path::PathBuf::from(format!("{}{suffix}", object.display()));
-        for suffix in ["#1", "#2"] {
+        for suffix in ["#1", "#2", "#4"] {
             std::fs::write(staged(suffix), b"a,b\n").unwrap();
         }
         // Not staging files of this key: kept.
@@ -1170,7 +1166,7 @@ mod tests {
             "{listed:?}"
         );
         lake.land(&key, "x.csv", &data[..], &sha, None).unwrap();
-        assert!(!staged("#1").exists() && !staged("#2").exists());
+        assert!(!staged("#1").exists() && !staged("#2").exists() && !staged("#4").exists());
         assert!(staged("#x").exists() && other.exists());
         assert_eq!(std::fs::read(&object).unwrap(), data);
         // An object store has none to remove.

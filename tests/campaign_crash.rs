@@ -1307,9 +1307,10 @@ fn postgres_restarted_mid_copy() {
     assert_like_clean(&site, FAULT_ROWS, "PostgreSQL restarted mid-COPY");
     eprintln!(
         "postgres_restarted_mid_copy: pg_ctl restart -m fast took {:.2} s; the run retried and \
-         ended in {} s",
+         ended in {} s (a clean run: {:.2} s)",
         restart.as_secs_f64(),
-        report["elapsed_s"]
+        report["elapsed_s"],
+        reference(Kind::Postgres, FAULT_ROWS).elapsed.as_secs_f64()
     );
 }
 
@@ -1893,4 +1894,47 @@ fn two_workers_whose_clocks_differ() {
          worker on time {}, by the one 3 days behind {}; every file once",
         loaded[0], loaded[1]
     );
+}
+
+/// A run killed on PostgreSQL while its server session lingers (a backend busy in a
+/// statement that does not read from the client notices the dead client only at its
+/// next check, up to a second later), then a rerun at once: the rerun's start cannot yet
+/// tell that the killed run is dead, since its session still holds the run's lock. It
+/// must be recorded `aborted` by the time the rerun ends, not left `running` (and
+/// counted in `bankpipe_runs_in_progress`) until some later run. The lingering session
+/// is played by a session holding the killed run's lock (`src/warehouse/postgres.rs`:
+/// `LOCK_SPACE + 1`, `hashtext(run_id)`), let go once the rerun has started: found by the
+/// long campaign (a kill during the merge).
+#[test]
+fn a_killed_run_whose_session_lingers_is_recorded_aborted_by_the_rerun() {
+    let site = Site::new(Kind::Postgres, &inbox_files(QUICK_ROWS));
+    let url = site.backend.url();
+    let m = site.run(&["migrate"]);
+    assert_eq!(m.code, Some(0), "{}", m.text());
+    let mut lingering = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    lingering
+        .batch_execute(
+            "INSERT INTO runs (run_id, started_at, status, host, pid) \
+             VALUES ('killed-run', now(), 'running', 'elsewhere', 1); \
+             SELECT pg_advisory_lock(1650552427 + 1, hashtext('killed-run'));",
+        )
+        .unwrap();
+    let mut rerun = site.cmd(&["run", "--json"]);
+    let rerun = std::thread::spawn(move || run_bounded(&mut rerun, COMMAND_LIMIT));
+    // Once the rerun has recorded its own start, the lingering session ends.
+    let started = poll(COMMAND_LIMIT, || {
+        site.backend
+            .scalar("SELECT CAST(COUNT(*) AS TEXT) FROM runs WHERE run_id <> 'killed-run'")
+            .as_deref()
+            == Some("1")
+    });
+    assert!(started);
+    drop(lingering);
+    let rerun = rerun.join().unwrap();
+    assert_eq!(rerun.code, Some(1), "{}", rerun.text());
+    let status = site
+        .backend
+        .scalar("SELECT status FROM runs WHERE run_id = 'killed-run'");
+    assert_eq!(status.as_deref(), Some("aborted"));
+    site.assert_no_run_left_running("a killed run whose session lingered");
 }

@@ -482,9 +482,31 @@ impl PgWarehouse {
         self.client
             .execute(run_lock, &[&(LOCK_SPACE + 1), &run_id])
             .map_err(pg("locking the run"))?;
+        self.close_dead_runs(run_id)?;
+        let host = std::env::var("HOSTNAME").ok();
+        self.client
+            .execute(
+                "INSERT INTO runs (run_id, started_at, status, host, pid)
+                 VALUES ($1, $2::text::timestamptz, 'running', $3, $4)",
+                &[&run_id, &started_at, &host, &(std::process::id() as i32)],
+            )
+            .map_err(pg("recording run start"))?;
+        Ok(())
+    }
+
+    /// Records `aborted` every `running` run but `own` whose run lock is free (its
+    /// session is gone, so its process is). Called when a run starts and again when it
+    /// ends: a run killed just before this one started may still have had its server
+    /// session then (a backend busy in a statement notices a dead client only at its
+    /// next check, up to a second later), and would otherwise stay `running`, counted in
+    /// `bankpipe_runs_in_progress`, until some later run.
+    fn close_dead_runs(&mut self, own: &str) -> Result<()> {
         let running = self
             .client
-            .query("SELECT run_id FROM runs WHERE status = 'running'", &[])
+            .query(
+                "SELECT run_id FROM runs WHERE status = 'running' AND run_id <> $1",
+                &[&own],
+            )
             .map_err(pg("listing running runs"))?;
         for row in running {
             let other: String = row.get(0);
@@ -511,14 +533,6 @@ impl PgWarehouse {
                     .map_err(pg("probing a run"))?;
             }
         }
-        let host = std::env::var("HOSTNAME").ok();
-        self.client
-            .execute(
-                "INSERT INTO runs (run_id, started_at, status, host, pid)
-                 VALUES ($1, $2::text::timestamptz, 'running', $3, $4)",
-                &[&run_id, &started_at, &host, &(std::process::id() as i32)],
-            )
-            .map_err(pg("recording run start"))?;
         Ok(())
     }
 
@@ -542,6 +556,10 @@ impl PgWarehouse {
                 &[&(LOCK_SPACE + 1), &run_id],
             )
             .map_err(pg("unlocking the run"))?;
+        // Best effort: this run's own outcome is recorded whatever happens here.
+        if let Err(e) = self.close_dead_runs(run_id) {
+            tracing::warn!(error = %e, "Could not record dead runs as aborted; the next run does.");
+        }
         Ok(())
     }
 
