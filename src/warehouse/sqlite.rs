@@ -79,6 +79,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "schedule_slots",
         include_str!("../../sql/sqlite/0013_schedule_slots.sql"),
     ),
+    (
+        14,
+        "rejects_by_rule",
+        include_str!("../../sql/sqlite/0014_rejects_by_rule.sql"),
+    ),
 ];
 
 /// Every migration this binary knows, for `migrate --dry-run` where no warehouse exists
