@@ -511,7 +511,7 @@ impl PgWarehouse {
                     .map_err(pg("probing a run"))?;
             }
         }
-        let host = std::env::var("HOSTNAME").ok();
+        let host = super::host_name();
         self.client
             .execute(
                 "INSERT INTO runs (run_id, started_at, status, host, pid)

@@ -301,7 +301,7 @@ impl SqliteWarehouse {
                 [],
             )
             .map_err(sql("closing dead runs"))?;
-        let host = std::env::var("HOSTNAME").ok();
+        let host = super::host_name();
         self.conn
             .execute(
                 "INSERT INTO runs (run_id, started_at, status, host, pid) VALUES (?1, ?2, 'running', ?3, ?4)",
