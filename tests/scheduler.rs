@@ -753,7 +753,7 @@ fn stop_api_serve(s: &http::Serve) {
 /// test wants: PostgreSQL, a lock on `transactions` (the run waits in its load);
 /// SQLite, the warehouse's run lock file (the run waits for it before its first file).
 enum Hold {
-    Postgres(postgres::Client),
+    Postgres(Box<postgres::Client>),
     Sqlite(std::fs::File),
 }
 
@@ -765,7 +765,7 @@ impl Hold {
                 client
                     .batch_execute("BEGIN; LOCK TABLE transactions IN ACCESS EXCLUSIVE MODE")
                     .unwrap();
-                Hold::Postgres(client)
+                Hold::Postgres(Box::new(client))
             }
             Store::Sqlite(path) => {
                 let lock = std::fs::File::options()
