@@ -812,6 +812,7 @@ fn demo(overrides: &Overrides, args: &DemoArgs, quiet: bool) -> Result<ExitCode,
          bankpipe --data-dir {d} rejects --rule invalid_transaction_date --limit 5\n  \
          bankpipe --data-dir {d} run            # again: every file is a duplicate_file, nothing loads twice\n  \
          bankpipe check {d}/inbox/bank_transactions_2016_08.csv\n  \
+         bankpipe --data-dir {d} serve          # http://127.0.0.1:8000/: status page, /metrics, /api/runs\n  \
          sqlite3 {d}/warehouse.db \"SELECT location, COUNT(*) FROM transactions GROUP BY 1 ORDER BY 2 DESC LIMIT 5\""
     )?;
     Ok(exit_for(&report))

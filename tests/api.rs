@@ -44,6 +44,14 @@ fn load(dir: &Path, warehouse: Option<&str>) {
     assert_eq!(report["files"].as_array().unwrap().len(), 3, "{report}");
 }
 
+/// The kernel's host name, which runs record.
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
 /// Every row of `list` through its pages of `limit`, following `next_cursor`.
 fn every_page(
     s: &Serve,
@@ -209,6 +217,10 @@ fn read_api(dir: &Path, warehouse: Option<&str>) {
             assert_eq!(api[field], cli[field], "{field}");
         }
         assert!(api["counts"]["files"].is_u64(), "{api}");
+        // Where it ran: this host's name, also when `HOSTNAME` is not exported (the
+        // runs here are started without it).
+        assert_eq!(api["host"], this_host(), "{api}");
+        assert!(api["pid"].is_u64(), "{api}");
     }
     assert!(runs[0]["run_id"].as_str() > runs[1]["run_id"].as_str());
 

@@ -61,7 +61,7 @@ use crate::warehouse::{Warehouse, WarehouseError};
 pub use api::{ApiToken, MIN_TOKEN_LEN, TokenError};
 
 /// Read-only warehouse sessions `serve` keeps open for its handlers (the scheduler's
-/// jobs open their own, as `run` does).
+/// jobs open their own, as `run` does), and so the most warehouse reads running at once.
 const READ_SESSIONS: usize = 4;
 
 /// What every handler and the scheduler share, behind an [`Arc`].
@@ -86,6 +86,10 @@ pub struct AppState {
     /// scheduled `ingest`): both take this one guard, so they never run side by side.
     runs: runs::RunGuard,
     pool: Arc<Pool>,
+    /// One permit per pooled session: a read waits for one before it takes a blocking
+    /// thread, so a burst of requests queues here instead of parking a thread each on
+    /// the pool (50 connections of `wrk` on `/api/runs` grew the process to 78 threads).
+    readers: Arc<tokio::sync::Semaphore>,
     lake: std::sync::Mutex<Option<Lake>>,
 }
 
@@ -100,6 +104,7 @@ impl AppState {
     pub fn with_api_token(config: Config, api_token: Option<ApiToken>) -> Arc<AppState> {
         Arc::new(AppState {
             pool: Arc::new(Pool::read_only(&config.warehouse_url, READ_SESSIONS)),
+            readers: Arc::new(tokio::sync::Semaphore::new(READ_SESSIONS)),
             config,
             shutdown: CancellationToken::new(),
             jobs: jobs::Jobs::default(),
@@ -112,9 +117,11 @@ impl AppState {
     }
 
     /// Runs `query` with a read-only warehouse session on tokio's blocking pool, so an
-    /// async handler never blocks the runtime. At most a few sessions are open; a call
-    /// that finds none free waits (on its blocking thread) for one. A session whose query
-    /// failed with a transient error is closed rather than reused.
+    /// async handler never blocks the runtime. At most a few sessions are open and as
+    /// many queries run at once; a call that finds them all busy waits for its turn
+    /// without holding a thread (dropping the future while it waits leaves nothing
+    /// behind). A session whose query failed with a transient error is closed rather
+    /// than reused.
     ///
     /// # Errors
     /// Opening a session ([`Warehouse::open_read_only`]: unreachable, no warehouse,
@@ -128,7 +135,11 @@ impl AppState {
         T: Send + 'static,
     {
         let pool = Arc::clone(&self.pool);
+        // `None` only for a closed semaphore, which this one never is.
+        let permit = Arc::clone(&self.readers).acquire_owned().await.ok();
         let task = tokio::task::spawn_blocking(move || {
+            // Held until the query ends, also when the caller stopped waiting for it.
+            let _permit = permit;
             let mut session = pool.checkout()?;
             let result = query(&mut session);
             let broken = result.as_ref().is_err_and(WarehouseError::is_transient);

@@ -483,7 +483,7 @@ impl PgWarehouse {
             .execute(run_lock, &[&(LOCK_SPACE + 1), &run_id])
             .map_err(pg("locking the run"))?;
         self.close_dead_runs(run_id)?;
-        let host = std::env::var("HOSTNAME").ok();
+        let host = super::host_name();
         self.client
             .execute(
                 "INSERT INTO runs (run_id, started_at, status, host, pid)

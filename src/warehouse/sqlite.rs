@@ -79,6 +79,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "schedule_slots",
         include_str!("../../sql/sqlite/0013_schedule_slots.sql"),
     ),
+    (
+        14,
+        "rejects_by_rule",
+        include_str!("../../sql/sqlite/0014_rejects_by_rule.sql"),
+    ),
 ];
 
 /// Every migration this binary knows, for `migrate --dry-run` where no warehouse exists
@@ -296,7 +301,7 @@ impl SqliteWarehouse {
                 [],
             )
             .map_err(sql("closing dead runs"))?;
-        let host = std::env::var("HOSTNAME").ok();
+        let host = super::host_name();
         self.conn
             .execute(
                 "INSERT INTO runs (run_id, started_at, status, host, pid) VALUES (?1, ?2, 'running', ?3, ?4)",

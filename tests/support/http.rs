@@ -41,6 +41,8 @@ pub fn bankpipe(dir: &Path, warehouse: Option<&str>) -> Command {
     if let Some(url) = warehouse {
         c.env("BANKPIPE_WAREHOUSE_URL", url);
     }
+    // Shells set HOSTNAME without exporting it: services (systemd, cron) rarely have it.
+    c.env_remove("HOSTNAME");
     c
 }
 

@@ -1,7 +1,7 @@
 //! The read API's paged reads on SQLite (see [`crate::warehouse::listing`]). Each query
 //! is built for the filters given, so that SQLite walks the index that matches them
-//! (`rejected_rows (file_id, line_no)`, the `runs` primary key) instead of testing an
-//! `? IS NULL OR …` on every row.
+//! (`rejected_rows (file_id, line_no)` or `(rule, file_id, line_no)`, the `runs`
+//! primary key) instead of testing an `? IS NULL OR …` on every row.
 
 use rusqlite::params;
 use rusqlite::types::ValueRef;
@@ -56,8 +56,16 @@ impl SqliteWarehouse {
         if query.file_id.is_some() {
             clauses.push("r.file_id = ?1");
         }
-        if query.rule.is_some() {
-            clauses.push("r.rule = ?2");
+        match (query.file_id, &query.rule) {
+            // A file's rows are few: walk them by line (`(file_id, line_no)` index) and
+            // test the rule on each. Left to itself SQLite takes the rule's index from
+            // the position instead, and reads on to the rule's last file when the file
+            // has no more rows of it: a scan of every later file on the last page.
+            (Some(_), Some(_)) => clauses.push("+r.rule = ?2"),
+            // Rule alone: `(rule, file_id, line_no)` (migration 0014), walked from the
+            // position in the listing's order; a page reads its own rows only.
+            (None, Some(_)) => clauses.push("r.rule = ?2"),
+            (_, None) => {}
         }
         let (line, offset) = match span {
             Span::All => (None, 0),
