@@ -813,6 +813,11 @@ impl Known {
     }
 }
 
+/// One inbox file through the steps of docs/ARCHITECTURE.md's "One file's journey",
+/// one method of [`Journey`] each, numbered as there. A step that settles the file
+/// (failed, duplicate, claimed elsewhere) ends the journey with [`Stop::Settled`] and
+/// the file's report; one after which no file can go on (warehouse or lake unreachable,
+/// a key rotated under the run) with [`Stop::Run`], which stops the run.
 fn process_file(
     ctx: &mut Context,
     run_id: &str,
@@ -820,204 +825,355 @@ fn process_file(
     progress: &mut dyn Progress,
     known: &mut Known,
 ) -> Result<FileReport, RunError> {
-    let clock = Instant::now();
-    let name = display_name(path);
-    let mut report = FileReport::new(&name, Outcome::Failed);
-    let finish = |mut report: FileReport, progress: &mut dyn Progress| {
-        report.elapsed_s = clock.elapsed().as_secs_f64();
-        log_outcome(&report);
-        let summary = match &report.error {
-            Some(e) => format!("{}: {e}", report.status.name()),
-            None => format!(
-                "{}: {} loaded, {} rejected, {} duplicate",
-                report.status.name(),
-                report.rows_loaded,
-                report.rows_rejected,
-                report.rows_duplicate
-            ),
-        };
-        progress.file_finished(&summary);
-        report
-    };
+    let mut journey = Journey::new(path);
+    match journey.go(ctx, run_id, path, progress, known) {
+        Ok(()) | Err(Stop::Settled) => Ok(journey.finish(progress)),
+        Err(Stop::Run(e)) => Err(e),
+    }
+}
 
-    // From here on the file is read through its resolved path, which is in the inbox.
-    let resolved = match resolve_in_folder(path) {
-        Ok(p) => p,
-        Err(reason) => {
-            warn!(file = %name, reason, "Not read: the inbox entry leads outside the inbox.");
-            report.error = Some(reason);
-            return Ok(finish(report, progress));
-        }
-    };
-    let path = resolved.as_path();
-    let (sha256, bytes) = match open_no_follow(path).and_then(lake::fingerprint) {
-        Ok(f) => f,
-        Err(e) => {
-            report.error = Some(format!("cannot read {}: {e}", path.display()));
-            return Ok(finish(report, progress));
-        }
-    };
-    report.sha256 = Some(sha256.clone());
-    report.bytes = bytes;
-    known.sha256 = Some(sha256.clone());
-    known.bytes = bytes;
-    tracing::debug!(file = %name, elapsed_s = clock.elapsed().as_secs_f64(), "Fingerprinted.");
-    progress.file_started(&name, bytes);
+/// Why a file's journey ended before its last step.
+#[derive(Debug)]
+enum Stop {
+    /// The file's report says how it ended.
+    Settled,
+    /// No file can go on: the run stops with this.
+    Run(RunError),
+}
 
-    if let Some((file_id, _, status)) = ctx.warehouse.find_file(&sha256)?
-        && status != FileStatus::Landing
-    {
-        seen_before(ctx, &mut report, file_id)?;
-        return Ok(finish(report, progress));
+impl From<RunError> for Stop {
+    fn from(e: RunError) -> Self {
+        Self::Run(e)
+    }
+}
+
+impl From<WarehouseError> for Stop {
+    fn from(e: WarehouseError) -> Self {
+        Self::Run(e.into())
+    }
+}
+
+impl From<LakeError> for Stop {
+    fn from(e: LakeError) -> Self {
+        Self::Run(e.into())
+    }
+}
+
+/// A step of the journey: what it found, or why the journey ends there.
+type Step<T = ()> = Result<T, Stop>;
+
+/// The content's digest and size (step 1).
+struct Print {
+    sha256: String,
+    bytes: u64,
+}
+
+/// The file opened for its rows (step 3).
+struct Opened {
+    format: Format,
+    compression: Compression,
+    /// The scan started on it, or why its rows cannot be read (it still lands).
+    scanned: Result<scan::Scanner, scan::FileError>,
+    /// Raw bytes read so far, for progress.
+    counter: Arc<AtomicU64>,
+    /// The digest of the bytes the rows come from, left there by the reader. They must
+    /// be exactly the fingerprinted file: a file rewritten or truncated under us is not
+    /// loaded.
+    read_digest: source::DigestSlot,
+}
+
+/// The file's claim and where its raw copy goes (step 4).
+struct Claimed {
+    file_id: i64,
+    key: String,
+    encrypt: Option<lake::Encrypt>,
+}
+
+/// The raw copy being landed on a thread of its own (step 5a).
+struct Landing {
+    thread: std::thread::JoinHandle<Result<lake::Landed, LakeError>>,
+    name: String,
+}
+
+impl Landing {
+    /// Waits for the raw copy to be complete (or to have failed).
+    fn join(self) -> Result<lake::Landed, LakeError> {
+        self.thread.join().unwrap_or_else(|_| {
+            Err(LakeError::Source {
+                path: self.name,
+                source: std::io::Error::other("landing thread panicked"),
+            })
+        })
+    }
+}
+
+/// One file's way through [`process_file`]: its name, its report so far, and when it
+/// started.
+struct Journey {
+    clock: Instant,
+    name: String,
+    report: FileReport,
+}
+
+impl Journey {
+    fn new(path: &Path) -> Self {
+        let name = display_name(path);
+        Self {
+            clock: Instant::now(),
+            report: FileReport::new(&name, Outcome::Failed),
+            name,
+        }
     }
 
-    let (format, compression) = match detect_kind(path) {
-        Ok(k) => k,
-        Err(e) => {
-            report.error = Some(format!("cannot read {}: {e}", path.display()));
-            return Ok(finish(report, progress));
-        }
-    };
-    let counter = Arc::new(AtomicU64::new(0));
-    // The bytes the rows come from are hashed as they are read and must be exactly
-    // the fingerprinted file: a file rewritten or truncated under us is not loaded.
-    let read_digest: source::DigestSlot = Arc::default();
-    let limit = ctx.config.max_decompressed_bytes;
-    let scanned = open_digested(
-        path,
-        compression,
-        Arc::clone(&counter),
-        Arc::clone(&read_digest),
-        limit,
-    )
-    .map_err(scan::FileError::Read)
-    .and_then(|input| {
-        scan::start(
-            input,
-            format,
-            &ctx.config.profiles,
-            ctx.config.workers,
-            true,
+    /// The steps, in order.
+    fn go(
+        &mut self,
+        ctx: &mut Context,
+        run_id: &str,
+        path: &Path,
+        progress: &mut dyn Progress,
+        known: &mut Known,
+    ) -> Step {
+        // 0. The entry is read through its resolved path, which is in the inbox.
+        let path = self.resolve(path)?;
+        let path = path.as_path();
+        // 1. fingerprint
+        let print = self.fingerprint(path, progress, known)?;
+        // 2. seen before?
+        self.skip_if_seen(ctx, &print)?;
+        // 3. open + detect
+        let opened = self.open(ctx, path, known)?;
+        // 4. claim, and record where the raw copy goes
+        let claimed = self.claim(ctx, run_id, &print, &opened, known)?;
+        let file_id = claimed.file_id;
+        // 5a. land the raw bytes while the rows are validated and loaded
+        let landing = self.land(ctx, path, &print, claimed)?;
+        // 5b. scan, 6. load, 7. verify
+        self.load(
+            ctx, run_id, path, &print, opened, file_id, landing, progress,
         )
-    });
-    let profile_name = match &scanned {
-        Ok(s) => s.layout.profile.name.clone(),
-        Err(_) => "unknown".to_owned(),
-    };
-    report.profile = scanned.as_ref().ok().map(|_| profile_name.clone());
-    if let Ok(s) = &scanned {
-        report.zero_amounts(s.layout.profile.scale);
-        known.scale = Some(s.layout.profile.scale);
     }
-    known.profile.clone_from(&report.profile);
-    let key = Lake::raw_key(
-        &profile_name,
-        crate::clock::year_month(),
-        &sha256,
-        &source::lake_extension(format, compression),
-    );
-    let claim = claim_waiting(
-        ctx,
-        &NewFile {
-            sha256: sha256.clone(),
-            original_name: name.clone(),
-            bytes,
-            profile: report.profile.clone(),
-            format: format.name().to_owned(),
-            compression: compression.name().to_owned(),
-            lake_key: key.clone(),
-            received_at: crate::clock::now_rfc3339(),
-            run_id: run_id.to_owned(),
-        },
-    )?;
-    let (file_id, key, resumed) = match claim {
-        Claim::New { file_id } => (file_id, key, false),
-        Claim::Resume { file_id, lake_key } => {
-            info!(file = %name, file_id, "Resuming a file left unfinished by an earlier run.");
-            // The earlier attempt may have been cut mid-upload, under a key of its own
-            // (another data key or month): its partial upload goes.
-            ctx.lake.remove_partial_uploads(&lake_key);
-            (file_id, key, true)
-        }
-        Claim::Duplicate { file_id, .. } => {
-            seen_before(ctx, &mut report, file_id)?;
-            return Ok(finish(report, progress));
-        }
-        Claim::Busy { file_id, claimant } => {
-            // Not a duplicate: nothing of it is loaded yet, and if that worker dies a later
-            // run loads it.
-            info!(file = %name, file_id, claimed_by = %claimant.describe(), "Another worker holds this file's claim; skipped.");
-            report.status = Outcome::ClaimedElsewhere;
-            report.file_id = Some(file_id);
-            report.reason = Some(claimant.describe());
-            report.claimed_by = Some(claimant);
-            return Ok(finish(report, progress));
-        }
-    };
-    report.file_id = Some(file_id);
-    known.claimed = Some(file_id);
-    tracing::debug!(file = %name, session = ?ctx.warehouse.session_id(), elapsed_s = clock.elapsed().as_secs_f64(), "Claimed.");
 
-    // Where the object goes and its data key's wrapping are in the catalog before the
-    // first byte is written, so whatever happens next the catalog can read back what
-    // the lake holds. Each encrypted attempt writes its own object (named after its
-    // data key): a late upload of an abandoned attempt cannot replace it.
-    let (key, encrypt) = match ctx.lake.master_key() {
-        Some(master) => {
-            let (data_key, sealed) =
-                master
-                    .new_data_key(&sha256)
-                    .map_err(|source| LakeError::Key {
-                        key: key.clone(),
-                        source,
-                    })?;
-            let key = format!("{key}.{}.enc", data_key.tag());
-            let recorded = ctx.warehouse.record_landing(file_id, &key, Some(&sealed));
-            (
-                recorded.map(|()| key),
-                Some(lake::Encrypt {
-                    key: data_key,
-                    len: bytes,
-                }),
+    /// Ends the journey with the file failed for `error`.
+    fn settle(&mut self, error: String) -> Stop {
+        self.report.error = Some(error);
+        Stop::Settled
+    }
+
+    /// Step 0: the file an inbox entry stands for, which must be in the inbox.
+    fn resolve(&mut self, path: &Path) -> Step<PathBuf> {
+        resolve_in_folder(path).map_err(|reason| {
+            warn!(file = %self.name, reason, "Not read: the inbox entry leads outside the inbox.");
+            self.settle(reason)
+        })
+    }
+
+    /// Step 1: SHA-256 and size, in one streaming read.
+    fn fingerprint(
+        &mut self,
+        path: &Path,
+        progress: &mut dyn Progress,
+        known: &mut Known,
+    ) -> Step<Print> {
+        let (sha256, bytes) = open_no_follow(path)
+            .and_then(lake::fingerprint)
+            .map_err(|e| self.settle(format!("cannot read {}: {e}", path.display())))?;
+        self.report.sha256 = Some(sha256.clone());
+        self.report.bytes = bytes;
+        known.sha256 = Some(sha256.clone());
+        known.bytes = bytes;
+        tracing::debug!(file = %self.name, elapsed_s = self.clock.elapsed().as_secs_f64(), "Fingerprinted.");
+        progress.file_started(&self.name, bytes);
+        Ok(Print { sha256, bytes })
+    }
+
+    /// Step 2: content the catalog holds already (loaded or failed, under any name) is
+    /// not processed again.
+    fn skip_if_seen(&mut self, ctx: &mut Context, print: &Print) -> Step {
+        if let Some((file_id, _, status)) = ctx.warehouse.find_file(&print.sha256)?
+            && status != FileStatus::Landing
+        {
+            seen_before(ctx, &mut self.report, file_id)?;
+            return Err(Stop::Settled);
+        }
+        Ok(())
+    }
+
+    /// Step 3: compression and format from the first bytes, then the scan started
+    /// (delimiter, header, profile). A file whose rows cannot be read still goes on: its
+    /// raw copy is kept, and it fails at step 5b.
+    fn open(&mut self, ctx: &Context, path: &Path, known: &mut Known) -> Step<Opened> {
+        let (format, compression) = detect_kind(path)
+            .map_err(|e| self.settle(format!("cannot read {}: {e}", path.display())))?;
+        let counter = Arc::new(AtomicU64::new(0));
+        let read_digest: source::DigestSlot = Arc::default();
+        let scanned = open_digested(
+            path,
+            compression,
+            Arc::clone(&counter),
+            Arc::clone(&read_digest),
+            ctx.config.max_decompressed_bytes,
+        )
+        .map_err(scan::FileError::Read)
+        .and_then(|input| {
+            scan::start(
+                input,
+                format,
+                &ctx.config.profiles,
+                ctx.config.workers,
+                true,
             )
+        });
+        if let Ok(s) = &scanned {
+            self.report.profile = Some(s.layout.profile.name.clone());
+            self.report.zero_amounts(s.layout.profile.scale);
+            known.scale = Some(s.layout.profile.scale);
         }
-        None if resumed => (
-            ctx.warehouse
-                .record_landing(file_id, &key, None)
-                .map(|()| key),
-            None,
-        ),
-        None => (Ok(key), None),
-    };
-    let key = match key {
-        Ok(key) => key,
-        Err(WarehouseError::NotClaimed { .. }) => {
-            // Another worker finished it since our claim.
-            let _ = ctx.warehouse.release(file_id);
-            seen_before(ctx, &mut report, file_id)?;
-            return Ok(finish(report, progress));
-        }
-        Err(e @ WarehouseError::WrongMasterKey { .. }) => {
-            // A rotation committed since this run checked its key at start: nothing
-            // was recorded under the retired key. Withdraw the claim and stop the run
-            // (exit 2), as a wrong key at start would.
-            if let Err(w) = ctx.warehouse.abandon(file_id) {
-                warn!(file_id, error = %w, "Could not withdraw the claim of a file that was not landed; the next run resumes it.");
-            }
-            return Err(e.into());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    report.lake_key = Some(key.clone());
-    known.lake_key = Some(key.clone());
+        known.profile.clone_from(&self.report.profile);
+        Ok(Opened {
+            format,
+            compression,
+            scanned,
+            counter,
+            read_digest,
+        })
+    }
 
-    // Land the raw bytes while the rows are being validated and loaded.
-    let landing = {
+    /// Step 4: the file's row in the catalog, new or resumed, unless another worker
+    /// holds it or finished the same content; then where its raw copy goes.
+    fn claim(
+        &mut self,
+        ctx: &mut Context,
+        run_id: &str,
+        print: &Print,
+        opened: &Opened,
+        known: &mut Known,
+    ) -> Step<Claimed> {
+        let key = Lake::raw_key(
+            self.report.profile.as_deref().unwrap_or("unknown"),
+            crate::clock::year_month(),
+            &print.sha256,
+            &source::lake_extension(opened.format, opened.compression),
+        );
+        let claim = claim_waiting(
+            ctx,
+            &NewFile {
+                sha256: print.sha256.clone(),
+                original_name: self.name.clone(),
+                bytes: print.bytes,
+                profile: self.report.profile.clone(),
+                format: opened.format.name().to_owned(),
+                compression: opened.compression.name().to_owned(),
+                lake_key: key.clone(),
+                received_at: crate::clock::now_rfc3339(),
+                run_id: run_id.to_owned(),
+            },
+        )?;
+        let (file_id, resumed) = match claim {
+            Claim::New { file_id } => (file_id, false),
+            Claim::Resume { file_id, lake_key } => {
+                info!(file = %self.name, file_id, "Resuming a file left unfinished by an earlier run.");
+                // The earlier attempt may have been cut mid-upload, under a key of its own
+                // (another data key or month): its partial upload goes.
+                ctx.lake.remove_partial_uploads(&lake_key);
+                (file_id, true)
+            }
+            Claim::Duplicate { file_id, .. } => {
+                seen_before(ctx, &mut self.report, file_id)?;
+                return Err(Stop::Settled);
+            }
+            Claim::Busy { file_id, claimant } => {
+                // Not a duplicate: nothing of it is loaded yet, and if that worker dies a
+                // later run loads it.
+                info!(file = %self.name, file_id, claimed_by = %claimant.describe(), "Another worker holds this file's claim; skipped.");
+                self.report.status = Outcome::ClaimedElsewhere;
+                self.report.file_id = Some(file_id);
+                self.report.reason = Some(claimant.describe());
+                self.report.claimed_by = Some(claimant);
+                return Err(Stop::Settled);
+            }
+        };
+        self.report.file_id = Some(file_id);
+        known.claimed = Some(file_id);
+        tracing::debug!(file = %self.name, session = ?ctx.warehouse.session_id(), elapsed_s = self.clock.elapsed().as_secs_f64(), "Claimed.");
+        let (key, encrypt) = self.record_landing(ctx, file_id, key, print, resumed)?;
+        self.report.lake_key = Some(key.clone());
+        known.lake_key = Some(key.clone());
+        Ok(Claimed {
+            file_id,
+            key,
+            encrypt,
+        })
+    }
+
+    /// Step 4, second half: where the object goes and its data key's wrapping are in the
+    /// catalog before the first byte is written, so whatever happens next the catalog
+    /// can read back what the lake holds. Each encrypted attempt writes its own object
+    /// (named after its data key): a late upload of an abandoned attempt cannot replace
+    /// it.
+    fn record_landing(
+        &mut self,
+        ctx: &mut Context,
+        file_id: i64,
+        key: String,
+        print: &Print,
+        resumed: bool,
+    ) -> Step<(String, Option<lake::Encrypt>)> {
+        let (recorded, encrypt) = match ctx.lake.master_key() {
+            Some(master) => {
+                let (data_key, sealed) =
+                    master
+                        .new_data_key(&print.sha256)
+                        .map_err(|source| LakeError::Key {
+                            key: key.clone(),
+                            source,
+                        })?;
+                let key = format!("{key}.{}.enc", data_key.tag());
+                let recorded = ctx.warehouse.record_landing(file_id, &key, Some(&sealed));
+                (
+                    recorded.map(|()| key),
+                    Some(lake::Encrypt {
+                        key: data_key,
+                        len: print.bytes,
+                    }),
+                )
+            }
+            None if resumed => (
+                ctx.warehouse
+                    .record_landing(file_id, &key, None)
+                    .map(|()| key),
+                None,
+            ),
+            None => (Ok(key), None),
+        };
+        match recorded {
+            Ok(key) => Ok((key, encrypt)),
+            Err(WarehouseError::NotClaimed { .. }) => {
+                // Another worker finished it since our claim.
+                let _ = ctx.warehouse.release(file_id);
+                seen_before(ctx, &mut self.report, file_id)?;
+                Err(Stop::Settled)
+            }
+            Err(e @ WarehouseError::WrongMasterKey { .. }) => {
+                // A rotation committed since this run checked its key at start: nothing
+                // was recorded under the retired key. Withdraw the claim and stop the run
+                // (exit 2), as a wrong key at start would.
+                if let Err(w) = ctx.warehouse.abandon(file_id) {
+                    warn!(file_id, error = %w, "Could not withdraw the claim of a file that was not landed; the next run resumes it.");
+                }
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Step 5a: the raw bytes to the lake, on a thread of its own, digest re-checked.
+    fn land(&self, ctx: &Context, path: &Path, print: &Print, claimed: Claimed) -> Step<Landing> {
         let lake = ctx.lake.clone();
         let source_path = path.to_owned();
-        let name = name.clone();
-        let sha = sha256.clone();
-        std::thread::Builder::new()
+        let name = self.name.clone();
+        let sha = print.sha256.clone();
+        let thread = std::thread::Builder::new()
             .name("bankpipe-land".into())
             .spawn(move || {
                 let source = File::open(&source_path).map_err(|source| LakeError::Source {
@@ -1025,166 +1181,221 @@ fn process_file(
                     source,
                 })?;
                 lake.land(
-                    &key,
+                    &claimed.key,
                     &name,
                     BufReader::with_capacity(1 << 20, source),
                     &sha,
-                    encrypt,
+                    claimed.encrypt,
                 )
             })
             .map_err(|e| RunError::Inbox {
                 path: path.to_owned(),
                 reason: format!("cannot start landing thread: {e}"),
-            })?
-    };
-    let join_landing = |h: std::thread::JoinHandle<Result<lake::Landed, LakeError>>| {
-        h.join().unwrap_or_else(|_| {
-            Err(LakeError::Source {
-                path: name.clone(),
-                source: std::io::Error::other("landing thread panicked"),
-            })
+            })?;
+        Ok(Landing {
+            thread,
+            name: self.name.clone(),
         })
-    };
+    }
 
-    let scanner = match scanned {
-        Ok(s) => s,
-        Err(e) => {
-            // The file fails as a whole, but its raw copy is still kept.
-            let landed = join_landing(landing);
-            landed_or_fatal(landed, &mut report, &mut ctx.warehouse, file_id)?;
-            if report.error.is_none() {
-                report.error = Some(e.to_string());
-                ctx.warehouse.fail_file(
-                    file_id,
-                    run_id,
-                    &e.to_string(),
-                    &crate::clock::now_rfc3339(),
-                )?;
-            }
-            withdraw_earlier_versions(ctx, &name, file_id);
-            return Ok(finish(report, progress));
-        }
-    };
-    let scale = scanner.layout.profile.scale;
-    let plan = LoadPlan {
-        file_id,
-        run_id: run_id.to_owned(),
-        max_reject_share: ctx.config.max_reject_share,
-        scale,
-        replace: false,
-        format_names: scanner.layout.profile.all_format_names(),
-    };
-    let profiles = &ctx.config.profiles;
-    let workers = ctx.config.workers;
-    let mut source = scan::Reopening::new(scanner, || {
-        counter.store(0, Ordering::Relaxed);
-        let input = open_digested(
-            path,
+    /// Steps 5b to 7: the rows validated and loaded in one transaction, whose control
+    /// totals are read back before it commits, and which commits only once the raw copy
+    /// is complete and the rows came from exactly the fingerprinted bytes.
+    #[allow(clippy::too_many_arguments)]
+    fn load(
+        &mut self,
+        ctx: &mut Context,
+        run_id: &str,
+        path: &Path,
+        print: &Print,
+        opened: Opened,
+        file_id: i64,
+        landing: Landing,
+        progress: &mut dyn Progress,
+    ) -> Step {
+        let Opened {
+            format,
             compression,
-            Arc::clone(&counter),
-            Arc::clone(&read_digest),
-            limit,
-        )
-        .map_err(scan::FileError::Read)?;
-        scan::start(input, format, profiles, workers, true)
-    });
-    let mut landing = Some(landing);
-    let mut lake_error = None;
-    let mut changed = false;
-    let loaded = ctx.warehouse.load(
-        &plan,
-        &mut source,
-        &mut |t| progress.advanced(counter.load(Ordering::Relaxed), t.rows_read),
-        &mut |_| {
-            let read = read_digest.lock().ok().and_then(|s| s.clone());
-            if read.as_ref() != Some(&(sha256.clone(), bytes)) {
-                changed = true;
-                let (got, n) = read.unwrap_or_else(|| ("(unfinished)".into(), 0));
-                return Err(format!(
-                    "{name} changed while being read (fingerprint sha256 {sha256}, {bytes} bytes; \
-                     rows read from sha256 {got}, {n} bytes); nothing loaded, it will be tried \
-                     again by the next run"
-                ));
-            }
-            match landing.take().map(join_landing) {
-                Some(Err(e)) => {
-                    let msg = e.to_string();
-                    lake_error = Some(e);
-                    Err(msg)
+            scanned,
+            counter,
+            read_digest,
+        } = opened;
+        let scanner = match scanned {
+            Ok(s) => s,
+            Err(e) => return self.fail_unreadable(ctx, run_id, file_id, landing, &e),
+        };
+        let scale = scanner.layout.profile.scale;
+        let plan = LoadPlan {
+            file_id,
+            run_id: run_id.to_owned(),
+            max_reject_share: ctx.config.max_reject_share,
+            scale,
+            replace: false,
+            format_names: scanner.layout.profile.all_format_names(),
+        };
+        let profiles = &ctx.config.profiles;
+        let workers = ctx.config.workers;
+        let limit = ctx.config.max_decompressed_bytes;
+        // A retried load reads the file again from the start.
+        let mut source = scan::Reopening::new(scanner, || {
+            counter.store(0, Ordering::Relaxed);
+            let input = open_digested(
+                path,
+                compression,
+                Arc::clone(&counter),
+                Arc::clone(&read_digest),
+                limit,
+            )
+            .map_err(scan::FileError::Read)?;
+            scan::start(input, format, profiles, workers, true)
+        });
+        let mut landing = Some(landing);
+        let mut lake_error = None;
+        let mut changed = false;
+        let (name, sha256, bytes) = (&self.name, &print.sha256, print.bytes);
+        let loaded = ctx.warehouse.load(
+            &plan,
+            &mut source,
+            &mut |t| progress.advanced(counter.load(Ordering::Relaxed), t.rows_read),
+            &mut |_| {
+                let read = read_digest.lock().ok().and_then(|s| s.clone());
+                if read.as_ref() != Some(&(sha256.clone(), bytes)) {
+                    changed = true;
+                    let (got, n) = read.unwrap_or_else(|| ("(unfinished)".into(), 0));
+                    return Err(format!(
+                        "{name} changed while being read (fingerprint sha256 {sha256}, {bytes} \
+                         bytes; rows read from sha256 {got}, {n} bytes); nothing loaded, it \
+                         will be tried again by the next run"
+                    ));
                 }
-                _ => Ok(()),
+                match landing.take().map(Landing::join) {
+                    Some(Err(e)) => {
+                        let msg = e.to_string();
+                        lake_error = Some(e);
+                        Err(msg)
+                    }
+                    _ => Ok(()),
+                }
+            },
+        );
+        // Stop the scan threads if the load ended early.
+        drop(source);
+        tracing::debug!(file = %self.name, elapsed_s = self.clock.elapsed().as_secs_f64(), "Load committed.");
+        let report = &mut self.report;
+        match loaded {
+            // The control totals were read back and checked inside the load transaction.
+            Ok(tally) => {
+                report.record_load(&tally, scale);
+                report.set_formats(&tally, &plan.format_names);
             }
-        },
-    );
-    // Stop the scan threads if the load ended early.
-    drop(source);
-    tracing::debug!(file = %name, elapsed_s = clock.elapsed().as_secs_f64(), "Load committed.");
-    match loaded {
-        // The control totals were read back and checked inside the load transaction.
-        Ok(tally) => {
-            report.record_load(&tally, scale);
-            report.set_formats(&tally, &plan.format_names);
-        }
-        Err(e @ WarehouseError::ControlTotals(_)) => {
-            // Rolled back: the file is recorded failed with the reason, never left
-            // `loaded` under a run that says its totals do not hold.
-            error!(file = %name, file_id, error = %e, "Control totals do not hold; rolled back.");
-            if let Some(h) = landing.take() {
-                landed_or_fatal(join_landing(h), &mut report, &mut ctx.warehouse, file_id)?;
+            Err(e @ WarehouseError::ControlTotals(_)) => {
+                // Rolled back: the file is recorded failed with the reason, never left
+                // `loaded` under a run that says its totals do not hold.
+                error!(file = %self.name, file_id, error = %e, "Control totals do not hold; rolled back.");
+                if let Some(h) = landing.take() {
+                    landed_or_fatal(h.join(), report, &mut ctx.warehouse, file_id)?;
+                }
+                if report.error.is_none() {
+                    let msg = e.to_string();
+                    ctx.warehouse
+                        .fail_file(file_id, run_id, &msg, &crate::clock::now_rfc3339())?;
+                    report.error = Some(msg);
+                }
             }
-            if report.error.is_none() {
-                let msg = e.to_string();
-                ctx.warehouse
-                    .fail_file(file_id, run_id, &msg, &crate::clock::now_rfc3339())?;
+            Err(WarehouseError::Source(msg)) => {
+                if let Some(h) = landing.take() {
+                    landed_or_fatal(h.join(), report, &mut ctx.warehouse, file_id)?;
+                }
+                if report.error.is_none() {
+                    ctx.warehouse
+                        .fail_file(file_id, run_id, &msg, &crate::clock::now_rfc3339())?;
+                    report.error = Some(msg);
+                }
+            }
+            Err(WarehouseError::Aborted(msg)) if changed => {
+                // Left `landing`: the next run fingerprints the file again.
+                if let Some(h) = landing.take() {
+                    let _ = h.join();
+                }
+                stop_claim(&mut ctx.warehouse, file_id, &msg)?;
                 report.error = Some(msg);
             }
+            Err(WarehouseError::Aborted(msg)) => match lake_error {
+                Some(e) => landed_or_fatal(Err(e), report, &mut ctx.warehouse, file_id)?,
+                None => {
+                    ctx.warehouse
+                        .fail_file(file_id, run_id, &msg, &crate::clock::now_rfc3339())?;
+                    report.error = Some(msg);
+                }
+            },
+            Err(WarehouseError::NotClaimed { .. }) => {
+                // Another worker finished this file between our claim and our load; our
+                // claim lock is given back here because the report will say duplicate.
+                if let Some(h) = landing.take() {
+                    let _ = h.join();
+                }
+                let _ = ctx.warehouse.release(file_id);
+                seen_before(ctx, report, file_id)?;
+            }
+            Err(e) => {
+                if let Some(h) = landing.take() {
+                    let _ = h.join();
+                }
+                return Err(e.into());
+            }
         }
-        Err(WarehouseError::Source(msg)) => {
-            if let Some(h) = landing.take() {
-                landed_or_fatal(join_landing(h), &mut report, &mut ctx.warehouse, file_id)?;
-            }
-            if report.error.is_none() {
-                ctx.warehouse
-                    .fail_file(file_id, run_id, &msg, &crate::clock::now_rfc3339())?;
-                report.error = Some(msg);
-            }
+        if !changed {
+            withdraw_earlier_versions(ctx, &self.name, file_id);
         }
-        Err(WarehouseError::Aborted(msg)) if changed => {
-            // Left `landing`: the next run fingerprints the file again.
-            if let Some(h) = landing.take() {
-                let _ = join_landing(h);
-            }
-            stop_claim(&mut ctx.warehouse, file_id, &msg)?;
-            report.error = Some(msg);
-        }
-        Err(WarehouseError::Aborted(msg)) => match lake_error {
-            Some(e) => landed_or_fatal(Err(e), &mut report, &mut ctx.warehouse, file_id)?,
-            None => {
-                ctx.warehouse
-                    .fail_file(file_id, run_id, &msg, &crate::clock::now_rfc3339())?;
-                report.error = Some(msg);
-            }
-        },
-        Err(WarehouseError::NotClaimed { .. }) => {
-            // Another worker finished this file between our claim and our load; our
-            // claim lock is given back here because the report will say duplicate.
-            if let Some(h) = landing.take() {
-                let _ = join_landing(h);
-            }
-            let _ = ctx.warehouse.release(file_id);
-            seen_before(ctx, &mut report, file_id)?;
-        }
-        Err(e) => {
-            if let Some(h) = landing.take() {
-                let _ = join_landing(h);
-            }
-            return Err(e.into());
-        }
+        Ok(())
     }
-    if !changed {
-        withdraw_earlier_versions(ctx, &name, file_id);
+
+    /// Step 5b for a file whose rows cannot be read at all (no profile matches its
+    /// header, it is empty, ...): it fails as a whole, but its raw copy is still kept.
+    fn fail_unreadable(
+        &mut self,
+        ctx: &mut Context,
+        run_id: &str,
+        file_id: i64,
+        landing: Landing,
+        e: &scan::FileError,
+    ) -> Step {
+        landed_or_fatal(
+            landing.join(),
+            &mut self.report,
+            &mut ctx.warehouse,
+            file_id,
+        )?;
+        if self.report.error.is_none() {
+            self.report.error = Some(e.to_string());
+            ctx.warehouse.fail_file(
+                file_id,
+                run_id,
+                &e.to_string(),
+                &crate::clock::now_rfc3339(),
+            )?;
+        }
+        withdraw_earlier_versions(ctx, &self.name, file_id);
+        Err(Stop::Settled)
     }
-    Ok(finish(report, progress))
+
+    /// The file's report, logged and shown on the progress display.
+    fn finish(mut self, progress: &mut dyn Progress) -> FileReport {
+        self.report.elapsed_s = self.clock.elapsed().as_secs_f64();
+        log_outcome(&self.report);
+        let summary = match &self.report.error {
+            Some(e) => format!("{}: {e}", self.report.status.name()),
+            None => format!(
+                "{}: {} loaded, {} rejected, {} duplicate",
+                self.report.status.name(),
+                self.report.rows_loaded,
+                self.report.rows_rejected,
+                self.report.rows_duplicate
+            ),
+        };
+        progress.file_finished(&summary);
+        self.report
+    }
 }
 
 /// How long a worker waits for the server session of a claimant that is no longer
