@@ -2,6 +2,8 @@
 //! (raw customer ids, exact decimals) and its `exports` row, in one warehouse
 //! transaction, after the files are published.
 
+use compact_str::CompactString;
+
 use super::ExportError;
 use super::build::Built;
 use super::features::{CustomerRow, QuarterContext, Scale};
@@ -10,12 +12,22 @@ use crate::lake::Lake;
 use crate::model::{Date, DateTime};
 use crate::warehouse::{ExportEntry, QuarterCustomer, QuarterDay, Warehouse};
 
-fn timestamp_text(at: i64) -> String {
+/// `YYYY-MM-DD HH:MM:SS` of `at` (seconds since 1970), through the scratch `buf`.
+fn timestamp_text(at: i64, buf: &mut String) -> CompactString {
+    buf.clear();
     DateTime {
         date: Date::from_days_since_epoch(at.div_euclid(86_400)),
         seconds: at.rem_euclid(86_400) as u32,
     }
-    .to_string()
+    .write_to(buf);
+    CompactString::from(buf.as_str())
+}
+
+/// The exact decimal text of `minor` at `scale`, through the scratch `buf`.
+fn decimal_text(minor: i128, scale: u8, buf: &mut String) -> CompactString {
+    buf.clear();
+    crate::model::write_minor(minor, scale, buf);
+    CompactString::from(buf.as_str())
 }
 
 /// Step 11: `quarter_customers`, `quarter_daily` and the `exports` row, in one
@@ -63,6 +75,7 @@ pub(super) fn record(
     std::thread::scope(|scope| {
         scope.spawn(move || {
             let mut batch = Vec::with_capacity(BATCH);
+            let mut buf = String::new();
             let customers = match built.customers.iter() {
                 Ok(customers) => customers,
                 Err(e) => {
@@ -76,7 +89,7 @@ pub(super) fn record(
             for c in customers {
                 batch.push(
                     c.map_err(|e| format!("reading the sorted customers: {e}"))
-                        .map(|c| quarter_customer(c, s)),
+                        .map(|c| quarter_customer(c, s, &mut buf)),
                 );
                 if batch.len() == BATCH {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
@@ -102,24 +115,27 @@ const BATCH: usize = 4096;
 /// One `quarter_customers` row as the warehouse takes it, or why it could not be read.
 type CustomerText = Result<QuarterCustomer, String>;
 
-fn quarter_customer(c: CustomerRow, s: Scale) -> QuarterCustomer {
+/// The texts of one customer row; `buf` is scratch space, reused from row to row.
+fn quarter_customer(c: CustomerRow, s: Scale, buf: &mut String) -> QuarterCustomer {
     QuarterCustomer {
-        customer_id: c.customer_id.to_string(),
+        customer_id: c.customer_id,
         txn_count: c.txn_count,
-        amount_sum: s.text(c.amount_sum),
+        amount_sum: decimal_text(c.amount_sum, s.0, buf),
         amount_mean: c.amount_mean,
-        amount_min: s.text(i128::from(c.amount_min)),
-        amount_max: s.text(i128::from(c.amount_max)),
+        amount_min: decimal_text(i128::from(c.amount_min), s.0, buf),
+        amount_max: decimal_text(i128::from(c.amount_max), s.0, buf),
         amount_std: c.amount_std,
-        first_txn_at: timestamp_text(c.first_txn_at),
-        last_txn_at: timestamp_text(c.last_txn_at),
+        first_txn_at: timestamp_text(c.first_txn_at, buf),
+        last_txn_at: timestamp_text(c.last_txn_at, buf),
         recency_days: c.recency_days,
         active_days: c.active_days,
         distinct_locations: c.distinct_locations,
-        home_location: c.home_location.map(|l| l.to_string()),
-        gender: c.gender.map(|g| g.to_string()),
+        home_location: c.home_location,
+        gender: c.gender,
         age_years: c.age_years,
-        balance_last: c.balance_last.map(|b| b.to_text()),
+        balance_last: c
+            .balance_last
+            .map(|b| decimal_text(i128::from(b.minor), b.scale, buf)),
         night_share: c.night_share,
         weekend_share: c.weekend_share,
         prior_txn_count: c.prior_txn_count,
