@@ -17,11 +17,12 @@ pub const SAMPLE: usize = 100_000;
 /// Not a heap: offers come by the hundred thousand with random keys, and a heap of
 /// 100,000 entries replaces its top at every key smaller than its largest (some
 /// `k·ln(n/k)` times), each a sift through 17 levels that miss the cache. Here kept
-/// entries are appended to a buffer of up to `1.5·k`; when it is full, a selection
+/// entries are appended to a buffer of up to `1.25·k`; when it is full, a selection
 /// (`select_nth_unstable`, linear) keeps the `k` smallest and their largest key
-/// becomes the bound below which an offer is kept. The same `k` smallest in the end;
-/// keys are unique (HMAC outputs of distinct ids), so the set does not depend on the
-/// order of offers.
+/// becomes the bound below which an offer is kept. Its memory is that of the heap it
+/// replaces (whose doubling left room for 131,072 entries at 100,000). The same `k`
+/// smallest in the end; keys are unique (HMAC outputs of distinct ids), so the set
+/// does not depend on the order of offers.
 #[derive(Debug)]
 pub struct BottomK<T> {
     k: usize,
@@ -51,8 +52,13 @@ impl<T> BottomK<T> {
         if self.k == 0 || self.bound.is_some_and(|b| key >= b) {
             return;
         }
+        let full = self.k + self.k.div_ceil(4);
+        if self.entries.capacity() == 0 {
+            // Once, exactly: a doubling Vec would overshoot to 2^17 entries at 100,000.
+            self.entries.reserve_exact(full);
+        }
         self.entries.push(Entry { key, value: make() });
-        if self.entries.len() >= self.k + self.k.div_ceil(2) {
+        if self.entries.len() >= full {
             self.keep_k();
         }
     }
