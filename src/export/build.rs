@@ -33,18 +33,13 @@ const CUSTOMER_BUDGET: usize = 32 << 20;
 /// [`Keys`] from the pseudonymisation key.
 pub(super) struct HmacKeys<'a>(pub(super) &'a PseudonymKey);
 
-fn hex128(hex: &str) -> u128 {
-    // The keys are 32 lowercase hex digits by construction (`PseudonymKey`).
-    u128::from_str_radix(hex, 16).expect("pseudonym keys are 32 hex digits")
-}
-
 impl Keys for HmacKeys<'_> {
     fn customer(&self, id: &str) -> u128 {
-        hex128(&self.0.customer_key(id))
+        self.0.customer_key_u128(id)
     }
 
     fn transaction(&self, id: &str) -> u128 {
-        hex128(&self.0.transaction_key(id))
+        self.0.transaction_key_u128(id)
     }
 }
 

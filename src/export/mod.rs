@@ -370,6 +370,7 @@ fn read(
         return Ok(None);
     }
     // 4. Control totals, at the scale of every amount up to the quarter's end.
+    progress.step("summing the quarter in the warehouse");
     let scale = Scale(inputs.max_scale);
     let control = control_totals(warehouse, q, &inputs, scale, &start, &end)?;
     report.amount_sum = Some(scale.text(control.amount));
@@ -380,6 +381,7 @@ fn read(
             dir: options.data_dir.clone(),
             source,
         })?;
+    progress.step("reading the rows");
     let (sorted, unreadable) = build::read_sorted(warehouse, &ctx, work.path(), progress)?;
     warehouse.end_snapshot()?;
     Ok(Some(Read {

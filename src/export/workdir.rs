@@ -31,15 +31,26 @@ const LOCK: &str = "lock";
 /// than the instant between creating a folder and its lock.
 pub const UNLOCKED_GRACE: Duration = Duration::from_secs(3600);
 
-/// The working folders of this process that exist now, for [`remove_live`].
-static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// The working folders of this process, for [`remove_live`]. A folder is made and
+/// listed, and removed and unlisted, while this is held, so the signal handler never
+/// misses one that exists; once it has removed them, no other is made.
+static LIVE: Mutex<Live> = Mutex::new(Live {
+    dirs: Vec::new(),
+    stopping: false,
+});
+
+struct Live {
+    dirs: Vec<PathBuf>,
+    /// Set by [`remove_live`]: the process is about to exit.
+    stopping: bool,
+}
 
 /// A working folder, locked for as long as it lives; removed on drop.
 #[derive(Debug)]
 pub(super) struct WorkDir {
-    /// Dropped first: the folder is removed while still locked, so no other export
-    /// takes it for stale in between.
-    dir: tempfile::TempDir,
+    /// Removed first (in `drop`), while still locked, so no other export takes it for
+    /// stale in between.
+    dir: Option<tempfile::TempDir>,
     _lock: File,
 }
 
@@ -48,9 +59,13 @@ impl WorkDir {
     /// need be).
     ///
     /// # Errors
-    /// The folder or its lock file cannot be made.
+    /// The folder or its lock file cannot be made; the export was interrupted.
     pub(super) fn create(data_dir: &Path) -> std::io::Result<WorkDir> {
         std::fs::create_dir_all(data_dir)?;
+        let mut live = live();
+        if live.stopping {
+            return Err(std::io::Error::other("the export was interrupted"));
+        }
         let dir = tempfile::Builder::new()
             .prefix(PREFIX)
             .tempdir_in(data_dir)?;
@@ -58,33 +73,47 @@ impl WorkDir {
         let lock = File::options().write(true).create_new(true).open(&aside)?;
         lock.lock()?;
         std::fs::rename(&aside, dir.path().join(LOCK))?;
-        live().push(dir.path().to_owned());
-        Ok(WorkDir { dir, _lock: lock })
+        live.dirs.push(dir.path().to_owned());
+        Ok(WorkDir {
+            dir: Some(dir),
+            _lock: lock,
+        })
     }
 
     /// The folder.
     pub(super) fn path(&self) -> &Path {
-        self.dir.path()
+        self.dir
+            .as_ref()
+            .map_or(Path::new(""), tempfile::TempDir::path)
     }
 }
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
-        let path = self.dir.path();
-        live().retain(|p| p != path);
+        let mut live = live();
+        if let Some(dir) = self.dir.take() {
+            let path = dir.path().to_owned();
+            if let Err(e) = dir.close() {
+                tracing::warn!(dir = %path.display(), error = %e, "Could not remove the export's working folder; the next export will.");
+            }
+            live.dirs.retain(|p| *p != path);
+        }
     }
 }
 
-fn live() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+fn live() -> std::sync::MutexGuard<'static, Live> {
     LIVE.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Removes every working folder of this process: for the signal handler of `bankpipe
-/// export`, which then ends the process (the export thread is not told; whatever it
-/// writes next fails, and the process exits first). Returns how many were removed.
+/// Removes every working folder of this process, and makes any later
+/// [`WorkDir::create`] fail: for the signal handler of `bankpipe export`, which then
+/// ends the process (the export thread is not told; whatever it writes next fails, and
+/// the process exits first). Returns how many were removed.
 pub fn remove_live() -> usize {
-    remove_each(&live())
+    let mut live = live();
+    live.stopping = true;
+    remove_each(&live.dirs)
 }
 
 fn remove_each(dirs: &[PathBuf]) -> usize {
@@ -216,7 +245,7 @@ mod tests {
         let path = w.path().to_owned();
         drop(w);
         assert!(!path.exists());
-        assert!(!live().contains(&path));
+        assert!(!live().dirs.contains(&path));
     }
 
     #[test]
@@ -257,7 +286,7 @@ mod tests {
         std::fs::write(w.path().join("x"), b"x").unwrap();
         // `remove_live` itself would also remove other tests' folders (one process):
         // the list it removes, and the removal, are checked apart.
-        let listed = live().iter().find(|p| *p == w.path()).cloned();
+        let listed = live().dirs.iter().find(|p| *p == w.path()).cloned();
         assert_eq!(listed.as_deref(), Some(w.path()));
         assert_eq!(remove_each(&[w.path().to_owned()]), 1);
         assert!(!w.path().exists());
