@@ -107,7 +107,7 @@ fn live() -> std::sync::MutexGuard<'static, Live> {
 }
 
 /// Removes every working folder of this process, and makes any later
-/// [`WorkDir::create`] fail: for the signal handler of `bankpipe export`, which then
+/// `WorkDir::create` fail: for the signal handler of `bankpipe export`, which then
 /// ends the process (the export thread is not told; whatever it writes next fails, and
 /// the process exits first). Returns how many were removed.
 pub fn remove_live() -> usize {
