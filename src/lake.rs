@@ -754,19 +754,45 @@ impl Lake {
                 .store
                 .list_with_delimiter(None)
                 .await
-                .map_err(|e| self.failure(&e))?;
+                .map_err(|e| self.listing_failure(&e))?;
             Ok(inbox_objects(listed.objects))
         })
     }
 
-    /// Streams an object into a local file (constant memory).
+    /// A listing failure as a [`LakeError`]. A key that object_store cannot represent
+    /// (a control character, an empty `//` or a `.`/`..` segment: S3 allows them all)
+    /// fails the whole listing, not just that object; said as such, naming the key (its
+    /// control characters escaped), as a setting to change (exit 2): retrying cannot
+    /// help, renaming or removing the object does.
+    fn listing_failure(&self, e: &object_store::Error) -> LakeError {
+        match e {
+            object_store::Error::InvalidPath { source } => LakeError::Setup {
+                role: self.id.role,
+                url: self.id.url.clone(),
+                reason: format!(
+                    "holds an object whose key cannot be read ({}): rename or remove that \
+                     object (a key with a control character, an empty `//` segment, or a `.` \
+                     or `..` segment); nothing was read",
+                    crate::report::printable(&source.to_string())
+                        .chars()
+                        .take(400)
+                        .collect::<String>()
+                ),
+            },
+            e => self.failure(e),
+        }
+    }
+
+    /// Streams an object into a local file (constant memory). `key` is a key as listed
+    /// ([`Lake::list_inbox`]), taken as it is: `ObjectPath::from` would percent-encode
+    /// `%`, `#`, `[`… in it again and read another key (`a%23b.csv` as `a%2523b.csv`).
     ///
     /// # Errors
     /// When the object cannot be read or the file written; the partial file is then
     /// removed.
     pub fn download(&self, key: &str, dest: &std::path::Path) -> Result<u64, LakeError> {
-        let path = ObjectPath::from(key);
         let read_err = |source| self.read_error(key, source);
+        let path = ObjectPath::parse(key).map_err(|e| read_err(e.into()))?;
         let write_err = |source| LakeError::Source {
             path: dest.display().to_string(),
             source,
@@ -1090,6 +1116,51 @@ mod tests {
             .enable_all()
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn listing_failures_name_the_key_that_object_store_refuses() {
+        // Keys S3 stores as they are (s3s-fs, the test server, resolves `..` and folds
+        // `//` itself, so only the control character is tried against it).
+        let rt = runtime();
+        let inbox = Lake::open_inbox("memory://", rt.handle().clone()).unwrap();
+        for (key, shown) in [
+            ("incoming/../x.csv", "incoming/../x.csv"),
+            ("incoming//x.csv", "incoming//x.csv"),
+            ("incoming/./x.csv", "incoming/./x.csv"),
+            ("incoming/a\n\u{1b}[2Jb.csv", "incoming/a\\n\\u{1b}[2Jb.csv"),
+        ] {
+            let source = ObjectPath::parse(key).unwrap_err();
+            let e = inbox.listing_failure(&object_store::Error::InvalidPath { source });
+            assert!(e.is_setup(), "{key}: exit 2, not an outage");
+            let text = e.to_string();
+            assert!(
+                text.starts_with("inbox memory://: holds an object whose key cannot be read (")
+                    && text.contains(shown)
+                    && !text.contains(['\n', '\u{1b}']),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn listed_keys_are_read_as_they_are() {
+        let rt = runtime();
+        let store = Lake::open_inbox("memory://", rt.handle().clone()).unwrap();
+        for key in ["a%23b.csv", "%2e%2e%2fx.csv", "r[1]#2.csv"] {
+            let path = ObjectPath::parse(key).unwrap();
+            let s = Arc::clone(&store.store);
+            rt.block_on(s.put(&path, key.as_bytes().to_vec().into()))
+                .unwrap();
+        }
+        let listed = store.list_inbox().unwrap();
+        assert_eq!(listed.len(), 3);
+        let dir = tempfile::tempdir().unwrap();
+        for o in listed {
+            let dest = dir.path().join("spooled");
+            store.download(&o.key, &dest).unwrap();
+            assert_eq!(std::fs::read_to_string(&dest).unwrap(), o.key);
+        }
     }
 
     #[test]
