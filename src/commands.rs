@@ -863,7 +863,7 @@ fn remove_work_dirs_on_signal(json: Option<String>) {
         .name("bankpipe-signals".into())
         .spawn(move || {
             let (name, number) = rt.block_on(signals.first());
-            let removed = crate::export::workdir::remove_live();
+            let removed = crate::workdir::remove_live();
             let message = format!(
                 "export interrupted by {name}: {removed} working folder(s) removed; a quarter \
                  whose marker (quarter=…/manifest.json) was not written is not published, and \

@@ -42,8 +42,6 @@ pub const ENV_VARS: &[&str] = &[
     "BANKPIPE_PSEUDONYM_KEY_FILE",
     "BANKPIPE_LOG",
     "BANKPIPE_EXPORT_URL",
-    "BANKPIPE_PSEUDONYM_KEY",
-    "BANKPIPE_PSEUDONYM_KEY_FILE",
     "BANKPIPE_LOG_FORMAT",
     "BANKPIPE_LISTEN",
     "BANKPIPE_API_TOKEN",
@@ -612,6 +610,16 @@ mod tests {
         }
         for bad in ["", "30", "s", "1.5m", "-1s", "5 m", "1d", "m5"] {
             assert_eq!(parse_age(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_variable_is_listed_once_and_documented() {
+        let readme = include_str!("../README.md");
+        let mut seen = std::collections::BTreeSet::new();
+        for var in ENV_VARS {
+            assert!(seen.insert(var), "{var} is listed twice in ENV_VARS");
+            assert!(readme.contains(var), "{var} is not in the README");
         }
     }
 

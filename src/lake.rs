@@ -61,8 +61,10 @@ pub enum LakeError {
     )]
     UnsupportedUrl(String),
     /// Reading an object back failed.
-    #[error("reading lake object {key}: {}", explain(source).1)]
+    #[error("reading {} object {key} from {}: {}", store.object(), store.url, explain(source).1)]
     Read {
+        /// The store.
+        store: Arc<StoreId>,
         /// Object key.
         key: String,
         /// Cause.
@@ -77,8 +79,10 @@ pub enum LakeError {
         source: std::io::Error,
     },
     /// Reading an object back failed mid-stream.
-    #[error("reading lake object {key}: {source}")]
+    #[error("reading {} object {key} from {}: {source}", store.object(), store.url)]
     ReadStream {
+        /// The store.
+        store: Arc<StoreId>,
         /// Object key.
         key: String,
         /// Cause.
@@ -92,9 +96,12 @@ pub enum LakeError {
         /// Cause.
         source: KeyError,
     },
-    /// Writing the object failed.
-    #[error("writing lake object {key}: {}", explain(source).1)]
+    /// Writing the object failed. Says which store (`writing export object … to
+    /// /srv/exports: …`): an export destination's failure is not the lake's.
+    #[error("writing {} object {key} to {}: {}", store.object(), store.url, explain(source).1)]
     Write {
+        /// The store.
+        store: Arc<StoreId>,
         /// Object key.
         key: String,
         /// Cause.
@@ -110,6 +117,27 @@ pub enum LakeError {
         /// Digest while landing.
         actual: String,
     },
+}
+
+/// Which store an object is in, as its errors name it (shared by the store and its
+/// errors, so an error stays small).
+#[derive(Debug)]
+pub struct StoreId {
+    /// What the store serves as: `lake`, `inbox`, or `export destination`.
+    pub role: &'static str,
+    /// Its URL, password masked ([`crate::redact::redact_url`]).
+    pub url: String,
+}
+
+impl StoreId {
+    /// How an error names an object of this store: `lake`, `inbox`, `export`.
+    fn object(&self) -> &'static str {
+        match self.role {
+            "inbox" => "inbox",
+            "export destination" => "export",
+            _ => "lake",
+        }
+    }
 }
 
 impl LakeError {
@@ -160,11 +188,11 @@ fn inbox_objects(objects: Vec<object_store::ObjectMeta>) -> Vec<InboxObject> {
 #[derive(Debug, Clone)]
 pub struct Lake {
     store: Arc<dyn ObjectStore>,
-    url: String,
+    /// Its role (`lake`, `inbox` for an object-store inbox, `export destination`) and
+    /// URL, as errors name them.
+    id: Arc<StoreId>,
     runtime: Handle,
     master: Option<Arc<MasterKey>>,
-    /// `lake`, or `inbox` when the store is an object-store inbox (named in errors).
-    role: &'static str,
     /// The folder of a local-folder store (where interrupted uploads leave staging
     /// files); `None` for other stores.
     folder: Option<std::path::PathBuf>,
@@ -282,10 +310,12 @@ impl Lake {
         };
         Ok(Lake {
             store,
-            url: crate::redact::redact_url(url),
+            id: Arc::new(StoreId {
+                role,
+                url: crate::redact::redact_url(url),
+            }),
             runtime,
             master: None,
-            role,
             folder,
         })
     }
@@ -313,10 +343,7 @@ impl Lake {
         match self.read_all(key) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(source) => Err(LakeError::Read {
-                key: key.to_owned(),
-                source,
-            }),
+            Err(source) => Err(self.read_error(key, source)),
         }
     }
 
@@ -354,7 +381,7 @@ impl Lake {
 
     /// The lake's URL, without secrets.
     pub fn url(&self) -> &str {
-        &self.url
+        &self.id.url
     }
 
     /// Proves the store is there by listing it (a missing bucket fails here, where some
@@ -391,20 +418,38 @@ impl Lake {
             .map_err(|e| self.failure(&e))
     }
 
+    /// [`LakeError::Read`] of `key`, naming this store.
+    fn read_error(&self, key: &str, source: object_store::Error) -> LakeError {
+        LakeError::Read {
+            store: Arc::clone(&self.id),
+            key: key.to_owned(),
+            source,
+        }
+    }
+
+    /// [`LakeError::Write`] of `key`, naming this store.
+    fn write_error(&self, key: &str, source: object_store::Error) -> LakeError {
+        LakeError::Write {
+            store: Arc::clone(&self.id),
+            key: key.to_owned(),
+            source,
+        }
+    }
+
     /// A store failure as a [`LakeError`]: [`LakeError::Setup`] when a setting or
     /// credential is wrong, [`LakeError::Unreachable`] otherwise.
     fn failure(&self, e: &object_store::Error) -> LakeError {
         let (setup, reason) = explain(e);
         if setup {
             LakeError::Setup {
-                role: self.role,
-                url: self.url.clone(),
+                role: self.id.role,
+                url: self.id.url.clone(),
                 reason,
             }
         } else {
             LakeError::Unreachable {
-                role: self.role,
-                url: self.url.clone(),
+                role: self.id.role,
+                url: self.id.url.clone(),
                 reason,
             }
         }
@@ -448,6 +493,7 @@ impl Lake {
                 }
                 Err(source) => {
                     return Err(LakeError::ReadStream {
+                        store: Arc::clone(&self.id),
                         key: key.to_owned(),
                         source,
                     });
@@ -475,10 +521,7 @@ impl Lake {
         let got = self
             .runtime
             .block_on(self.store.get(&path))
-            .map_err(|source| LakeError::Read {
-                key: key.to_owned(),
-                source,
-            })?;
+            .map_err(|source| self.read_error(key, source))?;
         let size = got.meta.size;
         let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<bytes::Bytes>>(4);
         self.runtime.spawn(async move {
@@ -526,10 +569,7 @@ impl Lake {
         encrypt: Option<Encrypt>,
     ) -> Result<Landed, LakeError> {
         let path = ObjectPath::from(key);
-        let write_err = |source| LakeError::Write {
-            key: key.to_owned(),
-            source,
-        };
+        let write_err = |source| self.write_error(key, source);
         self.runtime.block_on(async {
             let upload = self.store.put_multipart(&path).await.map_err(write_err)?;
             let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
@@ -696,10 +736,7 @@ impl Lake {
                 object_store::Error::NotFound { .. } => Ok(()),
                 e => Err(e),
             })
-            .map_err(|source| LakeError::Write {
-                key: key.to_owned(),
-                source,
-            })
+            .map_err(|source| self.write_error(key, source))
     }
 
     /// The objects directly below the store's root (its prefix), sorted by key, for an
@@ -717,22 +754,45 @@ impl Lake {
                 .store
                 .list_with_delimiter(None)
                 .await
-                .map_err(|e| self.failure(&e))?;
+                .map_err(|e| self.listing_failure(&e))?;
             Ok(inbox_objects(listed.objects))
         })
     }
 
-    /// Streams an object into a local file (constant memory).
+    /// A listing failure as a [`LakeError`]. A key that object_store cannot represent
+    /// (a control character, an empty `//` or a `.`/`..` segment: S3 allows them all)
+    /// fails the whole listing, not just that object; said as such, naming the key (its
+    /// control characters escaped), as a setting to change (exit 2): retrying cannot
+    /// help, renaming or removing the object does.
+    fn listing_failure(&self, e: &object_store::Error) -> LakeError {
+        match e {
+            object_store::Error::InvalidPath { source } => LakeError::Setup {
+                role: self.id.role,
+                url: self.id.url.clone(),
+                reason: format!(
+                    "holds an object whose key cannot be read ({}): rename or remove that \
+                     object (a key with a control character, an empty `//` segment, or a `.` \
+                     or `..` segment); nothing was read",
+                    crate::report::printable(&source.to_string())
+                        .chars()
+                        .take(400)
+                        .collect::<String>()
+                ),
+            },
+            e => self.failure(e),
+        }
+    }
+
+    /// Streams an object into a local file (constant memory). `key` is a key as listed
+    /// ([`Lake::list_inbox`]), taken as it is: `ObjectPath::from` would percent-encode
+    /// `%`, `#`, `[`… in it again and read another key (`a%23b.csv` as `a%2523b.csv`).
     ///
     /// # Errors
     /// When the object cannot be read or the file written; the partial file is then
     /// removed.
     pub fn download(&self, key: &str, dest: &std::path::Path) -> Result<u64, LakeError> {
-        let path = ObjectPath::from(key);
-        let read_err = |source| LakeError::Read {
-            key: key.to_owned(),
-            source,
-        };
+        let read_err = |source| self.read_error(key, source);
+        let path = ObjectPath::parse(key).map_err(|e| read_err(e.into()))?;
         let write_err = |source| LakeError::Source {
             path: dest.display().to_string(),
             source,
@@ -1056,6 +1116,90 @@ mod tests {
             .enable_all()
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn listing_failures_name_the_key_that_object_store_refuses() {
+        // Keys S3 stores as they are (s3s-fs, the test server, resolves `..` and folds
+        // `//` itself, so only the control character is tried against it).
+        let rt = runtime();
+        let inbox = Lake::open_inbox("memory://", rt.handle().clone()).unwrap();
+        for (key, shown) in [
+            ("incoming/../x.csv", "incoming/../x.csv"),
+            ("incoming//x.csv", "incoming//x.csv"),
+            ("incoming/./x.csv", "incoming/./x.csv"),
+            ("incoming/a\n\u{1b}[2Jb.csv", "incoming/a\\n\\u{1b}[2Jb.csv"),
+        ] {
+            let source = ObjectPath::parse(key).unwrap_err();
+            let e = inbox.listing_failure(&object_store::Error::InvalidPath { source });
+            assert!(e.is_setup(), "{key}: exit 2, not an outage");
+            let text = e.to_string();
+            assert!(
+                text.starts_with("inbox memory://: holds an object whose key cannot be read (")
+                    && text.contains(shown)
+                    && !text.contains(['\n', '\u{1b}']),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn listed_keys_are_read_as_they_are() {
+        let rt = runtime();
+        let store = Lake::open_inbox("memory://", rt.handle().clone()).unwrap();
+        for key in ["a%23b.csv", "%2e%2e%2fx.csv", "r[1]#2.csv"] {
+            let path = ObjectPath::parse(key).unwrap();
+            let s = Arc::clone(&store.store);
+            rt.block_on(s.put(&path, key.as_bytes().to_vec().into()))
+                .unwrap();
+        }
+        let listed = store.list_inbox().unwrap();
+        assert_eq!(listed.len(), 3);
+        let dir = tempfile::tempdir().unwrap();
+        for o in listed {
+            let dest = dir.path().join("spooled");
+            store.download(&o.key, &dest).unwrap();
+            assert_eq!(std::fs::read_to_string(&dest).unwrap(), o.key);
+        }
+    }
+
+    #[test]
+    fn store_errors_name_the_store_they_come_from_without_secrets() {
+        let rt = runtime();
+        let dir = tempfile::tempdir().unwrap();
+        let refused = || object_store::Error::Generic {
+            store: "test",
+            source: "refused".into(),
+        };
+        let why = explain(&refused()).1;
+        let folder = dir.path().join("exports").display().to_string();
+        let destination = Lake::open_destination(&folder, rt.handle().clone()).unwrap();
+        let canonical = destination.url().to_owned();
+        assert_eq!(
+            destination
+                .write_error("quarter=2016Q3/x.parquet", refused())
+                .to_string(),
+            format!("writing export object quarter=2016Q3/x.parquet to {canonical}: {why}")
+        );
+        assert_eq!(
+            destination
+                .read_error("quarter=2016Q3/manifest.json", refused())
+                .to_string(),
+            format!("reading export object quarter=2016Q3/manifest.json from {canonical}: {why}")
+        );
+        let lake = Lake::open(&folder, rt.handle().clone()).unwrap();
+        assert_eq!(
+            lake.write_error("raw/k", refused()).to_string(),
+            format!("writing lake object raw/k to {folder}: {why}")
+        );
+        // A URL holding a password shows it masked (the store never sees the URL again).
+        let inbox = Lake::open_inbox("s3://user:pa55word@bucket/in", rt.handle().clone()).unwrap();
+        let e = inbox.read_error("x.csv", refused()).to_string();
+        assert_eq!(
+            e,
+            format!("reading inbox object x.csv from s3://user:***@bucket/in: {why}")
+        );
+        assert!(!e.contains("pa55word"));
     }
 
     #[test]

@@ -385,7 +385,7 @@ fn run_parallel(
     ctx: &Context,
     run_id: &str,
     files: &[PathBuf],
-    remote: Option<&(Lake, Vec<InboxFile>, crate::scratch::Scratch)>,
+    remote: Option<&(Lake, Vec<InboxFile>, crate::workdir::WorkDir)>,
     progress: &dyn Progress,
     parallel: usize,
     stop: &AtomicBool,
@@ -467,6 +467,9 @@ fn run_parallel(
     )
 }
 
+/// Prefix of an object-store inbox's spool folders, in `DATA_DIR/.spool`.
+const SPOOL_PREFIX: &str = "run-";
+
 /// For an `s3://` (or other object-store) inbox: the store, its objects worth
 /// processing (same rules as a folder: directly under the prefix, same name filters;
 /// folder markers ignored), and a local spool folder.
@@ -474,7 +477,7 @@ fn run_parallel(
 fn remote_inbox(
     ctx: &Context,
     inbox: &Path,
-) -> Result<Option<(Lake, Vec<InboxFile>, crate::scratch::Scratch)>, RunError> {
+) -> Result<Option<(Lake, Vec<InboxFile>, crate::workdir::WorkDir)>, RunError> {
     let url = inbox.to_string_lossy();
     if !url.contains("://") {
         return Ok(None);
@@ -492,10 +495,13 @@ fn remote_inbox(
     // One folder per process: runs sharing a data folder never touch each other's files.
     // Locked for the run's life, so that the next run removes it if this one is killed.
     let parent = ctx.config.data_dir.join(".spool");
-    let spool = crate::scratch::Scratch::create(&parent, "run-").map_err(|e| RunError::Inbox {
-        path: parent.clone(),
-        reason: e.to_string(),
-    })?;
+    // Spools of runs that were killed first (never one a running process holds).
+    crate::workdir::sweep(&parent, SPOOL_PREFIX);
+    let spool =
+        crate::workdir::WorkDir::create(&parent, SPOOL_PREFIX).map_err(|e| RunError::Inbox {
+            path: parent.clone(),
+            reason: e.to_string(),
+        })?;
     Ok(Some((lake, objects, spool)))
 }
 

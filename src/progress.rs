@@ -140,7 +140,9 @@ impl Progress for Bars {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
-        bar.set_prefix(name.to_owned());
+        // The name comes from whoever dropped the file: a newline or an escape sequence
+        // in it must not move the cursor or draw a line of its own.
+        bar.set_prefix(crate::report::printable(name).into_owned());
         bar.enable_steady_tick(Duration::from_millis(200));
         self.bar = Some(bar);
         self.started = Some(Instant::now());
@@ -156,7 +158,8 @@ impl Progress for Bars {
 
     fn file_finished(&mut self, summary: &str) {
         if let Some(bar) = self.bar.take() {
-            bar.finish_with_message(summary.to_owned());
+            // The outcome may quote the file (a header cell, a name): escaped as well.
+            bar.finish_with_message(crate::report::printable(summary).into_owned());
             self.done.push(bar);
         }
     }
@@ -168,7 +171,7 @@ impl Progress for Bars {
 
 #[cfg(test)]
 mod tests {
-    use super::escape_log_line;
+    use super::{Bars, Progress, escape_log_line};
 
     fn escaped(line: &str) -> String {
         String::from_utf8(escape_log_line(line.as_bytes()).into_owned()).unwrap()
@@ -195,5 +198,24 @@ mod tests {
             "file=x\\r\\u{1b}[2K\\u{1b}[1Afake\\u{2028}\n"
         );
         assert_eq!(escaped("no final newline\n\n"), "no final newline\\n\n");
+    }
+
+    #[test]
+    fn bars_show_names_and_outcomes_with_control_characters_escaped() {
+        let mut bars = Bars::default();
+        bars.file_started("a\n2026-01-01 ERROR forged\r\u{1b}[2J\u{1b}[1Ab.csv", 10);
+        let bar = bars.bar.clone().unwrap();
+        assert_eq!(
+            bar.prefix(),
+            "a\\n2026-01-01 ERROR forged\\r\\u{1b}[2J\\u{1b}[1Ab.csv"
+        );
+        bars.file_finished("failed: column \"x\u{1b}]0;title\u{7}\" unknown\u{2028}");
+        assert_eq!(
+            bars.done[0].message(),
+            "failed: column \"x\\u{1b}]0;title\\u{7}\" unknown\\u{2028}"
+        );
+        // Plain names and non-ASCII letters are shown as they are.
+        bars.file_started("zürich-€.csv", 1);
+        assert_eq!(bars.bar.as_ref().unwrap().prefix(), "zürich-€.csv");
     }
 }

@@ -328,6 +328,62 @@ fn a_reader_role_gets_no_raw_text_even_with_the_token() {
     assert_eq!(all.len(), cli_rejects(dir.path(), Some(&db.url)).len());
 }
 
+/// Every answer, of every route and of the errors (400, 401, 403, 404, 405), carries
+/// `nosniff` and `no-referrer`; the API's answers (which carry warehouse data) and the
+/// rest are never stored by a cache; every answer but the status page has the
+/// nothing-allowed `Content-Security-Policy`, and the page its own.
+#[test]
+fn every_answer_carries_the_security_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    load(dir.path(), None);
+    let s = serve(dir.path(), None, &[("BANKPIPE_API_TOKEN", TOKEN)], &[]);
+    let token = bearer(TOKEN);
+    let with_token: Vec<(&str, &str)> = token.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let wrong = [("Authorization", "Bearer not-the-token-0123456789")];
+    // Method, path, request headers, status.
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], u16);
+    let cases: Vec<Case> = vec![
+        ("GET", "/api/runs", &[], 200),
+        ("GET", "/api/files?limit=2", &[], 200),
+        ("GET", "/api/rejects?limit=2", &[], 200),
+        ("GET", "/api/rejects?limit=2", &with_token, 200),
+        ("GET", "/api/quarters", &[], 200),
+        ("GET", "/api/openapi.json", &[], 200),
+        ("GET", "/api/files?limit=0", &[], 400),
+        ("GET", "/api/rejects", &wrong, 401),
+        ("POST", "/api/runs", &wrong, 401),
+        ("DELETE", "/api/runs", &[], 405),
+        ("GET", "/api/nothing", &[], 404),
+        ("GET", "/health", &[], 200),
+        ("GET", "/ready", &[], 200),
+        ("GET", "/metrics", &[], 200),
+        ("GET", "/", &[], 200),
+    ];
+    for (method, path, headers, status) in cases {
+        let r = s.call(method, path, headers);
+        assert_eq!(r.status, status, "{method} {path}: {}", r.body);
+        let what = format!("{method} {path} ({status})");
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{what}"
+        );
+        assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{what}");
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{what}");
+        let csp = r.header("content-security-policy").unwrap_or_default();
+        if path == "/" {
+            assert!(
+                csp.starts_with("default-src 'none'; style-src 'sha256-")
+                    && csp.contains("frame-ancestors 'none'")
+                    && !csp.contains("unsafe"),
+                "{what}: {csp}"
+            );
+        } else {
+            assert_eq!(csp, "default-src 'none'; frame-ancestors 'none'", "{what}");
+        }
+    }
+}
+
 #[test]
 fn write_endpoints_need_the_token() {
     let dir = tempfile::tempdir().unwrap();

@@ -1098,6 +1098,35 @@ fn a_folder_destination_is_recorded_absolute_whatever_the_working_folder() {
     assert_eq!(recorded, [ml.display().to_string()]);
 }
 
+/// A destination that refuses a write: the error names the export object and the
+/// destination it was written to, not the lake (whose wording it used to borrow:
+/// `writing lake object quarter=…`).
+#[test]
+fn a_refused_write_names_the_export_destination() {
+    let w = Workdir::new();
+    w.load("q2q3.csv", Q2_Q3);
+    let (first, code) = w.export(&["--quarter", "2016Q3"]);
+    assert_eq!(code, 0, "{first}");
+    let version = first["quarters"][0]["version"].as_str().unwrap().to_owned();
+    // The object's place taken by a folder that is not empty: writing it again fails
+    // (even as root, unlike a permission).
+    let taken = w.version_dir(&first).join("customers.parquet");
+    std::fs::remove_file(&taken).unwrap();
+    std::fs::create_dir(&taken).unwrap();
+    std::fs::write(taken.join("x"), b"x").unwrap();
+    let (report, code) = w.export(&["--quarter", "2016Q3", "--force"]);
+    assert_ne!(code, 0, "{report}");
+    let error = report["quarters"][0]["error"].as_str().unwrap();
+    let destination = report["destination"].as_str().unwrap();
+    assert!(
+        error.starts_with(&format!(
+            "writing export object quarter=2016Q3/version={version}/customers.parquet to {destination}: "
+        )),
+        "{error}"
+    );
+    assert!(!error.contains("lake"), "{error}");
+}
+
 /// A profile with a currency column, for [`currencies_are_never_mixed`].
 const MULTI_CURRENCY_PROFILE: &str = r#"
 [[profile]]

@@ -52,7 +52,14 @@ fn kaggle_file(id: &str) -> String {
 /// PUTs an object through the S3 API (curl's SigV4 signing), as the S3 console or a
 /// client creating a "folder" does.
 fn put_object(server: &S3Server, key: &str, body: &str) {
-    let out = Command::new("curl")
+    let out = put_as_is(server, key, body);
+    assert!(out.status.success(), "PUT {key}: {}", all_output(&out));
+}
+
+/// PUT `key` sent as it is written (`--path-as-is`: curl neither folds `..` nor `//`),
+/// whatever the server answers.
+fn put_as_is(server: &S3Server, key: &str, body: &str) -> Output {
+    Command::new("curl")
         .args([
             "-sS",
             "-f",
@@ -63,11 +70,10 @@ fn put_object(server: &S3Server, key: &str, body: &str) {
         ])
         .args(["--user", &format!("{}:{}", s3::ACCESS_KEY, s3::SECRET_KEY)])
         .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
-        .args(["--data-binary", body])
+        .args(["--path-as-is", "--data-binary", body])
         .arg(format!("{}/{key}", server.endpoint()))
         .output()
-        .expect("curl (with --aws-sigv4, 7.75 or later) is needed for this test");
-    assert!(out.status.success(), "PUT {key}: {}", all_output(&out));
+        .expect("curl (with --aws-sigv4, 7.75 or later) is needed for this test")
 }
 
 fn set_age(path: &Path, secs: u64) {
@@ -131,4 +137,189 @@ fn an_s3_inbox_behaves_like_a_folder_markers_subfolders_and_min_file_age() {
         [("fresh.csv", "loaded"), ("old.csv", "duplicate_file")],
         "{r}"
     );
+}
+
+/// Every file below `root`, relative, sorted.
+fn files_below(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// Object keys that try to leave the inbox prefix (issue #13), on a real S3 server:
+/// `../`, `//`, an absolute-looking key, percent-encoded dots and slashes (`%2e%2e%2f`)
+/// and `#`. Listing `s3://drop/incoming/` reads only the objects directly under it, each
+/// one it lists loads under its own key, the raw copies land under the lake's prefix as
+/// `raw/<profile>/<yyyy>/<mm>/<sha256>.csv`, and nothing of the objects outside the
+/// prefix reaches the warehouse, the lake or the data folder.
+///
+/// Findings: keys holding `%` (or `#`, `[`, …) were listed but never read (`object not
+/// found`: the key was percent-encoded again on the way to the store, so a file named
+/// `a%23b.csv` failed at every run); and one key object_store cannot represent (here a
+/// newline) fails the whole listing, which was reported as `inbox unreachable` (exit 3,
+/// an outage to wait out) and now names the key to rename (exit 2).
+#[test]
+fn inbox_keys_cannot_escape_the_inbox_prefix() {
+    let server = S3Server::start(&["lake", "drop"]);
+    // Outside the prefix: what a `../` or an absolute key would reach.
+    put_object(&server, "drop/secret.csv", &kaggle_file("OUTSIDE1"));
+    put_object(&server, "drop/other/x.csv", &kaggle_file("OUTSIDE2"));
+    // s3s-fs resolves `..` in a key (it stores `incoming/../escaped.csv` as
+    // `escaped.csv`, outside the prefix) and folds `//`; AWS would keep such keys as
+    // they are, which the unit test `listing_failures_name_the_key_that_object_store_refuses`
+    // covers.
+    put_object(
+        &server,
+        "drop/incoming/../escaped.csv",
+        &kaggle_file("OUTSIDE3"),
+    );
+    put_object(&server, "drop/incoming//double.csv", &kaggle_file("T1"));
+    // A key starting with `/` (s3s-fs answers 500 and stores nothing; stored, it would
+    // not be under the prefix either).
+    let _ = put_as_is(&server, "drop//etc/absolute.csv", &kaggle_file("OUTSIDE4"));
+    // Literal percent signs in keys (`%25` is `%` on the wire).
+    put_object(
+        &server,
+        "drop/incoming/%252e%252e%252fencoded.csv",
+        &kaggle_file("T2"),
+    );
+    put_object(
+        &server,
+        "drop/incoming/up%252f..%252f..%252fx.csv",
+        &kaggle_file("T3"),
+    );
+    // A name starting with `.` is a hidden file, skipped as in a folder inbox.
+    put_object(
+        &server,
+        "drop/incoming/..%252fhidden.csv",
+        &kaggle_file("HIDDEN"),
+    );
+    put_object(&server, "drop/incoming/a%2523b.csv", &kaggle_file("T4"));
+    let under_prefix: Vec<String> = std::fs::read_dir(server.root().join("drop/incoming"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(under_prefix.len(), 5, "{under_prefix:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        let out = bankpipe(dir.path(), &server)
+            .args(["run", "--json", "--inbox", "s3://drop/incoming/"])
+            .output()
+            .unwrap();
+        let r: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", all_output(&out)));
+        (r, out.status.code().unwrap(), all_output(&out))
+    };
+    let (r, code, output) = run();
+    assert_eq!(code, 0, "{r}\n{output}");
+    let mut got: Vec<(String, String)> = r["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap().to_owned(),
+                f["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut expected: Vec<(String, String)> = [
+        "%2e%2e%2fencoded.csv",
+        "up%2f..%2f..%2fx.csv",
+        "a%23b.csv",
+        "double.csv",
+    ]
+    .iter()
+    .map(|k| (k.to_string(), "loaded".to_owned()))
+    .collect();
+    expected.sort();
+    assert_eq!(got, expected, "{r}");
+
+    // Nothing from outside the prefix in the warehouse.
+    let db = rusqlite::Connection::open(dir.path().join("warehouse.db")).unwrap();
+    let mut ids: Vec<String> = db
+        .prepare("SELECT transaction_id FROM transactions ORDER BY transaction_id")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["T1", "T2", "T3", "T4"]);
+    // The raw copies: four, each under the lake's prefix at its content address.
+    let lake = files_below(&server.root().join("lake"));
+    assert_eq!(lake.len(), 4, "{lake:?}");
+    for key in &lake {
+        let parts: Vec<&str> = key.split('/').collect();
+        assert!(
+            parts.len() == 6
+                && parts[..2] == ["raw", "raw"]
+                && parts[5].len() == 64 + 4
+                && parts[5].ends_with(".csv")
+                && !key.contains(".."),
+            "{key}"
+        );
+    }
+    // Nothing left in the spool, nothing written elsewhere in the data folder, the
+    // inbox's objects untouched.
+    assert!(
+        files_below(&dir.path().join(".spool"))
+            .iter()
+            .all(|f| f.ends_with("/lock")),
+        "{:?}",
+        files_below(&dir.path().join(".spool"))
+    );
+    let mut data: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("warehouse.db") && !n.ends_with(".lock"))
+        .collect();
+    data.sort();
+    assert_eq!(
+        data,
+        [".spool"],
+        "only the spool folder besides the warehouse"
+    );
+    assert_eq!(
+        files_below(&server.root().join("drop/incoming")).len(),
+        5,
+        "the inbox's objects are not removed"
+    );
+
+    // A key object_store cannot represent (a newline; S3 allows it): the run says which
+    // object to rename, reads nothing, and is not an outage (exit 2, not 3).
+    std::fs::write(
+        server.root().join("drop/incoming/new\nline.csv"),
+        kaggle_file("T5"),
+    )
+    .unwrap();
+    let (r, code, output) = run();
+    assert_eq!(code, 2, "{r}\n{output}");
+    let error = r["error"].as_str().unwrap();
+    assert!(
+        error.contains("holds an object whose key cannot be read")
+            && error.contains("new\\nline.csv")
+            && !error.contains("unreachable"),
+        "{error}"
+    );
+    assert!(
+        !output.contains("new\nline"),
+        "the key's newline is escaped: {output}"
+    );
+    std::fs::remove_file(server.root().join("drop/incoming/new\nline.csv")).unwrap();
+    let (r, code, _) = run();
+    assert_eq!(code, 0, "{r}");
 }

@@ -42,20 +42,27 @@ fn browser(profile: &Path) -> Command {
     c
 }
 
-/// The DOM Chromium rendered from `url`.
+/// The DOM Chromium rendered from `url`. Chromium's console goes to its stderr, where a
+/// resource or inline style the page's `Content-Security-Policy` blocked is reported
+/// ("… violates the following Content Security Policy directive …"): there must be
+/// none, so the policy allows everything the page uses.
 fn dump_dom(url: &str) -> String {
     let profile = tempfile::tempdir().unwrap();
     let out = browser(profile.path())
-        .arg("--dump-dom")
+        .args(["--enable-logging=stderr", "--v=0", "--dump-dom"])
         .arg(url)
         .output()
         .unwrap();
     let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    let console = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && dom.contains("</html>"),
-        "chromium --dump-dom {url} failed ({}):\n{}",
+        "chromium --dump-dom {url} failed ({}):\n{console}",
         out.status,
-        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !console.contains("Content Security Policy"),
+        "the page's Content-Security-Policy blocked something it uses:\n{console}"
     );
     dom
 }
@@ -236,11 +243,13 @@ fn check_page(dir: &Path, warehouse: Option<&str>, s: &Serve) {
     }
     let r = s.get("/");
     assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    let csp = r.header("content-security-policy").unwrap();
     assert!(
-        r.header("content-security-policy")
-            .unwrap()
-            .starts_with("default-src 'none'")
+        csp.starts_with("default-src 'none'; style-src 'sha256-") && !csp.contains("unsafe"),
+        "{csp}"
     );
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
 }
 
 #[test]

@@ -21,8 +21,8 @@
 //!
 //! Alongside: the pseudonymisation key (`pseudonym`, also behind `bankpipe pseudonymise`),
 //! the drift statistics and page (`drift`), and the working folders in `DATA_DIR`
-//! (`workdir`: locked while in use, removed on a signal and, when stale, by the next
-//! export). Not here: the SQL (`warehouse::quarters`).
+//! (`crate::workdir`, prefix [`WORK_PREFIX`]: locked while in use, removed on a signal
+//! and, when stale, by the next export). Not here: the SQL (`warehouse::quarters`).
 
 mod build;
 pub mod drift;
@@ -40,7 +40,6 @@ mod records;
 pub mod sample;
 mod sort;
 pub mod source;
-pub mod workdir;
 
 use std::path::{Path, PathBuf};
 
@@ -55,6 +54,10 @@ use self::quarter::Quarter;
 use self::reconcile::Totals;
 use crate::lake::{Lake, LakeError};
 use crate::warehouse::{QuarterInputs, Warehouse, WarehouseError};
+use crate::workdir::{self, WorkDir};
+
+/// Prefix of the export's working folders in the data folder (`DATA_DIR/.export-*`).
+pub const WORK_PREFIX: &str = ".export-";
 
 /// Why an export failed, and so its exit status ([`ExportError::exit_code`]).
 #[derive(Debug, thiserror::Error)]
@@ -320,7 +323,7 @@ struct Read {
     ctx: QuarterContext,
     control: Totals,
     /// The working folder (sort runs, staged files); removed when dropped.
-    work: workdir::WorkDir,
+    work: WorkDir,
     sorted: sort::Sorted<features::SourceRow>,
     unreadable: source::Unreadable,
 }
@@ -377,7 +380,7 @@ fn read(
     // 5. The rows, sorted by customer, in a working folder of DATA_DIR.
     let ctx = QuarterContext::new(q, scale);
     let work =
-        workdir::WorkDir::create(&options.data_dir).map_err(|source| ExportError::Local {
+        WorkDir::create(&options.data_dir, WORK_PREFIX).map_err(|source| ExportError::Local {
             dir: options.data_dir.clone(),
             source,
         })?;
@@ -605,7 +608,7 @@ pub fn prepare(
 /// Exports the quarters `which` names, oldest first. A quarter that fails for its data
 /// (incomplete, reconciliation) does not stop the others; a setting or an unreachable
 /// warehouse or destination does. First removes the working folders of exports that
-/// were killed (`workdir::remove_stale`; never one a running export holds).
+/// were killed (`workdir::sweep`; never one a running export holds).
 ///
 /// # Errors
 /// Only what stops every quarter: finding the quarters ([`ExportError::NoData`], SQL).
@@ -617,7 +620,7 @@ pub fn export(
     options: &Options,
 ) -> Result<(Vec<QuarterReport>, Option<ExportError>), ExportError> {
     // Working folders left by an export that was killed (none of a running one).
-    workdir::remove_stale(&options.data_dir);
+    workdir::sweep(&options.data_dir, WORK_PREFIX);
     let mut reports = Vec::new();
     let mut first_error = None;
     for q in quarters(warehouse, which)? {

@@ -15,6 +15,7 @@
 //! | `scheduler.rs` | the schedule (jobs run in-process) |
 //! | `runs.rs` | the one run of this process at a time (the API's and the schedule's) |
 //! | `jobs.rs` | the scheduler's figures, read by `/metrics` and the page |
+//! | `headers.rs` | the security headers of every answer (`nosniff`, `no-referrer`, `no-store`, a default `Content-Security-Policy`) |
 //!
 //! # The warehouse from async handlers
 //!
@@ -38,6 +39,7 @@
 //! the next run resumes the file.
 
 mod api;
+mod headers;
 mod health;
 pub mod jobs;
 pub mod metrics;
@@ -205,13 +207,15 @@ impl AppState {
 }
 
 /// The whole application: every route, no socket (tests call it with
-/// `tower::ServiceExt::oneshot`).
+/// `tower::ServiceExt::oneshot`). Every answer, an unknown path's 404 included, carries
+/// the security headers of `serve/headers.rs`.
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(health::router(state.clone()))
         .merge(metrics::router(state.clone()))
         .merge(api::router(state.clone()))
         .merge(page::router(state))
+        .layer(axum::middleware::map_response(headers::secure))
 }
 
 /// How `serve` runs (from the command line; the rest comes from [`Config`]).

@@ -115,7 +115,7 @@ async fn status_page(State(page): State<Arc<PageState>>) -> Response {
             (header::CACHE_CONTROL, "no-store"),
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'",
+                html::content_security_policy(),
             ),
         ],
         html::render(&view),
