@@ -385,33 +385,21 @@ fn open_context(
 /// run-level `error`; one that cannot start prints `run_id` `null`, no files and the
 /// `error`. Without `--json` the summary of what was done comes before the error line.
 fn run(config: &Config, args: &RunArgs) -> Result<ExitCode, Failure> {
-    // Checked before the run: a mistyped URL must not cost a run's metrics.
-    let (host, _) = crate::warehouse::Claimant::this_process();
-    let push_to = match &args.pushgateway {
-        Some(base) => {
-            Some(crate::push::push_url(base, &host).map_err(|e| Failure::usage(e.to_string()))?)
-        }
-        None => None,
-    };
-    if let Some(path) = &args.metrics_file {
-        let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
-        if path.is_dir() || folder.is_some_and(|f| !f.is_dir()) {
-            return Err(Failure::usage(format!(
-                "--metrics-file {}: give a file in an existing folder (node_exporter reads                  *.prom files of its textfile directory)",
-                path.display()
-            )));
-        }
-    }
     let mut printed = false;
     let mut report = None;
-    let result = run_printing(config, args, &mut printed, &mut report);
-    if push_to.is_some() || args.metrics_file.is_some() {
-        export_run_metrics(
-            push_to.as_ref(),
-            args.metrics_file.as_deref(),
-            report.as_ref(),
-        );
-    }
+    // Checked before the run: a mistyped URL must not cost a run's metrics. A target
+    // refused here is a run that cannot start, so `--json` still gets its one object.
+    let result = metrics_targets(args).and_then(|push_to| {
+        let result = run_printing(config, args, &mut printed, &mut report);
+        if push_to.is_some() || args.metrics_file.is_some() {
+            export_run_metrics(
+                push_to.as_ref(),
+                args.metrics_file.as_deref(),
+                report.as_ref(),
+            );
+        }
+        result
+    });
     if let Err(failure) = &result
         && args.json
         && !printed
@@ -429,6 +417,30 @@ fn run(config: &Config, args: &RunArgs) -> Result<ExitCode, Failure> {
         writeln!(stdout(), "{unstarted}")?;
     }
     result
+}
+
+/// The Pushgateway URL (`--pushgateway`) and the textfile (`--metrics-file`) of a run,
+/// checked before it starts (exit 2): a target that cannot work is a usage error, not
+/// something to find out after the files are loaded.
+fn metrics_targets(args: &RunArgs) -> Result<Option<url::Url>, Failure> {
+    let push_to = match &args.pushgateway {
+        Some(base) => {
+            let (host, _) = crate::warehouse::Claimant::this_process();
+            Some(crate::push::push_url(base, &host).map_err(|e| Failure::usage(e.to_string()))?)
+        }
+        None => None,
+    };
+    if let Some(path) = &args.metrics_file {
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+        if path.is_dir() || folder.is_some_and(|f| !f.is_dir()) {
+            return Err(Failure::usage(format!(
+                "--metrics-file {}: give a file in an existing folder (node_exporter reads \
+                 *.prom files of its textfile directory)",
+                path.display()
+            )));
+        }
+    }
+    Ok(push_to)
 }
 
 /// Pushes the run's figures and/or writes them to the metrics file. A failure is logged

@@ -633,6 +633,47 @@ fn run_pushes_to_a_pushgateway_and_writes_a_textfile() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// A metrics target refused before the run (exit 2) is a run that cannot start: with
+/// `--json` it still prints its one object (`run_id` null, no files, the error), as the
+/// README promises for every run that cannot start; nothing is loaded.
+#[test]
+fn run_json_reports_a_refused_metrics_target_as_one_object() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
+    generate(&dir.path().join("inbox/a.csv"), 20, 1);
+    let missing = dir.path().join("no-such-folder/bankpipe.prom");
+    for (flag, value, says) in [
+        (
+            "--metrics-file",
+            missing.to_str().unwrap(),
+            "give a file in an existing folder (node_exporter reads *.prom",
+        ),
+        ("--pushgateway", "gateway:9091", "gateway:9091"),
+    ] {
+        let out = bankpipe(dir.path(), None)
+            .args(["run", "--json", flag, value])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{flag}: stdout is not one JSON object ({e}): {stderr}"));
+        assert_eq!(report["run_id"], Value::Null, "{report}");
+        assert_eq!(report["status"], "failed", "{report}");
+        assert_eq!(report["files"], serde_json::json!([]), "{report}");
+        let error = report["error"].as_str().unwrap();
+        assert!(error.contains(says), "{flag}: {error}");
+        assert!(
+            stderr.contains(error),
+            "{flag}: stderr {stderr} lacks {error}"
+        );
+    }
+    assert!(
+        !dir.path().join("warehouse.db").exists(),
+        "a refused run must not start"
+    );
+}
+
 #[test]
 fn log_format_json_writes_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
