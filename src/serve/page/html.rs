@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use crate::report::needs_escape;
 use crate::schedule::{JobStatus, Schedule};
 use crate::serve::jobs::JobFigures;
 use crate::serve::runs::{ActiveRun, RunOrigin};
@@ -65,21 +66,33 @@ pub(super) struct Details<'a> {
 }
 
 /// HTML-escapes text from data for element content and quoted attribute values.
+/// Control characters are written as the text outputs write them (`\n`, `\u{1b}`,
+/// [`crate::report::printable`]): a browser would show a file name's newline as a space
+/// and its escape character not at all, so two names could look the same, and the page
+/// fetched to a terminal (`curl /`) would let a name drive it.
 pub(super) struct Esc<'a>(pub &'a str);
 
 impl Display for Esc<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut rest = self.0;
-        while let Some(i) = rest.find(['&', '<', '>', '"', '\'']) {
+        while let Some(i) =
+            rest.find(|c: char| matches!(c, '&' | '<' | '>' | '"' | '\'') || needs_escape(c))
+        {
             f.write_str(&rest[..i])?;
-            f.write_str(match rest.as_bytes()[i] {
-                b'&' => "&amp;",
-                b'<' => "&lt;",
-                b'>' => "&gt;",
-                b'"' => "&quot;",
-                _ => "&#39;",
-            })?;
-            rest = &rest[i + 1..];
+            let c = rest[i..].chars().next().expect("found at i");
+            match c {
+                '&' => f.write_str("&amp;")?,
+                '<' => f.write_str("&lt;")?,
+                '>' => f.write_str("&gt;")?,
+                '"' => f.write_str("&quot;")?,
+                '\'' => f.write_str("&#39;")?,
+                _ => {
+                    for e in c.escape_default() {
+                        f.write_char(e)?;
+                    }
+                }
+            }
+            rest = &rest[i + c.len_utf8()..];
         }
         f.write_str(rest)
     }
@@ -619,6 +632,12 @@ mod tests {
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
         assert_eq!(Esc("plain").to_string(), "plain");
+        // Control characters of a file name are shown, not passed raw: a newline would
+        // look like a space, an escape sequence would drive a terminal reading the page.
+        assert_eq!(
+            Esc("new\nline\u{1b}[2J<é>.csv").to_string(),
+            "new\\nline\\u{1b}[2J&lt;é&gt;.csv"
+        );
         let mut f = CatalogFigures::zeroed();
         f.rejected_by_rule.insert("<script>x</script>".into(), 2);
         let schedule = Schedule::default();
