@@ -392,7 +392,17 @@ pub fn usage_error_json(
         Some(usage) => format!("{first}; usage: {usage}"),
         None => first.to_owned(),
     };
-    Some(match command {
+    Some(failure_json(command, &message))
+}
+
+/// The one JSON object a `--json` command prints when it fails before doing anything (a
+/// command line that does not parse, a setting that does not): shaped as that command's
+/// own failure, so that a caller reading stdout always gets one object. `run`: `run_id`
+/// `null`, `files` `[]`; `export`: `destination` `null`, `quarters` `[]`; the others
+/// `status` and `error`.
+#[must_use]
+pub fn failure_json(command: Option<&str>, message: &str) -> serde_json::Value {
+    match command {
         Some("run") => serde_json::json!({
             "run_id": null,
             "status": "failed",
@@ -409,7 +419,7 @@ pub fn usage_error_json(
             "error": message,
         }),
         _ => serde_json::json!({ "status": "failed", "error": message }),
-    })
+    }
 }
 
 #[cfg(test)]

@@ -198,7 +198,7 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
             overrides.workers = args.workers;
             overrides.parallel = args.parallel;
             overrides.min_file_age = args.min_file_age.clone();
-            run(&Config::resolve(&overrides)?, &args)
+            run(&resolve(&overrides, "run", args.json)?, &args)
         }
         Command::Demo(args) => demo(&overrides, &args, cli.quiet),
         Command::Generate(args) => generate(&args, cli.quiet),
@@ -206,23 +206,23 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
             overrides.max_reject_share = args.max_reject_share;
             overrides.max_decompressed_bytes = args.max_decompressed_bytes.clone();
             overrides.workers = args.workers;
-            check(&Config::resolve(&overrides)?, &args)
+            check(&resolve(&overrides, "check", args.json)?, &args)
         }
-        Command::Status(a) => status(&Config::resolve(&overrides)?, a.json),
-        Command::Files(a) => files(&Config::resolve(&overrides)?, a.json),
-        Command::Rejects(a) => rejects(&Config::resolve(&overrides)?, &a),
-        Command::Verify(a) => verify(&Config::resolve(&overrides)?, a.json),
+        Command::Status(a) => status(&resolve(&overrides, "status", a.json)?, a.json),
+        Command::Files(a) => files(&resolve(&overrides, "files", a.json)?, a.json),
+        Command::Rejects(a) => rejects(&resolve(&overrides, "rejects", a.json)?, &a),
+        Command::Verify(a) => verify(&resolve(&overrides, "verify", a.json)?, a.json),
         Command::Reprocess(a) => {
             overrides.max_reject_share = a.max_reject_share;
             overrides.max_decompressed_bytes = a.max_decompressed_bytes.clone();
-            reprocess(&Config::resolve(&overrides)?, &a)
+            reprocess(&resolve(&overrides, "reprocess", a.json)?, &a)
         }
-        Command::RotateKey(a) => rotate_key(&Config::resolve(&overrides)?, &a),
+        Command::RotateKey(a) => rotate_key(&resolve(&overrides, "rotate-key", a.json)?, &a),
         Command::Migrate(args) => migrate(&Config::resolve(&overrides)?, &args),
         Command::Pseudonymise(a) => pseudonymise(&Config::resolve(&overrides)?, &a),
         Command::Export(args) => {
             overrides.export_url = args.out.clone();
-            export(&Config::resolve(&overrides)?, &args)
+            export(&resolve(&overrides, "export", args.json)?, &args)
         }
         Command::Serve(a) => {
             overrides.listen = a.listen.clone();
@@ -230,6 +230,24 @@ pub fn execute(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Healthcheck(a) => healthcheck(&overrides, &a),
     }
+}
+
+/// The configuration for `command`. A setting that does not parse (`BANKPIPE_WORKERS=two`,
+/// `--max-reject-share 7`) stops the command with exit 2 before it does anything; with
+/// `--json` stdout still gets the command's one failure object, as for a command line
+/// that does not parse ([`crate::cli::failure_json`]).
+fn resolve(overrides: &Overrides, command: &str, json: bool) -> Result<Config, Failure> {
+    Config::resolve(overrides)
+        .map_err(Failure::from)
+        .inspect_err(|failure| {
+            if json {
+                let _ = writeln!(
+                    stdout(),
+                    "{}",
+                    crate::cli::failure_json(Some(command), &failure.message)
+                );
+            }
+        })
 }
 
 /// `bankpipe healthcheck`: 0 and `ready: URL` on stdout when `serve` answers `/ready`

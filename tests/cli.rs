@@ -780,6 +780,58 @@ fn exit_status_2_for_usage_and_configuration_errors() {
     assert!(String::from_utf8_lossy(&bad_config.stderr).contains("unknown field"));
 }
 
+/// A setting that does not parse stops a `--json` command with exit 2 and, as a command
+/// line that does not parse does, one JSON object on stdout shaped as the command's own
+/// failure: a caller reading stdout is never left with nothing to parse.
+#[test]
+fn configuration_errors_with_json_print_one_object() {
+    let w = Workdir::new();
+    std::fs::write(w.path().join("bad.toml"), "data_dirr = 'x'\n").unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["run", "--json", "--max-reject-share", "7"],
+            "--max-reject-share",
+        ),
+        (
+            &["run", "--json", "--max-decompressed-bytes", "lots"],
+            "--max-decompressed-bytes",
+        ),
+        (
+            &["check", "--json", "--max-reject-share", "7", "x.csv"],
+            "--max-reject-share",
+        ),
+        (
+            &["--config", "bad.toml", "files", "--json"],
+            "unknown field",
+        ),
+        (
+            &["--config", "bad.toml", "export", "--json", "--all"],
+            "unknown field",
+        ),
+    ];
+    for (args, says) in cases {
+        let out = w.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: stdout is not one JSON object ({e}): {stderr}"));
+        assert_eq!(v["status"], "failed", "{args:?}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(says), "{args:?}: {v}");
+        match args.iter().find(|a| ["run", "export"].contains(a)) {
+            Some(&"run") => {
+                assert!(v["run_id"].is_null(), "{v}");
+                assert_eq!(v["files"], serde_json::json!([]), "{v}");
+            }
+            Some(_) => assert_eq!(v["quarters"], serde_json::json!([]), "{v}"),
+            None => {}
+        }
+    }
+    // Without --json, stdout stays empty.
+    let out = w.run(&["run", "--max-reject-share", "7"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
+
 #[test]
 fn exit_status_2_when_warehouse_or_lake_path_is_not_usable() {
     let w = Workdir::new();
