@@ -671,7 +671,7 @@ fn check(config: &Config, args: &CheckArgs) -> Result<ExitCode, Failure> {
         .iter()
         .any(|f| f.status == crate::report::Outcome::Failed);
     let report = RunReport {
-        run_id: "check".into(),
+        run_id: crate::report::CHECK_RUN_ID.into(),
         status: if failed { "failed" } else { "ok" }.into(),
         started_at: String::new(),
         finished_at: crate::clock::now_rfc3339(),

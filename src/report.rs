@@ -301,6 +301,18 @@ impl RunReport {
             }
         }
         let count = |o: Outcome| self.files.iter().filter(|f| f.status == o).count();
+        // `check` loads nothing and has no run: its footer counts what it can say
+        // (a file `checked` is missing from the run's list of outcomes).
+        if self.run_id == CHECK_RUN_ID {
+            let _ = writeln!(
+                out,
+                "files: {} checked, {} failed",
+                count(Outcome::Checked),
+                count(Outcome::Failed)
+            );
+            let _ = writeln!(out, "check finished in {:.2}s", self.elapsed_s);
+            return out;
+        }
         let _ = writeln!(
             out,
             "files: {} loaded, {} duplicate_file, {} claimed_elsewhere, {} too_recent, {} failed",
@@ -341,6 +353,10 @@ impl Claimant {
         )
     }
 }
+
+/// The `run_id` of `check`'s report (`check --json` prints it): it loads nothing and
+/// records no run.
+pub const CHECK_RUN_ID: &str = "check";
 
 /// `text` for a terminal or a line-oriented log: control characters (a newline, a
 /// carriage return, an escape sequence, Unicode's line separators) written as Rust-style
@@ -463,5 +479,10 @@ mod tests {
         assert_eq!(at(lines[1], "checked"), 50, "{table}");
         assert_eq!(at(lines[2], "checked"), 50, "{table}");
         assert!(table.contains('…'), "{table}");
+        // check's footer counts checked files, not the outcomes of a run it is not.
+        assert!(
+            table.contains("files: 2 checked, 0 failed\ncheck finished in"),
+            "{table}"
+        );
     }
 }
