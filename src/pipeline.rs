@@ -1075,14 +1075,15 @@ impl Journey {
                 run_id: run_id.to_owned(),
             },
         )?;
-        let (file_id, resumed) = match claim {
-            Claim::New { file_id } => (file_id, false),
+        let (file_id, earlier) = match claim {
+            Claim::New { file_id } => (file_id, None),
             Claim::Resume { file_id, lake_key } => {
                 info!(file = %self.name, file_id, "Resuming a file left unfinished by an earlier run.");
                 // The earlier attempt may have been cut mid-upload, under a key of its own
-                // (another data key or month): its partial upload goes.
+                // (another data key or month): its partial upload goes. Its complete
+                // object, if any, goes once the new key is recorded (`record_landing`).
                 ctx.lake.remove_partial_uploads(&lake_key);
-                (file_id, true)
+                (file_id, Some(lake_key))
             }
             Claim::Duplicate { file_id, .. } => {
                 seen_before(ctx, &mut self.report, file_id)?;
@@ -1102,7 +1103,10 @@ impl Journey {
         self.report.file_id = Some(file_id);
         known.claimed = Some(file_id);
         tracing::debug!(file = %self.name, session = ?ctx.warehouse.session_id(), elapsed_s = self.clock.elapsed().as_secs_f64(), "Claimed.");
-        let (key, encrypt) = self.record_landing(ctx, file_id, key, print, resumed)?;
+        let (key, encrypt) = self.record_landing(ctx, file_id, key, print, earlier.is_some())?;
+        if let Some(earlier) = earlier {
+            remove_earlier_attempt(ctx, file_id, &earlier, &key);
+        }
         self.report.lake_key = Some(key.clone());
         known.lake_key = Some(key.clone());
         Ok(Claimed {
@@ -1411,6 +1415,48 @@ const GONE_CLAIMANT_WAIT: Duration = Duration::from_secs(5);
 
 /// Pause between two looks at the claim of a claimant that is gone.
 const GONE_CLAIMANT_POLL: Duration = Duration::from_millis(250);
+
+/// Removes the complete object an earlier attempt of a resumed claim left, once the
+/// new attempt's key is committed to the catalog (`Journey::record_landing`), so a
+/// resumed encrypted file does not leave a file's worth of disk in the lake for good
+/// (`verify` listed it as "an earlier landing attempt of file N").
+///
+/// Nothing else can name that object: its key holds the content digest, and the same
+/// content is this one file row (`files.sha256` is unique), whose claim is ours and
+/// now names the new key; an encrypted attempt's key also carries the tag of a data key
+/// drawn at random for that attempt, so no other catalog sharing the lake names it
+/// either. A clear-text key has no such tag: another warehouse sharing the lake that
+/// loaded the same bytes in the same month names the very same key, so an earlier
+/// clear-text attempt (one in another month) is left, and `verify` keeps listing it.
+/// Best effort: a store that refuses is logged and the object left for `verify` to
+/// report. A late upload of the earlier attempt, were one still in flight, could at
+/// worst put the object back: an orphan, as before, never the catalog's object.
+fn remove_earlier_attempt(ctx: &Context, file_id: i64, earlier: &str, recorded: &str) {
+    if earlier == recorded || !is_encrypted_attempt(earlier) {
+        return;
+    }
+    match ctx.lake.remove(earlier) {
+        Ok(()) => {
+            info!(
+                file_id,
+                key = earlier,
+                "Removed the raw object of this file's earlier landing attempt."
+            );
+        }
+        Err(e) => {
+            warn!(file_id, key = earlier, error = %e, "Could not remove the raw object of this file's earlier landing attempt; `verify` lists it as an orphan.");
+        }
+    }
+}
+
+/// Whether `key` is an encrypted attempt's object, named
+/// `<sha256>.<ext>.<data-key tag>.enc` ([`crate::crypt::DataKey::tag`]: 8 hex digits).
+fn is_encrypted_attempt(key: &str) -> bool {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    name.strip_suffix(".enc")
+        .and_then(|rest| rest.rsplit_once('.'))
+        .is_some_and(|(_, tag)| tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_hexdigit()))
+}
 
 /// Claims `file`, waiting where the claim is held by a process that will not load it:
 ///
@@ -2041,6 +2087,31 @@ mod tests {
             ["0", "0", "0", "0"]
         );
         assert_eq!(r.rows_read, 0);
+    }
+
+    #[test]
+    fn only_an_encrypted_attempts_key_is_taken_for_one() {
+        let sha = "ab".repeat(32);
+        assert!(is_encrypted_attempt(&format!(
+            "raw/kaggle-bank/2026/12/{sha}.csv.gz.0a1b2c3d.enc"
+        )));
+        // Clear text (another warehouse sharing the lake may name the same key).
+        assert!(!is_encrypted_attempt(&format!(
+            "raw/kaggle-bank/2026/12/{sha}.csv"
+        )));
+        assert!(!is_encrypted_attempt(&format!(
+            "raw/kaggle-bank/2026/12/{sha}.csv.gz"
+        )));
+        // Not a tag bankpipe writes.
+        assert!(!is_encrypted_attempt(&format!(
+            "raw/p/2026/12/{sha}.csv.enc"
+        )));
+        assert!(!is_encrypted_attempt(&format!(
+            "raw/p/2026/12/{sha}.csv.0a1b2c3.enc"
+        )));
+        assert!(!is_encrypted_attempt(&format!(
+            "raw/p/2026/12/{sha}.csv.0a1b2c3z.enc"
+        )));
     }
 
     fn context(dir: &Path, rt: &tokio::runtime::Runtime) -> Context {

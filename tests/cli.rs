@@ -1047,6 +1047,119 @@ fn kill_9_at_any_moment_then_rerun_loads_exactly_once() {
     }
 }
 
+/// A run killed after its encrypted raw copy was complete but before its load committed
+/// leaves a complete object under that attempt's data key; the rerun lands the file
+/// under a new data key, hence a new object name. The earlier object must go with the
+/// resumed claim, not stay in the lake for good as an orphan `verify` lists. The
+/// killed attempt is made with the library (claim, landing recorded under a data key of
+/// the same master key, object written, claim left `landing`), exactly what the
+/// binary leaves at that moment, without a timing-dependent kill.
+#[test]
+fn a_resumed_encrypted_claim_removes_the_earlier_attempts_object() {
+    let mut w = Workdir::new();
+    let master_b64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    w.key = Some(master_b64.into());
+    let bytes = format!(
+        "{HEADER}\nT1,C1,10/1/94,F,PUNE,1.0,2/8/16,143207,25.0\nT2,C2,10/1/94,M,DELHI,2.0,2/8/16,143208,30.5\n"
+    );
+    let source = w.put("jan.csv", &bytes);
+
+    // The killed attempt.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let master = std::sync::Arc::new(
+        bankpipe::crypt::MasterKey::from_base64(master_b64, "BANKPIPE_MASTER_KEY").unwrap(),
+    );
+    let (sha256, len) =
+        bankpipe::lake::fingerprint(std::io::Cursor::new(bytes.as_bytes())).unwrap();
+    let earlier = {
+        let url = format!("sqlite://{}", w.db().display());
+        let mut catalog = bankpipe::warehouse::Warehouse::open(&url).unwrap();
+        catalog
+            .start_run("killed-run", &bankpipe::clock::now_rfc3339())
+            .unwrap();
+        let plain = bankpipe::lake::Lake::raw_key(
+            "kaggle-bank",
+            bankpipe::clock::year_month(),
+            &sha256,
+            "csv",
+        );
+        let file_id = match catalog
+            .claim(&bankpipe::warehouse::NewFile {
+                sha256: sha256.clone(),
+                original_name: "jan.csv".into(),
+                bytes: len,
+                profile: Some("kaggle-bank".into()),
+                format: "csv".into(),
+                compression: "none".into(),
+                lake_key: plain.clone(),
+                received_at: bankpipe::clock::now_rfc3339(),
+                run_id: "killed-run".into(),
+            })
+            .unwrap()
+        {
+            bankpipe::warehouse::Claim::New { file_id } => file_id,
+            other => panic!("expected a new claim, got {other:?}"),
+        };
+        let (data_key, sealed) = master.new_data_key(&sha256).unwrap();
+        let key = format!("{plain}.{}.enc", data_key.tag());
+        catalog
+            .record_landing(file_id, &key, Some(&sealed))
+            .unwrap();
+        let lake = bankpipe::lake::Lake::open(
+            &w.path().join("lake").display().to_string(),
+            runtime.handle().clone(),
+        )
+        .unwrap()
+        .with_master_key(Some(master.clone()));
+        lake.land(
+            &key,
+            "jan.csv",
+            std::fs::File::open(&source).unwrap(),
+            &sha256,
+            Some(bankpipe::lake::Encrypt { key: data_key, len }),
+        )
+        .unwrap();
+        key
+    };
+    let earlier_path = w.path().join("lake").join(&earlier);
+    assert!(
+        earlier_path.is_file(),
+        "the killed attempt's object is in the lake"
+    );
+    assert_eq!(
+        w.query_i64("SELECT COUNT(*) FROM files WHERE status = 'landing'"),
+        1
+    );
+
+    // The rerun resumes the claim, lands under a new data key and loads the file once.
+    let (r, code) = w.run_json(&[]);
+    assert_eq!(code, 0, "{r}");
+    let f = file(&r, "jan.csv");
+    assert_eq!(f["status"], "loaded", "{r}");
+    assert_eq!(n(&f["rows_loaded"]), 2);
+    assert_eq!(w.query_i64("SELECT COUNT(*) FROM transactions"), 2);
+    assert_eq!(w.query_i64("SELECT COUNT(*) FROM files"), 1);
+    let now_key = f["lake_key"].as_str().unwrap().to_owned();
+    assert_ne!(
+        now_key, earlier,
+        "a resumed encrypted claim lands under a new data key"
+    );
+    assert!(w.path().join("lake").join(&now_key).is_file());
+
+    // The earlier attempt's object is gone: the lake holds the catalog's object only.
+    assert!(
+        !earlier_path.exists(),
+        "the earlier attempt's object {earlier} was left in the lake"
+    );
+    let out = w.run(&["verify", "--json"]);
+    let verify: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(verify["orphans"], serde_json::json!([]), "{verify}");
+    assert_eq!(verify["unfinished"], serde_json::json!([]), "{verify}");
+    assert_eq!(verify["not_intact"], 0, "{verify}");
+    assert!(out.status.success(), "{verify}");
+}
+
 #[test]
 fn two_runs_at_once_share_the_warehouse_safely() {
     let w = Workdir::new();
