@@ -23,8 +23,11 @@ use bankpipe::source::split::{Flaw, MAX_ROW_BYTES, Splitter};
 use bankpipe::source::{Format, csv, json};
 use bankpipe::validate::{Rule, Severity, Verdict, validate};
 
+/// A target's body: arbitrary bytes in, a panic when a property fails.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name of its cargo-fuzz binary and corpus folder.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("splitter", splitter),
     ("cells", cells),
     ("row_contract", row_contract),
@@ -1060,7 +1063,7 @@ fn check_opened(key: &DataKey, stored: &[u8], plain: &[u8], outcome: &io::Result
             let declared = u64::from_be_bytes(stored[12..20].try_into().expect("a header"));
             let whole = plain.len() as u64 == declared;
             assert!(
-                whole || plain.len() % crypt::CHUNK == 0,
+                whole || plain.len().is_multiple_of(crypt::CHUNK),
                 "part of a chunk returned"
             );
             let mut sealer = Sealer::new(key, declared);
