@@ -308,6 +308,24 @@ impl Config {
             None if Path::new("bankpipe.toml").exists() => load_file(Path::new("bankpipe.toml"))?,
             None => FileConfig::default(),
         };
+        Config::from_file(flags, file)
+    }
+
+    /// Resolves the text of a config file found at `path` as [`Config::resolve`] does
+    /// with the file it reads (parse, relative paths, checks), with no flags. The
+    /// environment is read as ever. For the config fuzz target (`fuzz/`), which must
+    /// reach the parser and every check without a file on disk.
+    ///
+    /// # Errors
+    /// See [`ConfigError`].
+    #[doc(hidden)]
+    pub fn from_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let file = parse_file(text, path)?.rebase(path.parent().unwrap_or(Path::new("")));
+        Config::from_file(&Overrides::default(), file)
+    }
+
+    /// Resolves flags, environment and a parsed config file.
+    fn from_file(flags: &Overrides, file: FileConfig) -> Result<Config, ConfigError> {
         let data_dir = flags
             .data_dir
             .clone()
@@ -593,7 +611,12 @@ fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
         path: path.to_owned(),
         source,
     })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+    parse_file(&text, path)
+}
+
+/// Parses the text of the config file at `path` (named in the error).
+fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
         path: path.to_owned(),
         message: e.message().to_owned(),
     })

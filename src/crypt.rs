@@ -40,6 +40,8 @@ const TAG_LEN: usize = 16;
 const INDEX_LEN: usize = 8;
 /// The algorithm name recorded in reports and docs.
 pub const ALGORITHM: &str = "aes-256-gcm-chunked-v1";
+/// Most bytes a master key file may hold (its base64 text is 44 characters).
+const MAX_KEY_FILE_BYTES: usize = 1024;
 
 /// A key problem: missing, malformed, wrong or unable to unwrap.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -181,10 +183,23 @@ impl MasterKey {
     /// [`KeyError::Unreadable`], [`KeyError::Malformed`].
     pub fn from_file(path: &std::path::Path, setting: &str) -> Result<MasterKey, KeyError> {
         let name = format!("the file named by {setting}");
-        let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| KeyError::Unreadable {
+        let unreadable = |e: std::io::Error| KeyError::Unreadable {
             setting: setting.to_owned(),
             reason: std::io::Error::from(e.kind()).to_string(),
-        })?);
+        };
+        // At most a little more than any key file holds: a path naming a large file or
+        // a device (`/dev/zero`) is refused, not read into memory without end. The
+        // buffer never grows, so no copy of the key is left behind unzeroed.
+        let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_BYTES + 1));
+        std::fs::File::open(path)
+            .and_then(|f| {
+                f.take(MAX_KEY_FILE_BYTES as u64 + 1)
+                    .read_to_end(&mut bytes)
+            })
+            .map_err(unreadable)?;
+        if bytes.len() > MAX_KEY_FILE_BYTES {
+            return Err(KeyError::Malformed { source_name: name });
+        }
         // 32 bytes that are not all printable are the raw key (a base64 text of 32
         // bytes is 44 characters long; a 32-character text is a mistake, not a key).
         if bytes.len() == 32 && !bytes.iter().all(|b| b.is_ascii_graphic()) {
@@ -653,6 +668,19 @@ mod tests {
         let short = dir.path().join("short.key");
         std::fs::write(&short, "0123456789abcdef0123456789abcdef").unwrap();
         assert!(MasterKey::from_file(&short, "X").is_err());
+        // A file far larger than a key, or a device, is refused after 1 KiB.
+        let big = dir.path().join("big.key");
+        std::fs::write(&big, format!("{text}\n").repeat(100)).unwrap();
+        for path in [big.as_path(), std::path::Path::new("/dev/zero")] {
+            assert!(
+                matches!(
+                    MasterKey::from_file(path, "X"),
+                    Err(KeyError::Malformed { .. })
+                ),
+                "{}",
+                path.display()
+            );
+        }
         // A key pasted where a file name belongs is never echoed.
         let e = MasterKey::from_file(std::path::Path::new(&text), "BANKPIPE_MASTER_KEY_FILE")
             .unwrap_err()

@@ -376,11 +376,16 @@ fn parse_iso_datetime(b: &[u8]) -> Option<DateTime> {
         }
         _ => return None,
     };
-    Some(if offset_seconds == 0 {
-        at
-    } else {
-        at.shift_seconds(offset_seconds)
-    })
+    if offset_seconds == 0 {
+        return Some(at);
+    }
+    // An offset can move a timestamp out of the years 1 to 9999 that `Date` holds
+    // (`9999-12-31T23:30:00-01:00` is in the year 10000 in UTC; its text would sort
+    // before `2016-…` in SQLite): no date then, like any other impossible one (the
+    // cells fuzz target's check that every parsed date is one `Date::new` makes).
+    let utc = at.shift_seconds(offset_seconds);
+    Date::new(utc.date.year, utc.date.month, utc.date.day)?;
+    Some(utc)
 }
 
 /// A profile as written in configuration (`[[profile]]` in `bankpipe.toml`).
@@ -1315,9 +1320,21 @@ mod tests {
             "2016-08-02",
             "2016-08-02T25:00:00",
             "x",
+            // In UTC these are in the years 10000 and 0, which no `Date` holds.
+            "9999-12-31T23:30:00-01:00",
+            "0001-01-01T00:30:00+01:00",
         ] {
             assert_eq!(f.parse(bad), None, "{bad}");
         }
+        // The last and first instants that stay within the years 1 to 9999.
+        assert_eq!(
+            f.parse("9999-12-31T22:59:59-01:00").unwrap().to_string(),
+            "9999-12-31 23:59:59"
+        );
+        assert_eq!(
+            f.parse("0001-01-01T01:00:00+01:00").unwrap().to_string(),
+            "0001-01-01 00:00:00"
+        );
     }
 
     #[test]

@@ -662,37 +662,54 @@ pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
                     continue;
                 }
                 Ok(pairs) => {
-                    let mut cells: [Option<&str>; FIELD_COUNT] = [None; FIELD_COUNT];
-                    // Every field the profile maps is read from every record (not only
-                    // the keys of the first one). An absent key is a field this record
-                    // does not carry, like a column a CSV header lacks: NULL, no warning;
-                    // a key holding null or an empty string is a missing value.
-                    let mut present = [false; FIELD_COUNT];
-                    let mut nested = None;
-                    let mut nul = None;
-                    for (key, value) in &pairs {
+                    // `json::parse` gives the keys in hash order, which changes from one
+                    // process to the next: everything here is decided in field order
+                    // instead, so a record always gets the same verdict and detail.
+                    // Which key feeds each field; more than one is a guess (keys that
+                    // differ only in case or surrounding spaces, `amount` and `Amount`:
+                    // the loaded value once depended on hash order, found by fuzzing),
+                    // refused like a CSV header naming a read column twice.
+                    let mut source: [Option<&(String, json::JsonCell)>; FIELD_COUNT] =
+                        [None; FIELD_COUNT];
+                    let mut twice = None;
+                    for pair in &pairs {
                         for field in Field::ALL {
                             let Some(name) = &layout.profile.columns[field.slot()] else {
                                 continue;
                             };
-                            if !key.trim().eq_ignore_ascii_case(name) {
+                            if !pair.0.trim().eq_ignore_ascii_case(name) {
                                 continue;
                             }
-                            present[field.slot()] = true;
-                            match value {
-                                json::JsonCell::Text(v) if v.contains('\0') => nul = Some(key),
-                                json::JsonCell::Text(v) => {
-                                    let v = trimmed(field.slot(), v);
-                                    if !layout.profile.is_null(v) {
-                                        cells[field.slot()] = Some(v);
-                                    }
-                                }
-                                json::JsonCell::Null => {}
-                                // Only a key the profile uses must hold a scalar.
-                                json::JsonCell::Nested => nested = Some(key),
+                            if source[field.slot()].is_some() {
+                                twice = Some(twice.map_or(field, |t: Field| t.min(field)));
                             }
+                            source[field.slot()] = Some(pair);
                         }
                     }
+                    if let Some(field) = twice {
+                        let name = layout.profile.columns[field.slot()].as_deref();
+                        let mut keys: Vec<&str> = pairs
+                            .iter()
+                            .map(|(k, _)| k.as_str())
+                            .filter(|k| name.is_some_and(|n| k.trim().eq_ignore_ascii_case(n)))
+                            .collect();
+                        keys.sort_unstable();
+                        batch.rejects.push(malformed(
+                            Rule::MalformedRow,
+                            format!(
+                                "keys {keys:?} all name field {} of profile {}: which one \
+                                 holds it would be a guess",
+                                field.name(),
+                                layout.profile.name
+                            ),
+                        ));
+                        continue;
+                    }
+                    // Only a key the profile uses must hold a scalar.
+                    let nested = Field::ALL.into_iter().find_map(|f| match source[f.slot()] {
+                        Some((key, json::JsonCell::Nested)) => Some(key),
+                        _ => None,
+                    });
                     if let Some(key) = nested {
                         batch.rejects.push(malformed(
                             Rule::MalformedRow,
@@ -700,12 +717,34 @@ pub fn validate_chunk(chunk: Chunk, layout: &Layout) -> Batch {
                         ));
                         continue;
                     }
+                    let nul = Field::ALL.into_iter().find_map(|f| match source[f.slot()] {
+                        Some((key, json::JsonCell::Text(v))) if v.contains('\0') => Some(key),
+                        _ => None,
+                    });
                     if let Some(key) = nul {
                         batch.rejects.push(malformed(
                             Rule::InvalidEncoding,
                             format!("value of {key:?} holds a NUL character (\\u0000)"),
                         ));
                         continue;
+                    }
+                    // Every field the profile maps is read from every record (not only
+                    // the keys of the first one). An absent key is a field this record
+                    // does not carry, like a column a CSV header lacks: NULL, no warning;
+                    // a key holding null or an empty string is a missing value.
+                    let mut cells: [Option<&str>; FIELD_COUNT] = [None; FIELD_COUNT];
+                    let mut present = [false; FIELD_COUNT];
+                    for field in Field::ALL {
+                        let Some((_, value)) = source[field.slot()] else {
+                            continue;
+                        };
+                        present[field.slot()] = true;
+                        if let json::JsonCell::Text(v) = value {
+                            let v = trimmed(field.slot(), v);
+                            if !layout.profile.is_null(v) {
+                                cells[field.slot()] = Some(v);
+                            }
+                        }
                     }
                     validate(&layout.profile, &present, &cells)
                 }
@@ -1120,6 +1159,51 @@ mod tests {
             "a whitespace-only id is missing"
         );
         assert_eq!(b.rejects[0].line, 6);
+    }
+
+    /// Keys that differ only in case or spaces both name one field: which value was
+    /// loaded once depended on hash order (different from one process to the next).
+    /// Such a record is refused, naming the keys; the verdict and the detail of every
+    /// record depend on field order only.
+    #[test]
+    fn json_keys_naming_one_field_twice_refuse_the_record_whatever_the_hash_order() {
+        let text = br#"{"transaction_id":"X1","customer_id":"C1","transaction_at":"2016-08-02T10:00:00","amount":"1.00","currency":"INR"}
+{"transaction_id":"X2","customer_id":"C1","transaction_at":"2016-08-02T10:00:00","amount":"1.00"," Amount":"900.00","currency":"INR"}
+{"transaction_id":"X3","customer_id":"C1","transaction_at":"2016-08-02T10:00:00","amount":"1.00","AMOUNT":"1.00","currency":"INR"}
+{"transaction_id":"X4","customer_id":[1],"transaction_at":"2016-08-02T10:00:00","amount":{},"currency":"INR"}
+"#;
+        for _ in 0..20 {
+            let batches = scan_all(text, Format::Ndjson).unwrap();
+            let b = &batches[0];
+            assert_eq!(b.rows.len(), 1);
+            let rejects: Vec<(u64, Rule, &str)> = b
+                .rejects
+                .iter()
+                .map(|r| (r.line, r.rejection.rule, r.rejection.detail.as_str()))
+                .collect();
+            assert_eq!(
+                rejects,
+                [
+                    (
+                        2,
+                        Rule::MalformedRow,
+                        "keys [\" Amount\", \"amount\"] all name field amount of profile \
+                         canonical: which one holds it would be a guess"
+                    ),
+                    (
+                        3,
+                        Rule::MalformedRow,
+                        "keys [\"AMOUNT\", \"amount\"] all name field amount of profile \
+                         canonical: which one holds it would be a guess"
+                    ),
+                    (
+                        4,
+                        Rule::MalformedRow,
+                        "value of \"customer_id\" is not a scalar"
+                    ),
+                ]
+            );
+        }
     }
 
     #[test]

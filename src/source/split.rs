@@ -153,6 +153,16 @@ impl<R: Read> Splitter<R> {
         self.target = target.max(1);
     }
 
+    /// Sets how many bytes are asked of the reader at a time (default 256 KiB). Unit
+    /// tests and the splitter fuzz target (`fuzz/`) read a few bytes at a time, so that
+    /// records cross the buffer's end at every position: the records must not change.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_read_size(mut self, bytes: usize) -> Splitter<R> {
+        self.read_size = bytes.max(1);
+        self
+    }
+
     /// Sets the CSV field separator (default `,`): a quote opens a field only at the
     /// start of a record or right after a separator.
     #[must_use]
@@ -519,6 +529,17 @@ impl<R: Read> Splitter<R> {
                 match b {
                     b'"' => in_string = true,
                     b'{' | b'[' => depth += 1,
+                    // A closing bracket where an element should start (`[1,}]`,
+                    // `[{"a":1}}]`) is an element of its own, malformed: ending the
+                    // element before it would leave the splitter there for ever,
+                    // cutting empty records (a hang, found by fuzzing).
+                    b'}' | b']' if depth == 0 && i == start => {
+                        break (
+                            i + 1,
+                            i + 1,
+                            Some(Flaw::Malformed("a closing bracket that closes nothing")),
+                        );
+                    }
                     b'}' | b']' if depth == 0 => break (i, i, None),
                     b'}' | b']' => {
                         depth -= 1;
@@ -799,6 +820,28 @@ mod tests {
         assert_eq!(recs[1].0, 2);
         assert!(matches!(recs[1].2, Some(Flaw::Malformed(_))));
         assert!(records(Format::JsonArray, b"[]").is_empty());
+    }
+
+    /// A `}` where an element should start once made the splitter cut empty records
+    /// at the same place for ever (a file that never finished loading); now it is one
+    /// malformed record and the elements after it are read.
+    #[test]
+    fn a_closing_bracket_where_an_element_should_start_is_one_malformed_record() {
+        let closes_nothing = Some(Flaw::Malformed("a closing bracket that closes nothing"));
+        assert_eq!(
+            records(Format::JsonArray, b"[}"),
+            [(1, "}".into(), closes_nothing)]
+        );
+        assert_eq!(
+            records(Format::JsonArray, b"[{\"a\":1}},\n5}{\"a\":2}]"),
+            [
+                ok(1, "{\"a\":1}"),
+                (1, "}".into(), closes_nothing),
+                ok(2, "5"),
+                (2, "}".into(), closes_nothing),
+                ok(2, "{\"a\":2}"),
+            ]
+        );
     }
 
     #[test]

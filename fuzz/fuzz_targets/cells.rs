@@ -1,0 +1,8 @@
+//! `cargo +nightly fuzz run cells`: the body is `harness::cells` (what it checks is said there).
+#![no_main]
+
+#[allow(dead_code)]
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::cells(data));
