@@ -423,15 +423,7 @@ fn run(config: &Config, args: &RunArgs) -> Result<ExitCode, Failure> {
         && !printed
         && !failure.is_closed_pipe()
     {
-        let unstarted = serde_json::json!({
-            "run_id": null,
-            "status": "failed",
-            "started_at": null,
-            "finished_at": crate::clock::now_rfc3339(),
-            "elapsed_s": 0.0,
-            "files": [],
-            "error": failure.message,
-        });
+        let unstarted = crate::cli::failure_json(Some("run"), &failure.message);
         writeln!(stdout(), "{unstarted}")?;
     }
     result

@@ -1,5 +1,5 @@
 //! Lowercase hexadecimal text of bytes: content digests (SHA-256 of files) and key ids.
-//! Shared by `lake`, `crypt` and `source`, owned by none of them.
+//! Shared by `lake`, `crypt`, `source` and `export`, owned by none of them.
 
 /// Lowercase hex of `bytes`, two digits a byte.
 pub fn encode(bytes: &[u8]) -> String {

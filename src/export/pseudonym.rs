@@ -235,14 +235,11 @@ impl PseudonymKey {
         let mut h = Sha256::new();
         h.update(b"bankpipe-pseudonym-key-id:");
         h.update(&self.bytes[..]);
-        hex16(&h.finalize()[..8])
+        crate::hex::encode(&h.finalize()[..8])
     }
 
     fn derive(&self, prefix: &[u8], id: &str) -> String {
-        let mut ctx = hmac::Context::with_key(&self.hmac);
-        ctx.update(prefix);
-        ctx.update(id.as_bytes());
-        hex16(&ctx.sign().as_ref()[..16])
+        format!("{:032x}", self.derive_u128(prefix, id))
     }
 
     fn derive_u128(&self, prefix: &[u8], id: &str) -> u128 {
@@ -396,18 +393,6 @@ fn sync_folder(dir: &Path) -> std::io::Result<()> {
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())
-}
-
-/// Lowercase hex of up to 16 bytes (the pseudonyms are computed per row of an export:
-/// no formatting machinery).
-fn hex16(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0x0f)] as char);
-    }
-    s
 }
 
 /// The id one input line of `bankpipe pseudonymise` holds: the line without its line
